@@ -1,0 +1,131 @@
+package autoscaler
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/mitosis-autoscaler/mitosis/metrics"
+	"github.com/mitosis-autoscaler/mitosis/node"
+	"github.com/mitosis-autoscaler/mitosis/plan"
+	"github.com/mitosis-autoscaler/mitosis/policy"
+)
+
+// The controller's ports: small interfaces, declared here where they are
+// used, each with its contract. The daemon wires real implementations in
+// cmd/mitosis; the simulator wires simulated ones; the controller never
+// knows which.
+
+// Clock tells the time. Everything in this package reads time through it.
+type Clock interface {
+	Now() time.Time
+}
+
+// ErrStepConflict is returned by Registry.Transition when the operation is
+// no longer at the step the caller expected: someone else advanced it.
+var ErrStepConflict = errors.New("operation is not at the expected step")
+
+// ErrNotFound is returned for an operation or cluster the registry lacks.
+var ErrNotFound = errors.New("not found")
+
+// Registry is the durable record of clusters, nodes, operations and
+// decisions. Every method is safe for concurrent use, and every write is
+// atomic: it happens whole or not at all. A write that returns an error
+// may still have happened (as with a replicated log); callers re-read.
+type Registry interface {
+	// State returns a consistent copy of one cluster.
+	State(ctx context.Context, cluster string) (plan.ClusterState, error)
+	// Unfinished returns every unfinished operation of every cluster,
+	// oldest first.
+	Unfinished(ctx context.Context) ([]plan.Operation, error)
+	// Operation returns one operation, finished or not.
+	Operation(ctx context.Context, id string) (plan.Operation, error)
+	// Decide records a decision, the scaling state for the next tick and
+	// the operations it starts, all at once.
+	Decide(ctx context.Context, rec plan.DecisionRecord, scaling plan.ScalingState, ops []plan.Operation) error
+	// Transition moves an operation from t.From to t.To with the node
+	// changes in t, or returns ErrStepConflict if it is not at t.From.
+	Transition(ctx context.Context, id string, t plan.Transition) (plan.Operation, error)
+	// PutNode registers or updates a node outside any operation (the
+	// nodes a cluster starts with).
+	PutNode(ctx context.Context, n plan.Node) error
+	// Decisions returns up to limit of the cluster's latest decisions,
+	// newest first.
+	Decisions(ctx context.Context, cluster string, limit int) ([]plan.DecisionRecord, error)
+}
+
+// MetricsSource takes the metric snapshot of a cluster. A source that
+// cannot be trusted says so in Snapshot.Unavailable rather than failing.
+type MetricsSource interface {
+	Snapshot(ctx context.Context, cluster string, nodes []plan.Node) metrics.Snapshot
+}
+
+// PolicyEngine evaluates a compiled policy. Decide returns a decision that
+// satisfies the policy contract or an error, never an invalid decision.
+type PolicyEngine interface {
+	Decide(ctx context.Context, in *policy.Input, now time.Time) (plan.Decision, error)
+	// Version identifies the compiled policy (a digest of its sources).
+	Version() string
+}
+
+// VM is a virtual machine as a hypervisor reports it.
+type VM struct {
+	Name    string
+	Host    string
+	Address string
+}
+
+// CloneRequest asks for a live clone of a running VM.
+type CloneRequest struct {
+	// Operation is the operation id; the clone's Name is derived from it.
+	Operation string
+	Name      string
+	Template  string // the template's VM
+	Host      string
+	Fence     uint64
+}
+
+// ErrVMNotFound is returned (wrapped) for a VM that does not exist.
+var ErrVMNotFound = errors.New("vm not found")
+
+// Cloner live-clones a running VM. Clone is idempotent per operation: a
+// retry with the same request finds and returns the clone already made
+// (by its name) instead of making a second one. The template keeps
+// running.
+type Cloner interface {
+	Clone(ctx context.Context, req CloneRequest) (VM, error)
+}
+
+// Destroyer powers off and deletes a VM. Destroying a VM that does not
+// exist is success.
+type Destroyer interface {
+	Destroy(ctx context.Context, vm string) error
+}
+
+// Hypervisor is the set of roles the sagas use.
+type Hypervisor interface {
+	Cloner
+	Destroyer
+}
+
+// Dispatcher is the load balancer in front of the nodes. Every method is
+// idempotent.
+type Dispatcher interface {
+	// Drain stops sending the node new work; current work goes on.
+	Drain(ctx context.Context, node string) error
+	// Attach adds the node at address if absent and sends it work.
+	Attach(ctx context.Context, node, address string) error
+	// Remove takes the node out; removing an absent node is success.
+	Remove(ctx context.Context, node string) error
+}
+
+// NodeAPI talks to one node's API at its address. Every call carries the
+// operation id and is idempotent per operation. A node that is not (yet)
+// reachable returns an error; the sagas retry until their deadline.
+type NodeAPI interface {
+	Status(ctx context.Context, addr string) (node.Status, error)
+	Prepare(ctx context.Context, addr string, req node.PrepareRequest) (node.PrepareReply, error)
+	Resume(ctx context.Context, addr, operation string) error
+	Finalize(ctx context.Context, addr string, req node.FinalizeRequest) error
+	Detach(ctx context.Context, addr, operation string) error
+}

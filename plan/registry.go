@@ -1,0 +1,82 @@
+package plan
+
+import (
+	"slices"
+	"time"
+)
+
+// The types below are what a registry stores. They live here, on the
+// ground floor, so that the in-memory and the replicated registries can
+// implement the interface the controller declares without importing it.
+
+// ClusterState is one cluster as its registry holds it.
+type ClusterState struct {
+	Nodes []Node `json:"nodes"`
+	// Operations are the cluster's unfinished operations, oldest first.
+	Operations []Operation      `json:"operations"`
+	Scaling    ScalingState     `json:"scaling"`
+	Estimates  Estimates        `json:"estimates"`
+	Recent     []DecisionRecord `json:"recent,omitempty"`
+}
+
+// Estimates are durations learned from finished operations; zero until
+// one has finished.
+type Estimates struct {
+	CloneSeconds float64 `json:"clone_seconds"`
+	DrainSeconds float64 `json:"drain_seconds"`
+}
+
+// DecisionRecord is one tick's decision as recorded, with what was done
+// about it and why.
+type DecisionRecord struct {
+	Seq           uint64        `json:"seq"`
+	Cluster       string        `json:"cluster"`
+	At            time.Time     `json:"at"`
+	DryRun        bool          `json:"dry_run"`
+	PolicyVersion string        `json:"policy_version"`
+	InputDigest   string        `json:"input_digest"`
+	Metrics       MetricsHealth `json:"metrics"`
+	Decision      Decision      `json:"decision"`
+	Size          int           `json:"size"`
+	// Operations are the ids of the operations started (none in dry-run).
+	Operations []string   `json:"operations,omitempty"`
+	Proposals  []Proposal `json:"proposals,omitempty"`
+	Reasons    []Reason   `json:"reasons,omitempty"`
+	// Error is set when the tick failed before a decision (bad policy
+	// output, registry error); no action was taken.
+	Error string `json:"error,omitempty"`
+}
+
+// Transition is one atomic change to an operation. It is committed before
+// the side effect of its new step, and only if the operation is still at
+// From (compare-and-set), so a deposed leader cannot advance it.
+type Transition struct {
+	From   Step      `json:"from"`
+	To     Step      `json:"to"`
+	Status OpStatus  `json:"status"`
+	At     time.Time `json:"at"`
+	Note   string    `json:"note,omitempty"`
+	Error  string    `json:"error,omitempty"`
+	// CloneVM and Node are recorded on the operation when not empty.
+	CloneVM string `json:"clone_vm,omitempty"`
+	Node    string `json:"node,omitempty"`
+	// Node changes committed with the step.
+	PutNodes    []Node   `json:"put_nodes,omitempty"`
+	RemoveNodes []string `json:"remove_nodes,omitempty"`
+}
+
+// Apply returns op after t, without checking From.
+func (t Transition) Apply(op Operation) Operation {
+	op.Step, op.Status, op.StepAt = t.To, t.Status, t.At
+	if t.CloneVM != "" {
+		op.CloneVM = t.CloneVM
+	}
+	if t.Node != "" {
+		op.Node = t.Node
+	}
+	if t.Error != "" {
+		op.Error = t.Error
+	}
+	op.Journal = append(slices.Clip(op.Journal), JournalItem{Step: t.To, At: t.At, Note: t.Note})
+	return op
+}

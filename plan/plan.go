@@ -384,3 +384,9 @@ func dedupe(ids []string) []string {
 	}
 	return out
 }
+
+// Size is the projected size of a cluster: its scalable nodes, plus the
+// expansions and minus the contractions in flight.
+func Size(l Limits, nodes []Node, ops []Operation) int {
+	return newView(Input{Limits: l, Nodes: nodes, Operations: ops}).size
+}

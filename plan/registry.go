@@ -57,9 +57,11 @@ type Transition struct {
 	At     time.Time `json:"at"`
 	Note   string    `json:"note,omitempty"`
 	Error  string    `json:"error,omitempty"`
-	// CloneVM and Node are recorded on the operation when not empty.
-	CloneVM string `json:"clone_vm,omitempty"`
-	Node    string `json:"node,omitempty"`
+	// CloneVM, CloneAddress and Node are recorded on the operation when
+	// not empty.
+	CloneVM      string `json:"clone_vm,omitempty"`
+	CloneAddress string `json:"clone_address,omitempty"`
+	Node         string `json:"node,omitempty"`
 	// Node changes committed with the step.
 	PutNodes    []Node   `json:"put_nodes,omitempty"`
 	RemoveNodes []string `json:"remove_nodes,omitempty"`
@@ -71,6 +73,9 @@ func (t Transition) Apply(op Operation) Operation {
 	if t.CloneVM != "" {
 		op.CloneVM = t.CloneVM
 	}
+	if t.CloneAddress != "" {
+		op.CloneAddress = t.CloneAddress
+	}
 	if t.Node != "" {
 		op.Node = t.Node
 	}
@@ -79,4 +84,26 @@ func (t Transition) Apply(op Operation) Operation {
 	}
 	op.Journal = append(slices.Clip(op.Journal), JournalItem{Step: t.To, At: t.At, Note: t.Note})
 	return op
+}
+
+// Learn folds a finished operation's duration into the estimates, as an
+// exponentially weighted mean that favours recent operations.
+func Learn(e Estimates, op Operation) Estimates {
+	if op.Status != OpDone || len(op.Journal) == 0 {
+		return e
+	}
+	took := op.Journal[len(op.Journal)-1].At.Sub(op.CreatedAt).Seconds()
+	mix := func(old float64) float64 {
+		if old == 0 {
+			return took
+		}
+		return 0.7*old + 0.3*took
+	}
+	switch op.Kind {
+	case OpExpand:
+		e.CloneSeconds = mix(e.CloneSeconds)
+	case OpContract:
+		e.DrainSeconds = mix(e.DrainSeconds)
+	}
+	return e
 }

@@ -172,10 +172,11 @@ type Operation struct {
 	Step    Step     `json:"step"`
 	// Expand: the template, the host the clone goes to, whether to force
 	// past an unsettled prepare; once cloned, the clone's VM and node.
-	Template string `json:"template,omitempty"`
-	Host     string `json:"host,omitempty"`
-	Force    bool   `json:"force,omitempty"`
-	CloneVM  string `json:"clone_vm,omitempty"`
+	Template     string `json:"template,omitempty"`
+	Host         string `json:"host,omitempty"`
+	Force        bool   `json:"force,omitempty"`
+	CloneVM      string `json:"clone_vm,omitempty"`
+	CloneAddress string `json:"clone_address,omitempty"`
 	// Node is the clone (expand) or the victim (contract).
 	Node string `json:"node,omitempty"`
 	// Reason says why the operation exists, then why it failed if it did.

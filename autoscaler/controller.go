@@ -1,0 +1,274 @@
+// Package autoscaler is the controller: the leader tick (metrics → policy
+// → plan → record) and the actuator that runs recorded operations as
+// sagas, step by step. It declares the small interfaces it uses (ports.go)
+// and never knows whether its backends are real or simulated.
+package autoscaler
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"sort"
+	"time"
+
+	"github.com/mitosis-autoscaler/mitosis/metrics"
+	"github.com/mitosis-autoscaler/mitosis/plan"
+	"github.com/mitosis-autoscaler/mitosis/policy"
+)
+
+// Deps are the controller's backends.
+type Deps struct {
+	Registry   Registry
+	Metrics    MetricsSource
+	Policy     PolicyEngine
+	Hypervisor Hypervisor
+	Dispatcher Dispatcher
+	Nodes      NodeAPI
+	Clock      Clock
+	// Log receives structured logs; nil discards them.
+	Log *slog.Logger
+}
+
+// Controller decides and acts for every configured cluster.
+type Controller struct {
+	cfg      Config
+	d        Deps
+	log      *slog.Logger
+	clusters map[string]ClusterConfig
+}
+
+// New checks the configuration and the dependencies.
+func New(cfg Config, d Deps) (*Controller, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	switch {
+	case d.Registry == nil, d.Metrics == nil, d.Policy == nil, d.Hypervisor == nil,
+		d.Dispatcher == nil, d.Nodes == nil, d.Clock == nil:
+		return nil, errors.New("autoscaler: every dependency but Log is required")
+	}
+	log := d.Log
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	c := &Controller{cfg: cfg, d: d, log: log, clusters: map[string]ClusterConfig{}}
+	for _, cl := range cfg.Clusters {
+		c.clusters[cl.Name] = cl
+	}
+	return c, nil
+}
+
+// Tick runs one leader tick for every cluster and returns the decisions
+// it recorded. A cluster whose tick fails still gets a record saying why
+// (no action is taken for it); the error is returned too.
+func (c *Controller) Tick(ctx context.Context) ([]plan.DecisionRecord, error) {
+	var recs []plan.DecisionRecord
+	var errs []error
+	for _, cl := range c.cfg.Clusters {
+		rec, err := c.tick(ctx, cl)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("cluster %s: %w", cl.Name, err))
+		}
+		if rec != nil {
+			recs = append(recs, *rec)
+		}
+	}
+	return recs, errors.Join(errs...)
+}
+
+func (c *Controller) tick(ctx context.Context, cl ClusterConfig) (*plan.DecisionRecord, error) {
+	now := c.d.Clock.Now()
+	st, err := c.d.Registry.State(ctx, cl.Name)
+	if err != nil {
+		return nil, fmt.Errorf("reading registry: %w", err)
+	}
+	snap := c.d.Metrics.Snapshot(ctx, cl.Name, st.Nodes)
+	health := plan.MetricsHealth{Available: snap.Unavailable == "", Reason: snap.Unavailable}
+	limits := cl.Limits()
+	in := BuildInput(now, cl, st, snap)
+
+	rec := plan.DecisionRecord{
+		Cluster: cl.Name, At: now, DryRun: c.cfg.DryRun, PolicyVersion: c.d.Policy.Version(),
+		InputDigest: digest(in), Metrics: health, Size: in.Cluster.Size,
+	}
+	dec, perr := c.d.Policy.Decide(ctx, in, now)
+	if perr != nil {
+		// A failed evaluation is a tick that wanted nothing: it also breaks
+		// a run of contraction wishes.
+		dec = plan.Decision{Action: plan.ActionNone}
+		rec.Error = perr.Error()
+	}
+	res := plan.Plan(plan.Input{
+		Now: now, Limits: limits, Nodes: st.Nodes, Hosts: hosts(cl, st.Nodes),
+		Operations: st.Operations, Scaling: st.Scaling, Metrics: health, Decision: dec,
+	})
+	rec.Decision, rec.Proposals, rec.Reasons = dec, res.Proposals, res.Reasons
+
+	var ops []plan.Operation
+	if !c.cfg.DryRun {
+		for i, p := range res.Proposals {
+			op := plan.Operation{
+				ID: opID(cl.Name, now, i), Kind: p.Kind, Cluster: cl.Name, Status: plan.OpRunning,
+				Step: FirstStep(p.Kind), Template: p.Template, Host: p.Host, Node: p.Node, Force: p.Force,
+				Reason: dec.Reason, CreatedAt: now, StepAt: now,
+			}
+			op.Journal = []plan.JournalItem{{Step: op.Step, At: now, Note: "proposed"}}
+			ops = append(ops, op)
+			rec.Operations = append(rec.Operations, op.ID)
+		}
+	}
+	if err := c.d.Registry.Decide(ctx, rec, res.Scaling, ops); err != nil {
+		return nil, fmt.Errorf("recording decision: %w", err)
+	}
+	c.log.Info("decision", "cluster", cl.Name, "action", dec.Action, "count", dec.Count,
+		"operations", len(ops), "dry_run", c.cfg.DryRun, "reason", dec.Reason, "capped", len(res.Reasons), "error", rec.Error)
+	if perr != nil {
+		return &rec, fmt.Errorf("policy: %w", perr)
+	}
+	return &rec, nil
+}
+
+// Actuate advances every unfinished operation as far as it can go now.
+// It returns when each one waits for something (a template settling, a
+// clone booting, sessions finishing); the next call carries on.
+func (c *Controller) Actuate(ctx context.Context) error {
+	ops, err := c.d.Registry.Unfinished(ctx)
+	if err != nil || len(ops) == 0 {
+		return err
+	}
+	var errs []error
+	sagas := map[string]*saga{}
+	for _, op := range ops {
+		s, ok := sagas[op.Cluster]
+		if !ok {
+			cl, known := c.clusters[op.Cluster]
+			if !known {
+				errs = append(errs, fmt.Errorf("operation %s: cluster %s is not configured", op.ID, op.Cluster))
+				continue
+			}
+			st, err := c.d.Registry.State(ctx, op.Cluster)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			s = &saga{c: c, cl: cl, now: c.d.Clock.Now(), nodes: make(map[string]plan.Node, len(st.Nodes))}
+			for _, n := range st.Nodes {
+				s.nodes[n.ID] = n
+			}
+			sagas[op.Cluster] = s
+		}
+		if err := s.advance(ctx, op); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// BuildInput makes the policy input for one cluster from the registry
+// state and the metric snapshot.
+func BuildInput(now time.Time, cl ClusterConfig, st plan.ClusterState, snap metrics.Snapshot) *policy.Input {
+	limits := cl.Limits()
+	in := &policy.Input{
+		Schema: policy.SchemaVersion,
+		Now:    now.Unix(),
+		Cluster: policy.Cluster{
+			Name: cl.Name, Min: cl.Min, Max: cl.Max, Roles: cl.ScalableRoles,
+			Size: plan.Size(limits, st.Nodes, st.Operations),
+		},
+		Nodes:     make([]policy.Node, 0, len(st.Nodes)),
+		Metrics:   samples(snap.Cluster),
+		Health:    policy.Health{MetricsAvailable: snap.Unavailable == "", Reason: snap.Unavailable},
+		Estimates: policy.Estimates{CloneSeconds: st.Estimates.CloneSeconds, DrainSeconds: st.Estimates.DrainSeconds},
+		History: policy.History{
+			LastExpandSAgo:   secondsAgo(now, st.Scaling.LastExpand),
+			LastContractSAgo: secondsAgo(now, st.Scaling.LastContract),
+		},
+		Operations: make([]policy.Operation, 0, len(st.Operations)),
+		Params:     cl.PolicyParams,
+	}
+	for _, n := range st.Nodes {
+		in.Nodes = append(in.Nodes, policy.Node{
+			ID: n.ID, Role: n.Role, State: string(n.State), Host: n.Host, VM: n.VM,
+			AgeS: now.Sub(n.CreatedAt).Seconds(), Parent: n.Parent, LineageDepth: n.LineageDepth,
+			Metrics: samples(snap.Nodes[n.ID]),
+		})
+	}
+	for _, h := range hosts(cl, st.Nodes) {
+		in.Hosts = append(in.Hosts, policy.Host{Name: h.Name, Capacity: h.Capacity, VMs: h.VMs})
+	}
+	for _, r := range st.Recent {
+		in.History.Recent = append(in.History.Recent, policy.RecentDecision{
+			SAgo: now.Sub(r.At).Seconds(), Action: string(r.Decision.Action), Count: r.Decision.Count,
+		})
+	}
+	for _, op := range st.Operations {
+		in.Operations = append(in.Operations, policy.Operation{
+			ID: op.ID, Kind: string(op.Kind), Step: string(op.Step), Template: op.Template,
+			Node: op.Node, Host: op.Host, AgeS: now.Sub(op.CreatedAt).Seconds(),
+		})
+	}
+	return in
+}
+
+func samples(m map[string]metrics.Sample) map[string]policy.Metric {
+	out := make(map[string]policy.Metric, len(m))
+	for k, s := range m {
+		out[k] = policy.Metric{Value: s.Value, AgeS: s.Age.Seconds()}
+	}
+	return out
+}
+
+func secondsAgo(now, t time.Time) float64 {
+	if t.IsZero() {
+		return -1
+	}
+	return math.Round(now.Sub(t).Seconds()*1000) / 1000
+}
+
+// hosts are the configured hosts with the VMs the registry places on them,
+// plus any host a node runs on that the configuration does not list.
+func hosts(cl ClusterConfig, nodes []plan.Node) []plan.Host {
+	vms := map[string]int{}
+	for _, n := range nodes {
+		vms[n.Host]++
+	}
+	out := make([]plan.Host, 0, len(cl.Hosts))
+	listed := map[string]bool{}
+	for _, h := range cl.Hosts {
+		out = append(out, plan.Host{Name: h.Name, Capacity: h.Capacity, VMs: vms[h.Name]})
+		listed[h.Name] = true
+	}
+	var extra []string
+	for h := range vms {
+		if !listed[h] && h != "" {
+			extra = append(extra, h)
+		}
+	}
+	sort.Strings(extra)
+	for _, h := range extra {
+		out = append(out, plan.Host{Name: h, VMs: vms[h]})
+	}
+	return out
+}
+
+// opID names an operation after its cluster, the tick's time and its
+// index in the tick, so ids sort by time and read well in logs.
+func opID(cluster string, now time.Time, i int) string {
+	return fmt.Sprintf("%s-%s-%d", cluster, now.UTC().Format("20060102t150405"), i+1)
+}
+
+// digest identifies a policy input, so a decision can be tied to exactly
+// what it saw.
+func digest(in *policy.Input) string {
+	h := sha256.New()
+	if err := json.NewEncoder(h).Encode(in); err != nil {
+		return ""
+	}
+	return hex.EncodeToString(h.Sum(nil)[:8])
+}

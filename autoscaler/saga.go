@@ -1,0 +1,319 @@
+package autoscaler
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/mitosis-autoscaler/mitosis/node"
+	"github.com/mitosis-autoscaler/mitosis/plan"
+)
+
+// The sagas. Each operation's Step is committed to the registry before
+// the step's side effect, and every side effect is idempotent per
+// operation, so a step interrupted by a crash is simply run again.
+//
+// Expand (clone) saga:
+//
+//	prepare ──► await-prepared ──► clone ──► resume-template ──► finalize ──► join ──► done
+//	   │ refused      │ deadline      │ failed                      │ deadline
+//	   │              │ (no force)    ▼                             ▼
+//	   │              │           undo-clone ◄────────────────── undo-clone ─► compensated
+//	   ▼              ▼               │
+//	undo-template ◄───┴───────────────┘ ──► compensated
+//
+// Contract (detach) saga:
+//
+//	drain ──► detach ──► await-detached ──► remove ──► destroy ──► done
+//	  │ failed   (deadline: go on; the node's sessions are cut)
+//	  ▼
+//	undo-drain ──► compensated
+const (
+	StepPrepare        plan.Step = "prepare"
+	StepAwaitPrepared  plan.Step = "await-prepared"
+	StepClone          plan.Step = "clone"
+	StepResumeTemplate plan.Step = "resume-template"
+	StepFinalize       plan.Step = "finalize"
+	StepJoin           plan.Step = "join"
+	StepUndoClone      plan.Step = "undo-clone"
+	StepUndoTemplate   plan.Step = "undo-template"
+
+	StepDrain         plan.Step = "drain"
+	StepDetach        plan.Step = "detach"
+	StepAwaitDetached plan.Step = "await-detached"
+	StepRemove        plan.Step = "remove"
+	StepDestroy       plan.Step = "destroy"
+	StepUndoDrain     plan.Step = "undo-drain"
+
+	StepDone plan.Step = "done"
+)
+
+// FirstStep is the step an operation of kind k starts at.
+func FirstStep(k plan.OpKind) plan.Step {
+	if k == plan.OpContract {
+		return StepDrain
+	}
+	return StepPrepare
+}
+
+// CloneName is the name of the VM (and node) an expand operation makes;
+// deriving it from the operation id is what makes cloning idempotent.
+func CloneName(opID string) string { return "mitosis-" + opID }
+
+// outcome is what one step did.
+type outcome struct {
+	next  plan.Step     // step to commit; "" = wait and retry later
+	state plan.OpStatus // status with next (running unless finishing)
+	note  string
+	err   string // recorded failure
+	// what to commit with the step
+	cloneVM, cloneAddr, node string
+	put                      []plan.Node
+	remove                   []string
+}
+
+func wait() outcome { return outcome{} }
+func goTo(s plan.Step, note string) outcome {
+	return outcome{next: s, state: plan.OpRunning, note: note}
+}
+func fail(s plan.Step, err error) outcome {
+	return outcome{next: s, state: plan.OpRunning, err: err.Error(), note: "failed: " + err.Error()}
+}
+
+// saga runs the steps of one operation against the backends.
+type saga struct {
+	c     *Controller
+	cl    ClusterConfig
+	nodes map[string]plan.Node
+	now   time.Time
+}
+
+// advance runs op's steps until one must wait, the operation finishes, or
+// someone else moved it.
+func (s *saga) advance(ctx context.Context, op plan.Operation) error {
+	for !op.Status.Finished() {
+		out := s.step(ctx, op)
+		if out.next == "" {
+			return nil
+		}
+		t := plan.Transition{
+			From: op.Step, To: out.next, Status: out.state, At: s.now, Note: out.note, Error: out.err,
+			CloneVM: out.cloneVM, CloneAddress: out.cloneAddr, Node: out.node,
+			PutNodes: out.put, RemoveNodes: out.remove,
+		}
+		next, err := s.c.d.Registry.Transition(ctx, op.ID, t)
+		if err != nil {
+			return fmt.Errorf("operation %s: committing %s → %s: %w", op.ID, op.Step, out.next, err)
+		}
+		s.c.log.Info("operation step", "op", op.ID, "kind", op.Kind, "from", op.Step, "to", next.Step, "status", next.Status, "note", out.note)
+		for _, n := range out.put {
+			s.nodes[n.ID] = n
+		}
+		for _, id := range out.remove {
+			delete(s.nodes, id)
+		}
+		op = next
+	}
+	return nil
+}
+
+func (s *saga) step(ctx context.Context, op plan.Operation) outcome {
+	d := s.c.d
+	switch op.Step {
+	// ---- expand ----
+	case StepPrepare:
+		t, ok := s.nodes[op.Template]
+		if !ok {
+			return fail(StepUndoTemplate, fmt.Errorf("template %s is not registered", op.Template))
+		}
+		if err := d.Dispatcher.Drain(ctx, t.ID); err != nil {
+			return fail(StepUndoTemplate, fmt.Errorf("draining template %s: %w", t.ID, err))
+		}
+		reply, err := d.Nodes.Prepare(ctx, t.Address, node.PrepareRequest{
+			Operation: op.ID, Deadline: op.StepAt.Add(s.cl.Prepare.Deadline.Duration), Mode: s.cl.Prepare.Mode,
+		})
+		if err != nil {
+			return fail(StepUndoTemplate, fmt.Errorf("preparing template %s: %w", t.ID, err))
+		}
+		if !reply.Accepted {
+			return fail(StepUndoTemplate, fmt.Errorf("template %s refused to prepare: %s", t.ID, reply.Reason))
+		}
+		out := goTo(StepAwaitPrepared, "template accepted")
+		out.put = []plan.Node{withState(t, plan.NodePreparing)}
+		return out
+
+	case StepAwaitPrepared:
+		t := s.nodes[op.Template]
+		st, err := d.Nodes.Status(ctx, t.Address)
+		if err == nil && st.State == node.StatePrepared {
+			return goTo(StepClone, "template settled")
+		}
+		if s.now.Sub(op.StepAt) < s.cl.Prepare.Deadline.Duration {
+			return wait()
+		}
+		if op.Force || s.cl.Prepare.Force {
+			return goTo(StepClone, "prepare deadline passed; forced")
+		}
+		why := "state " + string(st.State)
+		if err != nil {
+			why = err.Error()
+		}
+		return fail(StepUndoTemplate, fmt.Errorf("template %s did not settle within %s (%s)", t.ID, s.cl.Prepare.Deadline, why))
+
+	case StepClone:
+		t := s.nodes[op.Template]
+		vm, err := d.Hypervisor.Clone(ctx, CloneRequest{
+			Operation: op.ID, Name: CloneName(op.ID), Template: t.VM, Host: op.Host, Fence: op.Fence,
+		})
+		if err != nil {
+			return fail(StepUndoClone, fmt.Errorf("cloning %s from %s: %w", CloneName(op.ID), t.VM, err))
+		}
+		out := goTo(StepResumeTemplate, "cloned "+vm.Name)
+		out.cloneVM, out.cloneAddr, out.node = vm.Name, vm.Address, vm.Name
+		return out
+
+	case StepResumeTemplate, StepUndoTemplate:
+		t, ok := s.nodes[op.Template]
+		next, state := StepFinalize, plan.OpRunning
+		if op.Step == StepUndoTemplate {
+			next, state = StepDone, plan.OpCompensated
+		}
+		if !ok { // nothing to resume
+			return outcome{next: next, state: state, note: "template gone"}
+		}
+		if err := d.Nodes.Resume(ctx, t.Address, op.ID); err != nil {
+			s.c.log.Warn("resuming template", "op", op.ID, "template", t.ID, "err", err)
+			return wait()
+		}
+		if err := d.Dispatcher.Attach(ctx, t.ID, t.Address); err != nil {
+			s.c.log.Warn("re-attaching template", "op", op.ID, "template", t.ID, "err", err)
+			return wait()
+		}
+		out := outcome{next: next, state: state, note: "template resumed"}
+		out.put = []plan.Node{withState(t, plan.NodeReady)}
+		return out
+
+	case StepFinalize:
+		err := d.Nodes.Finalize(ctx, op.CloneAddress, node.FinalizeRequest{
+			Operation: op.ID, ID: op.Node, Address: op.CloneAddress,
+		})
+		if err == nil {
+			return goTo(StepJoin, "clone took its identity")
+		}
+		if s.now.Sub(op.StepAt) < s.cl.Finalize.Deadline.Duration {
+			return wait()
+		}
+		return fail(StepUndoClone, fmt.Errorf("finalizing clone %s: not done within %s: %w", op.Node, s.cl.Finalize.Deadline, err))
+
+	case StepJoin:
+		if err := d.Dispatcher.Attach(ctx, op.Node, op.CloneAddress); err != nil {
+			s.c.log.Warn("attaching clone", "op", op.ID, "node", op.Node, "err", err)
+			return wait()
+		}
+		t := s.nodes[op.Template]
+		out := outcome{next: StepDone, state: plan.OpDone, note: "clone joined"}
+		out.put = []plan.Node{{
+			ID: op.Node, Cluster: op.Cluster, Role: t.Role, State: plan.NodeReady, Host: op.Host,
+			VM: op.CloneVM, Address: op.CloneAddress, Parent: t.ID, LineageDepth: t.LineageDepth + 1, CreatedAt: s.now,
+		}}
+		return out
+
+	case StepUndoClone:
+		name := CloneName(op.ID)
+		if err := d.Dispatcher.Remove(ctx, name); err != nil {
+			s.c.log.Warn("removing half-made clone from dispatcher", "op", op.ID, "err", err)
+			return wait()
+		}
+		if err := d.Hypervisor.Destroy(ctx, name); err != nil {
+			s.c.log.Warn("destroying half-made clone", "op", op.ID, "vm", name, "err", err)
+			return wait()
+		}
+		if templateResumed(op) {
+			return outcome{next: StepDone, state: plan.OpCompensated, note: "clone destroyed"}
+		}
+		return goTo(StepUndoTemplate, "clone destroyed")
+
+	// ---- contract ----
+	case StepDrain:
+		n, ok := s.nodes[op.Node]
+		if !ok {
+			return outcome{next: StepDone, state: plan.OpCompensated, err: "node is not registered", note: "nothing to contract"}
+		}
+		if err := d.Dispatcher.Drain(ctx, n.ID); err != nil {
+			return fail(StepUndoDrain, fmt.Errorf("draining %s: %w", n.ID, err))
+		}
+		out := goTo(StepDetach, "drained")
+		out.put = []plan.Node{withState(n, plan.NodeDraining)}
+		return out
+
+	case StepDetach:
+		n := s.nodes[op.Node]
+		if err := d.Nodes.Detach(ctx, n.Address, op.ID); err != nil {
+			if s.now.Sub(op.StepAt) < s.cl.Detach.Deadline.Duration {
+				return wait()
+			}
+			return goTo(StepRemove, "node did not answer detach within the deadline: "+err.Error())
+		}
+		return goTo(StepAwaitDetached, "detach accepted")
+
+	case StepAwaitDetached:
+		n := s.nodes[op.Node]
+		st, err := d.Nodes.Status(ctx, n.Address)
+		if err == nil && (st.State == node.StateDetached || st.Sessions == 0) {
+			return goTo(StepRemove, "sessions finished")
+		}
+		if s.now.Sub(op.StepAt) < s.cl.Detach.Deadline.Duration {
+			return wait()
+		}
+		return goTo(StepRemove, fmt.Sprintf("detach deadline %s passed with %d sessions left", s.cl.Detach.Deadline, st.Sessions))
+
+	case StepRemove:
+		if err := d.Dispatcher.Remove(ctx, op.Node); err != nil {
+			s.c.log.Warn("removing node from dispatcher", "op", op.ID, "node", op.Node, "err", err)
+			return wait()
+		}
+		return goTo(StepDestroy, "removed from dispatcher")
+
+	case StepDestroy:
+		n := s.nodes[op.Node]
+		vm := n.VM
+		if vm == "" {
+			vm = op.Node
+		}
+		if err := d.Hypervisor.Destroy(ctx, vm); err != nil {
+			s.c.log.Warn("destroying vm", "op", op.ID, "vm", vm, "err", err)
+			return wait()
+		}
+		return outcome{next: StepDone, state: plan.OpDone, note: "destroyed " + vm, remove: []string{op.Node}}
+
+	case StepUndoDrain:
+		n, ok := s.nodes[op.Node]
+		if !ok {
+			return outcome{next: StepDone, state: plan.OpCompensated, note: "node gone"}
+		}
+		if err := d.Dispatcher.Attach(ctx, n.ID, n.Address); err != nil {
+			s.c.log.Warn("re-attaching node", "op", op.ID, "node", n.ID, "err", err)
+			return wait()
+		}
+		out := outcome{next: StepDone, state: plan.OpCompensated, note: "re-attached"}
+		out.put = []plan.Node{withState(n, plan.NodeReady)}
+		return out
+	}
+	return outcome{next: StepDone, state: plan.OpFailed, err: fmt.Sprintf("unknown step %q", op.Step)}
+}
+
+// templateResumed reports whether the operation got past resuming its
+// template, so that undoing it needs only the clone destroyed.
+func templateResumed(op plan.Operation) bool {
+	for _, j := range op.Journal {
+		if j.Step == StepFinalize {
+			return true
+		}
+	}
+	return false
+}
+
+func withState(n plan.Node, s plan.NodeState) plan.Node {
+	n.State = s
+	return n
+}

@@ -16,8 +16,15 @@ import (
 	"github.com/mitosis-autoscaler/mitosis/plan"
 )
 
-// Duration is a time.Duration written as "30s" or "5m" in YAML.
-type Duration struct{ time.Duration }
+// Duration is a time.Duration written as "30s" or "5m" in YAML. It knows
+// whether it was set, so that an explicit "0s" is not taken for "unset".
+type Duration struct {
+	time.Duration
+	set bool
+}
+
+// Dur makes a Duration that counts as set.
+func Dur(d time.Duration) Duration { return Duration{Duration: d, set: true} }
 
 // UnmarshalYAML reads a Go duration string.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
@@ -29,7 +36,7 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	if err != nil {
 		return fmt.Errorf("line %d: %q is not a duration (use e.g. 30s, 5m)", n.Line, s)
 	}
-	d.Duration = v
+	*d = Dur(v)
 	return nil
 }
 
@@ -57,10 +64,11 @@ type ClusterConfig struct {
 	} `yaml:"cooldown"`
 	// Stabilization is the scale-down stabilization window.
 	Stabilization Duration `yaml:"stabilization"`
-	Budget        struct {
-		Cluster  int `yaml:"cluster"`
-		Template int `yaml:"template"`
-		Host     int `yaml:"host"`
+	// Budget bounds the operations in flight at once; 0 is unlimited.
+	Budget struct {
+		Cluster  *int `yaml:"cluster"`
+		Template *int `yaml:"template"`
+		Host     *int `yaml:"host"`
 	} `yaml:"budget"`
 	Hosts   []HostConfig `yaml:"hosts"`
 	Prepare struct {
@@ -94,9 +102,9 @@ func (c ClusterConfig) Limits() plan.Limits {
 		ScaleUpCooldown:        c.Cooldown.Up.Duration,
 		ScaleDownCooldown:      c.Cooldown.Down.Duration,
 		ScaleDownStabilization: c.Stabilization.Duration,
-		MaxOpsPerCluster:       c.Budget.Cluster,
-		MaxOpsPerTemplate:      c.Budget.Template,
-		MaxOpsPerHost:          c.Budget.Host,
+		MaxOpsPerCluster:       deref(c.Budget.Cluster),
+		MaxOpsPerTemplate:      deref(c.Budget.Template),
+		MaxOpsPerHost:          deref(c.Budget.Host),
 	}
 }
 
@@ -132,15 +140,22 @@ func (c *Config) ApplyDefaults() {
 }
 
 func setDur(d *Duration, v time.Duration) {
-	if d.Duration == 0 {
-		d.Duration = v
+	if !d.set {
+		*d = Dur(v)
 	}
 }
 
-func setInt(p *int, v int) {
-	if *p == 0 {
-		*p = v
+func setInt(p **int, v int) {
+	if *p == nil {
+		*p = &v
 	}
+}
+
+func deref(p *int) int {
+	if p == nil {
+		return 0
+	}
+	return *p
 }
 
 // Validate checks the whole configuration; the error names the key.
@@ -221,4 +236,4 @@ func DecodeStrict(data []byte, v any) error {
 	return errors.New(strings.Join(msgs, "; "))
 }
 
-var unknownField = regexp.MustCompile(`^line (\d+): field (\S+) not found in type \S+$`)
+var unknownField = regexp.MustCompile(`^line (\d+): field (\S+) not found in type .*$`)

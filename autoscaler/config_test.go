@@ -1,0 +1,99 @@
+package autoscaler
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseConfig(t *testing.T) {
+	tests := []struct {
+		name    string
+		yaml    string
+		wantErr string // "" = valid
+		check   func(t *testing.T, c Config)
+	}{
+		{
+			name: "defaults fill what is left out",
+			yaml: "clusters: [{name: web, max: 8}]",
+			check: func(t *testing.T, c Config) {
+				cl := c.Clusters[0]
+				if c.Tick.Duration != 30*time.Second || cl.Cooldown.Down.Duration != 5*time.Minute ||
+					cl.Limits().MaxOpsPerTemplate != 1 || cl.ScalableRoles[0] != "app" || cl.Prepare.Mode != "suspend" {
+					t.Errorf("defaults not applied: %+v", cl)
+				}
+			},
+		},
+		{
+			name: "an explicit zero is kept, not defaulted",
+			yaml: "clusters: [{name: web, max: 8, cooldown: {up: 0s}, budget: {cluster: 0}}]",
+			check: func(t *testing.T, c Config) {
+				cl := c.Clusters[0]
+				if cl.Cooldown.Up.Duration != 0 || cl.Limits().MaxOpsPerCluster != 0 {
+					t.Errorf("explicit zeros lost: up %s budget %d", cl.Cooldown.Up, cl.Limits().MaxOpsPerCluster)
+				}
+			},
+		},
+		{name: "an unknown top-level key is named with its line", yaml: "tick: 5s\nticks: 4\nclusters: [{name: a, max: 2}]", wantErr: `line 2: unknown key "ticks"`},
+		{name: "an unknown nested key is named", yaml: "clusters:\n  - name: a\n    max: 2\n    cooldown: {upp: 1s}", wantErr: `line 4: unknown key "upp"`},
+		{name: "min above max names min", yaml: "clusters: [{name: a, min: 5, max: 3}]", wantErr: "clusters[0] (a).min: 5 is above max 3"},
+		{name: "a bad duration is named with its line", yaml: "tick: soon\nclusters: [{name: a, max: 2}]", wantErr: `line 1: "soon" is not a duration`},
+		{name: "no clusters", yaml: "tick: 5s", wantErr: "clusters: at least one cluster"},
+		{name: "a cluster without a name", yaml: "clusters: [{max: 2}]", wantErr: "clusters[0].name: must be set"},
+		{name: "a cluster twice", yaml: "clusters: [{name: a, max: 2}, {name: a, max: 3}]", wantErr: `"a" is used twice`},
+		{name: "a bad prepare mode", yaml: "clusters: [{name: a, max: 2, prepare: {mode: pause}}]", wantErr: `prepare.mode: "pause"`},
+		{name: "a negative budget", yaml: "clusters: [{name: a, max: 2, budget: {host: -1}}]", wantErr: "budgets must not be negative"},
+		{name: "not yaml", yaml: "clusters: [", wantErr: "line"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse([]byte(tt.yaml), "mitosis.yaml")
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				tt.check(t, c)
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !strings.HasPrefix(err.Error(), "mitosis.yaml: ") {
+				t.Fatalf("error %v, want it to name the file and say %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestDefaultConfigIsValid(t *testing.T) {
+	if err := DefaultConfig().Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestLoadFileNamesTheFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "m.yaml")
+	if err := os.WriteFile(p, []byte("clusters: [{name: a, max: 0}]"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := LoadFile(p)
+	if err == nil || !strings.Contains(err.Error(), p+": clusters[0] (a).max") {
+		t.Fatalf("error %v", err)
+	}
+}
+
+// FuzzParseConfig: no input makes the parser panic, and whatever it
+// accepts is valid.
+func FuzzParseConfig(f *testing.F) {
+	f.Add([]byte(testConfig))
+	f.Add([]byte("clusters: [{name: a, min: 5, max: 3}]"))
+	f.Add([]byte("tick: 1s\nclusters:\n - {name: x, max: 1, hosts: [{name: h, capacity: 2}]}"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := Parse(data, "fuzz.yaml")
+		if err != nil {
+			return
+		}
+		if err := c.Validate(); err != nil {
+			t.Fatalf("Parse accepted an invalid config: %v", err)
+		}
+	})
+}

@@ -1,0 +1,464 @@
+package autoscaler
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mitosis-autoscaler/mitosis/plan"
+	"github.com/mitosis-autoscaler/mitosis/policy"
+)
+
+const testConfig = `
+tick: 10s
+clusters:
+  - name: web
+    min: 1
+    max: 5
+    cooldown: {up: 0s, down: 0s}
+    stabilization: 0s
+    budget: {cluster: 4, template: 1, host: 0}
+    prepare: {deadline: 30s}
+    finalize: {deadline: 60s}
+    detach: {deadline: 60s}
+`
+
+type rig struct {
+	t    *testing.T
+	ctx  context.Context
+	c    *Controller
+	reg  *MemRegistry
+	w    *fakeWorld
+	cfg  Config
+	pol  PolicyEngine
+	dbID string
+}
+
+// newRig makes a cluster "web" of two app nodes and one database node.
+func newRig(t *testing.T, pol PolicyEngine, edit func(*Config)) *rig {
+	t.Helper()
+	cfg, err := Parse([]byte(testConfig), "test.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if edit != nil {
+		edit(&cfg)
+	}
+	r := &rig{t: t, ctx: context.Background(), reg: NewMemRegistry(), w: newFakeWorld(), cfg: cfg, pol: pol}
+	r.w.addNode(r.reg, "web", "a1", "app", "h1")
+	r.w.addNode(r.reg, "web", "a2", "app", "h1")
+	r.w.addNode(r.reg, "web", "db", "database", "h1")
+	r.c = r.controller()
+	return r
+}
+
+func (r *rig) controller() *Controller {
+	c, err := New(r.cfg, Deps{Registry: r.reg, Metrics: r.w, Policy: r.pol, Hypervisor: r.w,
+		Dispatcher: r.w, Nodes: r.w, Clock: r.w})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return c
+}
+
+func (r *rig) tick() plan.DecisionRecord {
+	r.t.Helper()
+	recs, err := r.c.Tick(r.ctx)
+	if err != nil {
+		r.t.Logf("tick: %v", err)
+	}
+	if len(recs) != 1 {
+		r.t.Fatalf("want 1 decision record, got %d", len(recs))
+	}
+	return recs[0]
+}
+
+func (r *rig) actuate() {
+	r.t.Helper()
+	if err := r.c.Actuate(r.ctx); err != nil {
+		r.t.Fatalf("actuate: %v", err)
+	}
+}
+
+func (r *rig) op(id string) plan.Operation {
+	r.t.Helper()
+	op, err := r.reg.Operation(r.ctx, id)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return op
+}
+
+func (r *rig) nodes() map[string]plan.Node {
+	st, err := r.reg.State(r.ctx, "web")
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	out := map[string]plan.Node{}
+	for _, n := range st.Nodes {
+		out[n.ID] = n
+	}
+	return out
+}
+
+func steps(op plan.Operation) []plan.Step {
+	var s []plan.Step
+	for _, j := range op.Journal {
+		s = append(s, j.Step)
+	}
+	return s
+}
+
+var expandOne = plan.Decision{Action: plan.ActionExpand, Count: 1, Template: "a1", Reason: "busy"}
+
+func TestExpandSagaClonesTemplateAndJoinsTheClone(t *testing.T) {
+	r := newRig(t, always(expandOne), nil)
+	rec := r.tick()
+	if len(rec.Operations) != 1 {
+		t.Fatalf("want one operation, got %+v", rec)
+	}
+	r.actuate()
+	op := r.op(rec.Operations[0])
+	if op.Status != plan.OpDone {
+		t.Fatalf("status %s at %s: %s", op.Status, op.Step, op.Error)
+	}
+	want := []plan.Step{StepPrepare, StepAwaitPrepared, StepClone, StepResumeTemplate, StepFinalize, StepJoin, StepDone}
+	if got := steps(op); !slices.Equal(got, want) {
+		t.Errorf("steps %v, want %v", got, want)
+	}
+	clone := CloneName(op.ID)
+	wantCalls := []string{"drain a1", "prepare fake://a1", "clone " + clone + " from vm-a1", "resume fake://a1",
+		"attach a1", "finalize fake://" + clone + " as " + clone, "attach " + clone}
+	if !slices.Equal(r.w.calls, wantCalls) {
+		t.Errorf("calls\n %q\nwant\n %q", r.w.calls, wantCalls)
+	}
+	n, ok := r.nodes()[clone]
+	if !ok {
+		t.Fatalf("clone %s not registered", clone)
+	}
+	if n.Parent != "a1" || n.LineageDepth != 1 || n.Role != "app" || n.State != plan.NodeReady {
+		t.Errorf("clone node %+v", n)
+	}
+	if r.nodes()["a1"].State != plan.NodeReady || !r.w.attached["a1"] {
+		t.Errorf("template not back in service: %+v attached=%v", r.nodes()["a1"], r.w.attached["a1"])
+	}
+}
+
+func TestExpandSagaWaitsForTheCloneToBoot(t *testing.T) {
+	r := newRig(t, always(expandOne), nil)
+	r.w.cloneReachable = false
+	rec := r.tick()
+	r.actuate()
+	if op := r.op(rec.Operations[0]); op.Step != StepFinalize || op.Status != plan.OpRunning {
+		t.Fatalf("want the op waiting at finalize, got %s %s", op.Step, op.Status)
+	}
+	r.w.reachable["fake://"+CloneName(rec.Operations[0])] = true
+	r.w.advance(5 * time.Second)
+	r.actuate()
+	if op := r.op(rec.Operations[0]); op.Status != plan.OpDone {
+		t.Fatalf("want done once the clone answers, got %s %s", op.Step, op.Status)
+	}
+}
+
+func TestExpandSagaCompensates(t *testing.T) {
+	tests := []struct {
+		name      string
+		inject    func(w *fakeWorld)
+		wait      time.Duration // between the first and the second actuation
+		wantSteps []plan.Step
+		wantErr   string
+		cloneGone bool
+	}{
+		{
+			name:      "a template that refuses is resumed and re-attached",
+			inject:    func(w *fakeWorld) { w.refusePrepare = true },
+			wantSteps: []plan.Step{StepPrepare, StepUndoTemplate, StepDone},
+			wantErr:   "refused to prepare: busy with a batch job",
+		},
+		{
+			name:      "a template that does not settle by the deadline is resumed",
+			inject:    func(w *fakeWorld) { w.neverSettles = true },
+			wait:      31 * time.Second,
+			wantSteps: []plan.Step{StepPrepare, StepAwaitPrepared, StepUndoTemplate, StepDone},
+			wantErr:   "did not settle within 30s",
+		},
+		{
+			name:      "a failed clone is destroyed and the template resumed",
+			inject:    func(w *fakeWorld) { w.cloneErr = errors.New("datastore full") },
+			wantSteps: []plan.Step{StepPrepare, StepAwaitPrepared, StepClone, StepUndoClone, StepUndoTemplate, StepDone},
+			wantErr:   "datastore full",
+			cloneGone: true,
+		},
+		{
+			name:      "a clone that never finalizes is destroyed",
+			inject:    func(w *fakeWorld) { w.finalizeNever = true },
+			wait:      61 * time.Second,
+			wantSteps: []plan.Step{StepPrepare, StepAwaitPrepared, StepClone, StepResumeTemplate, StepFinalize, StepUndoClone, StepDone},
+			wantErr:   "not done within 1m0s",
+			cloneGone: true,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRig(t, always(expandOne), nil)
+			tt.inject(r.w)
+			rec := r.tick()
+			r.actuate()
+			r.w.advance(tt.wait)
+			r.actuate()
+			op := r.op(rec.Operations[0])
+			if op.Status != plan.OpCompensated {
+				t.Fatalf("status %s at %s, want compensated", op.Status, op.Step)
+			}
+			if got := steps(op); !slices.Equal(got, tt.wantSteps) {
+				t.Errorf("steps %v, want %v", got, tt.wantSteps)
+			}
+			if !strings.Contains(op.Error, tt.wantErr) {
+				t.Errorf("error %q does not say %q", op.Error, tt.wantErr)
+			}
+			if n := r.nodes()["a1"]; n.State != plan.NodeReady || !r.w.attached["a1"] {
+				t.Errorf("template not back: state %s attached %v", n.State, r.w.attached["a1"])
+			}
+			if _, exists := r.w.vms[CloneName(op.ID)]; exists {
+				t.Errorf("half-made clone %s left behind", CloneName(op.ID))
+			}
+			if _, registered := r.nodes()[CloneName(op.ID)]; registered {
+				t.Errorf("clone registered after compensation")
+			}
+			if tt.cloneGone && !slices.Contains(r.w.calls, "destroy "+CloneName(op.ID)) {
+				t.Errorf("clone never destroyed: %q", r.w.calls)
+			}
+		})
+	}
+}
+
+func TestExpandSagaForcesPastAnUnsettledTemplate(t *testing.T) {
+	forced := expandOne
+	forced.Force = true
+	r := newRig(t, always(forced), nil)
+	r.w.neverSettles = true
+	rec := r.tick()
+	r.actuate()
+	r.w.advance(31 * time.Second)
+	r.actuate()
+	if op := r.op(rec.Operations[0]); op.Status != plan.OpDone {
+		t.Fatalf("forced clone: %s at %s (%s)", op.Status, op.Step, op.Error)
+	}
+}
+
+func TestACloneWhoseAnswerWasLostIsNotOrphaned(t *testing.T) {
+	// The clone is made but its answer is lost (a task timeout): the saga
+	// compensates by destroying the clone by its derived name.
+	r := newRig(t, always(expandOne), nil)
+	r.w.cloneMadeErr = errors.New("timeout waiting for task")
+	rec := r.tick()
+	r.actuate()
+	op := r.op(rec.Operations[0])
+	if op.Status != plan.OpCompensated {
+		t.Fatalf("status %s", op.Status)
+	}
+	if r.w.cloneCount != 1 || len(r.w.vms) != 3 {
+		t.Errorf("clones made %d, VMs left %v", r.w.cloneCount, r.w.vms)
+	}
+}
+
+// crashAfter is a registry whose commit of one step fails once, as if the
+// leader died right after the side effect of the step before it.
+type crashAfter struct {
+	*MemRegistry
+	step    plan.Step
+	crashed bool
+}
+
+func (c *crashAfter) Transition(ctx context.Context, id string, t plan.Transition) (plan.Operation, error) {
+	if t.To == c.step && !c.crashed {
+		c.crashed = true
+		return plan.Operation{}, errors.New("leader lost")
+	}
+	return c.MemRegistry.Transition(ctx, id, t)
+}
+
+func TestACloneStepRunTwiceAfterACrashMakesOneVM(t *testing.T) {
+	r := newRig(t, always(expandOne), nil)
+	crashing := &crashAfter{MemRegistry: r.reg, step: StepResumeTemplate}
+	c, err := New(r.cfg, Deps{Registry: crashing, Metrics: r.w, Policy: r.pol, Hypervisor: r.w,
+		Dispatcher: r.w, Nodes: r.w, Clock: r.w})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, _ := c.Tick(r.ctx)
+	if err := c.Actuate(r.ctx); err == nil {
+		t.Fatal("want the commit after the clone to fail")
+	}
+	if op := r.op(rec[0].Operations[0]); op.Step != StepClone {
+		t.Fatalf("want the op still at clone, at %s", op.Step)
+	}
+	r.actuate() // a new leader runs the clone step again
+	op := r.op(rec[0].Operations[0])
+	if op.Status != plan.OpDone {
+		t.Fatalf("status %s at %s: %s", op.Status, op.Step, op.Error)
+	}
+	if r.w.cloneCount != 1 {
+		t.Errorf("%d clones made, want 1", r.w.cloneCount)
+	}
+	if n := strings.Count(strings.Join(r.w.calls, "\n"), "clone "); n != 2 {
+		t.Errorf("clone called %d times, want 2 (once per leader)", n)
+	}
+}
+
+func TestANewControllerResumesAnInterruptedOperation(t *testing.T) {
+	r := newRig(t, always(expandOne), nil)
+	r.w.cloneReachable = false
+	rec := r.tick()
+	r.actuate() // stops at finalize: the clone does not answer yet
+	// The controller dies; a new one with the same registry takes over.
+	r.c = r.controller()
+	r.w.reachable["fake://"+CloneName(rec.Operations[0])] = true
+	r.actuate()
+	op := r.op(rec.Operations[0])
+	if op.Status != plan.OpDone {
+		t.Fatalf("status %s at %s", op.Status, op.Step)
+	}
+	if r.w.cloneCount != 1 {
+		t.Errorf("%d clones made, want 1", r.w.cloneCount)
+	}
+}
+
+func TestAStaleTransitionIsRefused(t *testing.T) {
+	r := newRig(t, always(expandOne), nil)
+	rec := r.tick()
+	id := rec.Operations[0]
+	if _, err := r.reg.Transition(r.ctx, id, plan.Transition{From: StepPrepare, To: StepAwaitPrepared, Status: plan.OpRunning}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := r.reg.Transition(r.ctx, id, plan.Transition{From: StepPrepare, To: StepAwaitPrepared, Status: plan.OpRunning})
+	if !errors.Is(err, ErrStepConflict) {
+		t.Fatalf("second transition from the same step: %v, want ErrStepConflict", err)
+	}
+}
+
+func TestContractSagaDrainsDetachesAndDestroys(t *testing.T) {
+	r := newRig(t, always(plan.Decision{Action: plan.ActionContract, Count: 1, Nodes: []string{"a2"}}), nil)
+	r.w.sessions["fake://a2"] = 3
+	rec := r.tick()
+	if len(rec.Operations) != 1 {
+		t.Fatalf("want one operation: %+v", rec)
+	}
+	r.actuate()
+	op := r.op(rec.Operations[0])
+	if op.Step != StepAwaitDetached {
+		t.Fatalf("want waiting for sessions, at %s", op.Step)
+	}
+	if n := r.nodes()["a2"]; n.State != plan.NodeDraining {
+		t.Errorf("victim state %s, want draining", n.State)
+	}
+	r.w.sessions["fake://a2"] = 0
+	r.actuate()
+	op = r.op(rec.Operations[0])
+	if op.Status != plan.OpDone {
+		t.Fatalf("status %s at %s", op.Status, op.Step)
+	}
+	want := []string{"drain a2", "detach fake://a2", "remove a2", "destroy vm-a2"}
+	if !slices.Equal(r.w.calls, want) {
+		t.Errorf("calls %q, want %q", r.w.calls, want)
+	}
+	if _, ok := r.nodes()["a2"]; ok {
+		t.Error("victim still registered")
+	}
+}
+
+func TestContractSagaCutsSessionsAtTheDeadline(t *testing.T) {
+	r := newRig(t, always(plan.Decision{Action: plan.ActionContract, Count: 1, Nodes: []string{"a2"}}), nil)
+	r.w.sessions["fake://a2"] = 3
+	rec := r.tick()
+	r.actuate()
+	r.w.advance(61 * time.Second)
+	r.actuate()
+	op := r.op(rec.Operations[0])
+	if op.Status != plan.OpDone {
+		t.Fatalf("status %s at %s", op.Status, op.Step)
+	}
+	if note := op.Journal[len(op.Journal)-3].Note; !strings.Contains(note, "3 sessions left") {
+		t.Errorf("the journal does not say sessions were cut: %q", note)
+	}
+}
+
+func TestContractSagaReattachesWhenDrainFails(t *testing.T) {
+	r := newRig(t, always(plan.Decision{Action: plan.ActionContract, Count: 1, Nodes: []string{"a2"}}), nil)
+	r.w.drainErr = errors.New("haproxy: no such server")
+	rec := r.tick()
+	r.actuate()
+	op := r.op(rec.Operations[0])
+	if op.Status != plan.OpCompensated || !strings.Contains(op.Error, "no such server") {
+		t.Fatalf("status %s error %q", op.Status, op.Error)
+	}
+	if n, ok := r.nodes()["a2"]; !ok || n.State != plan.NodeReady {
+		t.Errorf("victim not restored: %+v", n)
+	}
+}
+
+func TestDryRunRecordsWithoutActing(t *testing.T) {
+	r := newRig(t, always(expandOne), func(c *Config) { c.DryRun = true })
+	rec := r.tick()
+	if !rec.DryRun || len(rec.Proposals) != 1 || len(rec.Operations) != 0 {
+		t.Fatalf("dry-run record %+v", rec)
+	}
+	r.actuate()
+	if len(r.w.calls) != 0 {
+		t.Errorf("dry-run touched the world: %q", r.w.calls)
+	}
+	got, _ := r.reg.Decisions(r.ctx, "web", 10)
+	if len(got) != 1 || !got[0].DryRun {
+		t.Errorf("recorded decisions %+v", got)
+	}
+}
+
+func TestAPolicyErrorIsRecordedAndNothingHappens(t *testing.T) {
+	r := newRig(t, policyFunc(func(*policy.Input) (plan.Decision, error) {
+		return plan.Decision{}, errors.New("policies/x.rego:3: decision: unknown action \"grow\"")
+	}), nil)
+	recs, err := r.c.Tick(r.ctx)
+	if err == nil || !strings.Contains(err.Error(), "x.rego:3") {
+		t.Fatalf("tick error %v", err)
+	}
+	if len(recs) != 1 || recs[0].Error == "" || len(recs[0].Proposals) != 0 {
+		t.Fatalf("record %+v", recs)
+	}
+}
+
+func TestMetricsUnavailableMeansNoAction(t *testing.T) {
+	r := newRig(t, always(expandOne), nil)
+	r.w.unavailable = "prometheus: connection refused"
+	rec := r.tick()
+	if len(rec.Proposals) != 0 || rec.Metrics.Available {
+		t.Fatalf("record %+v", rec)
+	}
+	if len(rec.Reasons) == 0 || rec.Reasons[0].Code != plan.CodeMetricsUnavailable {
+		t.Errorf("reasons %v", rec.Reasons)
+	}
+}
+
+func TestPolicyInputDescribesTheCluster(t *testing.T) {
+	var seen *policy.Input
+	r := newRig(t, policyFunc(func(in *policy.Input) (plan.Decision, error) {
+		seen = in
+		return plan.Decision{Action: plan.ActionNone}, nil
+	}), nil)
+	r.w.utilization = 0.7
+	r.tick()
+	if seen.Schema != policy.SchemaVersion || seen.Cluster.Size != 2 || len(seen.Nodes) != 3 {
+		t.Fatalf("input %+v", seen)
+	}
+	if got := seen.Nodes[0].Metrics["utilization"].Value; got != 0.7 {
+		t.Errorf("node metric %v", got)
+	}
+	if seen.History.LastExpandSAgo != -1 {
+		t.Errorf("never expanded should read -1, got %v", seen.History.LastExpandSAgo)
+	}
+	if !seen.Health.MetricsAvailable || seen.Now != r.w.now.Unix() {
+		t.Errorf("health/now %+v %d", seen.Health, seen.Now)
+	}
+}

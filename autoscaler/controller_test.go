@@ -27,14 +27,13 @@ clusters:
 `
 
 type rig struct {
-	t    *testing.T
-	ctx  context.Context
-	c    *Controller
-	reg  *MemRegistry
-	w    *fakeWorld
-	cfg  Config
-	pol  PolicyEngine
-	dbID string
+	t   *testing.T
+	ctx context.Context
+	c   *Controller
+	reg *MemRegistry
+	w   *fakeWorld
+	cfg Config
+	pol PolicyEngine
 }
 
 // newRig makes a cluster "web" of two app nodes and one database node.

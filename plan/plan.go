@@ -111,8 +111,8 @@ type view struct {
 	// held: nodes some unfinished operation works on (victims and templates).
 	held map[string]bool
 	// in flight per template and per host.
-	ops, opsByTemplate, opsByHost map[string]int
-	clonesByHost                  map[string]int
+	opsByTemplate, opsByHost map[string]int
+	clonesByHost             map[string]int
 }
 
 func newView(in Input) *view {

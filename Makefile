@@ -1,0 +1,51 @@
+# mitosis — every target runs on a fresh Debian machine as root.
+# `make help` lists them.
+
+GO        ?= go
+BIN       := bin/mitosis
+BUILD_DIR := build
+FUZZTIME  ?= 30s
+BENCH     ?= .
+COUNT     ?= 6
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -X main.version=$(VERSION)
+
+.DEFAULT_GOAL := help
+.PHONY: help build run test test-race bench lint fuzz check-core deps clean
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+deps: ## Install what the build and the tests need (Debian, as root)
+	@scripts/deps.sh
+
+build: deps ## Build bin/mitosis
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/mitosis
+
+run: build ## The main job: simulate the default policy on a synthetic day and write the report
+	$(BIN) simulate --synthetic diurnal --duration 24h --seed 1 --mode both --out out/run
+	@echo "report: out/run/report.html"
+
+test: deps check-core ## The whole suite: core boundary, vet, every Go and Rego test
+	$(GO) vet ./...
+	$(GO) test -count=1 ./...
+
+test-race: deps ## The suite under the race detector
+	$(GO) test -race -count=1 ./...
+
+bench: deps ## Benchmarks; compare runs with: make bench > new.txt; go tool benchstat old.txt new.txt
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -count $(COUNT) ./plan/ ./policy/ ./sim/
+
+lint: deps ## go vet, staticcheck, and the Rego format and strict checks
+	$(GO) vet ./...
+	$(GO) tool staticcheck ./...
+	$(GO) run ./cmd/mitosis policy check policies
+
+fuzz: deps ## Run every fuzz target for FUZZTIME each (seeds live in testdata/fuzz)
+	@scripts/fuzz.sh $(FUZZTIME)
+
+check-core: ## Fail if the plan core imports anything but the standard library, or does I/O or reads the clock
+	@scripts/check-core.sh
+
+clean: ## Remove build output
+	rm -rf bin out $(BUILD_DIR)

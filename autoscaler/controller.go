@@ -6,15 +6,15 @@ package autoscaler
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"log/slog"
 	"math"
 	"sort"
+	"strconv"
 	"time"
 
 	"github.com/mitosis-autoscaler/mitosis/metrics"
@@ -263,12 +263,92 @@ func opID(cluster string, now time.Time, i int) string {
 	return fmt.Sprintf("%s-%s-%d", cluster, now.UTC().Format("20060102t150405"), i+1)
 }
 
-// digest identifies a policy input, so a decision can be tied to exactly
-// what it saw.
+// digest identifies a policy input, so that a decision can be tied to
+// exactly what it saw. It hashes the fields directly (JSON encoding cost
+// more than the rest of a tick) and visits map keys in order.
 func digest(in *policy.Input) string {
-	h := sha256.New()
-	if err := json.NewEncoder(h).Encode(in); err != nil {
-		return ""
+	d := digester{buf: make([]byte, 0, 256+128*len(in.Nodes))}
+	d.int(int64(in.Schema))
+	d.int(in.Now)
+	c := in.Cluster
+	d.str(c.Name)
+	d.int(int64(c.Min))
+	d.int(int64(c.Max))
+	d.int(int64(c.Size))
+	d.strs(c.Roles)
+	for _, n := range in.Nodes {
+		d.str(n.ID)
+		d.str(n.Role)
+		d.str(n.State)
+		d.str(n.Host)
+		d.str(n.VM)
+		d.float(n.AgeS)
+		d.str(n.Parent)
+		d.int(int64(n.LineageDepth))
+		d.metrics(n.Metrics)
 	}
-	return hex.EncodeToString(h.Sum(nil)[:8])
+	for _, h := range in.Hosts {
+		d.str(h.Name)
+		d.int(int64(h.Capacity))
+		d.int(int64(h.VMs))
+	}
+	d.metrics(in.Metrics)
+	d.bool(in.Health.MetricsAvailable)
+	d.str(in.Health.Reason)
+	d.float(in.History.LastExpandSAgo)
+	d.float(in.History.LastContractSAgo)
+	for _, r := range in.History.Recent {
+		d.float(r.SAgo)
+		d.str(r.Action)
+		d.int(int64(r.Count))
+	}
+	d.float(in.Estimates.CloneSeconds)
+	d.float(in.Estimates.DrainSeconds)
+	for _, op := range in.Operations {
+		d.strs([]string{op.ID, op.Kind, op.Step, op.Template, op.Node, op.Host})
+		d.float(op.AgeS)
+	}
+	d.str(fmt.Sprint(in.Params)) // fmt prints maps in key order
+	h := fnv.New64a()
+	h.Write(d.buf)
+	return strconv.FormatUint(h.Sum64(), 16)
+}
+
+// digester serializes values unambiguously (fixed-width numbers, lengths
+// before strings) into one buffer that is hashed once.
+type digester struct{ buf []byte }
+
+func (d *digester) str(s string) {
+	d.buf = binary.AppendUvarint(d.buf, uint64(len(s)))
+	d.buf = append(d.buf, s...)
+}
+func (d *digester) strs(ss []string) {
+	d.int(int64(len(ss)))
+	for _, s := range ss {
+		d.str(s)
+	}
+}
+func (d *digester) int(v int64) { d.buf = binary.LittleEndian.AppendUint64(d.buf, uint64(v)) }
+func (d *digester) float(v float64) {
+	d.buf = binary.LittleEndian.AppendUint64(d.buf, math.Float64bits(v))
+}
+func (d *digester) bool(v bool) {
+	if v {
+		d.buf = append(d.buf, 1)
+	} else {
+		d.buf = append(d.buf, 0)
+	}
+}
+func (d *digester) metrics(m map[string]policy.Metric) {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	d.int(int64(len(keys)))
+	for _, k := range keys {
+		d.str(k)
+		d.float(m[k].Value)
+		d.float(m[k].AgeS)
+	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 
 	"github.com/mitosis-autoscaler/mitosis/plan"
@@ -19,6 +18,7 @@ const decisionHistory = 256
 type MemRegistry struct {
 	mu        sync.Mutex
 	nodes     map[string]plan.Node // by id
+	nodeIDs   []string             // sorted, so State needs no sort
 	ops       map[string]plan.Operation
 	opOrder   []string // creation order
 	scaling   map[string]plan.ScalingState
@@ -45,12 +45,11 @@ func (r *MemRegistry) State(_ context.Context, cluster string) (plan.ClusterStat
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var s plan.ClusterState
-	for _, n := range r.nodes {
-		if n.Cluster == cluster {
+	for _, id := range r.nodeIDs {
+		if n := r.nodes[id]; n.Cluster == cluster {
 			s.Nodes = append(s.Nodes, n)
 		}
 	}
-	slices.SortFunc(s.Nodes, func(a, b plan.Node) int { return strings.Compare(a.ID, b.ID) })
 	for _, id := range r.opOrder {
 		if op := r.ops[id]; op.Cluster == cluster && !op.Status.Finished() {
 			s.Operations = append(s.Operations, cloneOp(op))
@@ -127,10 +126,10 @@ func (r *MemRegistry) Transition(_ context.Context, id string, t plan.Transition
 	op = t.Apply(op)
 	r.ops[id] = op
 	for _, n := range t.PutNodes {
-		r.nodes[n.ID] = n
+		r.putNode(n)
 	}
-	for _, n := range t.RemoveNodes {
-		delete(r.nodes, n)
+	for _, id := range t.RemoveNodes {
+		r.removeNode(id)
 	}
 	if op.Status == plan.OpDone {
 		r.estimates[op.Cluster] = plan.Learn(r.estimates[op.Cluster], op)
@@ -164,8 +163,23 @@ func (r *MemRegistry) PutNode(_ context.Context, n plan.Node) error {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.nodes[n.ID] = n
+	r.putNode(n)
 	return nil
+}
+
+func (r *MemRegistry) putNode(n plan.Node) {
+	if _, exists := r.nodes[n.ID]; !exists {
+		i, _ := slices.BinarySearch(r.nodeIDs, n.ID)
+		r.nodeIDs = slices.Insert(r.nodeIDs, i, n.ID)
+	}
+	r.nodes[n.ID] = n
+}
+
+func (r *MemRegistry) removeNode(id string) {
+	if i, ok := slices.BinarySearch(r.nodeIDs, id); ok {
+		r.nodeIDs = slices.Delete(r.nodeIDs, i, i+1)
+	}
+	delete(r.nodes, id)
 }
 
 // Decisions returns the cluster's latest decisions, newest first.

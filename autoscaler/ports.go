@@ -2,9 +2,9 @@ package autoscaler
 
 import (
 	"context"
-	"errors"
 	"time"
 
+	"github.com/mitosis-autoscaler/mitosis/hypervisor"
 	"github.com/mitosis-autoscaler/mitosis/metrics"
 	"github.com/mitosis-autoscaler/mitosis/node"
 	"github.com/mitosis-autoscaler/mitosis/plan"
@@ -21,12 +21,13 @@ type Clock interface {
 	Now() time.Time
 }
 
-// ErrStepConflict is returned by Registry.Transition when the operation is
-// no longer at the step the caller expected: someone else advanced it.
-var ErrStepConflict = errors.New("operation is not at the expected step")
+// ErrStepConflict is returned (wrapped) by Registry.Transition when the
+// operation is no longer at the step the caller expected: someone else
+// advanced it. Registries return plan.ErrStepConflict; this is the same.
+var ErrStepConflict = plan.ErrStepConflict
 
-// ErrNotFound is returned for an operation or cluster the registry lacks.
-var ErrNotFound = errors.New("not found")
+// ErrNotFound is returned (wrapped) for an operation the registry lacks.
+var ErrNotFound = plan.ErrNotFound
 
 // Registry is the durable record of clusters, nodes, operations and
 // decisions. Every method is safe for concurrent use, and every write is
@@ -68,25 +69,15 @@ type PolicyEngine interface {
 	Version() string
 }
 
-// VM is a virtual machine as a hypervisor reports it.
-type VM struct {
-	Name    string
-	Host    string
-	Address string
-}
-
-// CloneRequest asks for a live clone of a running VM.
-type CloneRequest struct {
-	// Operation is the operation id; the clone's Name is derived from it.
-	Operation string
-	Name      string
-	Template  string // the template's VM
-	Host      string
-	Fence     uint64
-}
+// VM, CloneRequest and ErrVMNotFound are the hypervisor package's, named
+// here for the readers of this file.
+type (
+	VM           = hypervisor.VM
+	CloneRequest = hypervisor.CloneRequest
+)
 
 // ErrVMNotFound is returned (wrapped) for a VM that does not exist.
-var ErrVMNotFound = errors.New("vm not found")
+var ErrVMNotFound = hypervisor.ErrNotFound
 
 // Cloner live-clones a running VM. Clone is idempotent per operation: a
 // retry with the same request finds and returns the clone already made

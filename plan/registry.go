@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"errors"
 	"slices"
 	"time"
 )
@@ -8,6 +9,13 @@ import (
 // The types below are what a registry stores. They live here, on the
 // ground floor, so that the in-memory and the replicated registries can
 // implement the interface the controller declares without importing it.
+
+// ErrStepConflict is returned (wrapped) by a registry when an operation is
+// not at the step a transition expects: someone else advanced it.
+var ErrStepConflict = errors.New("operation is not at the expected step")
+
+// ErrNotFound is returned (wrapped) by a registry for an unknown operation.
+var ErrNotFound = errors.New("not found")
 
 // ClusterState is one cluster as its registry holds it.
 type ClusterState struct {

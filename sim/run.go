@@ -1,0 +1,312 @@
+package sim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"time"
+
+	"github.com/mitosis-autoscaler/mitosis/autoscaler"
+	"github.com/mitosis-autoscaler/mitosis/plan"
+)
+
+// Options describe one simulation run.
+type Options struct {
+	// Label names the run in reports (default: the mode).
+	Label    string
+	Workload *Workload
+	// Config is the autoscaler configuration; it must hold exactly one
+	// cluster.
+	Config autoscaler.Config
+	Params Params
+	Mode   Mode
+	// Scale multiplies the workload: requests per unit of the trace
+	// (default 1).
+	Scale float64
+	Seed  uint64
+	// Policy is the compiled policy the controller evaluates.
+	Policy autoscaler.PolicyEngine
+	// Progress, if set, is called now and then with the simulated time
+	// done and the total.
+	Progress func(done, total time.Duration)
+	// Log receives the controller's logs (nil discards them).
+	Log *slog.Logger
+}
+
+// Result is what a run produced.
+type Result struct {
+	Label         string
+	Mode          Mode
+	PolicyVersion string
+	Workload      string
+	Scale         float64
+	NodeCapacity  float64
+	Timeline      []Row
+	Ops           []OpRecord
+	Summary       Summary
+	// TickErrors counts ticks that failed (their decisions were recorded
+	// with the error and did nothing); FirstTickError is the first.
+	TickErrors     int
+	FirstTickError string
+	// ActuateErrors counts failed Actuate calls.
+	ActuateErrors int
+	// Wall is how long the run took in real time.
+	Wall time.Duration
+}
+
+// Row is one minute of a run (the last row may be shorter). Rates are
+// means over the row.
+type Row struct {
+	Time    time.Time
+	Seconds float64
+	// Demand, Served and Capacity are requests per second: offered,
+	// served, and what the serving nodes could have served.
+	Demand, Served, Capacity float64
+	// Dropped is how many requests gave up waiting (not served).
+	Dropped float64
+	// NodesReady is the mean number of nodes taking work; NodesTotal the
+	// mean number of VMs (booting, serving, draining).
+	NodesReady, NodesTotal float64
+	// InFlight is the number of unfinished operations at the row's end.
+	InFlight int
+	// Action is the last decision the policy took in the row ("" if the
+	// row had no tick).
+	Action string
+	// Expansions and Contractions are the operations started in the row;
+	// Joined the clones that joined.
+	Expansions, Contractions, Joined int
+}
+
+// OpRecord is one operation as the run saw it.
+type OpRecord struct {
+	ID       string
+	Kind     plan.OpKind
+	Started  time.Time
+	Finished time.Time // zero if unfinished at the end
+	Status   plan.OpStatus
+	Error    string
+}
+
+// Run simulates the workload against the same controller the daemon
+// runs: the world advances one step, the actuator runs, and on every
+// tick the controller decides and the actuator runs again.
+func Run(ctx context.Context, o Options) (*Result, error) {
+	began := time.Now()
+	if o.Scale == 0 {
+		o.Scale = 1
+	}
+	if o.Mode == "" {
+		o.Mode = LiveClone
+	}
+	if o.Label == "" {
+		o.Label = string(o.Mode)
+	}
+	if o.Policy == nil {
+		return nil, errors.New("simulation: no policy")
+	}
+	if n := len(o.Config.Clusters); n != 1 {
+		return nil, fmt.Errorf("simulation: exactly one cluster is simulated, the config has %d", n)
+	}
+	o.Params.ApplyDefaults()
+	cl := o.Config.Clusters[0]
+	world, err := NewWorld(o.Params, o.Mode, o.Workload, o.Scale, cl.Hosts, o.Seed)
+	if err != nil {
+		return nil, err
+	}
+	reg := &trackingRegistry{MemRegistry: autoscaler.NewMemRegistry(), byID: map[string]int{}}
+	log := o.Log
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	ctrl, err := autoscaler.New(o.Config, autoscaler.Deps{
+		Registry: reg, Metrics: world, Policy: o.Policy, Hypervisor: world,
+		Dispatcher: world, Nodes: world, Clock: world, Log: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := addInitialNodes(ctx, world, reg, cl, o.Params.InitialNodes); err != nil {
+		return nil, err
+	}
+
+	res := &Result{
+		Label: o.Label, Mode: o.Mode, PolicyVersion: o.Policy.Version(), Workload: o.Workload.Name,
+		Scale: o.Scale, NodeCapacity: o.Params.NodeCapacity,
+	}
+	tick := o.Config.Tick.Duration
+	nextTick := world.Now().Add(tick)
+	total := o.Workload.Duration()
+	rowStart := world.Now()
+	nextRow := rowStart.Add(time.Minute)
+	row := Row{Time: rowStart}
+	lastProgress := time.Now()
+	for i := 0; !world.Done(); i++ {
+		if i%4096 == 0 {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			if o.Progress != nil && time.Since(lastProgress) > 100*time.Millisecond {
+				o.Progress(world.Now().Sub(o.Workload.Start), total)
+				lastProgress = time.Now()
+			}
+		}
+		world.Step()
+		now := world.Now()
+		// What the controller does at now belongs to the row starting now.
+		if !now.Before(nextRow) || world.Done() {
+			res.Timeline = append(res.Timeline, closeRow(row, world, reg))
+			row = Row{Time: now}
+			nextRow = now.Add(time.Minute)
+			if world.Done() {
+				break
+			}
+		}
+		if reg.unfinished > 0 {
+			res.actuate(ctx, ctrl)
+		}
+		if !now.Before(nextTick) {
+			recs, err := ctrl.Tick(ctx)
+			if err != nil {
+				res.TickErrors++
+				if res.FirstTickError == "" {
+					res.FirstTickError = fmt.Sprintf("%s: %v", now.Format(time.RFC3339), err)
+				}
+			}
+			for _, r := range recs {
+				row.Action = string(r.Decision.Action)
+			}
+			if reg.unfinished > 0 {
+				res.actuate(ctx, ctrl)
+			}
+			nextTick = nextTick.Add(tick)
+		}
+	}
+	if o.Progress != nil {
+		o.Progress(total, total)
+	}
+	// Requests still waiting when the workload ends were not served.
+	if n := len(res.Timeline); n > 0 {
+		res.Timeline[n-1].Dropped += world.Backlog()
+	}
+	res.Ops = reg.records
+	res.Summary = Summarize(res.Timeline, res.Ops, o.Params.NodeCapacity)
+	res.Wall = time.Since(began)
+	return res, nil
+}
+
+func (r *Result) actuate(ctx context.Context, c *autoscaler.Controller) {
+	if err := c.Actuate(ctx); err != nil {
+		r.ActuateErrors++
+	}
+}
+
+// closeRow fills a row from the world's accumulator and the registry's
+// operations since the row began.
+func closeRow(row Row, w *World, reg *trackingRegistry) Row {
+	a := w.TakeAccumulator()
+	row.Seconds = a.Seconds
+	if a.Seconds > 0 {
+		row.Demand = a.Demand / a.Seconds
+		row.Served = a.Served / a.Seconds
+		row.Capacity = a.CapSeconds / a.Seconds
+		row.NodesReady = a.ReadySeconds / a.Seconds
+		row.NodesTotal = a.VMSeconds / a.Seconds
+	}
+	row.Dropped = a.Dropped
+	row.InFlight = reg.unfinished
+	row.Expansions, row.Contractions, row.Joined = reg.expansions, reg.contractions, reg.joined
+	reg.expansions, reg.contractions, reg.joined = 0, 0, 0
+	return row
+}
+
+// addInitialNodes starts the cluster with warm nodes spread over its hosts.
+func addInitialNodes(ctx context.Context, w *World, reg autoscaler.Registry, cl autoscaler.ClusterConfig, n int) error {
+	if n == 0 {
+		n = max(cl.Min, 1)
+	}
+	if n > cl.Max {
+		return fmt.Errorf("simulation.initial_nodes: %d is above the cluster's max %d", n, cl.Max)
+	}
+	hosts := []string{"host-1"}
+	if len(cl.Hosts) > 0 {
+		hosts = hosts[:0]
+		for _, h := range cl.Hosts {
+			hosts = append(hosts, h.Name)
+		}
+	}
+	role := cl.ScalableRoles[0]
+	for i := range n {
+		var err error
+		var nd plan.Node
+		// Round-robin over the hosts that still have room.
+		for k := range hosts {
+			nd, err = w.AddNode(fmt.Sprintf("%s-%d", cl.Name, i+1), role, hosts[(i+k)%len(hosts)])
+			if err == nil {
+				break
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("placing initial node %d: %w", i+1, err)
+		}
+		nd.Cluster = cl.Name
+		if err := reg.PutNode(ctx, nd); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// trackingRegistry is the in-memory registry, watched: it counts the
+// unfinished operations (so the runner calls Actuate only when there is
+// something to do) and records each operation's life for the summary.
+type trackingRegistry struct {
+	*autoscaler.MemRegistry
+	unfinished                       int
+	records                          []OpRecord
+	byID                             map[string]int
+	expansions, contractions, joined int
+}
+
+func (r *trackingRegistry) Decide(ctx context.Context, rec plan.DecisionRecord, s plan.ScalingState, ops []plan.Operation) error {
+	if err := r.MemRegistry.Decide(ctx, rec, s, ops); err != nil {
+		return err
+	}
+	for _, op := range ops {
+		r.byID[op.ID] = len(r.records)
+		r.records = append(r.records, OpRecord{ID: op.ID, Kind: op.Kind, Started: op.CreatedAt, Status: op.Status})
+		if !op.Status.Finished() {
+			r.unfinished++
+		}
+		if op.Kind == plan.OpExpand {
+			r.expansions++
+		} else {
+			r.contractions++
+		}
+	}
+	return nil
+}
+
+func (r *trackingRegistry) Transition(ctx context.Context, id string, t plan.Transition) (plan.Operation, error) {
+	op, err := r.MemRegistry.Transition(ctx, id, t)
+	if err != nil || !op.Status.Finished() {
+		return op, err
+	}
+	if i, ok := r.byID[id]; ok && r.records[i].Finished.IsZero() {
+		rec := &r.records[i]
+		rec.Finished, rec.Status, rec.Error = t.At, op.Status, op.Error
+		r.unfinished--
+		if op.Kind == plan.OpExpand && op.Status == plan.OpDone {
+			r.joined++
+		}
+	}
+	return op, nil
+}
+
+// StaticNodes is the size of a static cluster that serves a peak demand
+// (requests per second) with warm nodes of the given capacity.
+func StaticNodes(peakRPS, nodeCapacity float64) int {
+	return int(math.Ceil(peakRPS/nodeCapacity - 1e-9))
+}

@@ -1,0 +1,124 @@
+package sim
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"encoding/xml"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func dayRuns(t *testing.T) []*Result {
+	t.Helper()
+	load, err := Synthetic(Diurnal, SyntheticParams{}, 24*time.Hour, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var runs []*Result
+	for _, mode := range []Mode{LiveClone, ColdBoot} {
+		res, err := Run(context.Background(), Options{
+			Workload: load, Config: testConfig(1, 20), Params: DefaultParams(), Mode: mode,
+			Policy: targetPolicy{0.7, 0.35}, Seed: 1,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		runs = append(runs, res)
+	}
+	return runs
+}
+
+func TestReports(t *testing.T) {
+	runs := dayRuns(t)
+
+	var csvOut bytes.Buffer
+	if err := WriteTimelineCSV(&csvOut, runs...); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := csv.NewReader(&csvOut).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := len(recs), 1+len(runs[0].Timeline)+len(runs[1].Timeline); got != want || len(runs[0].Timeline) != 24*60 {
+		t.Errorf("%d CSV records, want %d (a header and a row per run and minute)", got, want)
+	}
+	if recs[0][0] != "run" || recs[1][0] != "live-clone" || recs[len(recs)-1][0] != "cold-boot" {
+		t.Errorf("header %v, first %v", recs[0], recs[1])
+	}
+
+	var table bytes.Buffer
+	if err := WriteSummaryTable(&table, runs...); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"live-clone", "cold-boot", "requests served", "node-hours", "direction reversals"} {
+		if !strings.Contains(table.String(), s) {
+			t.Errorf("summary table lacks %q:\n%s", s, table.String())
+		}
+	}
+
+	var html bytes.Buffer
+	if err := WriteHTML(&html, "diurnal <day>", runs...); err != nil {
+		t.Fatal(err)
+	}
+	page := html.String()
+	for _, s := range []string{"<svg", "<polyline", "diurnal &lt;day&gt;", "live-clone: serving capacity", "cold-boot: nodes", "requests served"} {
+		if !strings.Contains(page, s) {
+			t.Errorf("report lacks %q", s)
+		}
+	}
+	if strings.Contains(page, "<script") || strings.Contains(page, "http://") || strings.Contains(page, "https://") {
+		t.Error("the report is not self-contained")
+	}
+	// The SVG must be well-formed XML.
+	svg := page[strings.Index(page, "<svg viewBox"):]
+	svg = svg[:strings.Index(svg, "</svg>")+len("</svg>")]
+	d := xml.NewDecoder(strings.NewReader(svg))
+	for {
+		if _, err := d.Token(); err != nil {
+			if err.Error() != "EOF" {
+				t.Errorf("chart SVG: %v", err)
+			}
+			break
+		}
+	}
+	if dir := os.Getenv("SIM_REPORT_DIR"); dir != "" {
+		_ = os.WriteFile(filepath.Join(dir, "report.html"), html.Bytes(), 0o644)
+	}
+}
+
+func TestDownsampleKeepsPeaksAndDips(t *testing.T) {
+	rows := make([]Row, 10_000)
+	for i := range rows {
+		rows[i] = Row{Time: at(float64(i)), Seconds: 60, Demand: 100, Capacity: 200, NodesTotal: 2}
+	}
+	rows[4321].Demand = 900
+	rows[7777].Capacity = 5
+	b := downsample(rows)
+	if len(b) > maxChartPoints {
+		t.Fatalf("%d points", len(b))
+	}
+	peak, dip, breaches := 0.0, 1e9, 0
+	for _, x := range b {
+		peak, dip = max(peak, x.demand), min(dip, x.cap)
+		if x.breach {
+			breaches++
+		}
+	}
+	if peak != 900 || dip != 5 || breaches != 2 {
+		t.Errorf("peak %g, dip %g, breaches %d", peak, dip, breaches)
+	}
+}
+
+func TestNiceScale(t *testing.T) {
+	for _, c := range []struct{ v, top, step float64 }{
+		{1, 1, 0.2}, {38, 40, 10}, {933.8, 1000, 200}, {4000, 4000, 1000}, {41, 50, 10},
+	} {
+		if top, step := niceScale(c.v); top != c.top || step != c.step {
+			t.Errorf("niceScale(%g) = %g, %g; want %g, %g", c.v, top, step, c.top, c.step)
+		}
+	}
+}

@@ -189,11 +189,11 @@ type chartData struct {
 }
 
 type reportData struct {
-	Title     string
-	Subtitle  string
-	Runs      []*Result
-	Lines     []summaryLine
-	Chart     chartData
+	Title        string
+	Subtitle     string
+	Runs         []*Result
+	Lines        []summaryLine
+	Chart        chartData
 	NodeCapacity float64
 }
 

@@ -1,7 +1,10 @@
 package sim
 
 import (
+	"testing"
+
 	"context"
+	"github.com/mitosis-autoscaler/mitosis/autoscaler"
 	"math"
 	"slices"
 	"time"
@@ -62,3 +65,7 @@ func (p targetPolicy) Decide(_ context.Context, in *policy.Input, _ time.Time) (
 	}
 	return plan.Decision{Action: plan.ActionNone}, nil
 }
+
+// defaultPolicy is the policy the benchmarks and acceptance tests run.
+// TODO: the embedded default Rego policies once they land.
+func defaultPolicy(testing.TB) autoscaler.PolicyEngine { return targetPolicy{0.7, 0.35} }

@@ -86,7 +86,7 @@ func TestReports(t *testing.T) {
 		}
 	}
 	if dir := os.Getenv("SIM_REPORT_DIR"); dir != "" {
-		_ = os.WriteFile(filepath.Join(dir, "report.html"), html.Bytes(), 0o644)
+		writeReports(t, dir, "diurnal day", runs...)
 	}
 }
 
@@ -121,4 +121,18 @@ func TestNiceScale(t *testing.T) {
 			t.Errorf("niceScale(%g) = %g, %g; want %g, %g", c.v, top, step, c.top, c.step)
 		}
 	}
+}
+
+// writeReports writes a report of the runs to dir, for a person to look at.
+func writeReports(t *testing.T, dir, title string, runs ...*Result) {
+	t.Helper()
+	var html, tl bytes.Buffer
+	if err := WriteHTML(&html, title, runs...); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteTimelineCSV(&tl, runs...); err != nil {
+		t.Fatal(err)
+	}
+	_ = os.WriteFile(filepath.Join(dir, "report.html"), html.Bytes(), 0o644)
+	_ = os.WriteFile(filepath.Join(dir, "timeline.csv"), tl.Bytes(), 0o644)
 }

@@ -311,6 +311,11 @@ func (p *traceParser) timestamp(s string) (time.Time, error) {
 			return time.Unix(int64(sec), int64(math.Round(frac*1e9))).UTC(), nil
 		}
 	}
+	if len(s) == len(time.DateTime) && s[10] == ' ' { // the common case first: no failed parse per row
+		if t, err := time.Parse(time.DateTime, s); err == nil {
+			return t, nil
+		}
+	}
 	for _, l := range timeLayouts {
 		if t, err := time.Parse(l, s); err == nil {
 			return t.UTC(), nil

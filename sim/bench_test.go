@@ -1,0 +1,56 @@
+package sim
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// weekLoad is the first week of July 1998 from the WorldCup98 trace (its
+// peak, 229,426 requests in the minute of 21:41 on 7 July, included),
+// scaled ×2.6 so that the peak needs ~100 nodes; without the trace
+// (outside CI), a synthetic diurnal week of the same peak.
+func weekLoad(b *testing.B) (*Workload, float64) {
+	if w := loadWorldCup(b); w != nil {
+		start := time.Date(1998, 7, 1, 0, 0, 0, 0, time.UTC)
+		return w.Slice(start, start.Add(7*24*time.Hour)), 2.6
+	}
+	w, err := Synthetic(Diurnal, SyntheticParams{BaseRPS: 500, PeakRPS: 9900}, 7*24*time.Hour, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return w, 1
+}
+
+// BenchmarkSimulateWeek simulates a week at 5 s steps, ticking the real
+// controller and the default policy every 30 s, with up to ~100 nodes.
+func BenchmarkSimulateWeek(b *testing.B) {
+	load, scale := weekLoad(b)
+	fc := worldCupConfig(b)
+	fc.Clusters[0].Max = 150
+	engine := defaultPolicy(b)
+	var res *Result
+	for b.Loop() {
+		var err error
+		res, err = Run(context.Background(), Options{
+			Workload: load, Config: fc.Config, Params: fc.Simulation, Mode: LiveClone, Scale: scale, Policy: engine, Seed: 1,
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	if res.TickErrors > 0 {
+		b.Fatalf("%d policy errors; first: %s", res.TickErrors, res.FirstTickError)
+	}
+	b.ReportMetric(res.Summary.MaxNodes, "max-nodes")
+	b.ReportMetric(res.Summary.ServedPct, "served-%")
+}
+
+func worldCupConfig(tb testing.TB) FileConfig {
+	tb.Helper()
+	fc, err := LoadConfig("testdata/worldcup.yaml")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return fc
+}

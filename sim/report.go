@@ -63,10 +63,10 @@ func summaryLines(runs []*Result) []summaryLine {
 			}
 			return fmt.Sprintf("%s mean (%s)", fmtDuration(s.MeanTimeToCapacity), plural(s.AnsweredBreaches, "breach", "breaches"))
 		}},
-		{"node-hours", func(r *Result) string { return thousands(r.Summary.NodeHours) }},
+		{"node-hours", func(r *Result) string { return grouped(r.Summary.NodeHours, 1) }},
 		{"vs static cluster for the peak", func(r *Result) string {
 			s := r.Summary
-			return fmt.Sprintf("%.1f %% of %s (%d nodes)", s.NodeHoursPct, thousands(s.StaticNodeHours), s.StaticNodes)
+			return fmt.Sprintf("%.1f %% of %s (%d nodes)", s.NodeHoursPct, grouped(s.StaticNodeHours, 1), s.StaticNodes)
 		}},
 		{"nodes mean / max", func(r *Result) string {
 			return fmt.Sprintf("%.1f / %.0f", r.Summary.MeanNodes, r.Summary.MaxNodes)
@@ -119,22 +119,29 @@ func plural(n int, one, many string) string {
 	return thousands(float64(n)) + " " + many
 }
 
-// thousands formats v rounded to an integer with thin groups: 1,234,567.
-func thousands(v float64) string {
-	s := strconv.FormatFloat(math.Round(v), 'f', 0, 64)
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
+// thousands formats v rounded to an integer, in groups: 1,234,567.
+func thousands(v float64) string { return grouped(v, 0) }
+
+// grouped formats v with prec decimals and its integer part in groups of
+// three digits.
+func grouped(v float64, prec int) string {
+	s := strconv.FormatFloat(v, 'f', prec, 64)
+	sign := ""
+	if strings.HasPrefix(s, "-") {
+		sign, s = "-", s[1:]
+	}
+	whole, frac, _ := strings.Cut(s, ".")
 	var b strings.Builder
-	for i, c := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
+	for i, c := range whole {
+		if i > 0 && (len(whole)-i)%3 == 0 {
 			b.WriteByte(',')
 		}
 		b.WriteRune(c)
 	}
-	if neg {
-		return "-" + b.String()
+	if frac != "" {
+		return sign + b.String() + "." + frac
 	}
-	return b.String()
+	return sign + b.String()
 }
 
 func fmtDuration(d time.Duration) string {

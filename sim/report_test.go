@@ -136,3 +136,18 @@ func writeReports(t *testing.T, dir, title string, runs ...*Result) {
 	_ = os.WriteFile(filepath.Join(dir, "report.html"), html.Bytes(), 0o644)
 	_ = os.WriteFile(filepath.Join(dir, "timeline.csv"), tl.Bytes(), 0o644)
 }
+
+func TestGrouped(t *testing.T) {
+	for _, c := range []struct {
+		v    float64
+		prec int
+		want string
+	}{
+		{0, 0, "0"}, {999, 0, "999"}, {1000, 0, "1,000"}, {1406919106, 0, "1,406,919,106"},
+		{-12345.678, 1, "-12,345.7"}, {83540, 1, "83,540.0"}, {3.96, 1, "4.0"},
+	} {
+		if got := grouped(c.v, c.prec); got != c.want {
+			t.Errorf("grouped(%g, %d) = %q, want %q", c.v, c.prec, got, c.want)
+		}
+	}
+}

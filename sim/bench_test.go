@@ -2,8 +2,11 @@ package sim
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
+
+	"github.com/mitosis-autoscaler/mitosis/plan"
 )
 
 // weekLoad is the first week of July 1998 from the WorldCup98 trace (its
@@ -53,4 +56,51 @@ func worldCupConfig(tb testing.TB) FileConfig {
 		tb.Fatal(err)
 	}
 	return fc
+}
+
+// BenchmarkWorldStep is one step of a world of 100 serving nodes: a
+// simulated week is 120,960 of them.
+func BenchmarkWorldStep(b *testing.B) {
+	p := DefaultParams()
+	w, err := NewWorld(p, LiveClone, flat(7000, 24*time.Hour), 1, nil, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := range 100 {
+		if _, err := w.AddNode(fmt.Sprintf("n%03d", i), "app", "host-1"); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if w.Done() {
+			b.StopTimer()
+			w.steps, w.now = 0, 0
+			b.StartTimer()
+		}
+		w.Step()
+	}
+}
+
+// BenchmarkSnapshot is the metrics snapshot of 100 nodes, taken every tick.
+func BenchmarkSnapshot(b *testing.B) {
+	w, err := NewWorld(DefaultParams(), LiveClone, flat(7000, time.Hour), 1, nil, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var nodes []plan.Node
+	for i := range 100 {
+		n, err := w.AddNode(fmt.Sprintf("n%03d", i), "app", "host-1")
+		if err != nil {
+			b.Fatal(err)
+		}
+		nodes = append(nodes, n)
+	}
+	for range 20 {
+		w.Step()
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		w.Snapshot(context.Background(), "app", nodes)
+	}
 }

@@ -1,0 +1,118 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// runCLI runs the command in process and returns its output, the error
+// and the exit code it would end with.
+func runCLI(t *testing.T, args ...string) (string, error, int) {
+	t.Helper()
+	cmd := newRootCmd()
+	var out, errOut bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&errOut)
+	cmd.SetArgs(args)
+	err := cmd.Execute()
+	code := 0
+	if err != nil {
+		code = 2
+		var ee *exitError
+		if errors.As(err, &ee) {
+			code = ee.code
+		} else {
+			code = 1
+		}
+	}
+	return out.String(), err, code
+}
+
+func writeTemp(t *testing.T, name, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestSimulateBadInputExitsTwoNamingFileAndLine(t *testing.T) {
+	trace := writeTemp(t, "load.csv", "period,count\n2026-01-01 00:00:00,10\n2026-01-01 00:01:00,ten\n")
+	badKey := writeTemp(t, "sim.yaml", "tick: 30s\nclusters:\n  - name: app\n    min: 1\n    max: 4\nsimulation:\n  node_capacity: 50\n  warmpu: 5m\n")
+	minMax := writeTemp(t, "minmax.yaml", "clusters:\n  - name: web\n    min: 5\n    max: 3\n")
+	badParam := writeTemp(t, "param.yaml", "clusters:\n  - name: web\n    max: 3\nsimulation:\n  cold_fraction: 1.5\n")
+	cases := []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"a malformed trace line", []string{"simulate", "--trace", trace}, []string{trace + `:3: "ten" is not a number`}},
+		{"a missing trace", []string{"simulate", "--trace", trace + ".nope"}, []string{"load.csv.nope"}},
+		{"an unknown key in the simulation section", []string{"simulate", "--synthetic", "ramp", "--config", badKey}, []string{badKey, `line 8: unknown key "warmpu"`}},
+		{"min above max", []string{"simulate", "--synthetic", "ramp", "--config", minMax}, []string{minMax, "clusters[0] (web).min: 5 is above max 3"}},
+		{"a bad world parameter", []string{"simulate", "--synthetic", "ramp", "--config", badParam}, []string{"simulation.cold_fraction"}},
+		{"no workload", []string{"simulate"}, []string{"--trace FILE or --synthetic"}},
+		{"an unknown synthetic workload", []string{"simulate", "--synthetic", "tides"}, []string{`unknown synthetic workload "tides"`}},
+		{"an unknown mode", []string{"simulate", "--synthetic", "ramp", "--mode", "teleport"}, []string{`unknown mode "teleport"`}},
+		{"compare with one directory", []string{"simulate", "--synthetic", "ramp", "--compare", "a"}, []string{"--compare takes two policy directories"}},
+		{"bare numbers without a step", []string{"simulate", "--trace", writeTemp(t, "n.txt", "1 2 3\n")}, []string{"n.txt:1: a trace of bare numbers needs a step"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err, code := runCLI(t, c.args...)
+			if code != 2 {
+				t.Fatalf("exit code %d (%v), want 2", code, err)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not name %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestSimulateWritesAReport(t *testing.T) {
+	out := t.TempDir()
+	stdout, err, code := runCLI(t, "simulate", "--synthetic", "spike", "--duration", "3h", "--seed", "7", "--mode", "both", "--out", out)
+	skipWithoutEngine(t, err)
+	if code != 0 {
+		t.Fatalf("exit %d: %v", code, err)
+	}
+	for _, s := range []string{"live-clone", "cold-boot", "requests served", "node-hours", "report.html"} {
+		if !strings.Contains(stdout, s) {
+			t.Errorf("output lacks %q:\n%s", s, stdout)
+		}
+	}
+	page, err := os.ReadFile(filepath.Join(out, "report.html"))
+	if err != nil || !strings.Contains(string(page), "<svg") {
+		t.Errorf("report.html: %v", err)
+	}
+	csv, err := os.ReadFile(filepath.Join(out, "timeline.csv"))
+	if err != nil || strings.Count(string(csv), "\n") != 1+2*180 {
+		t.Errorf("timeline.csv: %d lines, %v", strings.Count(string(csv), "\n"), err)
+	}
+}
+
+func TestSimulateReadsATraceOfBareNumbers(t *testing.T) {
+	trace := writeTemp(t, "n.txt", strings.Repeat("3000 4000 5000 30000\n", 15))
+	stdout, err, code := runCLI(t, "simulate", "--trace", trace, "--step", "1m", "--scale", "0.5", "--out", t.TempDir())
+	skipWithoutEngine(t, err)
+	if code != 0 {
+		t.Fatalf("exit %d: %v", code, err)
+	}
+	if !strings.Contains(stdout, "60.0 min") {
+		t.Errorf("an hour of trace was not simulated:\n%s", stdout)
+	}
+}
+
+func skipWithoutEngine(t *testing.T, err error) {
+	if errors.Is(err, errNoPolicyEngine) {
+		t.Skip(err)
+	}
+}

@@ -177,6 +177,18 @@ func (c Config) Validate() error {
 			return fmt.Errorf("%s.name: %q is used twice", at, cl.Name)
 		}
 		seen[cl.Name] = true
+		for _, f := range []struct {
+			key string
+			v   int64
+		}{
+			{"cooldown.up", int64(cl.Cooldown.Up.Duration)}, {"cooldown.down", int64(cl.Cooldown.Down.Duration)},
+			{"stabilization", int64(cl.Stabilization.Duration)}, {"budget.cluster", int64(deref(cl.Budget.Cluster))},
+			{"budget.template", int64(deref(cl.Budget.Template))}, {"budget.host", int64(deref(cl.Budget.Host))},
+		} {
+			if f.v < 0 {
+				return fmt.Errorf("%s.%s: must not be negative", at, f.key)
+			}
+		}
 		if err := cl.Limits().Validate(); err != nil {
 			return fmt.Errorf("%s.%w", at, err)
 		}

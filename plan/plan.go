@@ -138,6 +138,9 @@ func newView(in Input) *view {
 		case OpExpand:
 			v.size++
 			v.held[op.Template] = true
+			if op.Node != "" { // the clone, once made, is not a victim yet
+				v.held[op.Node] = true
+			}
 			v.opsByTemplate[op.Template]++
 			v.opsByHost[op.Host]++
 			v.clonesByHost[op.Host]++

@@ -1000,12 +1000,12 @@ func TestLimitsValidate(t *testing.T) {
 		{"no scalable role is refused", func(l *Limits) { l.ScalableRoles = nil }, "scalable_roles:"},
 		// The six below name only the group of fields today; see the
 		// note in TestLimitsValidateNamesEveryField.
-		{"negative up cooldown is refused", func(l *Limits) { l.ScaleUpCooldown = -time.Second }, "cooldown"},
-		{"negative down cooldown is refused", func(l *Limits) { l.ScaleDownCooldown = -time.Second }, "cooldown"},
-		{"negative stabilization is refused", func(l *Limits) { l.ScaleDownStabilization = -time.Second }, "stabilization"},
-		{"negative cluster budget is refused", func(l *Limits) { l.MaxOpsPerCluster = -1 }, "budget"},
-		{"negative template budget is refused", func(l *Limits) { l.MaxOpsPerTemplate = -1 }, "budget"},
-		{"negative host budget is refused", func(l *Limits) { l.MaxOpsPerHost = -1 }, "budget"},
+		{"negative up cooldown is refused", func(l *Limits) { l.ScaleUpCooldown = -time.Second }, "scale_up_cooldown"},
+		{"negative down cooldown is refused", func(l *Limits) { l.ScaleDownCooldown = -time.Second }, "scale_down_cooldown"},
+		{"negative stabilization is refused", func(l *Limits) { l.ScaleDownStabilization = -time.Second }, "scale_down_stabilization"},
+		{"negative cluster budget is refused", func(l *Limits) { l.MaxOpsPerCluster = -1 }, "max_ops_per_cluster"},
+		{"negative template budget is refused", func(l *Limits) { l.MaxOpsPerTemplate = -1 }, "max_ops_per_template"},
+		{"negative host budget is refused", func(l *Limits) { l.MaxOpsPerHost = -1 }, "max_ops_per_host"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -1027,7 +1027,7 @@ func TestLimitsValidate(t *testing.T) {
 
 // TestLimitsValidateNamesEveryField holds Validate to its doc comment
 // ("naming the field at fault") for the fields the error names only as a
-// group today. It is skipped until types.go names each field.
+// group otherwise.
 func TestLimitsValidateNamesEveryField(t *testing.T) {
 	valid := Limits{Min: 1, Max: 5, ScalableRoles: []string{"app"}}
 	cases := []struct {
@@ -1052,7 +1052,7 @@ func TestLimitsValidateNamesEveryField(t *testing.T) {
 		}
 	}
 	if len(vague) > 0 {
-		t.Skipf("Validate does not name these fields yet (types.go is outside plan's tests): %s", strings.Join(vague, "; "))
+		t.Errorf("Validate does not name these fields: %s", strings.Join(vague, "; "))
 	}
 }
 

@@ -114,10 +114,21 @@ func (l Limits) Validate() error {
 		return fmt.Errorf("min: %d is above max %d", l.Min, l.Max)
 	case len(l.ScalableRoles) == 0:
 		return fmt.Errorf("scalable_roles: at least one role is needed")
-	case l.ScaleUpCooldown < 0, l.ScaleDownCooldown < 0, l.ScaleDownStabilization < 0:
-		return fmt.Errorf("cooldowns and stabilization must not be negative")
-	case l.MaxOpsPerCluster < 0, l.MaxOpsPerTemplate < 0, l.MaxOpsPerHost < 0:
-		return fmt.Errorf("budgets must not be negative")
+	}
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{
+		{"scale_up_cooldown", int64(l.ScaleUpCooldown)},
+		{"scale_down_cooldown", int64(l.ScaleDownCooldown)},
+		{"scale_down_stabilization", int64(l.ScaleDownStabilization)},
+		{"max_ops_per_cluster", int64(l.MaxOpsPerCluster)},
+		{"max_ops_per_template", int64(l.MaxOpsPerTemplate)},
+		{"max_ops_per_host", int64(l.MaxOpsPerHost)},
+	} {
+		if f.v < 0 {
+			return fmt.Errorf("%s: must not be negative", f.name)
+		}
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mitosis-autoscaler/mitosis/plan"
+	"github.com/mitosis-autoscaler/mitosis/policies"
 	"github.com/mitosis-autoscaler/mitosis/policy"
 )
 
@@ -66,6 +67,13 @@ func (p targetPolicy) Decide(_ context.Context, in *policy.Input, _ time.Time) (
 	return plan.Decision{Action: plan.ActionNone}, nil
 }
 
-// defaultPolicy is the policy the benchmarks and acceptance tests run.
-// TODO: the embedded default Rego policies once they land.
-func defaultPolicy(testing.TB) autoscaler.PolicyEngine { return targetPolicy{0.7, 0.35} }
+// defaultPolicy is the embedded default Rego policy, which the benchmarks
+// and the acceptance test run.
+func defaultPolicy(tb testing.TB) autoscaler.PolicyEngine {
+	tb.Helper()
+	e, err := policy.LoadFS(policies.FS, "policies")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return e
+}

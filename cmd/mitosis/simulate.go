@@ -16,6 +16,8 @@ import (
 	"golang.org/x/term"
 
 	"github.com/mitosis-autoscaler/mitosis/autoscaler"
+	"github.com/mitosis-autoscaler/mitosis/policies"
+	"github.com/mitosis-autoscaler/mitosis/policy"
 	"github.com/mitosis-autoscaler/mitosis/sim"
 )
 
@@ -293,10 +295,10 @@ func (p *progress) finish() {
 	}
 }
 
-// errNoPolicyEngine: the OPA engine (package policy) has not landed yet.
-var errNoPolicyEngine = errors.New("the policy engine is not built yet")
-
 // loadPolicy compiles the policies in dir, or the embedded defaults.
 func loadPolicy(dir string) (autoscaler.PolicyEngine, error) {
-	return nil, errNoPolicyEngine
+	if dir == "" {
+		return policy.LoadFS(policies.FS, "policies")
+	}
+	return policy.Load(dir)
 }

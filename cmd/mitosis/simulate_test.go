@@ -3,10 +3,13 @@ package main
 import (
 	"bytes"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/mitosis-autoscaler/mitosis/policies"
 )
 
 // runCLI runs the command in process and returns its output, the error
@@ -106,5 +109,42 @@ func TestSimulateReadsATraceOfBareNumbers(t *testing.T) {
 	}
 	if !strings.Contains(stdout, "60.0 min") {
 		t.Errorf("an hour of trace was not simulated:\n%s", stdout)
+	}
+}
+
+func TestSimulateComparesTwoPolicies(t *testing.T) {
+	// Two copies of the default policy, side by side; then one against a
+	// policy whose decisions break the contract, which fails the command.
+	src, err := fs.ReadFile(policies.FS, "target_tracking.rego")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := t.TempDir(), t.TempDir()
+	if err := os.WriteFile(filepath.Join(a, "p.rego"), src, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(b, "p.rego"), src, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	stdout, err, code := runCLI(t, "simulate", "--synthetic", "ramp", "--duration", "2h", "--compare", a, b, "--out", out)
+	if code != 0 {
+		t.Fatalf("exit %d: %v", code, err)
+	}
+	if !strings.Contains(stdout, a) || !strings.Contains(stdout, b) {
+		t.Errorf("the summary does not show both policies:\n%s", stdout)
+	}
+	page, _ := os.ReadFile(filepath.Join(out, "report.html"))
+	if strings.Count(string(page), ": serving capacity") < 2 {
+		t.Error("the chart lacks a capacity line per policy")
+	}
+
+	broken := t.TempDir()
+	if err := os.WriteFile(filepath.Join(broken, "p.rego"), []byte("package mitosis\n\ndecision := {\"action\": \"jump\"}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err, code = runCLI(t, "simulate", "--synthetic", "ramp", "--duration", "1h", "--compare", a, broken, "--out", t.TempDir())
+	if code != 1 || !strings.Contains(err.Error(), "policy evaluations failed") {
+		t.Errorf("a policy whose decisions are invalid: exit %d, %v", code, err)
 	}
 }

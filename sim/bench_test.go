@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mitosis-autoscaler/mitosis/autoscaler"
 	"github.com/mitosis-autoscaler/mitosis/plan"
 )
 
@@ -27,11 +28,16 @@ func weekLoad(b *testing.B) (*Workload, float64) {
 
 // BenchmarkSimulateWeek simulates a week at 5 s steps, ticking the real
 // controller and the default policy every 30 s, with up to ~100 nodes.
-func BenchmarkSimulateWeek(b *testing.B) {
+func BenchmarkSimulateWeek(b *testing.B) { benchWeek(b, defaultPolicy(b)) }
+
+// BenchmarkSimulateWeekGoPolicy is the same week with a small Go policy
+// instead of the Rego one: what the world and the controller cost.
+func BenchmarkSimulateWeekGoPolicy(b *testing.B) { benchWeek(b, targetPolicy{0.6, 0.4}) }
+
+func benchWeek(b *testing.B, engine autoscaler.PolicyEngine) {
 	load, scale := weekLoad(b)
 	fc := worldCupConfig(b)
 	fc.Clusters[0].Max = 150
-	engine := defaultPolicy(b)
 	var res *Result
 	for b.Loop() {
 		var err error

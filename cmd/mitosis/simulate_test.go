@@ -12,9 +12,9 @@ import (
 	"github.com/mitosis-autoscaler/mitosis/policies"
 )
 
-// runCLI runs the command in process and returns its output, the error
-// and the exit code it would end with.
-func runCLI(t *testing.T, args ...string) (string, error, int) {
+// runCLI runs the command in process and returns its output, the exit
+// code it would end with, and the error.
+func runCLI(t *testing.T, args ...string) (string, int, error) {
 	t.Helper()
 	cmd := newRootCmd()
 	var out, errOut bytes.Buffer
@@ -32,7 +32,7 @@ func runCLI(t *testing.T, args ...string) (string, error, int) {
 			code = 1
 		}
 	}
-	return out.String(), err, code
+	return out.String(), code, err
 }
 
 func writeTemp(t *testing.T, name, content string) string {
@@ -67,7 +67,7 @@ func TestSimulateBadInputExitsTwoNamingFileAndLine(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			_, err, code := runCLI(t, c.args...)
+			_, code, err := runCLI(t, c.args...)
 			if code != 2 {
 				t.Fatalf("exit code %d (%v), want 2", code, err)
 			}
@@ -82,7 +82,7 @@ func TestSimulateBadInputExitsTwoNamingFileAndLine(t *testing.T) {
 
 func TestSimulateWritesAReport(t *testing.T) {
 	out := t.TempDir()
-	stdout, err, code := runCLI(t, "simulate", "--synthetic", "spike", "--duration", "3h", "--seed", "7", "--mode", "both", "--out", out)
+	stdout, code, err := runCLI(t, "simulate", "--synthetic", "spike", "--duration", "3h", "--seed", "7", "--mode", "both", "--out", out)
 	if code != 0 {
 		t.Fatalf("exit %d: %v", code, err)
 	}
@@ -103,7 +103,7 @@ func TestSimulateWritesAReport(t *testing.T) {
 
 func TestSimulateReadsATraceOfBareNumbers(t *testing.T) {
 	trace := writeTemp(t, "n.txt", strings.Repeat("3000 4000 5000 30000\n", 15))
-	stdout, err, code := runCLI(t, "simulate", "--trace", trace, "--step", "1m", "--scale", "0.5", "--out", t.TempDir())
+	stdout, code, err := runCLI(t, "simulate", "--trace", trace, "--step", "1m", "--scale", "0.5", "--out", t.TempDir())
 	if code != 0 {
 		t.Fatalf("exit %d: %v", code, err)
 	}
@@ -127,7 +127,7 @@ func TestSimulateComparesTwoPolicies(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := t.TempDir()
-	stdout, err, code := runCLI(t, "simulate", "--synthetic", "ramp", "--duration", "2h", "--compare", a, b, "--out", out)
+	stdout, code, err := runCLI(t, "simulate", "--synthetic", "ramp", "--duration", "2h", "--compare", a, b, "--out", out)
 	if code != 0 {
 		t.Fatalf("exit %d: %v", code, err)
 	}
@@ -143,7 +143,7 @@ func TestSimulateComparesTwoPolicies(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(broken, "p.rego"), []byte("package mitosis\n\ndecision := {\"action\": \"jump\"}\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, err, code = runCLI(t, "simulate", "--synthetic", "ramp", "--duration", "1h", "--compare", a, broken, "--out", t.TempDir())
+	_, code, err = runCLI(t, "simulate", "--synthetic", "ramp", "--duration", "1h", "--compare", a, broken, "--out", t.TempDir())
 	if code != 1 || !strings.Contains(err.Error(), "policy evaluations failed") {
 		t.Errorf("a policy whose decisions are invalid: exit %d, %v", code, err)
 	}

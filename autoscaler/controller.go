@@ -204,7 +204,7 @@ func BuildInput(now time.Time, cl ClusterConfig, st plan.ClusterState, snap metr
 	}
 	for _, r := range st.Recent {
 		in.History.Recent = append(in.History.Recent, policy.RecentDecision{
-			SAgo: now.Sub(r.At).Seconds(), Action: string(r.Decision.Action), Count: r.Decision.Count,
+			SAgo: now.Sub(r.At).Seconds(), Action: string(r.Action), Count: r.Count,
 		})
 	}
 	for _, op := range st.Operations {
@@ -339,16 +339,37 @@ func (d *digester) bool(v bool) {
 		d.buf = append(d.buf, 0)
 	}
 }
+
+// metrics adds a map without sorting its keys: each entry is hashed on its
+// own and the hashes are summed, which does not depend on their order.
 func (d *digester) metrics(m map[string]policy.Metric) {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
+	var sum uint64
+	for k, v := range m {
+		h := fnvString(fnvOffset, k)
+		h = fnvUint64(h, math.Float64bits(v.Value))
+		sum += fnvUint64(h, math.Float64bits(v.AgeS))
 	}
-	sort.Strings(keys)
-	d.int(int64(len(keys)))
-	for _, k := range keys {
-		d.str(k)
-		d.float(m[k].Value)
-		d.float(m[k].AgeS)
+	d.int(int64(len(m)))
+	d.int(int64(sum))
+}
+
+// FNV-1a, inline, so that hashing a map entry allocates nothing.
+const (
+	fnvOffset = 14695981039346656037
+	fnvPrime  = 1099511628211
+)
+
+func fnvString(h uint64, s string) uint64 {
+	for i := 0; i < len(s); i++ {
+		h = (h ^ uint64(s[i])) * fnvPrime
 	}
+	return h
+}
+
+func fnvUint64(h, v uint64) uint64 {
+	for range 8 {
+		h = (h ^ (v & 0xff)) * fnvPrime
+		v >>= 8
+	}
+	return h
 }

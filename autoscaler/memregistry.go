@@ -21,6 +21,7 @@ type MemRegistry struct {
 	nodeIDs   []string             // sorted, so State needs no sort
 	ops       map[string]plan.Operation
 	opOrder   []string // creation order
+	open      []string // unfinished operations, in creation order
 	scaling   map[string]plan.ScalingState
 	decisions map[string][]plan.DecisionRecord // newest last
 	estimates map[string]plan.Estimates
@@ -50,16 +51,16 @@ func (r *MemRegistry) State(_ context.Context, cluster string) (plan.ClusterStat
 			s.Nodes = append(s.Nodes, n)
 		}
 	}
-	for _, id := range r.opOrder {
-		if op := r.ops[id]; op.Cluster == cluster && !op.Status.Finished() {
+	for _, id := range r.open {
+		if op := r.ops[id]; op.Cluster == cluster {
 			s.Operations = append(s.Operations, cloneOp(op))
 		}
 	}
 	s.Scaling = cloneScaling(r.scaling[cluster])
 	s.Estimates = r.estimates[cluster]
 	d := r.decisions[cluster]
-	for i := len(d) - 1; i >= 0 && len(s.Recent) < 16; i-- {
-		s.Recent = append(s.Recent, d[i])
+	for i := len(d) - 1; i >= 0 && len(s.Recent) < plan.RecentDecisions; i-- {
+		s.Recent = append(s.Recent, plan.RecentDecision{At: d[i].At, Action: d[i].Decision.Action, Count: d[i].Decision.Count})
 	}
 	return s, nil
 }
@@ -68,11 +69,9 @@ func (r *MemRegistry) State(_ context.Context, cluster string) (plan.ClusterStat
 func (r *MemRegistry) Unfinished(context.Context) ([]plan.Operation, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var out []plan.Operation
-	for _, id := range r.opOrder {
-		if op := r.ops[id]; !op.Status.Finished() {
-			out = append(out, cloneOp(op))
-		}
+	out := make([]plan.Operation, 0, len(r.open))
+	for _, id := range r.open {
+		out = append(out, cloneOp(r.ops[id]))
 	}
 	return out, nil
 }
@@ -100,7 +99,7 @@ func (r *MemRegistry) Decide(_ context.Context, rec plan.DecisionRecord, scaling
 	r.seq++
 	rec.Seq = r.seq
 	d := append(r.decisions[rec.Cluster], rec)
-	if len(d) > decisionHistory {
+	if len(d) >= 2*decisionHistory { // trim in bulk, not on every decision
 		d = slices.Delete(d, 0, len(d)-decisionHistory)
 	}
 	r.decisions[rec.Cluster] = d
@@ -108,6 +107,9 @@ func (r *MemRegistry) Decide(_ context.Context, rec plan.DecisionRecord, scaling
 	for _, op := range ops {
 		r.ops[op.ID] = cloneOp(op)
 		r.opOrder = append(r.opOrder, op.ID)
+		if !op.Status.Finished() {
+			r.open = append(r.open, op.ID)
+		}
 	}
 	return nil
 }
@@ -130,6 +132,9 @@ func (r *MemRegistry) Transition(_ context.Context, id string, t plan.Transition
 	}
 	for _, id := range t.RemoveNodes {
 		r.removeNode(id)
+	}
+	if op.Status.Finished() {
+		r.open = slices.DeleteFunc(r.open, func(o string) bool { return o == id })
 	}
 	if op.Status == plan.OpDone {
 		r.estimates[op.Cluster] = plan.Learn(r.estimates[op.Cluster], op)

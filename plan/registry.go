@@ -21,11 +21,22 @@ var ErrNotFound = errors.New("not found")
 type ClusterState struct {
 	Nodes []Node `json:"nodes"`
 	// Operations are the cluster's unfinished operations, oldest first.
-	Operations []Operation      `json:"operations"`
-	Scaling    ScalingState     `json:"scaling"`
-	Estimates  Estimates        `json:"estimates"`
-	Recent     []DecisionRecord `json:"recent,omitempty"`
+	Operations []Operation  `json:"operations"`
+	Scaling    ScalingState `json:"scaling"`
+	Estimates  Estimates    `json:"estimates"`
+	// Recent sums up the latest decisions, newest first.
+	Recent []RecentDecision `json:"recent,omitempty"`
 }
+
+// RecentDecision is the gist of a recorded decision, as policies see it.
+type RecentDecision struct {
+	At     time.Time `json:"at"`
+	Action Action    `json:"action"`
+	Count  int       `json:"count"`
+}
+
+// RecentDecisions is how many decisions ClusterState.Recent sums up.
+const RecentDecisions = 16
 
 // Estimates are durations learned from finished operations; zero until
 // one has finished.

@@ -27,14 +27,27 @@ defaults := {
 	"max_lineage_depth": 3, # a template deeper in a lineage of clones ranks after shallower ones
 }
 
-params := {name: object.get(input, ["params", name], value) | some name, value in defaults}
+# The params: the cluster's, over the defaults.
+params := object.union(defaults, given_params)
 
+given_params := object.get(input, "params", {})
+
+known_params := object.keys(defaults)
+
+known_given := object.keys(given_params)
+
+number_params := {"target", "high", "low", "max_step_out", "max_step_in", "warm_after_s", "stale_after_s", "max_lineage_depth"}
+
+# What is wrong with the params given (the defaults are known to be good).
 param_errors contains sprintf("unknown param %q", [name]) if {
-	some name, _ in object.get(input, "params", {})
-	not name in object.keys(defaults)
+	some name, _ in given_params
+	not name in known_params
 }
 
-param_errors contains "metric must be a non-empty string" if not metric_named
+param_errors contains "metric must be a non-empty string" if {
+	"metric" in known_given
+	not metric_named
+}
 
 metric_named if {
 	is_string(params.metric)
@@ -42,8 +55,9 @@ metric_named if {
 }
 
 param_errors contains sprintf("%s must be a number", [name]) if {
-	some name in ["target", "high", "low", "max_step_out", "max_step_in", "warm_after_s", "stale_after_s", "max_lineage_depth"]
-	not is_number(params[name])
+	some name, value in given_params
+	name in number_params
+	not is_number(value)
 }
 
 param_errors contains "fail_safe_expand must be a boolean" if {
@@ -63,6 +77,7 @@ ordered if {
 
 param_errors contains sprintf("%s must be a whole number >= 0", [name]) if {
 	some name in ["max_step_out", "max_step_in", "max_lineage_depth"]
+	name in known_given
 	is_number(params[name])
 	not whole(params[name])
 }

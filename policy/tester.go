@@ -51,8 +51,10 @@ func (r TestResult) FullName() string { return r.Package + "." + r.Name }
 
 // RunTests runs the Rego tests (rules named test_*) of the .rego files
 // directly in dir, tests and policies together, with the capabilities
-// and strict mode of Load. A file that does not parse or compile is a
-// *LoadError; the results are in file and line order.
+// and strict mode of Load; as in Decide, an error of a built-in function
+// is an error of the test, not an undefined value. A file that does not
+// parse or compile is a *LoadError; the results are in file and line
+// order.
 func RunTests(ctx context.Context, dir string) ([]TestResult, error) {
 	return RunTestsFS(ctx, os.DirFS(dir), filepath.ToSlash(filepath.Clean(dir)))
 }

@@ -152,7 +152,7 @@ none), 2 when a file does not parse or compile.`,
 					return loadError(err)
 				}
 				if len(dirs) > 1 {
-					fmt.Fprintf(out, "%s/\n", filepath.ToSlash(dir))
+					fmt.Fprintf(out, "%s/\n", filepath.ToSlash(filepath.Clean(dir)))
 				}
 				printTests(out, rs)
 				results = append(results, rs...)

@@ -101,6 +101,9 @@ func (e *Engine) Decide(ctx context.Context, in *Input, now time.Time) (plan.Dec
 	if in == nil {
 		return plan.Decision{}, errors.New("policy: nil input")
 	}
+	if err := ctx.Err(); err != nil {
+		return plan.Decision{}, &EvalError{Message: "evaluation cancelled: " + err.Error(), Err: err}
+	}
 	if in.Schema != SchemaVersion {
 		return plan.Decision{}, fmt.Errorf("policy: input schema %d, this engine speaks %d", in.Schema, SchemaVersion)
 	}

@@ -11,7 +11,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -X main.version=$(VERSION)
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test test-race bench lint fuzz check-core deps clean
+.PHONY: help build run test test-race acceptance bench lint fuzz check-core deps clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -32,6 +32,9 @@ test: deps check-core ## The whole suite: core boundary, vet, every Go and Rego 
 
 test-race: deps ## The suite under the race detector
 	$(GO) test -race -count=1 ./...
+
+acceptance: deps ## The WorldCup98 acceptance run on the whole trace, both modes (minutes)
+	$(GO) test -tags worldcup -run WorldCupFullTrace -timeout 30m -v ./sim/
 
 bench: deps ## Benchmarks; compare runs with: make bench > new.txt; go tool benchstat old.txt new.txt
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -count $(COUNT) ./plan/ ./policy/ ./sim/

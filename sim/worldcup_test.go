@@ -74,23 +74,11 @@ func checkAcceptance(t *testing.T, live, cold Summary, staticNodes int) {
 // with the default policy, live-clone and cold-boot side by side, and
 // checks the acceptance figures on it against a static cluster sized for
 // the week's own peak (37 nodes). The whole trace (87 days) takes
-// minutes, so it runs only with MITOSIS_WORLDCUP_FULL=1; its figures are
-// in docs/simulation.md.
+// minutes, so it runs with `make acceptance` (build tag worldcup); its
+// figures are in docs/simulation.md.
 func TestWorldCupSharpestRiseWeek(t *testing.T) {
-	if testing.Short() {
-		t.Skip("a simulated week with the Rego policy takes a while")
-	}
 	wc := openWorldCup(t)
 	start := time.Date(1998, 6, 19, 0, 0, 0, 0, time.UTC)
 	live, cold := runWorldCup(t, wc.Slice(start, start.Add(7*24*time.Hour)))
 	checkAcceptance(t, live.Summary, cold.Summary, 37)
-}
-
-// TestWorldCupFullTrace is the acceptance run of docs/simulation.md.
-func TestWorldCupFullTrace(t *testing.T) {
-	if os.Getenv("MITOSIS_WORLDCUP_FULL") != "1" {
-		t.Skip("set MITOSIS_WORLDCUP_FULL=1 to replay the whole trace (minutes)")
-	}
-	live, cold := runWorldCup(t, openWorldCup(t))
-	checkAcceptance(t, live.Summary, cold.Summary, 40)
 }

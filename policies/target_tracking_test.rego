@@ -38,6 +38,30 @@ cluster(nodes) := {
 	"estimates": {"clone_seconds": 0, "drain_seconds": 0},
 	"operations": [],
 	"params": {},
+	"node_stats": node_stats(nodes, ["app"]),
+}
+
+# node_stats is what the engine derives from the nodes and hands the
+# policy as input.node_stats: each metric summarized over the ready nodes
+# of the roles given.
+node_stats(nodes, roles) := {
+	"ready": count(ready),
+	"metrics": {name: summary(ready, name) | some n in ready; some name, _ in n.metrics},
+} if {
+	ready := [n | some n in nodes; n.state == "ready"; n.role in roles]
+}
+
+summary(ready, name) := {
+	"count": count(values),
+	"missing": count(ready) - count(values),
+	"sum": sum(values),
+	"mean": sum(values) / count(values),
+	"min": min(values),
+	"max": max(values),
+	"max_age_s": max(ages),
+} if {
+	values := [n.metrics[name].value | some n in ready]
+	ages := [n.metrics[name].age_s | some n in ready]
 }
 
 # changed is the input doc with the fields of patch merged in.

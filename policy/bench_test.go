@@ -142,6 +142,41 @@ func benchTicks(b *testing.B, e *policy.Engine, name string, ins []*policy.Input
 	})
 }
 
+// BenchmarkDecidePrepared is BenchmarkDecideAction on inputs converted
+// beforehand (policy.Prepare): the evaluation alone, without the input
+// conversion that BenchmarkToValue measures.
+func BenchmarkDecidePrepared(b *testing.B) {
+	e := defaultEngine(b)
+	for _, c := range []struct {
+		action plan.Action
+		mean   float64
+	}{{plan.ActionNone, 0.6}, {plan.ActionExpand, 0.8}, {plan.ActionContract, 0.25}} {
+		for _, n := range benchSizes {
+			ins := ticks(n, c.mean, 8)
+			prepared := make([]*policy.Prepared, len(ins))
+			for i, in := range ins {
+				p, err := policy.Prepare(in)
+				if err != nil {
+					b.Fatal(err)
+				}
+				prepared[i] = p
+			}
+			b.Run(fmt.Sprintf("%s/nodes=%d", c.action, n), func(b *testing.B) {
+				b.ReportAllocs()
+				i := 0
+				for b.Loop() {
+					k := i % len(ins)
+					i++
+					d, err := e.DecidePrepared(context.Background(), prepared[k], time.Unix(ins[k].Now, 0))
+					if err != nil || d.Action != c.action {
+						b.Fatalf("decision %+v, error %v", d, err)
+					}
+				}
+			})
+		}
+	}
+}
+
 // BenchmarkToValue is the input conversion alone.
 func BenchmarkToValue(b *testing.B) {
 	for _, n := range benchSizes[1:] {

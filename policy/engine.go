@@ -98,19 +98,43 @@ func (e *Engine) Files() []string { return slices.Clone(e.files) }
 // *DecisionError (the decision breaks the contract or is undefined) or an
 // *EvalError (evaluation failed), both naming the policy's file and line.
 func (e *Engine) Decide(ctx context.Context, in *Input, now time.Time) (plan.Decision, error) {
-	if in == nil {
-		return plan.Decision{}, errors.New("policy: nil input")
+	p, err := Prepare(in)
+	if err != nil {
+		return plan.Decision{}, err
 	}
-	if err := ctx.Err(); err != nil {
-		return plan.Decision{}, &EvalError{Message: "evaluation cancelled: " + err.Error(), Err: err}
+	return e.DecidePrepared(ctx, p, now)
+}
+
+// Prepared is an input converted once into the form OPA evaluates, for
+// evaluating several policies on the same input (a comparison, a policy
+// about to replace the running one) without converting it again. It is
+// immutable.
+type Prepared struct {
+	in    *Input
+	value ast.Value
+}
+
+// Prepare checks and converts an input. Its errors name what is wrong.
+func Prepare(in *Input) (*Prepared, error) {
+	if in == nil {
+		return nil, errors.New("policy: nil input")
 	}
 	if in.Schema != SchemaVersion {
-		return plan.Decision{}, fmt.Errorf("policy: input schema %d, this engine speaks %d", in.Schema, SchemaVersion)
+		return nil, fmt.Errorf("policy: input schema %d, this engine speaks %d", in.Schema, SchemaVersion)
 	}
 	v, err := in.ToValue()
 	if err != nil {
-		return plan.Decision{}, fmt.Errorf("policy: input: %w", err)
+		return nil, fmt.Errorf("policy: input: %w", err)
 	}
+	return &Prepared{in: in, value: v}, nil
+}
+
+// DecidePrepared is Decide on a prepared input.
+func (e *Engine) DecidePrepared(ctx context.Context, p *Prepared, now time.Time) (plan.Decision, error) {
+	if err := ctx.Err(); err != nil {
+		return plan.Decision{}, &EvalError{Message: "evaluation cancelled: " + err.Error(), Err: err}
+	}
+	in, v := p.in, p.value
 	rs, err := e.query.Eval(ctx,
 		rego.EvalParsedInput(v),
 		rego.EvalTime(now),

@@ -117,6 +117,7 @@ func (c *converter) rest(in *Input, nodes []*ast.Term, params *ast.Term) ast.Val
 		)},
 		[2]*ast.Term{kOperations, ast.ArrayTerm(ops...)},
 		[2]*ast.Term{kParams, params},
+		[2]*ast.Term{kNodeStats, c.stats(in.Stats())},
 	)
 }
 

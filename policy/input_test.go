@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"os"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -19,7 +20,11 @@ import (
 func viaJSON(t *testing.T, in *policy.Input) ast.Value {
 	t.Helper()
 	var doc any
-	b, err := json.Marshal(in)
+	// node_stats is derived: the engine adds it to what the JSON holds.
+	b, err := json.Marshal(struct {
+		*policy.Input
+		NodeStats policy.NodeStats `json:"node_stats"`
+	}{in, in.Stats()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,5 +208,31 @@ func TestReadInput(t *testing.T) {
 				t.Errorf("error\n%s\nwant\n%s", err, c.want)
 			}
 		})
+	}
+}
+
+func TestStatsSummarizesTheReadyNodesOfScalableRoles(t *testing.T) {
+	m := func(v float64, age float64) policy.Metric { return policy.Metric{Value: v, AgeS: age} }
+	in := &policy.Input{
+		Cluster: policy.Cluster{Roles: []string{"app", "worker"}},
+		Nodes: []policy.Node{
+			{ID: "a", Role: "app", State: "ready", Metrics: map[string]policy.Metric{"util": m(0.2, 5), "hits": m(0.9, 5)}},
+			{ID: "b", Role: "worker", State: "ready", Metrics: map[string]policy.Metric{"util": m(0.8, 30)}},
+			{ID: "c", Role: "app", State: "ready", Metrics: map[string]policy.Metric{"util": m(math.NaN(), 5)}},
+			{ID: "d", Role: "app", State: "draining", Metrics: map[string]policy.Metric{"util": m(5, 5)}},
+			{ID: "e", Role: "central", State: "ready", Metrics: map[string]policy.Metric{"util": m(9, 5)}},
+		},
+	}
+	got := in.Stats()
+	want := policy.NodeStats{Ready: 3, Metrics: map[string]policy.MetricStats{
+		// c's NaN counts as missing; d is not ready; e is not scalable.
+		"util": {Count: 2, Missing: 1, Sum: 1, Mean: 0.5, Min: 0.2, Max: 0.8, MaxAgeS: 30},
+		"hits": {Count: 1, Missing: 2, Sum: 0.9, Mean: 0.9, Min: 0.9, Max: 0.9, MaxAgeS: 5},
+	}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Stats:\n got %+v\nwant %+v", got, want)
+	}
+	if empty := (&policy.Input{}).Stats(); empty.Ready != 0 || len(empty.Metrics) != 0 {
+		t.Errorf("no nodes: %+v", empty)
 	}
 }

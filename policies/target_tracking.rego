@@ -243,9 +243,24 @@ unavailable := sprintf("metrics unavailable (%s)", [input.health.reason]) if {
 
 summary := sprintf("mean %s %s over %d nodes: desired %d, size %d", [params.metric, two(load_mean), load_count, desired_size, size])
 
+# The decision is a short chain: a tick within the band evaluates only
+# its first branches (each else branch costs a few microseconds, on every
+# tick).
 decision := none(sprintf("invalid params: %s", [concat("; ", sort(param_errors))])) if {
 	count(param_errors) > 0
-} else := {
+} else := untrusted_decision if {
+	not trusted
+} else := none(sprintf("no ready node of a scalable role reports %s: no action", [params.metric])) if {
+	load_count == 0
+} else := expand_decision if {
+	load_mean > params.high
+} else := contract_decision if {
+	load_mean < params.low
+} else := none(sprintf("mean %s %s within [%s, %s] over %d nodes: size %d", [params.metric, two(load_mean), two(params.low), two(params.high), load_count, size]))
+
+# Without trusted metrics: a fail-safe expansion by one if the params ask
+# for it, else nothing.
+untrusted_decision := {
 	"action": "expand",
 	"count": 1,
 	"template": ranked_templates[0],
@@ -253,22 +268,17 @@ decision := none(sprintf("invalid params: %s", [concat("; ", sort(param_errors))
 	"fail_safe": true,
 	"reason": sprintf("%s: fail-safe expansion by 1", [unavailable]),
 } if {
-	not trusted
 	params.fail_safe_expand
 	size < input.cluster.max
 	count(ranked_templates) > 0
-} else := none(sprintf("%s: no action", [unavailable])) if {
-	not trusted
-} else := none(sprintf("no ready node of a scalable role reports %s: no action", [params.metric])) if {
-	load_count == 0
-} else := none(sprintf("%s, above %s, but the cluster is at its max %d", [summary, two(params.high), input.cluster.max])) if {
-	load_mean > params.high
+} else := none(sprintf("%s: no action", [unavailable]))
+
+# Above the high mark.
+expand_decision := none(sprintf("%s, above %s, but the cluster is at its max %d", [summary, two(params.high), input.cluster.max])) if {
 	size >= input.cluster.max
 } else := none(sprintf("%s, above %s, but operations in flight already bring the cluster to it", [summary, two(params.high)])) if {
-	load_mean > params.high
 	expand_count <= 0
 } else := none(sprintf("%s, above %s, but no ready node can be a template", [summary, two(params.high)])) if {
-	load_mean > params.high
 	count(ranked_templates) == 0
 } else := {
 	"action": "expand",
@@ -276,28 +286,23 @@ decision := none(sprintf("invalid params: %s", [concat("; ", sort(param_errors))
 	"template": ranked_templates[0],
 	"templates": ranked_templates,
 	"reason": sprintf("mean %s %s > %s over %d nodes: desired %d, size %d", [params.metric, two(load_mean), two(params.high), load_count, desired_size, size]),
-} if {
-	load_mean > params.high
-} else := none(sprintf("%s, below %s, but the cluster is at its min %d", [summary, two(params.low), floor_size])) if {
-	load_mean < params.low
+}
+
+# Below the low mark.
+contract_decision := none(sprintf("%s, below %s, but the cluster is at its min %d", [summary, two(params.low), floor_size])) if {
 	size <= floor_size
 } else := none(sprintf("%s, below %s, but operations in flight already bring the cluster to it", [summary, two(params.low)])) if {
-	load_mean < params.low
 	contract_count <= 0
 } else := none(sprintf("%s, below %s, but %d ready nodes do not report %s: not contracting", [summary, two(params.low), unreported, params.metric])) if {
-	load_mean < params.low
 	unreported > 0
 } else := none(sprintf("%s, below %s, but every node is held by an operation", [summary, two(params.low)])) if {
-	load_mean < params.low
 	count(ranked_victims) == 0
 } else := {
 	"action": "contract",
 	"count": contract_count,
 	"nodes": ranked_victims,
 	"reason": sprintf("mean %s %s < %s over %d nodes: desired %d, size %d", [params.metric, two(load_mean), two(params.low), load_count, desired_size, size]),
-} if {
-	load_mean < params.low
-} else := none(sprintf("mean %s %s within [%s, %s] over %d nodes: size %d", [params.metric, two(load_mean), two(params.low), two(params.high), load_count, size]))
+}
 
 none(reason) := {"action": "none", "reason": reason}
 

@@ -262,14 +262,18 @@ test_invalid_params_do_nothing[name] if {
 		"fail_safe text": {"fail_safe_expand": "yes"},
 		"warm_after zero": {"warm_after_s": 0},
 	}
-	d := mitosis.decision with input as changed(busy, {"params": params})
-	d.action == "none"
-	startswith(d.reason, "invalid params: ")
+	errors := mitosis.param_errors with input as changed(busy, {"params": params})
+	count(errors) > 0
 }
 
 test_invalid_params_are_named if {
-	d := mitosis.decision with input as changed(busy, {"params": {"traget": 0.6, "target": 0}})
-	d.reason == "invalid params: low <= target <= high must hold; target must be > 0; unknown param \"traget\""
+	errors := mitosis.param_errors with input as changed(busy, {"params": {"traget": 0.6, "target": 0}})
+	errors == {"low <= target <= high must hold", "target must be > 0", "unknown param \"traget\""}
+}
+
+test_valid_params_have_no_errors if {
+	params := {"metric": "sessions", "target": 50, "low": 40, "high": 80, "max_step_out": 2, "fail_safe_expand": true}
+	count(mitosis.param_errors) == 0 with input as changed(busy, {"params": params})
 }
 
 # ---- template_score ----

@@ -37,6 +37,9 @@ type Engine struct {
 	// definition, in file order), for errors that cannot be placed more
 	// precisely.
 	decision *ast.Location
+	// params checks input.params with the policy's param_errors rule, if
+	// it has one; nil otherwise.
+	params *paramsChecker
 }
 
 // Load compiles the policy in dir: every .rego file directly in it that
@@ -77,7 +80,11 @@ func LoadFS(fsys fs.FS, name string) (*Engine, error) {
 	if err != nil {
 		return nil, &LoadError{Problems: problems(err, name)}
 	}
-	e := &Engine{version: digest(srcs), query: pq, decision: first}
+	params, err := newParamsChecker(c)
+	if err != nil {
+		return nil, &LoadError{Problems: problems(err, name)}
+	}
+	e := &Engine{version: digest(srcs), query: pq, decision: first, params: params}
 	for _, s := range srcs {
 		e.files = append(e.files, s.label)
 	}
@@ -95,8 +102,10 @@ func (e *Engine) Files() []string { return slices.Clone(e.files) }
 // Decide evaluates the policy on in with time.now_ns pinned to now and
 // returns its decision, checked against the policy contract and against
 // in. It never returns an invalid decision: the error is then a
+// *ParamsError (the policy's param_errors rule rejects input.params), a
 // *DecisionError (the decision breaks the contract or is undefined) or an
-// *EvalError (evaluation failed), both naming the policy's file and line.
+// *EvalError (evaluation failed), the last two naming the policy's file
+// and line.
 func (e *Engine) Decide(ctx context.Context, in *Input, now time.Time) (plan.Decision, error) {
 	p, err := Prepare(in)
 	if err != nil {
@@ -135,6 +144,9 @@ func (e *Engine) DecidePrepared(ctx context.Context, p *Prepared, now time.Time)
 		return plan.Decision{}, &EvalError{Message: "evaluation cancelled: " + err.Error(), Err: err}
 	}
 	in, v := p.in, p.value
+	if err := e.params.check(ctx, in.Params); err != nil {
+		return plan.Decision{}, err
+	}
 	rs, err := e.query.Eval(ctx,
 		rego.EvalParsedInput(v),
 		rego.EvalTime(now),

@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/mitosis-autoscaler/mitosis/plan"
+	"github.com/mitosis-autoscaler/mitosis/policies"
 	"github.com/mitosis-autoscaler/mitosis/policy"
 )
 
@@ -445,4 +447,64 @@ func TestDecideConcurrently(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+func TestParamsAreCheckedBeforeAnyDecision(t *testing.T) {
+	const src = `package mitosis
+
+param_errors contains sprintf("unknown param %q", [name]) if {
+	some name, _ in input.params
+	name != "target"
+}
+
+# Counts its own evaluations through the input it sees: it is the
+# decision that must not run with bad params.
+decision := {"action": "none", "reason": sprintf("target %v", [input.params.target])}
+`
+	e, err := policy.Load(writeDir(t, map[string]string{"p.rego": src}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	in := &policy.Input{Schema: policy.SchemaVersion, Params: map[string]any{"target": 0.5}}
+	for range 2 { // the second time from the cache
+		d, err := e.Decide(ctx, in, time.Unix(0, 0))
+		if err != nil || d.Reason != "target 0.5" {
+			t.Fatalf("valid params: %+v, %v", d, err)
+		}
+	}
+	bad := &policy.Input{Schema: policy.SchemaVersion, Params: map[string]any{"traget": 0.5, "zz": 1}}
+	for range 2 {
+		_, err := e.Decide(ctx, bad, time.Unix(0, 0))
+		var pe *policy.ParamsError
+		if !errors.As(err, &pe) || !slices.Equal(pe.Errors, []string{`unknown param "traget"`, `unknown param "zz"`}) {
+			t.Fatalf("invalid params: got %v, want a ParamsError naming traget and zz", err)
+		}
+	}
+	if err := e.CheckParams(ctx, map[string]any{"traget": 1}); err == nil || !strings.Contains(err.Error(), `unknown param "traget"`) {
+		t.Errorf("CheckParams: %v", err)
+	}
+	if err := e.CheckParams(ctx, map[string]any{"target": 1}); err != nil {
+		t.Errorf("CheckParams of valid params: %v", err)
+	}
+
+	// A policy without param_errors takes any params.
+	plain, err := policy.Load(writeDir(t, map[string]string{"p.rego": noneRego}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := plain.Decide(ctx, bad, time.Unix(0, 0)); err != nil {
+		t.Errorf("no param_errors rule: %v", err)
+	}
+}
+
+func TestDefaultPolicyRejectsBadParams(t *testing.T) {
+	e, err := policy.LoadFS(policies.FS, "policies")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = e.CheckParams(context.Background(), map[string]any{"target": 0.9, "high": 0.8})
+	if err == nil || err.Error() != "invalid policy params: low <= target <= high must hold" {
+		t.Errorf("got %v", err)
+	}
 }

@@ -15,7 +15,6 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
-	"github.com/mitosis-autoscaler/mitosis/autoscaler"
 	"github.com/mitosis-autoscaler/mitosis/policies"
 	"github.com/mitosis-autoscaler/mitosis/policy"
 	"github.com/mitosis-autoscaler/mitosis/sim"
@@ -119,6 +118,12 @@ func runSimulate(ctx context.Context, stdout, stderr io.Writer, f simulateFlags)
 		engine, err := loadPolicy(r.policyDir)
 		if err != nil {
 			return withCode(2, err)
+		}
+		// Refuse params the policy rejects now, not as an error on every tick.
+		for _, cl := range fc.Clusters {
+			if err := engine.CheckParams(ctx, cl.PolicyParams); err != nil {
+				return withCode(2, fmt.Errorf("cluster %s: policy_params: %w", cl.Name, err))
+			}
 		}
 		opts[i] = sim.Options{
 			Label: r.label, Workload: load, Config: fc.Config, Params: fc.Simulation, Mode: r.mode,
@@ -296,7 +301,7 @@ func (p *progress) finish() {
 }
 
 // loadPolicy compiles the policies in dir, or the embedded defaults.
-func loadPolicy(dir string) (autoscaler.PolicyEngine, error) {
+func loadPolicy(dir string) (*policy.Engine, error) {
 	if dir == "" {
 		return policy.LoadFS(policies.FS, "policies")
 	}

@@ -82,3 +82,10 @@ func TestWorldCupSharpestRiseWeek(t *testing.T) {
 	live, cold := runWorldCup(t, wc.Slice(start, start.Add(7*24*time.Hour)))
 	checkAcceptance(t, live.Summary, cold.Summary, 37)
 }
+
+// TestWorldCupFullTrace is the acceptance run of docs/simulation.md: the
+// whole 87-day trace in both modes (about a minute on two cores).
+func TestWorldCupFullTrace(t *testing.T) {
+	live, cold := runWorldCup(t, openWorldCup(t))
+	checkAcceptance(t, live.Summary, cold.Summary, 40)
+}

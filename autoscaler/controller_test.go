@@ -369,6 +369,21 @@ func TestContractSagaDrainsDetachesAndDestroys(t *testing.T) {
 	}
 }
 
+func TestContractSagaWaitsForTheDispatchersConnections(t *testing.T) {
+	r := newRig(t, always(plan.Decision{Action: plan.ActionContract, Count: 1, Nodes: []string{"a2"}}), nil)
+	r.w.lbSessions["a2"] = 2 // the node has finished its sessions; the load balancer still holds two
+	rec := r.tick()
+	r.actuate()
+	if op := r.op(rec.Operations[0]); op.Step != StepAwaitDetached {
+		t.Fatalf("removed while the dispatcher still had connections open: at %s", op.Step)
+	}
+	r.w.lbSessions["a2"] = 0
+	r.actuate()
+	if op := r.op(rec.Operations[0]); op.Status != plan.OpDone {
+		t.Fatalf("status %s at %s", op.Status, op.Step)
+	}
+}
+
 func TestContractSagaCutsSessionsAtTheDeadline(t *testing.T) {
 	r := newRig(t, always(plan.Decision{Action: plan.ActionContract, Count: 1, Nodes: []string{"a2"}}), nil)
 	r.w.sessions["fake://a2"] = 3

@@ -25,6 +25,7 @@ type fakeWorld struct {
 	attached   map[string]bool   // dispatcher: node → takes work
 	nodeState  map[string]node.State
 	sessions   map[string]int
+	lbSessions map[string]int  // the dispatcher's open connections, by node id
 	reachable  map[string]bool // addresses answering the node API
 	cloneCount int
 
@@ -41,11 +42,12 @@ type fakeWorld struct {
 }
 
 var (
-	_ Hypervisor    = (*fakeWorld)(nil)
-	_ Dispatcher    = (*fakeWorld)(nil)
-	_ NodeAPI       = (*fakeWorld)(nil)
-	_ MetricsSource = (*fakeWorld)(nil)
-	_ Clock         = (*fakeWorld)(nil)
+	_ Hypervisor     = (*fakeWorld)(nil)
+	_ Dispatcher     = (*fakeWorld)(nil)
+	_ SessionCounter = (*fakeWorld)(nil)
+	_ NodeAPI        = (*fakeWorld)(nil)
+	_ MetricsSource  = (*fakeWorld)(nil)
+	_ Clock          = (*fakeWorld)(nil)
 )
 
 func newFakeWorld() *fakeWorld {
@@ -55,6 +57,7 @@ func newFakeWorld() *fakeWorld {
 		attached:       map[string]bool{},
 		nodeState:      map[string]node.State{},
 		sessions:       map[string]int{},
+		lbSessions:     map[string]int{},
 		reachable:      map[string]bool{},
 		cloneReachable: true,
 	}
@@ -149,6 +152,13 @@ func (w *fakeWorld) Remove(_ context.Context, n string) error {
 	w.record("remove %s", n)
 	delete(w.attached, n)
 	return nil
+}
+
+// Sessions is the dispatcher's count of connections open to node n.
+func (w *fakeWorld) Sessions(_ context.Context, n string) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.lbSessions[n], nil
 }
 
 var errUnreachable = errors.New("connection refused")

@@ -110,6 +110,15 @@ type Dispatcher interface {
 	Remove(ctx context.Context, node string) error
 }
 
+// SessionCounter is a Dispatcher that can tell how many sessions
+// (connections) it still has open to a node, as HAProxy can. It is
+// optional: with it, a detach waits until the dispatcher too has nothing
+// left open to the node before taking it out.
+type SessionCounter interface {
+	// Sessions returns the node's current sessions; an unknown node has 0.
+	Sessions(ctx context.Context, node string) (int, error)
+}
+
 // NodeAPI talks to one node's API at its address. Every call carries the
 // operation id and is idempotent per operation. A node that is not (yet)
 // reachable returns an error; the sagas retry until their deadline.

@@ -259,13 +259,18 @@ func (s *saga) step(ctx context.Context, op plan.Operation) outcome {
 	case StepAwaitDetached:
 		n := s.nodes[op.Node]
 		st, err := d.Nodes.Status(ctx, n.Address)
-		if err == nil && (st.State == node.StateDetached || st.Sessions == 0) {
+		nodeDone := err == nil && (st.State == node.StateDetached || st.Sessions == 0)
+		open, cerr := 0, error(nil)
+		if sc, ok := d.Dispatcher.(SessionCounter); ok {
+			open, cerr = sc.Sessions(ctx, n.ID)
+		}
+		if nodeDone && cerr == nil && open == 0 {
 			return goTo(StepRemove, "sessions finished")
 		}
 		if s.now.Sub(op.StepAt) < s.cl.Detach.Deadline.Duration {
 			return wait()
 		}
-		return goTo(StepRemove, fmt.Sprintf("detach deadline %s passed with %d sessions left", s.cl.Detach.Deadline, st.Sessions))
+		return goTo(StepRemove, fmt.Sprintf("detach deadline %s passed with %d sessions left (%d open in the dispatcher)", s.cl.Detach.Deadline, st.Sessions, open))
 
 	case StepRemove:
 		if err := d.Dispatcher.Remove(ctx, op.Node); err != nil {

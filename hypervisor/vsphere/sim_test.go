@@ -34,7 +34,7 @@ type vcsim struct {
 	instants []*types.InstantClone_Task // requests the Instant Clone handler got
 }
 
-func startVCSim(t *testing.T, user, password string) *vcsim {
+func startVCSim(t testing.TB, user, password string) *vcsim {
 	t.Helper()
 	model := simulator.VPX()
 	if err := model.Create(); err != nil {
@@ -54,7 +54,7 @@ func startVCSim(t *testing.T, user, password string) *vcsim {
 
 // Config returns a Config for the simulator with credentials in a file
 // and logs into log.
-func (s *vcsim) Config(t *testing.T, log *slog.Logger) Config {
+func (s *vcsim) Config(t testing.TB, log *slog.Logger) Config {
 	t.Helper()
 	ca, err := s.srv.CertificateFile()
 	if err != nil {
@@ -68,7 +68,7 @@ func (s *vcsim) Config(t *testing.T, log *slog.Logger) Config {
 	}
 }
 
-func writeCredentials(t *testing.T, user, password string) string {
+func writeCredentials(t testing.TB, user, password string) string {
 	t.Helper()
 	f := filepath.Join(t.TempDir(), "vsphere-credentials")
 	if err := os.WriteFile(f, []byte(user+"\n"+password+"\n"), 0o600); err != nil {
@@ -209,7 +209,7 @@ func debugLogger(w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-func newClient(t *testing.T, cfg Config) *Client {
+func newClient(t testing.TB, cfg Config) *Client {
 	t.Helper()
 	c, err := New(t.Context(), cfg)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mitosis-autoscaler/mitosis/autoscaler"
+	"github.com/mitosis-autoscaler/mitosis/hypervisor"
 	"github.com/mitosis-autoscaler/mitosis/metrics"
 	"github.com/mitosis-autoscaler/mitosis/node"
 	"github.com/mitosis-autoscaler/mitosis/plan"
@@ -72,16 +73,20 @@ type World struct {
 type vm struct {
 	name, host, addr, role string
 	nodeID                 string
-	created                float64
-	bootAt                 float64 // the node API answers from then on
-	state                  node.State
-	prepareOp              string
-	preparedAt             float64
-	dispatched             bool // attached in the dispatcher and not drained
-	progress               float64
-	stunUntil              float64
-	sessions               float64
-	detachRate             float64
+	// what the hypervisor contract asks a clone to carry
+	operation  string
+	fence      uint64
+	method     string
+	created    float64
+	bootAt     float64 // the node API answers from then on
+	state      node.State
+	prepareOp  string
+	preparedAt float64
+	dispatched bool // attached in the dispatcher and not drained
+	progress   float64
+	stunUntil  float64
+	sessions   float64
+	detachRate float64
 	// eff is the effective capacity during the current step (req/s).
 	eff  float64
 	cum  nodeCum
@@ -348,7 +353,10 @@ func (w *World) Clone(_ context.Context, req autoscaler.CloneRequest) (autoscale
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if v, ok := w.byName[req.Name]; ok {
-		return autoscaler.VM{Name: v.name, Host: v.host, Address: v.addr}, nil
+		if v.operation != req.Operation {
+			return autoscaler.VM{}, fmt.Errorf("cloning %s: %w (made by %q)", req.Name, hypervisor.ErrNameTaken, v.operation)
+		}
+		return v.info(), nil
 	}
 	t, ok := w.byName[req.Template]
 	if !ok {
@@ -365,6 +373,7 @@ func (w *World) Clone(_ context.Context, req autoscaler.CloneRequest) (autoscale
 	}
 	c := w.newVM(req.Name, req.Host, t.role)
 	c.state = node.StateCloned
+	c.operation, c.fence, c.method = req.Operation, req.Fence, string(w.mode)
 	switch w.mode {
 	case LiveClone:
 		c.bootAt = w.now + w.p.LiveClone.Seconds()
@@ -373,7 +382,25 @@ func (w *World) Clone(_ context.Context, req autoscaler.CloneRequest) (autoscale
 	case ColdBoot:
 		c.bootAt = w.now + w.p.ColdBoot.Seconds()
 	}
-	return autoscaler.VM{Name: c.name, Host: c.host, Address: c.addr}, nil
+	return c.info(), nil
+}
+
+// Lookup finds a VM by name, with the metadata a clone carries.
+func (w *World) Lookup(_ context.Context, name string) (autoscaler.VM, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	v, ok := w.byName[name]
+	if !ok {
+		return autoscaler.VM{}, fmt.Errorf("looking up %s: %w", name, autoscaler.ErrVMNotFound)
+	}
+	return v.info(), nil
+}
+
+func (v *vm) info() autoscaler.VM {
+	return autoscaler.VM{
+		Name: v.name, Host: v.host, Address: v.addr, ID: "sim-" + v.name, Running: true,
+		Operation: v.operation, Fence: v.fence, Method: v.method,
+	}
 }
 
 // Destroy deletes a VM; a VM that does not exist is success.

@@ -185,10 +185,16 @@ func TestExpandSagaCompensates(t *testing.T) {
 			wantErr:   "did not settle within 30s",
 		},
 		{
-			name:      "a failed clone is destroyed and the template resumed",
+			name:      "a failed clone leaves nothing to destroy and the template is resumed",
 			inject:    func(w *fakeWorld) { w.cloneErr = errors.New("datastore full") },
 			wantSteps: []plan.Step{StepPrepare, StepAwaitPrepared, StepClone, StepUndoClone, StepUndoTemplate, StepDone},
 			wantErr:   "datastore full",
+		},
+		{
+			name:      "a clone made but reported failed is destroyed and the template resumed",
+			inject:    func(w *fakeWorld) { w.cloneMadeErr = errors.New("task timed out") },
+			wantSteps: []plan.Step{StepPrepare, StepAwaitPrepared, StepClone, StepUndoClone, StepUndoTemplate, StepDone},
+			wantErr:   "task timed out",
 			cloneGone: true,
 		},
 		{
@@ -231,6 +237,40 @@ func TestExpandSagaCompensates(t *testing.T) {
 				t.Errorf("clone never destroyed: %q", r.w.calls)
 			}
 		})
+	}
+}
+
+func TestTheCloneIsRegisteredOnTheHostItLandedOn(t *testing.T) {
+	r := newRig(t, always(expandOne), nil)
+	r.w.landOn = "h9" // as an Instant Clone lands on its template's host
+	rec := r.tick()
+	r.actuate()
+	op := r.op(rec.Operations[0])
+	if op.Status != plan.OpDone || op.Host != "h9" {
+		t.Fatalf("status %s host %q", op.Status, op.Host)
+	}
+	if n := r.nodes()[op.Node]; n.Host != "h9" {
+		t.Errorf("clone registered on %q, want h9", n.Host)
+	}
+}
+
+func TestUndoCloneLeavesAnotherOperationsVMAlone(t *testing.T) {
+	r := newRig(t, always(expandOne), nil)
+	r.w.cloneErr = errors.New("datastore full")
+	rec := r.tick()
+	name := CloneName(rec.Operations[0])
+	// A VM of the clone's name, made by someone else, appears.
+	r.w.vms[name], r.w.vmOps[name] = "h1", "another-operation"
+	r.actuate()
+	op := r.op(rec.Operations[0])
+	if op.Status != plan.OpCompensated || !strings.Contains(op.Error, `made by operation "another-operation"`) {
+		t.Fatalf("status %s error %q", op.Status, op.Error)
+	}
+	if slices.Contains(r.w.calls, "destroy "+name) {
+		t.Errorf("destroyed a VM this operation did not make: %q", r.w.calls)
+	}
+	if _, ok := r.w.vms[name]; !ok {
+		t.Error("the stranger VM is gone")
 	}
 }
 

@@ -22,6 +22,7 @@ type fakeWorld struct {
 	calls []string
 
 	vms        map[string]string // name → host
+	vmOps      map[string]string // name → the operation that made it
 	attached   map[string]bool   // dispatcher: node → takes work
 	nodeState  map[string]node.State
 	sessions   map[string]int
@@ -33,7 +34,8 @@ type fakeWorld struct {
 	refusePrepare  bool
 	neverSettles   bool
 	cloneErr       error
-	cloneMadeErr   error // clone happens, then this error is returned
+	cloneMadeErr   error  // clone happens, then this error is returned
+	landOn         string // the host clones land on, whatever was asked
 	finalizeNever  bool
 	drainErr       error
 	unavailable    string
@@ -54,6 +56,7 @@ func newFakeWorld() *fakeWorld {
 	return &fakeWorld{
 		now:            time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
 		vms:            map[string]string{},
+		vmOps:          map[string]string{},
 		attached:       map[string]bool{},
 		nodeState:      map[string]node.State{},
 		sessions:       map[string]int{},
@@ -106,9 +109,14 @@ func (w *fakeWorld) Clone(_ context.Context, req CloneRequest) (VM, error) {
 	if _, ok := w.vms[req.Template]; !ok {
 		return VM{}, fmt.Errorf("template %s: %w", req.Template, ErrVMNotFound)
 	}
+	host := req.Host
+	if w.landOn != "" {
+		host = w.landOn
+	}
 	if _, exists := w.vms[req.Name]; !exists {
 		w.cloneCount++
-		w.vms[req.Name] = req.Host
+		w.vms[req.Name] = host
+		w.vmOps[req.Name] = req.Operation
 		w.nodeState[addr(req.Name)] = node.StateCloned
 		w.reachable[addr(req.Name)] = w.cloneReachable
 	}
@@ -116,7 +124,7 @@ func (w *fakeWorld) Clone(_ context.Context, req CloneRequest) (VM, error) {
 		w.cloneMadeErr = nil
 		return VM{}, err
 	}
-	return VM{Name: req.Name, Host: req.Host, Address: addr(req.Name)}, nil
+	return VM{Name: req.Name, Host: w.vms[req.Name], Address: addr(req.Name), Operation: req.Operation}, nil
 }
 
 func (w *fakeWorld) Destroy(_ context.Context, vm string) error {
@@ -124,7 +132,18 @@ func (w *fakeWorld) Destroy(_ context.Context, vm string) error {
 	defer w.mu.Unlock()
 	w.record("destroy %s", vm)
 	delete(w.vms, vm)
+	delete(w.vmOps, vm)
 	return nil
+}
+
+func (w *fakeWorld) Lookup(_ context.Context, name string) (VM, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	host, ok := w.vms[name]
+	if !ok {
+		return VM{}, fmt.Errorf("vm %s: %w", name, ErrVMNotFound)
+	}
+	return VM{Name: name, Host: host, Address: addr(name), Operation: w.vmOps[name]}, nil
 }
 
 func (w *fakeWorld) Drain(_ context.Context, n string) error {

@@ -93,10 +93,17 @@ type Destroyer interface {
 	Destroy(ctx context.Context, vm string) error
 }
 
+// Finder looks a VM up by name, with the operation that made it. A VM
+// that does not exist is an error wrapping ErrVMNotFound.
+type Finder interface {
+	Lookup(ctx context.Context, name string) (VM, error)
+}
+
 // Hypervisor is the set of roles the sagas use.
 type Hypervisor interface {
 	Cloner
 	Destroyer
+	Finder
 }
 
 // Dispatcher is the load balancer in front of the nodes. Every method is

@@ -2,6 +2,7 @@ package autoscaler
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -67,9 +68,9 @@ type outcome struct {
 	note  string
 	err   string // recorded failure
 	// what to commit with the step
-	cloneVM, cloneAddr, node string
-	put                      []plan.Node
-	remove                   []string
+	cloneVM, cloneAddr, node, host string
+	put                            []plan.Node
+	remove                         []string
 }
 
 func wait() outcome { return outcome{} }
@@ -98,7 +99,7 @@ func (s *saga) advance(ctx context.Context, op plan.Operation) error {
 		}
 		t := plan.Transition{
 			From: op.Step, To: out.next, Status: out.state, At: s.now, Note: out.note, Error: out.err,
-			CloneVM: out.cloneVM, CloneAddress: out.cloneAddr, Node: out.node,
+			CloneVM: out.cloneVM, CloneAddress: out.cloneAddr, Node: out.node, Host: out.host,
 			PutNodes: out.put, RemoveNodes: out.remove,
 		}
 		next, err := s.c.d.Registry.Transition(ctx, op.ID, t)
@@ -169,7 +170,7 @@ func (s *saga) step(ctx context.Context, op plan.Operation) outcome {
 			return fail(StepUndoClone, fmt.Errorf("cloning %s from %s: %w", CloneName(op.ID), t.VM, err))
 		}
 		out := goTo(StepResumeTemplate, "cloned "+vm.Name)
-		out.cloneVM, out.cloneAddr, out.node = vm.Name, vm.Address, vm.Name
+		out.cloneVM, out.cloneAddr, out.node, out.host = vm.Name, vm.Address, vm.Name, vm.Host
 		return out
 
 	case StepResumeTemplate, StepUndoTemplate:
@@ -224,14 +225,31 @@ func (s *saga) step(ctx context.Context, op plan.Operation) outcome {
 			s.c.log.Warn("removing half-made clone from dispatcher", "op", op.ID, "err", err)
 			return wait()
 		}
-		if err := d.Hypervisor.Destroy(ctx, name); err != nil {
-			s.c.log.Warn("destroying half-made clone", "op", op.ID, "vm", name, "err", err)
+		// Destroy only what this operation made: a VM of that name made by
+		// another operation (or by someone else) is left alone.
+		note, stranger := "clone destroyed", ""
+		vm, err := d.Hypervisor.Lookup(ctx, name)
+		switch {
+		case errors.Is(err, ErrVMNotFound):
+			note = "no clone to destroy"
+		case err != nil:
+			s.c.log.Warn("looking up half-made clone", "op", op.ID, "vm", name, "err", err)
 			return wait()
+		case vm.Operation != op.ID:
+			note = "no clone of this operation to destroy"
+			stranger = fmt.Sprintf("vm %s was made by operation %q, not this one: left alone", name, vm.Operation)
+		default:
+			if err := d.Hypervisor.Destroy(ctx, name); err != nil {
+				s.c.log.Warn("destroying half-made clone", "op", op.ID, "vm", name, "err", err)
+				return wait()
+			}
 		}
+		out := goTo(StepUndoTemplate, note)
 		if templateResumed(op) {
-			return outcome{next: StepDone, state: plan.OpCompensated, note: "clone destroyed"}
+			out = outcome{next: StepDone, state: plan.OpCompensated, note: note}
 		}
-		return goTo(StepUndoTemplate, "clone destroyed")
+		out.err = stranger
+		return out
 
 	// ---- contract ----
 	case StepDrain:

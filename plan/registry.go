@@ -81,6 +81,9 @@ type Transition struct {
 	CloneVM      string `json:"clone_vm,omitempty"`
 	CloneAddress string `json:"clone_address,omitempty"`
 	Node         string `json:"node,omitempty"`
+	// Host, when not empty, is where the clone landed, which may differ
+	// from the host planned (an Instant Clone runs on its template's).
+	Host string `json:"host,omitempty"`
 	// Node changes committed with the step.
 	PutNodes    []Node   `json:"put_nodes,omitempty"`
 	RemoveNodes []string `json:"remove_nodes,omitempty"`
@@ -97,6 +100,9 @@ func (t Transition) Apply(op Operation) Operation {
 	}
 	if t.Node != "" {
 		op.Node = t.Node
+	}
+	if t.Host != "" {
+		op.Host = t.Host
 	}
 	if t.Error != "" {
 		op.Error = t.Error

@@ -1,0 +1,343 @@
+package haproxy_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mitosis-autoscaler/mitosis/autoscaler"
+	"github.com/mitosis-autoscaler/mitosis/dispatcher/haproxy"
+	"github.com/mitosis-autoscaler/mitosis/internal/testenv"
+)
+
+var (
+	_ autoscaler.Dispatcher     = (*haproxy.Dispatcher)(nil)
+	_ autoscaler.SessionCounter = (*haproxy.Dispatcher)(nil)
+)
+
+// lb is a real HAProxy with a frontend and the backend "app", whose one
+// static server web-1 is a test HTTP server.
+type lb struct {
+	socket   string
+	frontend string // http://127.0.0.1:port
+	web1     *backend
+}
+
+// backend is a test HTTP server that names itself in every answer and
+// can hold requests open.
+type backend struct {
+	name string
+	srv  *httptest.Server
+	hold chan struct{} // requests to /hold wait until it is closed
+	once sync.Once
+}
+
+func newBackend(t *testing.T, name string) *backend {
+	b := &backend{name: name, hold: make(chan struct{})}
+	b.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/hold" {
+			<-b.hold
+		}
+		fmt.Fprint(w, b.name)
+	}))
+	t.Cleanup(func() { b.release(); b.srv.Close() })
+	return b
+}
+
+func (b *backend) release()     { b.once.Do(func() { close(b.hold) }) }
+func (b *backend) addr() string { return strings.TrimPrefix(b.srv.URL, "http://") }
+
+func startHAProxy(t *testing.T) *lb {
+	t.Helper()
+	bin := testenv.Binary(t, "haproxy")
+	dir := t.TempDir()
+	l := &lb{socket: filepath.Join(dir, "admin.sock"), web1: newBackend(t, "web-1")}
+	fe := testenv.FreeAddr(t)
+	l.frontend = "http://" + fe
+	cfg := fmt.Sprintf(`global
+    stats socket %s mode 600 level admin
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 30s
+    timeout server 30s
+frontend fe
+    bind %s
+    default_backend app
+backend app
+    balance leastconn
+    default-server pool-purge-delay 200ms
+    server web-1 %s
+backend other
+    server db-1 127.0.0.1:9
+`, l.socket, fe, l.web1.addr())
+	path := filepath.Join(dir, "haproxy.cfg")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-f", path, "-db")
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	})
+	eventually(t, "the runtime API socket", func() error {
+		select {
+		case <-done:
+			t.Fatalf("haproxy exited: %s", out.String())
+		default:
+		}
+		c, err := net.Dial("unix", l.socket)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	})
+	return l
+}
+
+func eventually(t *testing.T, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %v", what, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (l *lb) dispatcher(t *testing.T) *haproxy.Dispatcher {
+	t.Helper()
+	d, err := haproxy.New(context.Background(), haproxy.Config{
+		Socket: l.socket, Backend: "app", Servers: []string{"web-1"}, ServerOptions: "pool-purge-delay 200ms",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// who asks the frontend on a new connection which backend answers.
+func (l *lb) who(t *testing.T) string {
+	t.Helper()
+	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
+	resp, err := c.Get(l.frontend + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("frontend: %s %s", resp.Status, b)
+	}
+	return string(b)
+}
+
+func (l *lb) servers(t *testing.T) string {
+	t.Helper()
+	c, err := net.Dial("unix", l.socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintln(c, "show servers state app")
+	b, _ := io.ReadAll(c)
+	return string(b)
+}
+
+func TestAttachDrainRemoveAgainstARealHAProxy(t *testing.T) {
+	l := startHAProxy(t)
+	d := l.dispatcher(t)
+	ctx := context.Background()
+	clone := newBackend(t, "clone")
+
+	// Attach: traffic reaches the new server; attaching again changes nothing.
+	for range 2 {
+		if err := d.Attach(ctx, "mitosis-op-1", clone.addr()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := strings.Count(l.servers(t), " mitosis-op-1 "); n != 1 {
+		t.Fatalf("%d servers mitosis-op-1 after two attaches:\n%s", n, l.servers(t))
+	}
+	seen := map[string]int{}
+	for range 20 {
+		seen[l.who(t)]++
+	}
+	if seen["clone"] == 0 || seen["web-1"] == 0 {
+		t.Fatalf("answers by server %v: want both", seen)
+	}
+
+	// Drain: no new connection goes to web-1.
+	for range 2 {
+		if err := d.Drain(ctx, "web-1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 20 {
+		if got := l.who(t); got != "clone" {
+			t.Fatalf("a drained server got new work: answered by %s", got)
+		}
+	}
+	// Attach after a drain sends it work again (the template's resume).
+	if err := d.Attach(ctx, "web-1", l.web1.addr()); err != nil {
+		t.Fatal(err)
+	}
+	seen = map[string]int{}
+	for range 20 {
+		seen[l.who(t)]++
+	}
+	if seen["web-1"] == 0 {
+		t.Fatalf("web-1 re-attached but got no work: %v", seen)
+	}
+
+	// Remove: gone from HAProxy; removing again is success.
+	for range 2 {
+		if err := d.Remove(ctx, "mitosis-op-1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if strings.Contains(l.servers(t), "mitosis-op-1") {
+		t.Errorf("still in HAProxy after Remove:\n%s", l.servers(t))
+	}
+	for range 10 {
+		if got := l.who(t); got != "web-1" {
+			t.Fatalf("answered by %s after the clone was removed", got)
+		}
+	}
+}
+
+func TestSessionsCountsOpenConnectionsAndRemoveWaitsForThem(t *testing.T) {
+	l := startHAProxy(t)
+	d := l.dispatcher(t)
+	ctx := context.Background()
+
+	held := make(chan error, 1)
+	go func() {
+		resp, err := http.Get(l.frontend + "/hold")
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		held <- err
+	}()
+	eventually(t, "one session on web-1", func() error {
+		n, err := d.Sessions(ctx, "web-1")
+		if err == nil && n != 1 {
+			err = fmt.Errorf("%d sessions", n)
+		}
+		return err
+	})
+	if err := d.Drain(ctx, "web-1"); err != nil {
+		t.Fatal(err)
+	}
+	// HAProxy will not delete a server with a connection open.
+	err := d.Remove(ctx, "web-1")
+	var ce *haproxy.CommandError
+	if !errors.As(err, &ce) || !strings.HasPrefix(ce.Command, "del server app/web-1") {
+		t.Fatalf("Remove with a session open: %v, want HAProxy's refusal", err)
+	}
+	l.web1.release()
+	if err := <-held; err != nil {
+		t.Fatalf("the held request failed: %v", err)
+	}
+	eventually(t, "no session on web-1", func() error {
+		n, err := d.Sessions(ctx, "web-1")
+		if err == nil && n != 0 {
+			err = fmt.Errorf("%d sessions", n)
+		}
+		return err
+	})
+	// Its idle server-side connection is closed within a few purge
+	// delays (pool-purge-delay 200ms here; HAProxy's default is 5 s).
+	eventually(t, "web-1 removed", func() error { return d.Remove(ctx, "web-1") })
+	if n, err := d.Sessions(ctx, "web-1"); err != nil || n != 0 {
+		t.Errorf("sessions of a removed server: %d, %v", n, err)
+	}
+}
+
+func TestAttachMovesAServerToItsNewAddress(t *testing.T) {
+	l := startHAProxy(t)
+	d := l.dispatcher(t)
+	ctx := context.Background()
+	moved := newBackend(t, "moved")
+	if err := d.Attach(ctx, "web-1", moved.addr()); err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		if got := l.who(t); got != "moved" {
+			t.Fatalf("answered by %s, want the new address", got)
+		}
+	}
+}
+
+func TestRefusesWhatIsNotItsToTouch(t *testing.T) {
+	l := startHAProxy(t)
+	ctx := context.Background()
+	if _, err := haproxy.New(ctx, haproxy.Config{Socket: l.socket, Backend: "ap"}); err == nil ||
+		!strings.Contains(err.Error(), `backend "ap" not found`) || !strings.Contains(err.Error(), "app") {
+		t.Errorf("a backend HAProxy lacks: %v", err)
+	}
+	if _, err := haproxy.New(ctx, haproxy.Config{Socket: l.socket, Backend: "app/x"}); err == nil {
+		t.Error("an invalid backend name was accepted")
+	}
+	if _, err := haproxy.New(ctx, haproxy.Config{Socket: filepath.Join(t.TempDir(), "nope.sock"), Backend: "app"}); err == nil ||
+		!strings.Contains(err.Error(), "nope.sock") {
+		t.Errorf("a missing socket: %v", err)
+	}
+	d := l.dispatcher(t)
+	for _, node := range []string{"db-1", "web-2", "web-1;shutdown", "../x", ""} {
+		if err := d.Drain(ctx, node); err == nil {
+			t.Errorf("Drain(%q) was accepted", node)
+		}
+		if err := d.Attach(ctx, node, "127.0.0.1:1"); err == nil {
+			t.Errorf("Attach(%q) was accepted", node)
+		}
+	}
+	for _, addr := range []string{"127.0.0.1", "example.com:80", "127.0.0.1:0", "127.0.0.1:http"} {
+		if err := d.Attach(ctx, "mitosis-x", addr); err == nil {
+			t.Errorf("Attach at %q was accepted", addr)
+		}
+	}
+	if strings.Contains(l.servers(t), "mitosis-x") {
+		t.Error("a refused attach left a server behind")
+	}
+}
+
+func TestHAProxyErrorsSurface(t *testing.T) {
+	l := startHAProxy(t)
+	d := l.dispatcher(t)
+	err := d.Drain(context.Background(), "mitosis-absent")
+	var ce *haproxy.CommandError
+	if !errors.As(err, &ce) || ce.Answer != "No such server." || !strings.Contains(err.Error(), "set server app/mitosis-absent state drain") {
+		t.Errorf("draining an absent server: %v", err)
+	}
+}

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Installs what the build and the tests need when it is missing. Today that
-# is only Go's modules; the real servers (Prometheus, HAProxy, libvirt) join
-# this list as the issues that test against them land.
+# Installs what the build and the tests need when it is missing: Go's
+# modules, and the real servers the tests run against (Debian packages).
+# Run as root on Debian; it does nothing that is already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,3 +10,33 @@ if ! command -v go >/dev/null 2>&1; then
 	exit 1
 fi
 go mod download
+
+# The programs the tests need, each with the Debian package that brings it.
+# One line per component.
+declare -A packages=(
+	[haproxy]=haproxy
+)
+
+missing=()
+for program in "${!packages[@]}"; do
+	command -v "$program" >/dev/null 2>&1 || missing+=("${packages[$program]}")
+done
+if ((${#missing[@]} == 0)); then
+	exit 0
+fi
+if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
+	echo "deps: missing ${missing[*]}; install them (Debian: apt-get install ${missing[*]}) or run this as root on Debian" >&2
+	exit 1
+fi
+echo "deps: installing ${missing[*]}" >&2
+# The packages must not start their own services: the tests start theirs,
+# on loopback, with temporary state.
+policy=/usr/sbin/policy-rc.d
+if [[ ! -e $policy ]]; then
+	printf '#!/bin/sh\nexit 101\n' >"$policy"
+	chmod +x "$policy"
+	trap 'rm -f "$policy"' EXIT
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

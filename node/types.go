@@ -1,21 +1,10 @@
-// Package node holds the node API's wire types: what the controller and an
-// application server say to each other when a node is prepared, cloned,
-// resumed, finalized or detached.
-//
-// A node moves through these states (see the constants):
-//
-//	          prepare               clone made, template told to resume
-//	 ready ───────────► preparing ──► prepared ─────────────────────► ready
-//	   │                                  (refused: stays ready)
-//	   │ detach
-//	   ▼
-//	detaching ──► detached (no sessions left)
-//
-//	a clone starts as "cloned" (inherited sessions, template's identity)
-//	cloned ──finalize──► ready (own identity, sessions purged)
 package node
 
-import "time"
+import (
+	"errors"
+	"fmt"
+	"time"
+)
 
 // State is a node's protocol state.
 type State string
@@ -37,13 +26,15 @@ const (
 	PrepareEnd     PrepareMode = "end"
 )
 
-// Status is what a node reports about itself.
+// Status is what a node reports about itself (GET /v1/status).
 type Status struct {
 	ID         string `json:"id"`
 	State      State  `json:"state"`
 	Sessions   int    `json:"sessions"`
 	Ready      bool   `json:"ready"`
 	Generation int    `json:"generation"`
+	// Operation is the operation the node is in, if any.
+	Operation string `json:"operation,omitempty"`
 	// Warmth figures, for template selection.
 	CacheHitRatio float64 `json:"cache_hit_ratio"`
 	UptimeSeconds float64 `json:"uptime_seconds"`
@@ -62,9 +53,35 @@ type PrepareReply struct {
 	Reason   string `json:"reason,omitempty"`
 }
 
+// OperationRequest is the body of resume and detach: the operation asking.
+type OperationRequest struct {
+	Operation string `json:"operation"`
+}
+
 // FinalizeRequest gives a clone its own identity.
 type FinalizeRequest struct {
 	Operation string `json:"operation"`
 	ID        string `json:"id"`
 	Address   string `json:"address"`
 }
+
+// Problem is the body of every error answer.
+type Problem struct {
+	Error string `json:"error"`
+	// State is the node's state, on a 409.
+	State State `json:"state,omitempty"`
+}
+
+// StateError is a call that does not fit the node's state (HTTP 409).
+type StateError struct {
+	Call    string
+	State   State
+	Message string
+}
+
+func (e *StateError) Error() string {
+	return fmt.Sprintf("node: %s refused in state %s: %s", e.Call, e.State, e.Message)
+}
+
+// ErrUnauthorized is a call the node refused for its credentials (401).
+var ErrUnauthorized = errors.New("node: unauthorized (check the node API token)")

@@ -5,21 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/mitosis-autoscaler/mitosis/autoscaler"
 	"github.com/mitosis-autoscaler/mitosis/dispatcher/haproxy"
-	"github.com/mitosis-autoscaler/mitosis/internal/testenv"
+	"github.com/mitosis-autoscaler/mitosis/dispatcher/haproxy/haproxytest"
 )
 
 var (
@@ -27,12 +23,12 @@ var (
 	_ autoscaler.SessionCounter = (*haproxy.Dispatcher)(nil)
 )
 
-// lb is a real HAProxy with a frontend and the backend "app", whose one
-// static server web-1 is a test HTTP server.
+// lb is a real HAProxy whose backend "app" has one static server, web-1,
+// a test HTTP server.
 type lb struct {
-	socket   string
-	frontend string // http://127.0.0.1:port
-	web1     *backend
+	*haproxytest.Instance
+	socket, frontend string
+	web1             *backend
 }
 
 // backend is a test HTTP server that names itself in every answer and
@@ -61,62 +57,9 @@ func (b *backend) addr() string { return strings.TrimPrefix(b.srv.URL, "http://"
 
 func startHAProxy(t *testing.T) *lb {
 	t.Helper()
-	bin := testenv.Binary(t, "haproxy")
-	dir := t.TempDir()
-	l := &lb{socket: filepath.Join(dir, "admin.sock"), web1: newBackend(t, "web-1")}
-	fe := testenv.FreeAddr(t)
-	l.frontend = "http://" + fe
-	cfg := fmt.Sprintf(`global
-    stats socket %s mode 600 level admin
-defaults
-    mode http
-    timeout connect 2s
-    timeout client 30s
-    timeout server 30s
-frontend fe
-    bind %s
-    default_backend app
-backend app
-    balance leastconn
-    default-server pool-purge-delay 200ms
-    server web-1 %s
-backend other
-    server db-1 127.0.0.1:9
-`, l.socket, fe, l.web1.addr())
-	path := filepath.Join(dir, "haproxy.cfg")
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "-f", path, "-db")
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	})
-	eventually(t, "the runtime API socket", func() error {
-		select {
-		case <-done:
-			t.Fatalf("haproxy exited: %s", out.String())
-		default:
-		}
-		c, err := net.Dial("unix", l.socket)
-		if err == nil {
-			c.Close()
-		}
-		return err
-	})
-	return l
+	web1 := newBackend(t, "web-1")
+	in := haproxytest.Start(t, "server web-1 "+web1.addr())
+	return &lb{Instance: in, socket: in.Socket, frontend: in.Frontend, web1: web1}
 }
 
 func eventually(t *testing.T, what string, f func() error) {
@@ -161,17 +104,7 @@ func (l *lb) who(t *testing.T) string {
 	return string(b)
 }
 
-func (l *lb) servers(t *testing.T) string {
-	t.Helper()
-	c, err := net.Dial("unix", l.socket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	fmt.Fprintln(c, "show servers state app")
-	b, _ := io.ReadAll(c)
-	return string(b)
-}
+func (l *lb) servers(t *testing.T) string { return l.Servers(t) }
 
 func TestAttachDrainRemoveAgainstARealHAProxy(t *testing.T) {
 	l := startHAProxy(t)

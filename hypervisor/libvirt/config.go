@@ -1,0 +1,148 @@
+package libvirt
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// DefaultURI is the daemon Config.URI names when it is empty.
+const DefaultURI = "qemu:///system"
+
+// Config says which libvirt daemon to use and where clones' files go. It
+// holds no secret (TLS keys stay in their files), so it can be logged.
+type Config struct {
+	// URI is a libvirt connection URI, as virsh -c takes it; empty means
+	// qemu:///system.
+	//
+	//	qemu:///system                       the local system daemon (/run/libvirt/libvirt-sock)
+	//	qemu:///session                      the calling user's session daemon ($XDG_RUNTIME_DIR/libvirt/libvirt-sock)
+	//	qemu+unix:///system?socket=PATH      a daemon on another socket
+	//	qemu+tls://HOST[:PORT]/system        a remote daemon over TLS (port 16514)
+	//
+	// TLS uses libvirt's standard files: with ?pkipath=DIR, DIR/cacert.pem,
+	// DIR/clientcert.pem and DIR/clientkey.pem; otherwise
+	// /etc/pki/CA/cacert.pem, /etc/pki/libvirt/clientcert.pem and
+	// /etc/pki/libvirt/private/clientkey.pem (for a user other than root,
+	// ~/.pki/libvirt/ is tried first). ?no_verify=1 skips checking the
+	// server's certificate (labs only; a warning is logged). Plain TCP
+	// (unencrypted, unauthenticated) and SSH transports are refused, and
+	// so is a URI carrying a username or password.
+	URI string
+
+	// ImageDir is the directory clones' files are made in: their qcow2
+	// overlays, memory images and serial logs (see the package doc). It
+	// must be an absolute path that both this process and the libvirt
+	// daemon see as the same directory: on the daemon's host, or shared
+	// (NFS) at the same path. Destroy deletes files here only, so keep
+	// base images elsewhere.
+	ImageDir string
+
+	// QemuImg is the qemu-img binary; empty means "qemu-img" on PATH.
+	QemuImg string
+
+	// Host is the name clones report in VM.Host; empty means the libvirt
+	// host's hostname.
+	Host string
+
+	// Logger receives the client's log lines; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+func (c Config) qemuImg() string {
+	if c.QemuImg == "" {
+		return "qemu-img"
+	}
+	return c.QemuImg
+}
+
+// connectURI checks Config.URI and returns it as go-libvirt dials it.
+// Its errors name what is wrong without quoting the URI, which might
+// carry a password despite the rule.
+func (c Config) connectURI() (*url.URL, error) {
+	s := c.URI
+	if s == "" {
+		s = DefaultURI
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // the url.Error quotes the URI itself
+		}
+		return nil, fmt.Errorf("libvirt: uri: %w", err)
+	}
+	if u.User != nil {
+		return nil, errors.New("libvirt: uri must not carry a username or password")
+	}
+	driver, transport, _ := strings.Cut(u.Scheme, "+")
+	if driver == "" {
+		return nil, errors.New("libvirt: uri has no driver (want qemu:///system or the like)")
+	}
+	if transport == "" {
+		transport = "unix"
+		if u.Host != "" {
+			transport = "tls" // libvirt's default for a remote host
+		}
+	}
+	q := u.Query()
+	switch transport {
+	case "unix":
+		if u.Host != "" {
+			return nil, errors.New("libvirt: uri: the unix transport takes no host")
+		}
+		if q.Get("socket") == "" && u.Path == "/session" {
+			// go-libvirt would dial the system socket.
+			rt := os.Getenv("XDG_RUNTIME_DIR")
+			if rt == "" {
+				return nil, errors.New("libvirt: uri: a session daemon's socket is under $XDG_RUNTIME_DIR, which is not set; give ?socket=PATH")
+			}
+			q.Set("socket", filepath.Join(rt, "libvirt", "libvirt-sock"))
+		}
+		if s := q.Get("socket"); s != "" && !filepath.IsAbs(s) {
+			return nil, errors.New("libvirt: uri: socket must be an absolute path")
+		}
+	case "tls":
+		if u.Hostname() == "" {
+			return nil, errors.New("libvirt: uri: the tls transport needs a host")
+		}
+		if p := q.Get("pkipath"); p != "" && !filepath.IsAbs(p) {
+			return nil, errors.New("libvirt: uri: pkipath must be an absolute path")
+		}
+		if nv := q.Get("no_verify"); nv != "" && nv != "0" && nv != "1" {
+			return nil, errors.New("libvirt: uri: no_verify must be 0 or 1")
+		}
+	case "tcp":
+		return nil, errors.New("libvirt: uri: the tcp transport is neither encrypted nor authenticated; use tls")
+	default:
+		return nil, fmt.Errorf("libvirt: uri: transport %q is not supported (use unix or tls)", transport)
+	}
+	u.Scheme = driver + "+" + transport
+	u.RawQuery = q.Encode()
+	return u, nil
+}
+
+// noVerify reports whether the URI turns off checking the server's
+// certificate.
+func noVerify(u *url.URL) bool { return u.Query().Get("no_verify") == "1" }
+
+func (c Config) checkImageDir() error {
+	if c.ImageDir == "" {
+		return errors.New("libvirt: image_dir is required")
+	}
+	if !filepath.IsAbs(c.ImageDir) {
+		return errors.New("libvirt: image_dir must be an absolute path (the daemon resolves it, not this process)")
+	}
+	fi, err := os.Stat(c.ImageDir)
+	if err != nil {
+		return fmt.Errorf("libvirt: image_dir: %w", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("libvirt: image_dir %s is not a directory", c.ImageDir)
+	}
+	return nil
+}

@@ -29,13 +29,15 @@ const nsPrefix = "mitosis"
 // domain restored from a live memory snapshot of its template.
 const MethodLiveClone = "live-clone"
 
-// meta is what mitosis keeps in a domain's metadata.
+// meta is what mitosis keeps in a domain's metadata. libvirt hands the
+// element back (DomainGetMetadata, asked by Namespace) without its
+// namespace, so the fields are matched by local name.
 type meta struct {
-	XMLName   xml.Name `xml:"https://mitosis-autoscaler.dev/xmlns/vm/1 vm"`
-	Operation string   `xml:"https://mitosis-autoscaler.dev/xmlns/vm/1 operation"`
-	Fence     uint64   `xml:"https://mitosis-autoscaler.dev/xmlns/vm/1 fence"`
-	Template  string   `xml:"https://mitosis-autoscaler.dev/xmlns/vm/1 template"`
-	Method    string   `xml:"https://mitosis-autoscaler.dev/xmlns/vm/1 method"`
+	XMLName   xml.Name `xml:"vm"`
+	Operation string   `xml:"operation"`
+	Fence     uint64   `xml:"fence"`
+	Template  string   `xml:"template"`
+	Method    string   `xml:"method"`
 }
 
 // element renders m as the metadata element, with the prefix and

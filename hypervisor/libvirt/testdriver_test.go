@@ -1,0 +1,416 @@
+package libvirt
+
+// API-level tests against libvirt's test driver (test:///default) in an
+// unprivileged daemon. The test driver keeps domains in memory and never
+// opens their files; it has define/create/destroy/undefine, suspend and
+// resume, and metadata, but no external memory snapshot and no QEMU save
+// image, so Clone's own steps 1 and 5 run in qemu_test.go. Here a domain
+// is made the way Clone leaves one (the same XML rewrite, then define and
+// start), and everything around the clone steps is checked against the
+// real daemon: idempotency, ErrNameTaken, ErrNotFound, destroy and its
+// files, look-up, and that Clone fails cleanly where the driver cannot.
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	lv "github.com/digitalocean/go-libvirt"
+
+	"github.com/mitosis-autoscaler/mitosis/hypervisor"
+)
+
+// testTemplate is the running domain test:///default starts with.
+const testTemplate = "test"
+
+type testDriver struct {
+	c   *Client
+	raw *lv.Libvirt // keeps the driver's state alive and checks behind c's back
+	dir string      // ImageDir
+}
+
+func newTestDriver(t *testing.T) testDriver {
+	t.Helper()
+	d := startDaemon(t)
+	// The test driver resets when its last connection closes: this one
+	// stays open for the whole test.
+	raw := d.connect(t, "test:///default")
+	dir := t.TempDir()
+	c, err := New(t.Context(), Config{URI: d.URI("test", "/default"), ImageDir: dir, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return testDriver{c: c, raw: raw, dir: dir}
+}
+
+func testLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Helper()
+	w.t.Log(strings.TrimSuffix(string(p), "\n"))
+	return len(p), nil
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+func req(op string, fence uint64) hypervisor.CloneRequest {
+	return hypervisor.CloneRequest{Operation: op, Name: "mitosis-" + op, Template: testTemplate, Fence: fence}
+}
+
+// made defines and starts a domain as Clone leaves one: the template's XML
+// through cloneXML, its disk on an overlay in ImageDir.
+func (td testDriver) made(t *testing.T, r hypervisor.CloneRequest) lv.Domain {
+	t.Helper()
+	tmpl, err := td.raw.DomainLookupByName(r.Template)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, err := td.raw.DomainGetXMLDesc(tmpl, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	overlay := td.c.overlayPath(r.Name, "vda")
+	touch(t, overlay)
+	def, err := cloneXML(x, identity{
+		name: r.Name, uuid: newUUID(),
+		disks:   map[string]string{"vda": overlay},
+		chardev: td.c.chardevPaths(r.Name),
+		meta:    meta{Operation: r.Operation, Fence: r.Fence, Template: r.Template, Method: MethodLiveClone},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dom, err := td.raw.DomainDefineXML(def)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := td.raw.DomainCreate(dom); err != nil {
+		t.Fatal(err)
+	}
+	return dom
+}
+
+func touch(t *testing.T, path string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte("not an image"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (td testDriver) names(t *testing.T) []string {
+	t.Helper()
+	doms, _, err := td.raw.ConnectListAllDomains(1, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, d := range doms {
+		out = append(out, d.Name)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (td testDriver) files(t *testing.T) []string {
+	t.Helper()
+	es, err := os.ReadDir(td.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range es {
+		out = append(out, e.Name())
+	}
+	return out
+}
+
+func TestTestDriverLookup(t *testing.T) {
+	td := newTestDriver(t)
+	vm, err := td.c.Lookup(ctx(t), testTemplate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := hypervisor.VM{Name: testTemplate, ID: "6695eb01-f6a4-8304-79aa-97f2502e193f", Running: true, Host: td.c.host}
+	if vm != want || vm.Host == "" {
+		t.Errorf("Lookup(test) = %+v, want %+v (a domain mitosis did not make: no operation)", vm, want)
+	}
+	if _, err := td.c.Lookup(ctx(t), "mitosis-nobody"); !errors.Is(err, hypervisor.ErrNotFound) {
+		t.Errorf("Lookup of a missing domain: err = %v, want ErrNotFound", err)
+	}
+
+	r := req("lookup", 42)
+	dom := td.made(t, r)
+	vm, err = td.c.Lookup(ctx(t), r.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vm.Operation != "lookup" || vm.Fence != 42 || vm.Method != MethodLiveClone || !vm.Running || vm.ID != uuidString(dom.UUID) {
+		t.Errorf("Lookup(clone) = %+v: want the metadata back, running, with the domain's uuid", vm)
+	}
+	// libvirt itself hands the element back under the namespace.
+	s, err := td.raw.DomainGetMetadata(dom, int32(lv.DomainMetadataElement), lv.OptString{Namespace}, 0)
+	if err != nil || !strings.Contains(s, "<operation>lookup</operation>") {
+		t.Errorf("DomainGetMetadata = %q, %v", s, err)
+	}
+	if err := td.raw.DomainDestroy(dom); err != nil {
+		t.Fatal(err)
+	}
+	if vm, _ := td.c.Lookup(ctx(t), r.Name); vm.Running || vm.Operation != "lookup" {
+		t.Errorf("Lookup of the stopped clone = %+v, want not running, metadata kept", vm)
+	}
+}
+
+func TestTestDriverCloneReturnsTheCloneOfItsOperation(t *testing.T) {
+	td := newTestDriver(t)
+	r := req("again", 3)
+	dom := td.made(t, r)
+	before := td.names(t)
+
+	retry := r
+	retry.Fence = 4 // a new leader retrying the step
+	vm, err := td.c.Clone(ctx(t), retry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vm.ID != uuidString(dom.UUID) || vm.Fence != 3 || vm.Operation != "again" || !vm.Running {
+		t.Errorf("Clone = %+v: want the clone already made, with the fence it was made with", vm)
+	}
+
+	// Found paused: resumed. Found off (a crash between define and
+	// restore, and no memory image left): booted.
+	if err := td.raw.DomainSuspend(dom); err != nil {
+		t.Fatal(err)
+	}
+	if vm, err := td.c.Clone(ctx(t), r); err != nil || vm.ID != uuidString(dom.UUID) {
+		t.Fatalf("Clone of a paused clone: %+v, %v", vm, err)
+	}
+	if st, _ := state(td.raw, dom); st != lv.DomainRunning {
+		t.Errorf("paused clone is %s after Clone, want running", stateName(st))
+	}
+	if err := td.raw.DomainDestroy(dom); err != nil {
+		t.Fatal(err)
+	}
+	if vm, err := td.c.Clone(ctx(t), r); err != nil || !vm.Running || vm.ID != uuidString(dom.UUID) {
+		t.Fatalf("Clone of a clone found off: %+v, %v", vm, err)
+	}
+	if st, _ := state(td.raw, dom); st != lv.DomainRunning {
+		t.Errorf("clone found off is %s after Clone, want running", stateName(st))
+	}
+	if after := td.names(t); !slices.Equal(before, after) {
+		t.Errorf("domains %v became %v: a retried Clone made another", before, after)
+	}
+}
+
+func TestTestDriverCloneRefusesAnotherOperationsName(t *testing.T) {
+	td := newTestDriver(t)
+	r := req("mine", 1)
+	dom := td.made(t, r)
+	other := r
+	other.Operation = "theirs"
+	if _, err := td.c.Clone(ctx(t), other); !errors.Is(err, hypervisor.ErrNameTaken) {
+		t.Fatalf("Clone for another operation: err = %v, want ErrNameTaken", err)
+	}
+	if vm, err := td.c.Lookup(ctx(t), r.Name); err != nil || vm.ID != uuidString(dom.UUID) || vm.Operation != "mine" || !vm.Running {
+		t.Errorf("after the refusal: %+v, %v; want the clone untouched", vm, err)
+	}
+
+	// A domain mitosis did not make is never adopted either.
+	stranger := hypervisor.CloneRequest{Operation: "op", Name: testTemplate, Template: testTemplate}
+	if _, err := td.c.Clone(ctx(t), stranger); !errors.Is(err, hypervisor.ErrNameTaken) {
+		t.Errorf("Clone named like a domain without metadata: err = %v, want ErrNameTaken", err)
+	}
+}
+
+func TestTestDriverCloneOfMissingTemplate(t *testing.T) {
+	td := newTestDriver(t)
+	before := td.names(t)
+	r := req("orphan", 1)
+	r.Template = "no-such-template"
+	if _, err := td.c.Clone(ctx(t), r); !errors.Is(err, hypervisor.ErrNotFound) {
+		t.Fatalf("err = %v, want ErrNotFound", err)
+	}
+	if after, files := td.names(t), td.files(t); !slices.Equal(before, after) || len(files) > 0 {
+		t.Errorf("a failed Clone left domains %v (were %v), files %v", after, before, files)
+	}
+}
+
+// The test driver has no external memory snapshot: Clone says so with
+// errors.ErrUnsupported and leaves nothing, the template running.
+func TestTestDriverCloneIsUnsupported(t *testing.T) {
+	td := newTestDriver(t)
+	before := td.names(t)
+	for name, clone := range map[string]func(context.Context, hypervisor.CloneRequest) (hypervisor.VM, error){
+		"Clone": td.c.Clone, "InstantClone": td.c.InstantClone,
+	} {
+		_, err := clone(ctx(t), req("unsupported", 1))
+		if !errors.Is(err, errors.ErrUnsupported) || !strings.Contains(err.Error(), "live snapshot") {
+			t.Errorf("%s on the test driver: err = %v, want errors.ErrUnsupported from the live snapshot", name, err)
+		}
+	}
+	if after, files := td.names(t), td.files(t); !slices.Equal(before, after) || len(files) > 0 {
+		t.Errorf("failed clones left domains %v (were %v), files %v", after, before, files)
+	}
+	if vm, err := td.c.Lookup(ctx(t), testTemplate); err != nil || !vm.Running {
+		t.Errorf("template after the failed clones: %+v, %v", vm, err)
+	}
+	// Nonsense is refused before anything is asked of libvirt.
+	for _, bad := range []hypervisor.CloneRequest{
+		{Operation: "x", Name: "../x", Template: testTemplate},
+		{Name: "mitosis-x", Template: testTemplate},
+		{Operation: "x", Name: "mitosis-x"},
+	} {
+		if _, err := td.c.Clone(ctx(t), bad); err == nil {
+			t.Errorf("Clone(%+v) accepted", bad)
+		}
+	}
+}
+
+func TestTestDriverDestroy(t *testing.T) {
+	td := newTestDriver(t)
+	qemuImg, err := exec.LookPath("qemu-img")
+	if err != nil {
+		t.Fatalf("qemu-img is missing: %s", installHint)
+	}
+	// Two clones on one frozen image of the template, as two clones of
+	// one snapshot would be.
+	frozen := filepath.Join(td.dir, "test.vda.0a0b0c0d.qcow2")
+	if out, err := exec.Command(qemuImg, "create", "-q", "-f", "qcow2", frozen, "16M").CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	a, b := req("a", 1), req("b", 1)
+	for _, r := range []hypervisor.CloneRequest{a, b} {
+		td.made(t, r)
+		overlay := td.c.overlayPath(r.Name, "vda")
+		if err := td.c.createOverlay(ctx(t), overlay, frozen, "qcow2"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	touch(t, td.c.savePath(a.Name))                               // a memory image not yet dropped
+	touch(t, filepath.Join(td.dir, a.Name+".log"))                // its serial log
+	touch(t, filepath.Join(td.dir, a.Name+"-2.log"))              // another name's file
+	touch(t, filepath.Join(td.dir, a.Name+".vda.b16b00b5.qcow2")) // a's own top, had it been cloned
+
+	if err := td.c.Destroy(ctx(t), a.Name); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := td.c.Lookup(ctx(t), a.Name); !errors.Is(err, hypervisor.ErrNotFound) {
+		t.Errorf("after Destroy, Lookup err = %v, want ErrNotFound", err)
+	}
+	want := []string{"mitosis-a-2.log", "mitosis-b.vda.qcow2", "test.vda.0a0b0c0d.qcow2"}
+	if got := td.files(t); !slices.Equal(got, want) {
+		t.Errorf("files after destroying %s: %v, want %v (its own gone; b's and the frozen image b runs on kept)", a.Name, got, want)
+	}
+	if err := td.c.Destroy(ctx(t), a.Name); err != nil {
+		t.Errorf("second Destroy: %v", err)
+	}
+	if err := td.c.Destroy(ctx(t), "mitosis-never-was"); err != nil {
+		t.Errorf("Destroy of a domain that never existed: %v", err)
+	}
+
+	// The last clone on the frozen image takes it along; the template
+	// keeps running, its own disk (outside ImageDir) untouched.
+	if err := td.c.Destroy(ctx(t), b.Name); err != nil {
+		t.Fatal(err)
+	}
+	if got := td.files(t); !slices.Equal(got, []string{"mitosis-a-2.log"}) {
+		t.Errorf("files after destroying both: %v", got)
+	}
+	if vm, err := td.c.Lookup(ctx(t), testTemplate); err != nil || !vm.Running {
+		t.Errorf("template after destroying its clones: %+v, %v", vm, err)
+	}
+	if got := td.names(t); !slices.Equal(got, []string{testTemplate}) {
+		t.Errorf("domains left: %v", got)
+	}
+}
+
+func TestTestDriverDestroyTransientAndStopped(t *testing.T) {
+	td := newTestDriver(t)
+	// A transient domain is gone once destroyed; undefine must not fail.
+	tmpl, _ := td.raw.DomainLookupByName(testTemplate)
+	x, _ := td.raw.DomainGetXMLDesc(tmpl, 0)
+	def, err := cloneXML(x, identity{name: "transient", uuid: newUUID(), chardev: td.c.chardevPaths("transient"), meta: meta{Operation: "t"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := td.raw.DomainCreateXML(def, 0); err != nil {
+		t.Fatal(err)
+	}
+	// A defined domain that is not running.
+	r := req("stopped", 1)
+	dom := td.made(t, r)
+	if err := td.raw.DomainDestroy(dom); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"transient", r.Name} {
+		if err := td.c.Destroy(ctx(t), name); err != nil {
+			t.Errorf("Destroy(%s): %v", name, err)
+		}
+	}
+	if got := td.names(t); !slices.Equal(got, []string{testTemplate}) {
+		t.Errorf("domains left: %v", got)
+	}
+}
+
+func TestTestDriverReconnects(t *testing.T) {
+	td := newTestDriver(t)
+	td.c.mu.Lock()
+	_ = td.c.l.Disconnect()
+	td.c.mu.Unlock()
+	if vm, err := td.c.Lookup(ctx(t), testTemplate); err != nil || !vm.Running {
+		t.Fatalf("Lookup after the connection dropped: %+v, %v", vm, err)
+	}
+}
+
+// BenchmarkTestDriverMadeDestroy is the part of a clone + destroy cycle
+// the test driver can run: the clone's XML rewrite, define and start as
+// Clone leaves a clone, Clone finding it, and Destroy. The live clone
+// itself is timed on QEMU (BenchmarkLiveCloneDestroy).
+func BenchmarkTestDriverMadeDestroy(b *testing.B) {
+	d := startDaemon(b)
+	raw := d.connect(b, "test:///default")
+	dir := b.TempDir()
+	c, err := New(b.Context(), Config{URI: d.URI("test", "/default"), ImageDir: dir, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	tmpl, _ := raw.DomainLookupByName(testTemplate)
+	x, _ := raw.DomainGetXMLDesc(tmpl, 0)
+	for i := 0; b.Loop(); i++ {
+		r := req("bench-"+strings.Repeat("x", i%3), 1)
+		def, err := cloneXML(x, identity{name: r.Name, uuid: newUUID(), chardev: c.chardevPaths(r.Name),
+			meta: meta{Operation: r.Operation, Fence: r.Fence, Template: r.Template, Method: MethodLiveClone}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		dom, err := raw.DomainDefineXML(def)
+		if err == nil {
+			err = raw.DomainCreate(dom)
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := c.Clone(b.Context(), r); err != nil {
+			b.Fatal(err)
+		}
+		if err := c.Destroy(b.Context(), r.Name); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -37,6 +37,20 @@ type daemon struct {
 // left running) in t.Cleanup.
 func startDaemon(t testing.TB, extraConf ...string) *daemon {
 	t.Helper()
+	return startDaemonOpts(t, daemonOpts{conf: extraConf})
+}
+
+type daemonOpts struct {
+	conf []string
+	// cacheHome, if set, is the daemon's XDG_CACHE_HOME, kept between
+	// runs: libvirt caches QEMU's capabilities there (probing them takes
+	// ~2 s). Made and given to the daemon's user if needed.
+	cacheHome string
+}
+
+func startDaemonOpts(t testing.TB, o daemonOpts) *daemon {
+	t.Helper()
+	extraConf := o.conf
 	bin, err := exec.LookPath("libvirtd")
 	if err != nil {
 		t.Fatalf("libvirtd is missing (%v); install it: %s", err, installHint)
@@ -65,6 +79,14 @@ func startDaemon(t testing.TB, extraConf ...string) *daemon {
 	}
 	d.chown(t, dir)
 	d.chown(t, confFile)
+	cacheHome := filepath.Join(dir, "cache")
+	if o.cacheHome != "" && (d.UID == os.Getuid() || traversable(o.cacheHome)) {
+		cacheHome = o.cacheHome
+		if err := os.MkdirAll(cacheHome, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		d.chown(t, cacheHome)
+	}
 
 	args := []string{"-f", confFile}
 	for _, l := range extraConf {
@@ -78,7 +100,7 @@ func startDaemon(t testing.TB, extraConf ...string) *daemon {
 		"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "LANG=C",
 		"XDG_RUNTIME_DIR=" + filepath.Join(dir, "run"),
 		"XDG_CONFIG_HOME=" + filepath.Join(dir, "config"),
-		"XDG_CACHE_HOME=" + filepath.Join(dir, "cache"),
+		"XDG_CACHE_HOME=" + cacheHome,
 	}
 	cmd.Stdout, cmd.Stderr = d.log, d.log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -113,6 +135,23 @@ func startDaemon(t testing.TB, extraConf ...string) *daemon {
 	}
 }
 
+// traversable reports whether every directory above path lets others
+// through, so that the daemon's user can reach path.
+func traversable(path string) bool {
+	for p := filepath.Dir(path); ; p = filepath.Dir(p) {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return false
+		}
+		if fi.Mode().Perm()&0o001 == 0 {
+			return false
+		}
+		if p == "/" {
+			return true
+		}
+	}
+}
+
 func (d *daemon) chown(t testing.TB, path string) {
 	t.Helper()
 	if err := os.Chown(path, d.UID, d.GID); err != nil && os.Getuid() == 0 {
@@ -141,12 +180,17 @@ func (d *daemon) URI(driver, path string) string {
 // its guests running when it exits), then the daemon, by their PIDs.
 func (d *daemon) stop(t testing.TB, cmd *exec.Cmd, exited chan error) {
 	pids, _ := filepath.Glob(filepath.Join(d.Dir, "run", "libvirt", "qemu", "run", "*.pid"))
+	// The session virtlogd it may have spawned for serial logs.
+	pids = append(pids, filepath.Join(d.Dir, "run", "libvirt", "virtlogd.pid"))
 	for _, f := range pids {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			continue
 		}
-		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 1 {
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		var st syscall.Stat_t
+		// Only a process of the daemon's user: never a reused PID.
+		if err == nil && pid > 1 && syscall.Stat(fmt.Sprintf("/proc/%d", pid), &st) == nil && int(st.Uid) == d.UID && d.UID != 0 {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}

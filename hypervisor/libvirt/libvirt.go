@@ -438,9 +438,11 @@ func (c *Client) destroy(ctx context.Context, name string) error {
 			return err
 		}
 		files = c.diskFiles(x)
+		t := time.Now()
 		if err := l.DomainDestroy(dom); err != nil && !isCode(err, lv.ErrNoDomain) && !isCode(err, lv.ErrOperationInvalid) {
 			return fmt.Errorf("stopping: %w", err)
 		}
+		c.log.Debug("libvirt destroy: stopped", "vm", name, "took", time.Since(t).Round(time.Millisecond))
 		if err := undefine(l, dom); err != nil {
 			return err
 		}

@@ -59,7 +59,14 @@ type Client struct {
 	l  *lv.Libvirt
 
 	names keyedMutex
+
+	// crashBeforeRestore makes Clone stop right after defining the clone,
+	// as if the process died there (nothing is cleaned up), for the test
+	// of what a retried Clone does then.
+	crashBeforeRestore bool
 }
+
+var errCrashed = errors.New("stopped before restore (test)")
 
 var (
 	_ hypervisor.Hypervisor    = (*Client)(nil)
@@ -284,6 +291,10 @@ func (c *Client) clone(ctx context.Context, req hypervisor.CloneRequest) (_ hype
 	}
 	left.domain = &dom
 	took.done("define", t)
+	if c.crashBeforeRestore {
+		left = &leftovers{}
+		return hypervisor.VM{}, errCrashed
+	}
 
 	// 5. restore
 	t = time.Now()

@@ -12,6 +12,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -89,7 +90,11 @@ func startQEMU(t testing.TB) qemuWorld {
 	if err := w.raw.DomainCreate(dom); err != nil {
 		t.Fatalf("starting the template: %v", err)
 	}
-	w.c, err = New(t.Context(), Config{URI: d.URI("qemu", "/session"), ImageDir: w.images, Logger: testLogger(t)})
+	log := testLogger(t)
+	if _, ok := t.(*testing.B); ok {
+		log = slog.New(slog.DiscardHandler)
+	}
+	w.c, err = New(t.Context(), Config{URI: d.URI("qemu", "/session"), ImageDir: w.images, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,6 +270,33 @@ func TestLiveCloneQEMU(t *testing.T) {
 	}
 	if after, _, _ := w.raw.ConnectListAllDomains(1, 0); len(after) != len(doms) || len(after) != 3 {
 		t.Errorf("%d domains after the repeated Clone, were %d; want 3", len(after), len(doms))
+	}
+
+	// A Clone that died between define and restore leaves a defined,
+	// stopped clone and its memory image; the retry restores the image,
+	// so the clone still continues the template's memory.
+	crash := hypervisor.CloneRequest{Operation: "crash", Name: "mitosis-crash", Template: qemuTemplate, Fence: 5}
+	before, _ := readCounter(w.templateLog())
+	w.c.crashBeforeRestore = true
+	_, err = w.c.Clone(ctx(t), crash)
+	w.c.crashBeforeRestore = false
+	if !errors.Is(err, errCrashed) {
+		t.Fatalf("Clone with a crash before restore: %v", err)
+	}
+	if vm, err := w.c.Lookup(ctx(t), crash.Name); err != nil || vm.Running || vm.Operation != "crash" {
+		t.Fatalf("after the crash: %+v, %v; want a stopped clone of operation crash", vm, err)
+	}
+	vm, err := w.c.Clone(ctx(t), crash)
+	if err != nil || !vm.Running || vm.Fence != 5 {
+		t.Fatalf("Clone retried after the crash: %+v, %v", vm, err)
+	}
+	if c, err := waitCounter(w.cloneLog(crash.Name), before.last+2, 20*time.Second); err != nil {
+		t.Error(err)
+	} else if c.boot != before.boot || c.ready || c.first < before.last {
+		t.Errorf("clone restored after the crash counts %d.. of boot %s (booted: %v); want boot %s from %d on", c.first, c.boot, c.ready, before.boot, before.last)
+	}
+	if err := w.c.Destroy(ctx(t), crash.Name); err != nil {
+		t.Fatal(err)
 	}
 
 	// The memory images are gone once the clones run.

@@ -256,6 +256,19 @@ func TestLiveCloneQEMU(t *testing.T) {
 		}
 	}
 
+	// The template's persistent definition follows it onto its new top:
+	// were it booted again from the frozen image, it would write under its
+	// clones' feet.
+	tdom, _ := w.raw.DomainLookupByName(qemuTemplate)
+	live, _ := w.raw.DomainGetXMLDesc(tdom, 0)
+	inactive, _ := w.raw.DomainGetXMLDesc(tdom, lv.DomainXMLInactive)
+	ld, _ := parseDomain(live)
+	id, _ := parseDomain(inactive)
+	if len(ld.Devices.Disks) != 1 || len(id.Devices.Disks) != 1 || ld.Devices.Disks[0].Source.File != id.Devices.Disks[0].Source.File ||
+		!inDir(w.images, ld.Devices.Disks[0].Source.File) {
+		t.Errorf("template runs on %+v but is defined on %+v; want both on its newest top in the image directory", ld.Devices.Disks, id.Devices.Disks)
+	}
+
 	// The template keeps running and counting.
 	now, _ := readCounter(w.templateLog())
 	if _, err := waitCounter(w.templateLog(), now.last+2, 10*time.Second); err != nil {

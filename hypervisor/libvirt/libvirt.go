@@ -145,8 +145,11 @@ func (c *Client) conn(ctx context.Context) (*lv.Libvirt, error) {
 // Clone keeps hypervisor.Cloner's contract: it returns the clone of this
 // operation if it exists, else makes a live clone (see the package doc).
 func (c *Client) Clone(ctx context.Context, req hypervisor.CloneRequest) (hypervisor.VM, error) {
-	if err := checkName(req.Name); err != nil || req.Operation == "" || req.Template == "" {
-		return hypervisor.VM{}, fmt.Errorf("cloning %q from %q: a clone needs a plain name, an operation and a template (%v)", req.Name, req.Template, err)
+	if err := checkName(req.Name); err != nil {
+		return hypervisor.VM{}, fmt.Errorf("cloning from %q: %w", req.Template, err)
+	}
+	if req.Operation == "" || req.Template == "" {
+		return hypervisor.VM{}, fmt.Errorf("cloning %s from %q: a clone needs an operation and a template", req.Name, req.Template)
 	}
 	unlock := c.names.lock(req.Name)
 	defer unlock()

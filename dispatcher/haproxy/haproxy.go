@@ -16,20 +16,30 @@
 //
 // with Config.ServerOptions "check pool-purge-delay 1s" for the clones
 // (HAProxy 2.6 does not apply default-server to servers added at run
-// time). HAProxy deletes a server only once it has no connection left,
+// time, and starts a dynamic server's health check disabled: Attach
+// enables it). HAProxy deletes a server only once it has no connection left,
 // idle ones included, and closes idle connections to a server in
 // maintenance a few purge delays at a time (5 s by default): a short
 // pool-purge-delay makes a removal take seconds instead of tens.
 //
 // Each saga step maps to runtime API commands:
 //
-//	Drain    set server app/NODE state drain
+//	Drain    disable agent app/NODE                        (when its agent check is on)
+//	         set server app/NODE state drain
 //	Attach   add server app/NODE IP:PORT [ServerOptions]   (when absent)
 //	         set server app/NODE addr IP port PORT         (when moved)
+//	         enable health app/NODE                        (when a check is configured but off)
+//	         enable agent app/NODE                         (likewise for an agent check)
 //	         set server app/NODE state ready
-//	Remove   set server app/NODE state maint
+//	Remove   disable agent app/NODE                        (when its agent check is on)
+//	         set server app/NODE state maint
 //	         del server app/NODE                           (refused while it has connections)
 //	Sessions show stat app 4 -1                            (scur of NODE)
+//
+// Every step reads the server first with "show servers state app". An
+// agent check is turned off while mitosis drains or removes a server,
+// because an agent answering "ready" would cancel the drain; Attach turns
+// it back on.
 //
 // It refuses to touch any other backend, and any server that is neither
 // one of Config.Servers nor named with Config.ClonePrefix: a typo in the
@@ -131,6 +141,18 @@ func (d *Dispatcher) Drain(ctx context.Context, node string) error {
 	if err != nil {
 		return err
 	}
+	cur, found, err := d.state(ctx, node)
+	if err != nil {
+		return fmt.Errorf("draining %s: %w", srv, err)
+	}
+	if found && cur.agentState&chkEnabled != 0 {
+		if _, err := d.api.expect(ctx, "disable agent "+srv, []string{""}); err != nil {
+			return fmt.Errorf("draining %s: %w", srv, err)
+		}
+	}
+	// An absent server is an error (HAProxy's "No such server."), not a
+	// success: it most likely means node ids and server names disagree,
+	// and the real server would go on taking work.
 	if _, err := d.api.expect(ctx, "set server "+srv+" state drain", []string{""}); err != nil {
 		return fmt.Errorf("draining %s: %w", srv, err)
 	}
@@ -161,8 +183,27 @@ func (d *Dispatcher) Attach(ctx context.Context, node, address string) error {
 		if _, err := d.api.expect(ctx, cmd, []string{"New server registered."}); err != nil {
 			return fmt.Errorf("attaching %s: %w", srv, err)
 		}
+		// Read it back for its checks, which HAProxy adds switched off.
+		if cur, found, err = d.state(ctx, node); err == nil && !found {
+			err = errors.New("absent right after add server")
+		}
+		if err != nil {
+			return fmt.Errorf("attaching %s: %w", srv, err)
+		}
 	case cur.addr != ip || cur.port != port:
 		if _, err := d.api.expect(ctx, "set server "+srv+" addr "+ip+" port "+port, nil, "IP changed", "port changed", "no need to change"); err != nil {
+			return fmt.Errorf("attaching %s: %w", srv, err)
+		}
+	}
+	// A check that is configured but off (a dynamic server's, or an agent
+	// turned off by Drain) is turned on: a server sent work is checked.
+	if cur.checkState&(chkConfigured|chkEnabled) == chkConfigured {
+		if _, err := d.api.expect(ctx, "enable health "+srv, []string{""}); err != nil {
+			return fmt.Errorf("attaching %s: %w", srv, err)
+		}
+	}
+	if cur.agentState&(chkConfigured|chkEnabled) == chkConfigured {
+		if _, err := d.api.expect(ctx, "enable agent "+srv, []string{""}); err != nil {
 			return fmt.Errorf("attaching %s: %w", srv, err)
 		}
 	}
@@ -180,6 +221,20 @@ func (d *Dispatcher) Remove(ctx context.Context, node string) error {
 	if err != nil {
 		return err
 	}
+	cur, found, err := d.state(ctx, node)
+	if err != nil {
+		return fmt.Errorf("removing %s: %w", srv, err)
+	}
+	if !found {
+		return nil
+	}
+	// HAProxy's advice: an agent could take the server out of maintenance.
+	if cur.agentState&chkEnabled != 0 {
+		if _, err := d.api.expect(ctx, "disable agent "+srv, []string{""}); err != nil && !errors.Is(err, errNoSuchServer) {
+			return fmt.Errorf("removing %s: %w", srv, err)
+		}
+	}
+	// The "No such server" answers below are a concurrent removal.
 	if _, err := d.api.expect(ctx, "set server "+srv+" state maint", []string{""}); err != nil {
 		if errors.Is(err, errNoSuchServer) {
 			return nil
@@ -214,6 +269,11 @@ func (d *Dispatcher) Sessions(ctx context.Context, node string) (int, error) {
 	for i, name := range rows[0] {
 		col[name] = i
 	}
+	for _, c := range []string{"pxname", "svname", "scur"} {
+		if _, ok := col[c]; !ok {
+			return 0, fmt.Errorf("counting the sessions of %s: show stat has no column %s", srv, c)
+		}
+	}
 	px, sv, scur := col["pxname"], col["svname"], col["scur"]
 	for _, r := range rows[1:] {
 		if len(r) > max(px, sv, scur) && r[px] == d.cfg.Backend && r[sv] == node {
@@ -232,37 +292,59 @@ type serverState struct {
 	addr, port string
 	opState    int // 0 stopped, 2 running
 	adminState int // bit 0: forced maintenance; bit 3: drain
+	checkState int // chk* bits of its health check
+	agentState int // chk* bits of its agent check
 }
+
+// Bits of srv_check_state and srv_agent_state (HAProxy's CHK_ST_*).
+const (
+	chkConfigured = 0x2
+	chkEnabled    = 0x4
+)
 
 // state reads one server's state; found is false when it is absent.
 func (d *Dispatcher) state(ctx context.Context, node string) (serverState, bool, error) {
-	out, err := d.api.run(ctx, "show servers state "+d.cfg.Backend)
+	cmd := "show servers state " + d.cfg.Backend
+	// Format 1: a version line, a "# " header naming the columns, then one
+	// line per server. Anything else (an error, a format we do not know)
+	// is refused rather than guessed at.
+	out, err := d.api.expect(ctx, cmd, nil, "1\n# ")
 	if err != nil {
 		return serverState{}, false, err
 	}
 	lines := strings.Split(out, "\n")
-	var header []string
-	for _, l := range lines {
-		if strings.HasPrefix(l, "# ") {
-			header = strings.Fields(strings.TrimPrefix(l, "# "))
-			break
-		}
-	}
-	if header == nil {
-		return serverState{}, false, &CommandError{Command: "show servers state " + d.cfg.Backend, Answer: firstLine(strings.TrimSpace(out))}
-	}
+	header := strings.Fields(strings.TrimPrefix(lines[1], "# "))
 	idx := map[string]int{}
 	for i, h := range header {
 		idx[h] = i
 	}
-	for _, l := range lines {
+	cols := []string{"be_name", "srv_name", "srv_addr", "srv_port", "srv_op_state", "srv_admin_state", "srv_check_state", "srv_agent_state"}
+	for _, c := range cols {
+		if _, ok := idx[c]; !ok {
+			return serverState{}, false, fmt.Errorf("haproxy: %q: no column %s in %q", cmd, c, lines[1])
+		}
+	}
+	for _, l := range lines[2:] {
 		f := strings.Fields(l)
-		if len(f) != len(header) || strings.HasPrefix(l, "#") || f[idx["be_name"]] != d.cfg.Backend || f[idx["srv_name"]] != node {
+		if len(f) == 0 {
 			continue
 		}
-		op, _ := strconv.Atoi(f[idx["srv_op_state"]])
-		admin, _ := strconv.Atoi(f[idx["srv_admin_state"]])
-		return serverState{addr: f[idx["srv_addr"]], port: f[idx["srv_port"]], opState: op, adminState: admin}, true, nil
+		if len(f) != len(header) {
+			return serverState{}, false, fmt.Errorf("haproxy: %q: unreadable line %q", cmd, l)
+		}
+		if f[idx["be_name"]] != d.cfg.Backend || f[idx["srv_name"]] != node {
+			continue
+		}
+		st := serverState{addr: f[idx["srv_addr"]], port: f[idx["srv_port"]]}
+		for _, v := range []struct {
+			col string
+			to  *int
+		}{{"srv_op_state", &st.opState}, {"srv_admin_state", &st.adminState}, {"srv_check_state", &st.checkState}, {"srv_agent_state", &st.agentState}} {
+			if *v.to, err = strconv.Atoi(f[idx[v.col]]); err != nil {
+				return serverState{}, false, fmt.Errorf("haproxy: %q: %s of %s is %q", cmd, v.col, node, f[idx[v.col]])
+			}
+		}
+		return st, true, nil
 	}
 	return serverState{}, false, nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"time"
 )
@@ -34,7 +35,10 @@ func (e *CommandError) Unwrap() error {
 
 // runtimeAPI sends one command per connection to HAProxy's runtime API
 // (its "stats socket"), in non-interactive mode: HAProxy answers and
-// closes the connection.
+// closes the connection, so the end of the answer is the end of the
+// stream. That costs a connection per command (a few per saga step) and
+// spares the prompt mode's state: no connection to keep healthy, nothing
+// shared between concurrent callers.
 type runtimeAPI struct {
 	socket  string
 	timeout time.Duration
@@ -56,17 +60,31 @@ func (r runtimeAPI) run(ctx context.Context, cmd string) (string, error) {
 		return "", fmt.Errorf("haproxy: connecting to the runtime API at %s: %w", r.socket, err)
 	}
 	defer conn.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		_ = conn.SetDeadline(dl)
-	}
+	dl, _ := ctx.Deadline() // there is one: r.timeout
+	_ = conn.SetDeadline(dl)
+	// A cancelled context (not only an expired one) interrupts the call.
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
+	defer stop()
 	if _, err := io.WriteString(conn, cmd+"\n"); err != nil {
-		return "", fmt.Errorf("haproxy: %q: %w", cmd, err)
+		return "", fmt.Errorf("haproxy: %q: %w", cmd, r.ctxErr(ctx, err))
 	}
 	out, err := io.ReadAll(io.LimitReader(conn, 8<<20))
 	if err != nil {
-		return "", fmt.Errorf("haproxy: %q: reading the answer: %w", cmd, err)
+		return "", fmt.Errorf("haproxy: %q: reading the answer: %w", cmd, r.ctxErr(ctx, err))
 	}
 	return strings.TrimRight(string(out), "\n"), nil
+}
+
+// ctxErr reports a cancelled context or an expired timeout as such: the
+// socket's deadline can expire a moment before the context's timer fires.
+func (r runtimeAPI) ctxErr(ctx context.Context, err error) error {
+	switch {
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return fmt.Errorf("no answer within %s: %w", r.timeout, context.DeadlineExceeded)
+	}
+	return err
 }
 
 // expect runs cmd and fails unless HAProxy's answer is one of ok ("" for

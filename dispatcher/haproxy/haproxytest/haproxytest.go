@@ -1,7 +1,7 @@
 // Package haproxytest starts a real HAProxy for tests: a frontend on a
 // free loopback port, the backend "app" (least connections) with the
-// servers given, and a runtime API socket at admin level. It is stopped,
-// by its PID, when the test ends.
+// servers given, a runtime API socket at admin level and another at
+// operator level. It is stopped, by its PID, when the test ends.
 package haproxytest
 
 import (
@@ -21,8 +21,11 @@ import (
 
 // Instance is a running HAProxy.
 type Instance struct {
-	// Socket is the runtime API socket.
+	// Socket is the runtime API socket (level admin).
 	Socket string
+	// OperatorSocket is a runtime API socket at level operator, which may
+	// look but not change servers.
+	OperatorSocket string
 	// Frontend is the frontend's base URL, http://127.0.0.1:PORT.
 	Frontend string
 }
@@ -34,7 +37,7 @@ func Start(t testing.TB, servers ...string) *Instance {
 	t.Helper()
 	bin := testenv.Binary(t, "haproxy")
 	dir := t.TempDir()
-	in := &Instance{Socket: filepath.Join(dir, "admin.sock")}
+	in := &Instance{Socket: filepath.Join(dir, "admin.sock"), OperatorSocket: filepath.Join(dir, "operator.sock")}
 	fe := testenv.FreeAddr(t)
 	in.Frontend = "http://" + fe
 	var lines strings.Builder
@@ -43,6 +46,7 @@ func Start(t testing.TB, servers ...string) *Instance {
 	}
 	cfg := fmt.Sprintf(`global
     stats socket %s mode 600 level admin
+    stats socket %s mode 600 level operator
 defaults
     mode http
     timeout connect 2s
@@ -56,7 +60,7 @@ backend app
     default-server pool-purge-delay 200ms
 %sbackend other
     server db-1 127.0.0.1:9
-`, in.Socket, fe, lines.String())
+`, in.Socket, in.OperatorSocket, fe, lines.String())
 	path := filepath.Join(dir, "haproxy.cfg")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -100,13 +104,17 @@ backend app
 // Command runs one runtime API command and returns HAProxy's answer.
 func (in *Instance) Command(t testing.TB, cmd string) string {
 	t.Helper()
-	c, err := net.Dial("unix", in.Socket)
+	c, err := net.DialTimeout("unix", in.Socket, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 	fmt.Fprintln(c, cmd)
-	b, _ := io.ReadAll(c)
+	b, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatalf("haproxy: %q: %v", cmd, err)
+	}
 	return string(b)
 }
 

@@ -11,15 +11,25 @@ if ! command -v go >/dev/null 2>&1; then
 fi
 go mod download
 
-# The programs the tests need, each with the Debian package that brings it.
-# One line per component.
+# What the tests need, each a program (or a file) with the Debian package
+# that brings it. One line per component.
 declare -A packages=(
 	[haproxy]=haproxy
+	[libvirtd]=libvirt-daemon
+	[virsh]=libvirt-clients
+	[/usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so]=libvirt-daemon-driver-qemu
+	[qemu-system-x86_64]=qemu-system-x86
+	[qemu-img]=qemu-utils
+	[busybox]=busybox-static
 )
 
+present() {
+	if [[ $1 == /* ]]; then [[ -e $1 ]]; else command -v "$1" >/dev/null 2>&1; fi
+}
+
 missing=()
-for program in "${!packages[@]}"; do
-	command -v "$program" >/dev/null 2>&1 || missing+=("${packages[$program]}")
+for thing in "${!packages[@]}"; do
+	present "$thing" || missing+=("${packages[$thing]}")
 done
 if ((${#missing[@]} == 0)); then
 	exit 0

@@ -3,8 +3,9 @@
 // runtime API, without a reload, and counts their open sessions.
 //
 // HAProxy needs a runtime API socket at admin level and a backend for the
-// cluster; clones are added to it as dynamic servers (HAProxy 2.4 or
-// newer):
+// cluster with a dynamic balance algorithm (leastconn, roundrobin, first,
+// random; not static-rr nor map-based hashing); clones are added to it as
+// dynamic servers (HAProxy 2.4 or newer):
 //
 //	global
 //	    stats socket /run/haproxy/admin.sock mode 600 level admin

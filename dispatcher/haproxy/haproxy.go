@@ -75,6 +75,13 @@ type Config struct {
 	ClonePrefix string `yaml:"clone_prefix"`
 	// ServerOptions are appended to "add server" (e.g. "check inter 2s").
 	ServerOptions string `yaml:"server_options"`
+	// DynamicCookies says the backend keeps sessions on their server with
+	// dynamic cookies ("cookie SRV insert indirect nocache dynamic" and a
+	// "dynamic-cookie-key"): HAProxy 2.6 refuses "cookie" on a server added
+	// at run time and gives it its dynamic cookie only when dynamic
+	// cookies are enabled again, which Attach then does. Without
+	// persistence a drain cannot let sessions finish where they are.
+	DynamicCookies bool `yaml:"dynamic_cookies"`
 	// Timeout bounds each runtime API command; 0 means 5 s.
 	Timeout time.Duration `yaml:"timeout"`
 }
@@ -191,8 +198,14 @@ func (d *Dispatcher) Attach(ctx context.Context, node, address string) error {
 		if err != nil {
 			return fmt.Errorf("attaching %s: %w", srv, err)
 		}
+		if err := d.renewCookies(ctx); err != nil {
+			return fmt.Errorf("attaching %s: %w", srv, err)
+		}
 	case cur.addr != ip || cur.port != port:
 		if _, err := d.api.expect(ctx, "set server "+srv+" addr "+ip+" port "+port, nil, "IP changed", "port changed", "no need to change"); err != nil {
+			return fmt.Errorf("attaching %s: %w", srv, err)
+		}
+		if err := d.renewCookies(ctx); err != nil { // a dynamic cookie follows the address
 			return fmt.Errorf("attaching %s: %w", srv, err)
 		}
 	}
@@ -212,6 +225,15 @@ func (d *Dispatcher) Attach(ctx context.Context, node, address string) error {
 		return fmt.Errorf("attaching %s: %w", srv, err)
 	}
 	return nil
+}
+
+// renewCookies gives servers added at run time their dynamic cookie.
+func (d *Dispatcher) renewCookies(ctx context.Context) error {
+	if !d.cfg.DynamicCookies {
+		return nil
+	}
+	_, err := d.api.expect(ctx, "enable dynamic-cookie backend "+d.cfg.Backend, []string{""})
+	return err
 }
 
 // Remove takes the node out of the backend: into maintenance, then

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/cookiejar"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
@@ -81,6 +82,7 @@ func (l *lb) dispatcher(t *testing.T) *haproxy.Dispatcher {
 	t.Helper()
 	d, err := haproxy.New(context.Background(), haproxy.Config{
 		Socket: l.socket, Backend: "app", Servers: []string{"web-1"}, ServerOptions: "pool-purge-delay 200ms",
+		DynamicCookies: true,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -273,4 +275,62 @@ func TestHAProxyErrorsSurface(t *testing.T) {
 	if !errors.As(err, &ce) || ce.Answer != "No such server." || !strings.Contains(err.Error(), "set server app/mitosis-absent state drain") {
 		t.Errorf("draining an absent server: %v", err)
 	}
+}
+
+// A session (HAProxy's dynamic cookie) stays on its server, an attached
+// clone included, and a drain lets it finish there while new sessions go
+// elsewhere.
+func TestSessionsStayOnTheirServerThroughADrain(t *testing.T) {
+	l := startHAProxy(t)
+	d := l.dispatcher(t)
+	ctx := context.Background()
+	clone := newBackend(t, "clone")
+	if err := d.Attach(ctx, "mitosis-op-1", clone.addr()); err != nil {
+		t.Fatal(err)
+	}
+	// Sessions on new connections until one lands on each server.
+	sessions := map[string]*http.Client{}
+	for i := 0; len(sessions) < 2; i++ {
+		if i > 50 {
+			t.Fatalf("no session on both servers after 50 tries: %v", sessions)
+		}
+		jar, _ := cookiejar.New(nil)
+		c := &http.Client{Jar: jar, Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
+		if who := ask(t, c, l.frontend); sessions[who] == nil {
+			sessions[who] = c
+		}
+	}
+	for who, c := range sessions {
+		for range 5 {
+			if got := ask(t, c, l.frontend); got != who {
+				t.Fatalf("a session of %s went to %s", who, got)
+			}
+		}
+	}
+	if err := d.Drain(ctx, "mitosis-op-1"); err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		if got := ask(t, sessions["clone"], l.frontend); got != "clone" {
+			t.Fatalf("a session of the drained server went to %s", got)
+		}
+	}
+	for range 10 {
+		jar, _ := cookiejar.New(nil)
+		c := &http.Client{Jar: jar, Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
+		if got := ask(t, c, l.frontend); got != "web-1" {
+			t.Fatalf("a new session went to the drained server")
+		}
+	}
+}
+
+func ask(t *testing.T, c *http.Client, frontend string) string {
+	t.Helper()
+	resp, err := c.Get(frontend + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
 }

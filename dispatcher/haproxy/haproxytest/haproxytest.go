@@ -1,5 +1,6 @@
 // Package haproxytest starts a real HAProxy for tests: a frontend on a
-// free loopback port, the backend "app" (least connections) with the
+// free loopback port, the backend "app" (least connections, sessions kept
+// on their server by dynamic cookies) with the
 // servers given, a runtime API socket at admin level and another at
 // operator level. It is stopped, by its PID, when the test ends.
 package haproxytest
@@ -57,6 +58,8 @@ frontend fe
     default_backend app
 backend app
     balance leastconn
+    cookie SRV insert indirect nocache dynamic
+    dynamic-cookie-key mitosis-test
     default-server pool-purge-delay 200ms
 %sbackend other
     server db-1 127.0.0.1:9

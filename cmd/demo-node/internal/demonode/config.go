@@ -1,0 +1,136 @@
+package demonode
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"time"
+)
+
+// secret is a string that never shows in logs or formatted output.
+type secret string
+
+func (secret) String() string               { return "[redacted]" }
+func (secret) GoString() string             { return "[redacted]" }
+func (secret) LogValue() slog.Value         { return slog.StringValue("[redacted]") }
+func (secret) MarshalText() ([]byte, error) { return []byte("[redacted]"), nil }
+
+// Config is the node's configuration, from its flags and environment.
+type Config struct {
+	Listen      string
+	AllowRemote bool
+	ID          string
+	Token       secret
+	TokenSource string // where the token came from, for the log
+	StateDir    string
+	FromState   string
+	CacheSize   int
+	MissCost    int
+	SessionIdle time.Duration
+	// RefusePrepare and SettleDelay make the node difficult on purpose,
+	// for tests of a refused or slow prepare.
+	RefusePrepare string
+	SettleDelay   time.Duration
+	HoldMax       time.Duration
+	LogLevel      slog.Level
+}
+
+// TokenEnv is the environment variable the token may come from.
+const TokenEnv = "DEMO_NODE_TOKEN"
+
+// ParseConfig reads the flags in args and the environment through getenv.
+// Usage and flag errors go to out.
+func ParseConfig(args []string, getenv func(string) string, out io.Writer) (Config, error) {
+	var c Config
+	var tokenFile, level string
+	fs := flag.NewFlagSet("demo-node", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8080", "address to serve work, metrics and the node API on")
+	fs.BoolVar(&c.AllowRemote, "allow-remote", false, "allow a --listen address that is not loopback")
+	fs.StringVar(&c.ID, "id", "", "the node's id (default: the host name); a node started --from-state keeps its template's until finalized")
+	fs.StringVar(&tokenFile, "token-file", "", "file holding the node API's bearer token (else $"+TokenEnv+")")
+	fs.StringVar(&c.StateDir, "state-dir", "", "directory snapshots may be written in (none: snapshots are refused)")
+	fs.StringVar(&c.FromState, "from-state", "", "start as a clone from this state file")
+	fs.IntVar(&c.CacheSize, "cache-size", 1000, "values the LRU cache holds")
+	fs.IntVar(&c.MissCost, "miss-cost", 10, "extra work units of a cache miss (a hit costs 1 unit, about 0.3 ms of CPU)")
+	fs.DurationVar(&c.SessionIdle, "session-idle", 10*time.Second, "a session idle this long ends")
+	fs.StringVar(&c.RefusePrepare, "refuse-prepare", "", "decline every prepare with this reason (for tests)")
+	fs.DurationVar(&c.SettleDelay, "settle-delay", 0, "stay unsettled this long after a prepare (for tests)")
+	fs.DurationVar(&c.HoldMax, "hold-max", 5*time.Second, "how long a suspended session's request waits for the resume before a 503")
+	fs.StringVar(&level, "log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	if err := c.LogLevel.UnmarshalText([]byte(level)); err != nil {
+		return c, fmt.Errorf("--log-level: %w", err)
+	}
+	if err := checkListen(c.Listen, c.AllowRemote); err != nil {
+		return c, err
+	}
+	switch {
+	case c.CacheSize < 1:
+		return c, errors.New("--cache-size: must be at least 1")
+	case c.MissCost < 0:
+		return c, errors.New("--miss-cost: must not be negative")
+	case c.SessionIdle <= 0:
+		return c, errors.New("--session-idle: must be positive")
+	case c.HoldMax < 0 || c.SettleDelay < 0:
+		return c, errors.New("--hold-max, --settle-delay: must not be negative")
+	}
+	if c.ID == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return c, fmt.Errorf("--id not given and no host name: %w", err)
+		}
+		c.ID = h
+	}
+	tok, src, err := readToken(tokenFile, getenv)
+	if err != nil {
+		return c, err
+	}
+	c.Token, c.TokenSource = tok, src
+	return c, nil
+}
+
+// readToken takes the token from the file, else from the environment.
+func readToken(file string, getenv func(string) string) (secret, string, error) {
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", "", fmt.Errorf("--token-file: %w", err)
+		}
+		tok := strings.TrimSpace(string(b))
+		if tok == "" {
+			return "", "", fmt.Errorf("--token-file %s: empty", file)
+		}
+		return secret(tok), "file", nil
+	}
+	if tok := strings.TrimSpace(getenv(TokenEnv)); tok != "" {
+		return secret(tok), "env", nil
+	}
+	return "", "", fmt.Errorf("no token: give --token-file or set %s", TokenEnv)
+}
+
+// checkListen refuses an address that is not loopback unless allowed:
+// the work endpoint and /metrics answer anyone who can reach them.
+func checkListen(addr string, allowRemote bool) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("--listen %q: %w", addr, err)
+	}
+	if allowRemote || host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	return fmt.Errorf("--listen %q: not a loopback address (give --allow-remote to serve other hosts)", addr)
+}

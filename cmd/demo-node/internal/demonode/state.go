@@ -1,0 +1,179 @@
+package demonode
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/mitosis-autoscaler/mitosis/node"
+)
+
+// stateVersion is the state file's format version.
+const stateVersion = 1
+
+// State is what a snapshot holds: everything a live clone of the node's
+// memory would carry over.
+type State struct {
+	Version int `json:"version"`
+	// Identity and protocol state, as the node API reports them.
+	ID         string     `json:"id"`
+	Address    string     `json:"address,omitempty"`
+	Generation int        `json:"generation"`
+	State      node.State `json:"state"`
+	Operation  string     `json:"operation,omitempty"`
+	// Started is the uptime origin.
+	Started time.Time `json:"started"`
+	SavedAt time.Time `json:"saved_at"`
+	// MissCost is the cost the values were computed with.
+	MissCost int `json:"miss_cost"`
+	// Cache holds the entries, most recently used first.
+	Cache []CacheEntry `json:"cache"`
+	// Recent is the hit-ratio window, oldest first: 'h' a hit, 'm' a miss.
+	Recent   string    `json:"recent"`
+	Sessions []session `json:"sessions"`
+}
+
+// CacheEntry is one cached value.
+type CacheEntry struct {
+	Key   string `json:"key"`
+	Value string `json:"value"`
+}
+
+// State returns the app's state, with the protocol figures of st.
+func (a *App) State(st node.Status) State {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	now := a.now()
+	s := State{
+		Version: stateVersion, ID: a.id, Address: a.address,
+		Generation: st.Generation, State: st.State, Operation: st.Operation,
+		Started: a.started, SavedAt: now, MissCost: a.opts.MissCost,
+		Sessions: a.sessions.list(now),
+	}
+	for _, e := range a.cache.entries() {
+		s.Cache = append(s.Cache, CacheEntry{Key: e.key, Value: e.value})
+	}
+	var b strings.Builder
+	for _, hit := range a.cache.recent() {
+		if hit {
+			b.WriteByte('h')
+		} else {
+			b.WriteByte('m')
+		}
+	}
+	s.Recent = b.String()
+	return s
+}
+
+// Restore makes the app a clone of the node s was saved from: its cache,
+// window, sessions (marked inherited), identity and uptime origin. It
+// serves nothing until it is finalized.
+func (a *App) Restore(s State) error {
+	if s.Version != stateVersion {
+		return fmt.Errorf("state version %d: this node reads version %d", s.Version, stateVersion)
+	}
+	if s.MissCost != a.opts.MissCost {
+		return fmt.Errorf("state computed with miss cost %d, this node has %d", s.MissCost, a.opts.MissCost)
+	}
+	if s.ID == "" {
+		return errors.New("state without an id")
+	}
+	entries := make([]entry, len(s.Cache))
+	for i, e := range s.Cache {
+		entries[i] = entry{key: e.Key, value: e.Value}
+	}
+	recent := make([]bool, len(s.Recent))
+	for i, c := range s.Recent {
+		recent[i] = c == 'h'
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.cache.restore(entries, recent)
+	clear(a.sessions.byID)
+	for _, ss := range s.Sessions {
+		ss.Inherited = true
+		a.sessions.byID[ss.ID] = &ss
+	}
+	a.id, a.address, a.started, a.mode = s.ID, s.Address, s.Started, cloned
+	return nil
+}
+
+// ReadState reads a state file.
+func ReadState(file string) (State, error) {
+	var s State
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return s, fmt.Errorf("reading state: %w", err)
+	}
+	if err := json.Unmarshal(b, &s); err != nil {
+		return s, fmt.Errorf("reading state %s: %w", file, err)
+	}
+	return s, nil
+}
+
+// errOutside is a snapshot file outside the state directory.
+var errOutside = errors.New("must be a file inside the state directory")
+
+// WriteState writes s to file, which must lie inside dir, atomically:
+// a temporary file in the same directory, synced, then renamed over it.
+// The writes go through an os.Root on dir, so neither ".." nor a symbolic
+// link leads out of it.
+func WriteState(dir, file string, s State) error {
+	rel, err := inside(dir, file)
+	if err != nil {
+		return err
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return fmt.Errorf("opening the state directory: %w", err)
+	}
+	defer root.Close()
+	b, err := json.Marshal(s)
+	if err != nil {
+		return fmt.Errorf("encoding state: %w", err)
+	}
+	tmp := rel + ".tmp-" + newID()[:8]
+	f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("writing state %s: %w", file, err)
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = root.Rename(tmp, rel)
+	}
+	if err != nil {
+		_ = root.Remove(tmp)
+		return fmt.Errorf("writing state %s: %w", file, err)
+	}
+	return nil
+}
+
+// inside returns file's path relative to dir, refusing a path that is not
+// absolute or not strictly below dir.
+func inside(dir, file string) (string, error) {
+	if dir == "" {
+		return "", errors.New("snapshots are off: the node has no --state-dir")
+	}
+	if !filepath.IsAbs(file) {
+		return "", fmt.Errorf("file %q: must be an absolute path: %w", file, errOutside)
+	}
+	absDir, err := filepath.Abs(dir)
+	if err != nil {
+		return "", fmt.Errorf("state directory: %w", err)
+	}
+	rel, err := filepath.Rel(absDir, filepath.Clean(file))
+	if err != nil || rel == "." || !filepath.IsLocal(rel) {
+		return "", fmt.Errorf("file %q: %w", file, errOutside)
+	}
+	return rel, nil
+}

@@ -169,7 +169,7 @@ func (c *Client) once(ctx context.Context, method, url string, body []byte, out 
 	}
 	switch {
 	case resp.StatusCode == http.StatusConflict:
-		return &StateError{Call: method + " " + req.URL.Path, State: p.State, Message: p.Error}
+		return &StateError{Call: method + " " + req.URL.Path, State: p.State, Operation: p.Operation, Message: p.Error}
 	case resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests:
 		return retryable{fmt.Errorf("%s: %s", resp.Status, p.Error)}
 	}

@@ -2,30 +2,45 @@
 // server say to each other when a node is prepared, cloned, resumed,
 // finalized or detached. It holds the wire types, the Client the
 // controller uses, and Server, the library an application embeds by
-// implementing App. docs/node-api.md documents the HTTP API and
+// implementing App; node/nodetest is the conformance suite any
+// implementation runs. docs/node-api.md documents the HTTP API and
 // docs/node-api.openapi.yaml describes it.
 //
-// A node moves through these states. Every call carries an operation id
-// and is idempotent per operation: the same call again answers what it
-// answered first and does nothing more. A call that does not fit the
-// state is refused with 409 and the state.
+// A node moves through these states:
 //
-//	                 prepare (accepted)            settled
-//	  ┌──────► ready ─────────────────► preparing ─────────► prepared
-//	  │          │  ▲  prepare refused: stays ready            │   │
-//	  │          │  └──────────── resume ──────────────────────┘   │
-//	  │          │                                                 │ the VM is
-//	  │          │ detach                                          │ live-cloned:
-//	  │          ▼                                                 ▼ the clone starts here,
-//	  │      detaching ──► detached (no sessions left)          cloned   with the template's
-//	  │                                                            │     memory and identity
-//	  └──────────────────────── finalize ──────────────────────────┘
-//	        (purge inherited sessions, take the new id and address, generation+1)
+//	                     prepare (accepted)           settled
+//	             ┌───► ready ──────────────► preparing ───────► prepared
+//	             │     │ ▲ ▲                     │                 │
+//	             │     │ │ └───── resume ────────┼─────────────────┤  the template
+//	             │     │ └─────── finalize ──────┴─────────────────┘  its live clone
+//	   cloned ───┘     │ detach
+//	        finalize   ▼
+//	               detaching ───────────► detached
+//	                       no session left
 //
-// A template is prepared, cloned, then resumed; its clone is finalized.
-// Finalize is accepted only from cloned: the template, which is prepared
-// (or ready again) but not cloned, can never take its clone's identity.
-// How a clone knows it is one is the application's affair: the reference
-// node (cmd/demo-node) starts from a saved state as cloned; a guest agent
-// in a VM would read the identity the hypervisor hands it.
+//	from       call      to         when
+//	ready      prepare   preparing  the app accepts (a refusal leaves it ready)
+//	preparing  -         prepared   the app has settled: nothing in flight
+//	preparing, resume    ready      by the operation that prepared it
+//	prepared
+//	preparing, finalize  ready      by the operation that prepared it: the node
+//	prepared                        is a live clone of that template
+//	cloned     finalize  ready      by any operation
+//	ready      detach    detaching
+//	detaching  -         detached   no session left
+//
+// A live clone continues its template's exact memory, so its node
+// starts in the template's state (prepared, or preparing if the clone
+// was forced), with the template's identity and operation; finalize
+// purges the sessions it inherited, gives it its own id and address,
+// and bumps its generation. The saga resumes the template (back to
+// ready) before it finalizes the clone, at the clone's address, so the
+// template never takes its clone's identity. State cloned is for an app
+// that knows it is a clone but not which operation made it
+// (ServerOptions.Cloned, Server.MarkCloned).
+//
+// Every write carries an operation id and is idempotent per operation:
+// the same call again answers what it answered first and does nothing
+// more. A call that does not fit the state is refused with 409 and the
+// state (and the operation holding the node, if any).
 package node

@@ -23,7 +23,9 @@ var _ autoscaler.NodeAPI = (*node.Client)(nil)
 type app struct {
 	mu       sync.Mutex
 	refuse   string
+	fail     error // every call but Sessions, Settled and Warmth fails with it
 	sessions int
+	settle   time.Duration // how long after Prepare it settles; 0: 30 ms
 	settleAt time.Time
 	calls    []string
 	id, addr string
@@ -35,26 +37,51 @@ func (a *app) Prepare(_ context.Context, mode node.PrepareMode) error {
 	if a.refuse != "" {
 		return node.Refuse(a.refuse)
 	}
+	if a.fail != nil {
+		return a.fail
+	}
 	a.record("prepare " + string(mode))
 	a.mu.Lock()
-	a.settleAt = time.Now().Add(30 * time.Millisecond)
+	d := a.settle
+	if d == 0 {
+		d = 30 * time.Millisecond
+	}
+	a.settleAt = time.Now().Add(d)
 	a.mu.Unlock()
 	return nil
 }
 func (a *app) Settled() bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if a.settleAt.IsZero() { // restored, never prepared here
+		return a.settle <= 0
+	}
 	return time.Now().After(a.settleAt)
 }
-func (a *app) Resume(context.Context) error { a.record("resume"); return nil }
+func (a *app) Resume(context.Context) error {
+	if a.fail != nil {
+		return a.fail
+	}
+	a.record("resume")
+	return nil
+}
 func (a *app) Finalize(_ context.Context, id, addr string) error {
+	if a.fail != nil {
+		return a.fail
+	}
 	a.record("finalize " + id)
 	a.mu.Lock()
 	a.sessions, a.id, a.addr = 0, id, addr
 	a.mu.Unlock()
 	return nil
 }
-func (a *app) Detach(context.Context) error { a.record("detach"); return nil }
+func (a *app) Detach(context.Context) error {
+	if a.fail != nil {
+		return a.fail
+	}
+	a.record("detach")
+	return nil
+}
 func (a *app) Sessions() int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -85,8 +112,12 @@ func TestServerConformance(t *testing.T) {
 			addr, _ := serve(t, &app{}, node.ServerOptions{})
 			return nodetest.Target{Addr: addr, Token: token}
 		},
-		NewClone: func(t *testing.T) nodetest.Target {
-			addr, _ := serve(t, &app{sessions: 7}, node.ServerOptions{Cloned: true, Generation: 3})
+		NewClone: func(t *testing.T, op string) nodetest.Target {
+			// A live copy of web-1, prepared by op, with the sessions it suspended.
+			addr, _ := serve(t, &app{sessions: 7}, node.ServerOptions{Restore: &node.Snapshot{
+				ID: "web-1", State: node.StatePrepared, Operation: op, Generation: 3,
+				Records: []node.Record{{Call: "prepare", Operation: op, Reply: &node.PrepareReply{Accepted: true}}},
+			}})
 			return nodetest.Target{Addr: addr, Token: token}
 		},
 		Refusing: func(t *testing.T) nodetest.Target {
@@ -143,12 +174,15 @@ func TestMarkClonedLetsARunningProcessBeFinalized(t *testing.T) {
 	}
 }
 
-func TestNewServerNeedsATokenAndAnID(t *testing.T) {
+func TestNewServerNeedsATokenAnIDAndAKnownState(t *testing.T) {
 	if _, err := node.NewServer(&app{}, node.ServerOptions{ID: "x"}); err == nil {
 		t.Error("no token accepted")
 	}
 	if _, err := node.NewServer(&app{}, node.ServerOptions{Token: "t"}); err == nil {
 		t.Error("no id accepted")
+	}
+	if _, err := node.NewServer(&app{}, node.ServerOptions{Token: "t", Restore: &node.Snapshot{ID: "x", State: "dozing"}}); err == nil {
+		t.Error("an unknown state restored")
 	}
 }
 

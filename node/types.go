@@ -70,16 +70,24 @@ type Problem struct {
 	Error string `json:"error"`
 	// State is the node's state, on a 409.
 	State State `json:"state,omitempty"`
+	// Operation is the operation the node is in, on a 409 (if any).
+	Operation string `json:"operation,omitempty"`
 }
 
 // StateError is a call that does not fit the node's state (HTTP 409).
 type StateError struct {
-	Call    string
-	State   State
-	Message string
+	Call  string
+	State State
+	// Operation is the operation the node is in, if any: a node held by
+	// another operation says which.
+	Operation string
+	Message   string
 }
 
 func (e *StateError) Error() string {
+	if e.Operation != "" {
+		return fmt.Sprintf("node: %s refused in state %s (operation %s): %s", e.Call, e.State, e.Operation, e.Message)
+	}
 	return fmt.Sprintf("node: %s refused in state %s: %s", e.Call, e.State, e.Message)
 }
 

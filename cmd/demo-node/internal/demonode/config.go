@@ -38,6 +38,8 @@ type Config struct {
 	SettleDelay   time.Duration
 	HoldMax       time.Duration
 	LogLevel      slog.Level
+
+	now func() time.Time // the clock, for tests; nil means time.Now
 }
 
 // TokenEnv is the environment variable the token may come from.

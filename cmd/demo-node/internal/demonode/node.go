@@ -38,6 +38,7 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	app := NewApp(AppOptions{
 		ID: cfg.ID, CacheSize: cfg.CacheSize, MissCost: cfg.MissCost, SessionIdle: cfg.SessionIdle,
 		RefusePrepare: cfg.RefusePrepare, SettleDelay: cfg.SettleDelay, HoldMax: cfg.HoldMax,
+		Now: cfg.now,
 	})
 	opts := node.ServerOptions{ID: cfg.ID, Token: string(cfg.Token)}
 	if cfg.FromState != "" {
@@ -48,11 +49,10 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 		if err := app.Restore(st); err != nil {
 			return nil, fmt.Errorf("restoring from %s: %w", cfg.FromState, err)
 		}
-		// A clone keeps its template's identity and generation until its
-		// finalize: the id given by flag is only its VM's name.
-		opts.ID, opts.Cloned, opts.Generation = st.ID, true, st.Generation
-		log.Info("restored as a clone", "from", cfg.FromState, "template", st.ID, "vm", cfg.ID,
-			"generation", st.Generation, "cache_entries", len(st.Cache), "sessions", len(st.Sessions))
+		opts.Restore = cloneOf(st.Node)
+		log.Info("restored as a clone", "from", cfg.FromState, "template", st.Node.ID, "vm", cfg.ID,
+			"state", opts.Restore.State, "operation", opts.Restore.Operation, "generation", st.Node.Generation,
+			"cache_entries", len(st.Cache), "sessions", len(st.Sessions))
 	}
 	api, err := node.NewServer(app, opts)
 	if err != nil {
@@ -66,6 +66,19 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	mux.Handle("POST /-/snapshot", n.logCalls(http.HandlerFunc(n.snapshot)))
 	n.handler = mux
 	return n, nil
+}
+
+// cloneOf is the protocol state a clone of a node saved in snap starts
+// in. A live clone continues its template's memory: the template's id,
+// generation and state, so that the operation that prepared the
+// template finalizes it. A copy of a node no operation prepared knows it
+// is a clone but not whose: it starts cloned, and any operation
+// finalizes it. The --id a clone is given is its VM's name only.
+func cloneOf(snap node.Snapshot) *node.Snapshot {
+	if snap.State != node.StatePreparing && snap.State != node.StatePrepared {
+		snap.State, snap.Operation = node.StateCloned, ""
+	}
+	return &snap
 }
 
 // Handler returns the node's handler: work, metrics, the node API and
@@ -122,7 +135,8 @@ func (n *Node) snapshot(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	file := r.URL.Query().Get("file")
-	st := n.App.State(n.API.Status())
+	var st State
+	_ = n.API.Save(func(snap node.Snapshot) error { st = n.App.State(snap); return nil })
 	if err := WriteState(n.cfg.StateDir, file, st); err != nil {
 		code := http.StatusInternalServerError
 		if _, perr := inside(n.cfg.StateDir, file); perr != nil {
@@ -132,8 +146,8 @@ func (n *Node) snapshot(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, code, node.Problem{Error: "snapshot: " + err.Error()})
 		return
 	}
-	n.log.Info("snapshot written", "file", file, "id", st.ID, "state", st.State,
-		"generation", st.Generation, "cache_entries", len(st.Cache), "sessions", len(st.Sessions))
+	n.log.Info("snapshot written", "file", file, "id", st.Node.ID, "state", st.Node.State,
+		"generation", st.Node.Generation, "cache_entries", len(st.Cache), "sessions", len(st.Sessions))
 	writeJSON(w, http.StatusOK, map[string]any{"file": file, "cache_entries": len(st.Cache), "sessions": len(st.Sessions)})
 }
 

@@ -19,12 +19,11 @@ const stateVersion = 1
 // memory would carry over.
 type State struct {
 	Version int `json:"version"`
-	// Identity and protocol state, as the node API reports them.
-	ID         string     `json:"id"`
-	Address    string     `json:"address,omitempty"`
-	Generation int        `json:"generation"`
-	State      node.State `json:"state"`
-	Operation  string     `json:"operation,omitempty"`
+	// Node is the node API's protocol state: id, state, generation,
+	// operation and the calls it remembers.
+	Node node.Snapshot `json:"node"`
+	// Address is the advertised address, once a finalize gave one.
+	Address string `json:"address,omitempty"`
 	// Started is the uptime origin.
 	Started time.Time `json:"started"`
 	SavedAt time.Time `json:"saved_at"`
@@ -43,14 +42,14 @@ type CacheEntry struct {
 	Value string `json:"value"`
 }
 
-// State returns the app's state, with the protocol figures of st.
-func (a *App) State(st node.Status) State {
+// State returns the app's state, with the node API's protocol state
+// (from node.Server.Save, which holds the server still meanwhile).
+func (a *App) State(snap node.Snapshot) State {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	now := a.now()
 	s := State{
-		Version: stateVersion, ID: a.id, Address: a.address,
-		Generation: st.Generation, State: st.State, Operation: st.Operation,
+		Version: stateVersion, Node: snap, Address: a.address,
 		Started: a.started, SavedAt: now, MissCost: a.opts.MissCost,
 		Sessions: a.sessions.list(now),
 	}
@@ -79,7 +78,7 @@ func (a *App) Restore(s State) error {
 	if s.MissCost != a.opts.MissCost {
 		return fmt.Errorf("state computed with miss cost %d, this node has %d", s.MissCost, a.opts.MissCost)
 	}
-	if s.ID == "" {
+	if s.Node.ID == "" {
 		return errors.New("state without an id")
 	}
 	entries := make([]entry, len(s.Cache))
@@ -98,7 +97,7 @@ func (a *App) Restore(s State) error {
 		ss.Inherited = true
 		a.sessions.byID[ss.ID] = &ss
 	}
-	a.id, a.address, a.started, a.mode = s.ID, s.Address, s.Started, cloned
+	a.id, a.address, a.started, a.mode = s.Node.ID, s.Address, s.Started, cloned
 	return nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -53,6 +54,7 @@ func (a *App) State(snap node.Snapshot) State {
 		Started: a.started, SavedAt: now, MissCost: a.opts.MissCost,
 		Sessions: a.sessions.list(now),
 	}
+	slices.SortFunc(s.Sessions, func(x, y session) int { return strings.Compare(x.ID, y.ID) })
 	for _, e := range a.cache.entries() {
 		s.Cache = append(s.Cache, CacheEntry{Key: e.key, Value: e.value})
 	}

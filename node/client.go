@@ -17,6 +17,8 @@ import (
 // that failed in transport or with a 5xx is retried, with exponential
 // backoff and jitter, within its context. A 4xx is never retried: a 409
 // is a *StateError, a 401 ErrUnauthorized. It is safe for concurrent use.
+//
+// Addresses are host:port; the scheme comes from ClientOptions.TLS.
 type Client struct {
 	token   string
 	http    *http.Client
@@ -170,7 +172,7 @@ func (c *Client) once(ctx context.Context, method, url string, body []byte, out 
 	switch {
 	case resp.StatusCode == http.StatusConflict:
 		return &StateError{Call: method + " " + req.URL.Path, State: p.State, Operation: p.Operation, Message: p.Error}
-	case resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests:
+	case resp.StatusCode >= 500: // a 4xx would answer the same again
 		return retryable{fmt.Errorf("%s: %s", resp.Status, p.Error)}
 	}
 	return fmt.Errorf("%s: %s", resp.Status, p.Error)

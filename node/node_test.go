@@ -216,6 +216,8 @@ func TestClientRetriesTransportErrorsAndServerErrorsOnly(t *testing.T) {
 			return errors.As(err, &se) && se.State == node.StatePreparing
 		}},
 		{400, 1, 1, func(err error) bool { return err != nil && strings.Contains(err.Error(), "400") }},
+		{429, 1, 1, func(err error) bool { return err != nil && strings.Contains(err.Error(), "429") }},
+		{404, 1, 1, func(err error) bool { return err != nil && strings.Contains(err.Error(), "404") }},
 		{401, 1, 1, func(err error) bool { return errors.Is(err, node.ErrUnauthorized) }},
 	} {
 		calls.Store(0)
@@ -246,5 +248,28 @@ func TestClientHonoursItsContext(t *testing.T) {
 	_, err := c.Status(ctx, strings.TrimPrefix(srv.URL, "http://"))
 	if err == nil || time.Since(start) > 2*time.Second {
 		t.Errorf("error %v after %s: want a context error within about 200ms", err, time.Since(start))
+	}
+}
+
+// A node that hangs is given up on after the per-attempt timeout and
+// tried again; the bearer token goes with every attempt.
+func TestClientTimesOutEachAttempt(t *testing.T) {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer "+token {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		if calls.Add(1) == 1 {
+			<-r.Context().Done() // hang until the client gives up
+			return
+		}
+		_, _ = w.Write([]byte(`{"id":"n","state":"ready","ready":true}`))
+	}))
+	defer srv.Close()
+	c := node.NewClient(token, node.ClientOptions{Timeout: 50 * time.Millisecond, Retries: 2, Backoff: time.Millisecond})
+	st, err := c.Status(context.Background(), strings.TrimPrefix(srv.URL, "http://"))
+	if err != nil || st.ID != "n" || calls.Load() != 2 {
+		t.Errorf("status %+v, error %v after %d calls; want n after 2", st, err, calls.Load())
 	}
 }

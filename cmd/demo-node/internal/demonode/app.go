@@ -39,6 +39,10 @@ type AppOptions struct {
 	HoldMax time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+
+	// unitRounds is the CPU work of a unit; 0 means the package's
+	// unitRounds. Tests of counts make it small, to run fast.
+	unitRounds int
 }
 
 // App is the demo application: cached work, sessions, and its side of
@@ -69,6 +73,9 @@ var _ node.App = (*App)(nil)
 func NewApp(o AppOptions) *App {
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.unitRounds == 0 {
+		o.unitRounds = unitRounds
 	}
 	return &App{
 		opts: o, now: o.Now, quit: make(chan struct{}),
@@ -157,10 +164,10 @@ func (a *App) lookup(key string) (value, render string, hit bool, units int) {
 	units = 1
 	if !hit {
 		// Computed outside the lock: concurrent misses run in parallel.
-		value = compute(key, a.opts.MissCost)
+		value = compute(key, a.opts.MissCost*a.opts.unitRounds)
 		units += a.opts.MissCost
 	}
-	render = compute(value, 1)
+	render = compute(value, a.opts.unitRounds)
 	a.mu.Lock()
 	if !hit {
 		a.cache.put(key, value)

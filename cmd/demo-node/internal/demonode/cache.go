@@ -117,10 +117,10 @@ func (c *cache) restore(entries []entry, recent []bool) {
 	}
 }
 
-// compute derives key's value with units units of real CPU work.
-func compute(key string, units int) string {
+// compute derives key's value with rounds SHA-256 rounds of real CPU work.
+func compute(key string, rounds int) string {
 	sum := sha256.Sum256([]byte(key))
-	for range units * unitRounds {
+	for range rounds {
 		sum = sha256.Sum256(sum[:])
 	}
 	return hex.EncodeToString(sum[:])

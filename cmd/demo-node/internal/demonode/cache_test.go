@@ -70,7 +70,7 @@ func unitsOver(a *App, keys []string) int {
 func TestWarmNodeIsSeveralTimesCheaperThanCold(t *testing.T) {
 	keys := zipfKeys(1, 2550, 1000)
 	batch := keys[2500:]
-	opts := AppOptions{ID: "n", CacheSize: 1000, MissCost: 10, SessionIdle: time.Minute}
+	opts := AppOptions{ID: "n", CacheSize: 1000, MissCost: 10, SessionIdle: time.Minute, unitRounds: 1}
 	warmNode := NewApp(opts)
 	unitsOver(warmNode, keys[:2500])
 	coldNode := NewApp(opts)

@@ -7,12 +7,12 @@ import (
 )
 
 // The cost model. Work is counted in units, each a fixed amount of real
-// CPU work (unitRounds SHA-256 rounds, roughly 0.3 ms), so that tests can
+// CPU work (unitRounds SHA-256 rounds, roughly 0.25 ms), so that tests can
 // assert on counts while the node is still really slower when cold. A hit
 // costs one unit (reading and rendering the value); a miss costs one plus
 // the miss cost (computing the value first).
 const (
-	unitRounds = 2000
+	unitRounds = 3000
 	// windowSize is how many recent lookups the hit ratio is taken over.
 	windowSize = 1000
 )

@@ -59,7 +59,7 @@ func ParseConfig(args []string, getenv func(string) string, out io.Writer) (Conf
 	fs.StringVar(&c.StateDir, "state-dir", "", "directory snapshots may be written in (none: snapshots are refused)")
 	fs.StringVar(&c.FromState, "from-state", "", "start as a clone from this state file")
 	fs.IntVar(&c.CacheSize, "cache-size", 1000, "values the LRU cache holds")
-	fs.IntVar(&c.MissCost, "miss-cost", 10, "extra work units of a cache miss (a hit costs 1 unit, about 0.3 ms of CPU)")
+	fs.IntVar(&c.MissCost, "miss-cost", 10, "extra work units of a cache miss (a hit costs 1 unit, about 0.25 ms of CPU)")
 	fs.DurationVar(&c.SessionIdle, "session-idle", 10*time.Second, "a session idle this long ends")
 	fs.StringVar(&c.RefusePrepare, "refuse-prepare", "", "decline every prepare with this reason (for tests)")
 	fs.DurationVar(&c.SettleDelay, "settle-delay", 0, "stay unsettled this long after a prepare (for tests)")

@@ -25,7 +25,7 @@ import (
 	"github.com/mitosis-autoscaler/mitosis/dispatcher/haproxy/haproxytest"
 	"github.com/mitosis-autoscaler/mitosis/hypervisor"
 	"github.com/mitosis-autoscaler/mitosis/hypervisor/process"
-		"github.com/mitosis-autoscaler/mitosis/metrics"
+	"github.com/mitosis-autoscaler/mitosis/metrics"
 	"github.com/mitosis-autoscaler/mitosis/node"
 	"github.com/mitosis-autoscaler/mitosis/plan"
 	"github.com/mitosis-autoscaler/mitosis/policies"

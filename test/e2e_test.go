@@ -56,6 +56,8 @@ type world struct {
 	disp     *haproxy.Dispatcher
 	nodes    *node.Client
 	frontend string
+	// flags are extra demo-node flags per VM name (a refusing template, say).
+	flags map[string][]string
 }
 
 func newWorld(t *testing.T) *world {
@@ -64,7 +66,7 @@ func newWorld(t *testing.T) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &world{dir: t.TempDir(), nodes: node.NewClient(token, node.ClientOptions{Timeout: 5 * time.Second})}
+	w := &world{dir: t.TempDir(), nodes: node.NewClient(token, node.ClientOptions{Timeout: 5 * time.Second}), flags: map[string][]string{}}
 	tokenFile := filepath.Join(w.dir, "token")
 	if err := os.WriteFile(tokenFile, []byte(token), 0o600); err != nil {
 		t.Fatal(err)
@@ -72,7 +74,8 @@ func newWorld(t *testing.T) *world {
 	w.hv, err = process.New(process.Config{
 		Dir: w.dir,
 		Command: func(name, addr, state string) *exec.Cmd {
-			args := []string{"--id", name, "--listen", addr, "--token-file", tokenFile, "--state-dir", w.dir}
+			args := []string{"--id", name, "--listen", addr, "--token-file", tokenFile, "--state-dir", w.dir, "--session-idle", "1s"}
+			args = append(args, w.flags[name]...)
 			if state != "" {
 				args = append(args, "--from-state", state)
 			}
@@ -93,8 +96,8 @@ func newWorld(t *testing.T) *world {
 	w.lb = haproxytest.Start(t) // an empty backend: the test attaches web-1
 	w.frontend = w.lb.Frontend
 	w.disp, err = haproxy.New(context.Background(), haproxy.Config{
-		Socket: w.lb.Socket, Backend: "app", Servers: []string{"web-1"},
-		ServerOptions: "pool-purge-delay 200ms",
+		Socket: w.lb.Socket, Backend: "app", Servers: []string{"web-1", "web-2", "web-3"},
+		ServerOptions: "pool-purge-delay 200ms", DynamicCookies: true,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -176,19 +179,30 @@ func (w *world) controller(t *testing.T, reg autoscaler.Registry, k *knob) *auto
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := autoscaler.Parse([]byte(`
+	return w.controllerWith(t, reg, k, engine, "")
+}
+
+// e2eConfig is the cluster web, 1 to 4 nodes on one host, acting at once;
+// extra YAML lines go into the cluster's entry.
+const e2eConfig = `
 tick: 1s
 clusters:
   - name: web
     min: 1
-    max: 3
+    max: 4
     cooldown: {up: 0s, down: 0s}
     stabilization: 0s
     hosts: [{name: localhost}]
-    prepare: {deadline: 10s, mode: suspend}
     finalize: {deadline: 15s}
     detach: {deadline: 15s}
-`), "e2e.yaml")
+`
+
+func (w *world) controllerWith(t *testing.T, reg autoscaler.Registry, k *knob, engine autoscaler.PolicyEngine, extra string) *autoscaler.Controller {
+	t.Helper()
+	if extra == "" {
+		extra = "    prepare: {deadline: 10s, mode: suspend}\n"
+	}
+	cfg, err := autoscaler.Parse([]byte(e2eConfig+extra), "e2e.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,6 +214,26 @@ clusters:
 		t.Fatal(err)
 	}
 	return c
+}
+
+// boot starts VM name outside mitosis, attaches it in HAProxy and
+// registers it as a ready node of the cluster web.
+func (w *world) boot(t *testing.T, reg autoscaler.Registry, name string) plan.Node {
+	t.Helper()
+	ctx := context.Background()
+	vm, err := w.hv.Boot(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.disp.Attach(ctx, name, vm.Address); err != nil {
+		t.Fatal(err)
+	}
+	n := plan.Node{ID: name, Cluster: "web", Role: "app", State: plan.NodeReady,
+		Host: vm.Host, VM: vm.Name, Address: vm.Address, CreatedAt: time.Now().Add(-time.Hour)}
+	if err := reg.PutNode(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 type testWriter struct{ t *testing.T }

@@ -15,6 +15,7 @@ go mod download
 # that brings it. One line per component.
 declare -A packages=(
 	[haproxy]=haproxy
+	[promtool]=prometheus
 	[libvirtd]=libvirt-daemon
 	[virsh]=libvirt-clients
 	[/usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so]=libvirt-daemon-driver-qemu

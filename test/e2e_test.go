@@ -25,6 +25,7 @@ import (
 	"github.com/mitosis-autoscaler/mitosis/dispatcher/haproxy/haproxytest"
 	"github.com/mitosis-autoscaler/mitosis/hypervisor"
 	"github.com/mitosis-autoscaler/mitosis/hypervisor/process"
+	"github.com/mitosis-autoscaler/mitosis/internal/testenv"
 	"github.com/mitosis-autoscaler/mitosis/metrics"
 	"github.com/mitosis-autoscaler/mitosis/node"
 	"github.com/mitosis-autoscaler/mitosis/plan"
@@ -356,4 +357,29 @@ func nodeByID(nodes []plan.Node, id string) (plan.Node, bool) {
 		}
 	}
 	return plan.Node{}, false
+}
+
+// promtool, Prometheus's own checker, finds nothing to say about the
+// metrics a real demo-node exports.
+func TestDemoNodeMetricsPassPromtool(t *testing.T) {
+	promtool := testenv.Binary(t, "promtool")
+	w := newWorld(t)
+	reg := autoscaler.NewMemRegistry()
+	n := w.boot(t, reg, "web-1")
+	w.work(t, 20) // some traffic, so that every series has samples
+	resp, err := http.Get("http://" + n.Address + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "demo_node_requests_total") {
+		t.Fatalf("/metrics: %s %v\n%s", resp.Status, err, body)
+	}
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = strings.NewReader(string(body))
+	out, err := cmd.CombinedOutput()
+	if err != nil || len(strings.TrimSpace(string(out))) != 0 {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
 }

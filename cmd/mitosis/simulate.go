@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/mitosis-autoscaler/mitosis/autoscaler"
 	"github.com/mitosis-autoscaler/mitosis/policies"
 	"github.com/mitosis-autoscaler/mitosis/policy"
 	"github.com/mitosis-autoscaler/mitosis/sim"
@@ -30,6 +31,9 @@ type simulateFlags struct {
 	mode             string
 	compare          string
 	out              string
+	// cloneTime, when set, is a measured live-clone time (how long a clone
+	// takes to answer its node API) that replaces the world's.
+	cloneTime time.Duration
 	// durationSet: --duration was given (a trace is then cut to it).
 	durationSet bool
 }
@@ -82,6 +86,7 @@ parameters (docs/simulation.md).`,
 	fl.StringVar(&f.mode, "mode", string(sim.LiveClone), "how new nodes are made: live-clone, cold-boot, or both side by side")
 	fl.StringVar(&f.compare, "compare", "", "compare two policies on the same workload: --compare `DIR_A DIR_B`")
 	fl.StringVar(&f.out, "out", filepath.Join("out", "simulate"), "`DIR` to write timeline.csv and report.html to")
+	fl.DurationVar(&f.cloneTime, "clone-time", 0, "a measured live-clone time (e.g. 600ms from the libvirt back-end) in place of the config's simulation.live_clone")
 	return cmd
 }
 
@@ -105,6 +110,12 @@ func runSimulate(ctx context.Context, stdout, stderr io.Writer, f simulateFlags)
 		if fc, err = sim.LoadConfig(f.config); err != nil {
 			return withCode(2, err)
 		}
+	}
+	if f.cloneTime < 0 {
+		return withCode(2, fmt.Errorf("--clone-time %s: must not be negative", f.cloneTime))
+	}
+	if f.cloneTime > 0 {
+		fc.Simulation.LiveClone = autoscaler.Dur(f.cloneTime)
 	}
 	if !(f.scale > 0) {
 		return withCode(2, fmt.Errorf("--scale %g: must be positive", f.scale))

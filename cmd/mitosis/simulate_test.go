@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -148,5 +149,35 @@ func TestSimulateComparesTwoPolicies(t *testing.T) {
 	_, code, err = runCLI(t, "simulate", "--synthetic", "ramp", "--duration", "1h", "--compare", a, broken, "--out", t.TempDir())
 	if code != 1 || !strings.Contains(err.Error(), "policy evaluations failed") {
 		t.Errorf("a policy whose decisions are invalid: exit %d, %v", code, err)
+	}
+}
+
+// A measured clone time replaces the world's: slow clones serve less of a
+// spike than fast ones.
+func TestSimulateTakesAMeasuredCloneTime(t *testing.T) {
+	served := func(cloneTime string) float64 {
+		t.Helper()
+		stdout, code, err := runCLI(t, "simulate", "--synthetic", "spike", "--duration", "3h", "--seed", "7",
+			"--clone-time", cloneTime, "--out", t.TempDir())
+		if code != 0 {
+			t.Fatalf("--clone-time %s: exit %d: %v", cloneTime, code, err)
+		}
+		for line := range strings.Lines(stdout) {
+			if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "requests served"); ok {
+				var pct float64
+				if _, err := fmt.Sscanf(strings.TrimSpace(rest), "%f", &pct); err == nil {
+					return pct
+				}
+			}
+		}
+		t.Fatalf("no requests served line:\n%s", stdout)
+		return 0
+	}
+	fast, slow := served("600ms"), served("10m")
+	if !(fast > slow) {
+		t.Errorf("served %.3f %% with 600 ms clones, %.3f %% with 10 min ones: want more with fast clones", fast, slow)
+	}
+	if _, code, _ := runCLI(t, "simulate", "--synthetic", "spike", "--clone-time", "-1s"); code != 2 {
+		t.Errorf("a negative clone time: exit %d, want 2", code)
 	}
 }

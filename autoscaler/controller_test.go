@@ -240,6 +240,24 @@ func TestExpandSagaCompensates(t *testing.T) {
 	}
 }
 
+func TestUndoTemplateLeavesATemplateAnotherOperationHolds(t *testing.T) {
+	r := newRig(t, always(expandOne), nil)
+	r.w.refusePrepare = true
+	r.w.heldBy = "another-operation" // the node answers resume with 409
+	rec := r.tick()
+	r.actuate()
+	op := r.op(rec.Operations[0])
+	if op.Status != plan.OpCompensated {
+		t.Fatalf("status %s at %s: the undo must not wait forever on a 409", op.Status, op.Step)
+	}
+	if note := op.Journal[len(op.Journal)-1].Note; !strings.Contains(note, "template not resumed") {
+		t.Errorf("journal: %q", note)
+	}
+	if slices.Contains(r.w.calls, "attach a1") {
+		t.Errorf("re-attached a template another operation holds: %q", r.w.calls)
+	}
+}
+
 func TestTheCloneIsRegisteredOnTheHostItLandedOn(t *testing.T) {
 	r := newRig(t, always(expandOne), nil)
 	r.w.landOn = "h9" // as an Instant Clone lands on its template's host

@@ -36,6 +36,7 @@ type fakeWorld struct {
 	cloneErr       error
 	cloneMadeErr   error  // clone happens, then this error is returned
 	landOn         string // the host clones land on, whatever was asked
+	heldBy         string // the operation templates are prepared for, refusing others' resume
 	finalizeNever  bool
 	drainErr       error
 	unavailable    string
@@ -210,6 +211,9 @@ func (w *fakeWorld) Resume(_ context.Context, a, _ string) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.record("resume %s", a)
+	if w.heldBy != "" {
+		return &node.StateError{Call: "POST /v1/resume", State: node.StatePrepared, Operation: w.heldBy, Message: "prepared for another operation"}
+	}
 	w.nodeState[a] = node.StateReady
 	return nil
 }

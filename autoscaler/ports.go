@@ -69,42 +69,22 @@ type PolicyEngine interface {
 	Version() string
 }
 
-// VM, CloneRequest and ErrVMNotFound are the hypervisor package's, named
-// here for the readers of this file.
+// The hypervisor roles are the hypervisor package's, where their
+// contract is written (Clone idempotent per operation and never adopting
+// another operation's VM; Destroy of a missing VM is success; Lookup of a
+// missing one wraps ErrVMNotFound), named here for the readers of this
+// file. The sagas use all three.
 type (
 	VM           = hypervisor.VM
 	CloneRequest = hypervisor.CloneRequest
+	Cloner       = hypervisor.Cloner
+	Destroyer    = hypervisor.Destroyer
+	Finder       = hypervisor.Finder
+	Hypervisor   = hypervisor.Hypervisor
 )
 
 // ErrVMNotFound is returned (wrapped) for a VM that does not exist.
 var ErrVMNotFound = hypervisor.ErrNotFound
-
-// Cloner live-clones a running VM. Clone is idempotent per operation: a
-// retry with the same request finds and returns the clone already made
-// (by its name) instead of making a second one. The template keeps
-// running.
-type Cloner interface {
-	Clone(ctx context.Context, req CloneRequest) (VM, error)
-}
-
-// Destroyer powers off and deletes a VM. Destroying a VM that does not
-// exist is success.
-type Destroyer interface {
-	Destroy(ctx context.Context, vm string) error
-}
-
-// Finder looks a VM up by name, with the operation that made it. A VM
-// that does not exist is an error wrapping ErrVMNotFound.
-type Finder interface {
-	Lookup(ctx context.Context, name string) (VM, error)
-}
-
-// Hypervisor is the set of roles the sagas use.
-type Hypervisor interface {
-	Cloner
-	Destroyer
-	Finder
-}
 
 // Dispatcher is the load balancer in front of the nodes. Every method is
 // idempotent.

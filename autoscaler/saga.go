@@ -183,6 +183,13 @@ func (s *saga) step(ctx context.Context, op plan.Operation) outcome {
 			return outcome{next: next, state: state, note: "template gone"}
 		}
 		if err := d.Nodes.Resume(ctx, t.Address, op.ID); err != nil {
+			// A node in a state resume does not fit (prepared for another
+			// operation, detaching) is not this operation's to resume nor
+			// to re-attach: doing either would pull it from under its
+			// holder. Anything else is retried.
+			if se, ok := errors.AsType[*node.StateError](err); ok {
+				return outcome{next: next, state: state, note: "template not resumed: " + se.Error()}
+			}
 			s.c.log.Warn("resuming template", "op", op.ID, "template", t.ID, "err", err)
 			return wait()
 		}

@@ -137,48 +137,14 @@ func TestDrainDetachAndAttachUnderLoad(t *testing.T) {
 
 	// Drain and detach web-3 while the load goes on.
 	policyEngine.decide(plan.Decision{Action: plan.ActionContract, Count: 1, Nodes: []string{"web-3"}, Reason: "test"})
-	var contract plan.Operation
-	runUntil(t, c, "web-3 contracted", func() bool {
-		ops, err := reg.Decisions(ctx, "web", 16)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, d := range ops {
-			if len(d.Operations) == 1 && d.Decision.Action == plan.ActionContract {
-				op, err := reg.Operation(ctx, d.Operations[0])
-				if err != nil {
-					t.Fatal(err)
-				}
-				contract = op
-				return op.Status.Finished()
-			}
-		}
-		return false
-	})
+	contract := runOne(t, c, reg, plan.ActionContract)
 	if contract.Status != plan.OpDone {
 		t.Fatalf("the contraction ended %s: %s", contract.Status, contract.Error)
 	}
 
 	// Clone web-1 and attach the clone, still under load.
 	policyEngine.decide(plan.Decision{Action: plan.ActionExpand, Count: 1, Template: "web-1", Reason: "test"})
-	var expand plan.Operation
-	runUntil(t, c, "a clone joined", func() bool {
-		ops, err := reg.Decisions(ctx, "web", 16)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, d := range ops {
-			if len(d.Operations) == 1 && d.Decision.Action == plan.ActionExpand {
-				op, err := reg.Operation(ctx, d.Operations[0])
-				if err != nil {
-					t.Fatal(err)
-				}
-				expand = op
-				return op.Status.Finished()
-			}
-		}
-		return false
-	})
+	expand := runOne(t, c, reg, plan.ActionExpand)
 	if expand.Status != plan.OpDone {
 		t.Fatalf("the expansion ended %s: %s", expand.Status, expand.Error)
 	}

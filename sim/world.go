@@ -528,20 +528,24 @@ func (w *World) Prepare(_ context.Context, addr string, req node.PrepareRequest)
 	return node.PrepareReply{Accepted: true}, nil
 }
 
-// Resume puts a prepared (or preparing) node back to work.
-func (w *World) Resume(_ context.Context, addr, _ string) error {
+// Resume puts a node prepared by the operation back to work, as the node
+// API does: a node another operation holds, or one in a state resume does
+// not fit, answers with a *node.StateError.
+func (w *World) Resume(_ context.Context, addr, op string) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	v, err := w.reach(addr)
 	if err != nil {
 		return err
 	}
-	switch v.state {
-	case node.StatePreparing, node.StatePrepared:
+	switch {
+	case (v.state == node.StatePreparing || v.state == node.StatePrepared) && v.prepareOp == op:
 		v.state, v.prepareOp = node.StateReady, ""
-	case node.StateReady:
+	case v.state == node.StateReady:
+	case v.state == node.StatePreparing || v.state == node.StatePrepared:
+		return &node.StateError{Call: "resume", State: v.state, Operation: v.prepareOp, Message: "prepared for another operation"}
 	default:
-		return fmt.Errorf("node %s is %s, cannot resume", addr, v.state)
+		return &node.StateError{Call: "resume", State: v.state, Message: "only a node being prepared resumes"}
 	}
 	return nil
 }

@@ -327,3 +327,29 @@ func TestWorldStepDoesNotAllocate(t *testing.T) {
 		t.Errorf("Step allocates %g times", n)
 	}
 }
+
+// As the node API does, only the operation that prepared a node resumes it.
+func TestWorldResumesOnlyForThePreparingOperation(t *testing.T) {
+	ctx := context.Background()
+	w, err := NewWorld(DefaultParams(), LiveClone, flat(100, time.Hour), 1, nil, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := w.AddNode("web-1", "app", "host-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := w.Prepare(ctx, n.Address, node.PrepareRequest{Operation: "op-1", Mode: node.PrepareSuspend}); err != nil || !r.Accepted {
+		t.Fatalf("prepare: %+v %v", r, err)
+	}
+	var se *node.StateError
+	if err := w.Resume(ctx, n.Address, "op-2"); !errors.As(err, &se) || se.Operation != "op-1" {
+		t.Errorf("resume by another operation: %v, want a StateError naming op-1", err)
+	}
+	if err := w.Resume(ctx, n.Address, "op-1"); err != nil {
+		t.Errorf("resume by the preparing operation: %v", err)
+	}
+	if st, _ := w.Status(ctx, n.Address); st.State != node.StateReady {
+		t.Errorf("after resume: %s", st.State)
+	}
+}

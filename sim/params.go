@@ -6,6 +6,8 @@ import (
 	"os"
 	"time"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/mitosis-autoscaler/mitosis/autoscaler"
 )
 
@@ -165,6 +167,10 @@ func (p Params) Validate() error {
 type FileConfig struct {
 	autoscaler.Config `yaml:",inline"`
 	Simulation        Params `yaml:"simulation"`
+	// Hypervisor is the agent's hypervisor section (package agent checks
+	// it), taken and left alone so that the agent's own file simulates:
+	// the simulator brings its own hypervisor.
+	Hypervisor yaml.Node `yaml:"hypervisor"`
 }
 
 // ConfigError is a config file that cannot be used.

@@ -181,3 +181,12 @@ func TestSimulateTakesAMeasuredCloneTime(t *testing.T) {
 		t.Errorf("a negative clone time: exit %d, want 2", code)
 	}
 }
+
+// The agent's own configuration file simulates: its hypervisor section is
+// the agent's, and the simulator brings its own.
+func TestSimulateTakesTheAgentsConfiguration(t *testing.T) {
+	cfg := writeTemp(t, "agent.yaml", "clusters:\n  - name: web\n    max: 4\nhypervisor:\n  kind: libvirt\n  libvirt: {uri: \"qemu:///system\", image_dir: /var/lib/mitosis}\n")
+	if _, code, err := runCLI(t, "simulate", "--synthetic", "ramp", "--duration", "1h", "--config", cfg, "--out", t.TempDir()); code != 0 {
+		t.Errorf("exit %d: %v", code, err)
+	}
+}

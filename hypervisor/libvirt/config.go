@@ -32,7 +32,7 @@ type Config struct {
 	// server's certificate (labs only; a warning is logged). Plain TCP
 	// (unencrypted, unauthenticated) and SSH transports are refused, and
 	// so is a URI carrying a username or password.
-	URI string
+	URI string `yaml:"uri"`
 
 	// ImageDir is the directory clones' files are made in: their qcow2
 	// overlays, memory images and serial logs (see the package doc). It
@@ -40,17 +40,17 @@ type Config struct {
 	// daemon see as the same directory: on the daemon's host, or shared
 	// (NFS) at the same path. Destroy deletes files here only, so keep
 	// base images elsewhere.
-	ImageDir string
+	ImageDir string `yaml:"image_dir"`
 
 	// QemuImg is the qemu-img binary; empty means "qemu-img" on PATH.
-	QemuImg string
+	QemuImg string `yaml:"qemu_img"`
 
 	// Host is the name clones report in VM.Host; empty means the libvirt
 	// host's hostname.
-	Host string
+	Host string `yaml:"host"`
 
 	// Logger receives the client's log lines; nil means slog.Default().
-	Logger *slog.Logger
+	Logger *slog.Logger `yaml:"-"`
 }
 
 func (c Config) qemuImg() string {

@@ -18,46 +18,47 @@ type Config struct {
 	// URL of the vSphere API, such as https://vcenter.example.com/sdk
 	// ("/sdk" is added when the path is empty). It must not carry a
 	// username or password.
-	URL string
+	URL string `yaml:"url"`
 	// Insecure skips verifying the server's certificate (labs, tests).
-	Insecure bool
+	Insecure bool `yaml:"insecure"`
 	// CAFile is a PEM file of the certificates to trust, for a vCenter
 	// signed by its own CA.
-	CAFile string
+	CAFile string `yaml:"ca_file"`
 
 	// Datacenter is the datacenter's name or inventory path; empty means
 	// the only one.
-	Datacenter string
+	Datacenter string `yaml:"datacenter"`
 	// Folder is the VM folder clones are made in (an inventory path, or
 	// a path relative to the datacenter's vm folder); empty means the
 	// datacenter's vm folder. A clone's name is looked for here before
 	// cloning.
-	Folder string
+	Folder string `yaml:"folder"`
 	// ResourcePool gives clones their resources; empty means the
 	// template's pool.
-	ResourcePool string
+	ResourcePool string `yaml:"resource_pool"`
 	// Host places linked clones; empty means the template's host. An
 	// Instant Clone always runs on its template's host.
-	Host string
+	Host string `yaml:"host"`
 
 	// CredentialsFile names a file holding the username on its first line
 	// and the password on its second. It should be readable by the daemon
 	// only (a warning is logged otherwise).
-	CredentialsFile string
+	CredentialsFile string `yaml:"credentials_file"`
 	// UsernameEnv and PasswordEnv name the environment variables holding
 	// the username and the password, when CredentialsFile is not used.
-	UsernameEnv, PasswordEnv string
+	UsernameEnv string `yaml:"username_env"`
+	PasswordEnv string `yaml:"password_env"`
 
 	// DisableInstantClone makes Clone go straight to the linked-clone
 	// fallback (for a vCenter where Instant Clone is known to be
 	// unavailable or unwanted).
-	DisableInstantClone bool
+	DisableInstantClone bool `yaml:"disable_instant_clone"`
 	// AddressWait is how long Clone waits for the clone's guest to report
 	// an IP address; 0 returns at once, with whatever address is known.
-	AddressWait time.Duration
+	AddressWait time.Duration `yaml:"address_wait"`
 
 	// Logger receives the client's log lines; nil means slog.Default().
-	Logger *slog.Logger
+	Logger *slog.Logger `yaml:"-"`
 }
 
 // apiURL parses and checks Config.URL. Its errors never quote the URL,

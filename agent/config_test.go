@@ -1,0 +1,131 @@
+package agent_test
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/vmware/govmomi/simulator"
+
+	"github.com/mitosis-autoscaler/mitosis/agent"
+	"github.com/mitosis-autoscaler/mitosis/hypervisor"
+)
+
+const base = `
+tick: 15s
+clusters:
+  - name: web
+    min: 2
+    max: 8
+`
+
+func TestParseChoosesTheHypervisorByKind(t *testing.T) {
+	c, err := agent.Parse([]byte(base+`
+hypervisor:
+  kind: libvirt
+  libvirt: {uri: "qemu:///system", image_dir: /var/lib/mitosis/images, host: kvm-1}
+`), "agent.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Hypervisor.Kind != "libvirt" || c.Hypervisor.Libvirt.ImageDir != "/var/lib/mitosis/images" || c.Hypervisor.Libvirt.Host != "kvm-1" {
+		t.Errorf("hypervisor: %+v %+v", c.Hypervisor, c.Hypervisor.Libvirt)
+	}
+	if c.Tick.Duration.String() != "15s" || c.Clusters[0].Max != 8 {
+		t.Errorf("the controller's keys: %+v", c.Config)
+	}
+	v, err := agent.Parse([]byte(base+`
+hypervisor:
+  kind: vsphere
+  vsphere: {url: "https://vc.example.com/sdk", datacenter: dc1, folder: clones, credentials_file: /etc/mitosis/vsphere, address_wait: 2m}
+`), "agent.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vs := v.Hypervisor.VSphere; vs.Datacenter != "dc1" || vs.AddressWait.String() != "2m0s" || vs.CredentialsFile != "/etc/mitosis/vsphere" {
+		t.Errorf("vsphere: %+v", vs)
+	}
+}
+
+func TestParseNamesWhatIsWrong(t *testing.T) {
+	for _, c := range []struct{ name, yaml, want string }{
+		{"no kind", "hypervisor: {libvirt: {uri: x}}", "hypervisor.kind: required"},
+		{"an unknown kind", "hypervisor: {kind: xen}", `unknown kind "xen"`},
+		{"the kind's section missing", "hypervisor: {kind: vsphere}", "hypervisor.vsphere: required"},
+		{"another kind's section", "hypervisor: {kind: libvirt, libvirt: {uri: x}, vsphere: {url: y}}", "hypervisor.vsphere: given, but hypervisor.kind is libvirt"},
+		{"an unknown key in a section", "hypervisor:\n  kind: libvirt\n  libvirt:\n    uri: x\n    imagedir: /tmp\n", `line 11: unknown key "imagedir"`},
+		{"a secret in the file", "hypervisor: {kind: vsphere, vsphere: {url: y, password: hunter2}}", `unknown key "password"`},
+		{"a bad duration", "hypervisor: {kind: vsphere, vsphere: {url: y, address_wait: soon}}", "line 7: cannot unmarshal !!str `soon` into time.Duration"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := agent.Parse([]byte(base+c.yaml), "agent.yaml")
+			if err == nil || !strings.Contains(err.Error(), c.want) || !strings.HasPrefix(err.Error(), "agent.yaml") {
+				t.Errorf("got %v, want an error from agent.yaml naming %q", err, c.want)
+			}
+			if err != nil && strings.Contains(err.Error(), "hunter2") {
+				t.Errorf("the error quotes the secret: %v", err)
+			}
+		})
+	}
+}
+
+// The configuration opens a working back-end: vSphere, here govmomi's
+// simulator, which clones and destroys through it.
+func TestOpenHypervisorFromTheConfiguration(t *testing.T) {
+	model := simulator.VPX()
+	if err := model.Create(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(model.Remove)
+	model.Service.TLS = new(tls.Config)
+	model.Service.Listen = &url.URL{Host: "127.0.0.1:0", User: url.UserPassword("mitosis", "s3cret")}
+	srv := model.Service.NewServer()
+	t.Cleanup(srv.Close)
+	ca, err := srv.CertificateFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds := filepath.Join(t.TempDir(), "vsphere")
+	if err := os.WriteFile(creds, []byte("mitosis\ns3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	template := model.Map().Any("VirtualMachine").(*simulator.VirtualMachine).Name
+	c, err := agent.Parse(fmt.Appendf(nil, "%shypervisor:\n  kind: vsphere\n  vsphere: {url: %q, ca_file: %q, credentials_file: %q}\n",
+		base, "https://"+srv.URL.Host+"/sdk", ca, creds), "agent.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	hv, closeHV, err := agent.OpenHypervisor(ctx, c.Hypervisor, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeHV(ctx)
+	vm, err := hv.Clone(ctx, hypervisor.CloneRequest{Operation: "op-1", Name: "mitosis-op-1", Template: template, Fence: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vm.Name != "mitosis-op-1" || vm.Operation != "op-1" || !vm.Running {
+		t.Errorf("clone: %+v", vm)
+	}
+	if err := hv.Destroy(ctx, vm.Name); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hv.Lookup(ctx, vm.Name); !errors.Is(err, hypervisor.ErrNotFound) {
+		t.Errorf("after destroy: %v", err)
+	}
+}
+
+func TestOpenHypervisorFailsClearly(t *testing.T) {
+	_, _, err := agent.OpenHypervisor(context.Background(), agent.HypervisorConfig{Kind: "libvirt", Libvirt: nil}, nil)
+	if err == nil || !strings.Contains(err.Error(), "hypervisor.libvirt: required") {
+		t.Errorf("no section: %v", err)
+	}
+}

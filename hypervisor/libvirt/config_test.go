@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/mitosis-autoscaler/mitosis/hypervisor"
+	"github.com/mitosis-autoscaler/mitosis/hypervisor/libvirt/libvirttest"
 )
 
 const canary = "s3cret-canary-7f3a"
@@ -174,7 +175,7 @@ func freePort(t *testing.T) int {
 func TestTLS(t *testing.T) {
 	server := newPKI(t, filepath.Join(t.TempDir(), "server"))
 	// The daemon's user reads its key from the daemon's directory; the
-	// directory is made by startDaemon, so the files go in after it is.
+	// directory is made by libvirttest.Start, so the files go in after it is.
 	port := freePort(t)
 	srvDir, err := os.MkdirTemp("", "mitosis-tls-")
 	if err != nil {
@@ -190,15 +191,15 @@ func TestTLS(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	d := startDaemon(t,
+	d := libvirttest.Start(t, libvirttest.Options{Conf: []string{
 		"listen_tls = 1", "listen_tcp = 0", `listen_addr = "127.0.0.1"`,
 		fmt.Sprintf("tls_port = %q", fmt.Sprint(port)),
 		fmt.Sprintf("ca_file = %q", filepath.Join(srvDir, "cacert.pem")),
 		fmt.Sprintf("cert_file = %q", filepath.Join(srvDir, "servercert.pem")),
 		fmt.Sprintf("key_file = %q", filepath.Join(srvDir, "serverkey.pem")),
 		`auth_tls = "none"`,
-	)
-	raw := d.connect(t, "test:///default") // keeps the test driver's state
+	}})
+	raw := d.Connect(t, "test:///default") // keeps the test driver's state
 	_ = raw
 	waitListening(t, port)
 	images := t.TempDir()

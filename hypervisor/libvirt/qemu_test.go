@@ -5,21 +5,17 @@ package libvirt
 // the host's libvirt and from other tests, nothing to set up as root,
 // and /dev/kvm's permissions do not matter (an inaccessible /dev/kvm is
 // what a session daemon expects; a system daemon that can open it but
-// not use it re-probes QEMU on every call). The Client does the same
-// against qemu:///system.
+// not use it re-probes QEMU on every call). The daemon and the guest are
+// libvirttest's; test/libvirt_live_clone_test.go runs the same live clone
+// through a root daemon (qemu:///system).
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -27,6 +23,7 @@ import (
 
 	"github.com/mitosis-autoscaler/mitosis/hypervisor"
 	"github.com/mitosis-autoscaler/mitosis/hypervisor/hypervisortest"
+	"github.com/mitosis-autoscaler/mitosis/hypervisor/libvirt/libvirttest"
 )
 
 const qemuTemplate = "mitosis-template"
@@ -34,11 +31,11 @@ const qemuTemplate = "mitosis-template"
 type qemuWorld struct {
 	c      *Client
 	raw    *lv.Libvirt
-	dir    string // the daemon's: kernel, initrd, base image, template log
+	guest  libvirttest.Guest
 	images string // ImageDir
 }
 
-func (w qemuWorld) templateLog() string { return filepath.Join(w.dir, "template.log") }
+func (w qemuWorld) templateLog() string { return w.guest.Log }
 func (w qemuWorld) cloneLog(name string) string {
 	return filepath.Join(w.images, name+".log")
 }
@@ -47,161 +44,30 @@ func (w qemuWorld) cloneLog(name string) string {
 // returning once the guest counts.
 func startQEMU(t testing.TB) qemuWorld {
 	t.Helper()
-	for _, bin := range []string{"qemu-system-x86_64", "qemu-img"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			t.Fatalf("%s is missing: %s", bin, installHint)
-		}
-	}
-	if _, err := os.Stat("/usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so"); err != nil {
-		t.Fatalf("libvirt's QEMU driver is missing: %s", installHint)
-	}
 	start := time.Now()
-	kernel := guestKernel(t)
-	d := startDaemonOpts(t, daemonOpts{cacheHome: filepath.Join(cacheDir(t), "libvirt-cache")})
-	w := qemuWorld{dir: d.Dir, images: filepath.Join(d.Dir, "images")}
-	if err := os.Mkdir(w.images, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	d.chown(t, w.images)
-	// The daemon's user reads the guest's files from its own directory.
-	guestKernelCopy := filepath.Join(d.Dir, "vmlinuz")
-	b, err := os.ReadFile(kernel)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(guestKernelCopy, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	initrd := filepath.Join(d.Dir, "initrd")
-	guestInitrd(t, initrd)
-	base := filepath.Join(d.Dir, "base.qcow2")
-	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", base, "16M").CombinedOutput(); err != nil {
-		t.Fatalf("qemu-img: %v: %s", err, out)
-	}
-	for _, p := range []string{guestKernelCopy, initrd, base} {
-		d.chown(t, p)
-	}
-
-	w.raw = d.connect(t, "qemu:///session")
-	dom, err := w.raw.DomainDefineXML(templateXML(guestKernelCopy, initrd, base, w.templateLog()))
-	if err != nil {
-		t.Fatalf("defining the template: %v", err)
-	}
-	if err := w.raw.DomainCreate(dom); err != nil {
-		t.Fatalf("starting the template: %v", err)
-	}
+	libvirttest.RequireQEMU(t)
+	d := libvirttest.Start(t, libvirttest.Options{CacheHome: filepath.Join(libvirttest.CacheDir(t), "libvirt-cache")})
+	w := qemuWorld{guest: libvirttest.PrepareGuest(t, d, qemuTemplate)}
+	w.images = w.guest.Images
+	w.raw = d.Connect(t, "qemu:///session")
+	w.guest.Boot(t, w.raw)
 	log := testLogger(t)
 	if _, ok := t.(*testing.B); ok {
 		log = slog.New(slog.DiscardHandler)
 	}
-	w.c, err = New(t.Context(), Config{URI: d.URI("qemu", "/session"), ImageDir: w.images, Logger: log})
+	var err error
+	w.c, err = New(t.Context(), Config{URI: d.QEMUURI(), ImageDir: w.images, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = w.c.Close() })
-	if _, err := waitCounter(w.templateLog(), 1, 60*time.Second); err != nil {
-		t.Fatalf("template guest: %v", err)
-	}
 	t.Logf("template booted and counting %s after the test began", time.Since(start).Round(time.Millisecond))
 	return w
 }
 
-func templateXML(kernel, initrd, disk, log string) string {
-	return fmt.Sprintf(`<domain type='qemu'>
-  <name>%s</name>
-  <memory unit='MiB'>128</memory>
-  <vcpu>1</vcpu>
-  <os>
-    <type arch='x86_64' machine='pc'>hvm</type>
-    <kernel>%s</kernel>
-    <initrd>%s</initrd>
-    <cmdline>console=ttyS0 quiet panic=-1</cmdline>
-  </os>
-  <features><acpi/><tcg><tb-cache unit='MiB'>32</tb-cache></tcg></features>
-  <cpu mode='custom'><model>qemu64</model></cpu>
-  <on_poweroff>destroy</on_poweroff><on_reboot>destroy</on_reboot><on_crash>destroy</on_crash>
-  <devices>
-    <emulator>/usr/bin/qemu-system-x86_64</emulator>
-    <disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='%s'/><target dev='vda' bus='virtio'/></disk>
-    <interface type='user'><model type='virtio'/></interface>
-    <serial type='file'><source path='%s'/></serial>
-    <memballoon model='none'/>
-  </devices>
-</domain>`, qemuTemplate, kernel, initrd, disk, log)
-}
-
-var counterLine = regexp.MustCompile(`mitosis-counter boot=([0-9a-f-]+) n=([0-9]+)`)
-
-type counter struct {
-	boot  string
-	first int // the first value in the log
-	last  int
-	ready bool // the log has the boot message: the guest booted here
-}
-
-func readCounter(path string) (counter, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return counter{}, err
-	}
-	defer f.Close()
-	c := counter{first: -1, last: -1}
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		if strings.Contains(s.Text(), "mitosis-guest-ready") {
-			c.ready = true
-		}
-		m := counterLine.FindStringSubmatch(s.Text())
-		if m == nil {
-			continue
-		}
-		n, _ := strconv.Atoi(m[2])
-		if c.first < 0 {
-			c.first, c.boot = n, m[1]
-		}
-		c.last = n
-	}
-	return c, s.Err()
-}
-
-// waitCounter polls a serial log until its counter reaches at least n.
-func waitCounter(path string, n int, within time.Duration) (counter, error) {
-	deadline := time.Now().Add(within)
-	for {
-		c, err := readCounter(path)
-		if err == nil && c.last >= n {
-			return c, nil
-		}
-		if time.Now().After(deadline) {
-			b, _ := os.ReadFile(path)
-			return c, fmt.Errorf("counter in %s did not reach %d within %s (last %d, err %v); log tail:\n%s", path, n, within, c.last, err, tail(b, 800))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func tail(b []byte, n int) string {
-	if len(b) > n {
-		b = b[len(b)-n:]
-	}
-	return string(b)
-}
-
 func (w qemuWorld) macs(t *testing.T, name string) []string {
 	t.Helper()
-	dom, err := w.raw.DomainLookupByName(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	x, err := w.raw.DomainGetXMLDesc(dom, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, m := range regexp.MustCompile(`<mac address='([0-9a-f:]+)'`).FindAllStringSubmatch(x, -1) {
-		out = append(out, m[1])
-	}
-	return out
+	return libvirttest.MACs(t, w.raw, name)
 }
 
 func TestLiveCloneQEMU(t *testing.T) {
@@ -215,7 +81,7 @@ func TestLiveCloneQEMU(t *testing.T) {
 	// Two live clones of the running template.
 	var clones []hypervisor.VM
 	for i, op := range []string{"live-1", "live-2"} {
-		before, err := readCounter(w.templateLog())
+		before, err := libvirttest.ReadCounter(w.templateLog())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -225,19 +91,19 @@ func TestLiveCloneQEMU(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("clone %s: %s (template counter was at %d)", r.Name, time.Since(start).Round(time.Millisecond), before.last)
+		t.Logf("clone %s: %s (template counter was at %d)", r.Name, time.Since(start).Round(time.Millisecond), before.Last)
 		if vm.Name != r.Name || !vm.Running || vm.Operation != op || vm.Fence != r.Fence || vm.Method != MethodLiveClone {
 			t.Errorf("Clone = %+v", vm)
 		}
 		// It continues the template's memory: same boot, counting on from
 		// where the template was when it was cloned, not from 0.
-		c, err := waitCounter(w.cloneLog(r.Name), before.last+2, 20*time.Second)
+		c, err := libvirttest.WaitCounter(w.cloneLog(r.Name), before.Last+2, 20*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if c.boot != before.boot || c.ready || c.first < before.last {
+		if c.Boot != before.Boot || c.Ready || c.First < before.Last {
 			t.Errorf("clone %s counts %d..%d of boot %s (booted here: %v); want boot %s from %d on: memory not preserved",
-				r.Name, c.first, c.last, c.boot, c.ready, before.boot, before.last)
+				r.Name, c.First, c.Last, c.Boot, c.Ready, before.Boot, before.Last)
 		}
 		clones = append(clones, vm)
 	}
@@ -270,8 +136,8 @@ func TestLiveCloneQEMU(t *testing.T) {
 	}
 
 	// The template keeps running and counting.
-	now, _ := readCounter(w.templateLog())
-	if _, err := waitCounter(w.templateLog(), now.last+2, 10*time.Second); err != nil {
+	now, _ := libvirttest.ReadCounter(w.templateLog())
+	if _, err := libvirttest.WaitCounter(w.templateLog(), now.Last+2, 10*time.Second); err != nil {
 		t.Errorf("template stopped counting: %v", err)
 	}
 
@@ -289,7 +155,7 @@ func TestLiveCloneQEMU(t *testing.T) {
 	// stopped clone and its memory image; the retry restores the image,
 	// so the clone still continues the template's memory.
 	crash := hypervisor.CloneRequest{Operation: "crash", Name: "mitosis-crash", Template: qemuTemplate, Fence: 5}
-	before, _ := readCounter(w.templateLog())
+	before, _ := libvirttest.ReadCounter(w.templateLog())
 	w.c.crashBeforeRestore = true
 	_, err = w.c.Clone(ctx(t), crash)
 	w.c.crashBeforeRestore = false
@@ -303,10 +169,10 @@ func TestLiveCloneQEMU(t *testing.T) {
 	if err != nil || !vm.Running || vm.Fence != 5 {
 		t.Fatalf("Clone retried after the crash: %+v, %v", vm, err)
 	}
-	if c, err := waitCounter(w.cloneLog(crash.Name), before.last+2, 20*time.Second); err != nil {
+	if c, err := libvirttest.WaitCounter(w.cloneLog(crash.Name), before.Last+2, 20*time.Second); err != nil {
 		t.Error(err)
-	} else if c.boot != before.boot || c.ready || c.first < before.last {
-		t.Errorf("clone restored after the crash counts %d.. of boot %s (booted: %v); want boot %s from %d on", c.first, c.boot, c.ready, before.boot, before.last)
+	} else if c.Boot != before.Boot || c.Ready || c.First < before.Last {
+		t.Errorf("clone restored after the crash counts %d.. of boot %s (booted: %v); want boot %s from %d on", c.First, c.Boot, c.Ready, before.Boot, before.Last)
 	}
 	if err := w.c.Destroy(ctx(t), crash.Name); err != nil {
 		t.Fatal(err)

@@ -25,6 +25,7 @@ import (
 	lv "github.com/digitalocean/go-libvirt"
 
 	"github.com/mitosis-autoscaler/mitosis/hypervisor"
+	"github.com/mitosis-autoscaler/mitosis/hypervisor/libvirt/libvirttest"
 )
 
 // testTemplate is the running domain test:///default starts with.
@@ -38,10 +39,10 @@ type testDriver struct {
 
 func newTestDriver(t *testing.T) testDriver {
 	t.Helper()
-	d := startDaemon(t)
+	d := libvirttest.Start(t, libvirttest.Options{})
 	// The test driver resets when its last connection closes: this one
 	// stays open for the whole test.
-	raw := d.connect(t, "test:///default")
+	raw := d.Connect(t, "test:///default")
 	dir := t.TempDir()
 	c, err := New(t.Context(), Config{URI: d.URI("test", "/default"), ImageDir: dir, Logger: testLogger(t)})
 	if err != nil {
@@ -285,7 +286,7 @@ func TestTestDriverDestroy(t *testing.T) {
 	td := newTestDriver(t)
 	qemuImg, err := exec.LookPath("qemu-img")
 	if err != nil {
-		t.Fatalf("qemu-img is missing: %s", installHint)
+		t.Fatalf("qemu-img is missing: %s", libvirttest.InstallHint)
 	}
 	// Two clones on one frozen image of the template, as two clones of
 	// one snapshot would be.
@@ -382,8 +383,8 @@ func TestTestDriverReconnects(t *testing.T) {
 // Clone leaves a clone, Clone finding it, and Destroy. The live clone
 // itself is timed on QEMU (BenchmarkLiveCloneDestroy).
 func BenchmarkTestDriverMadeDestroy(b *testing.B) {
-	d := startDaemon(b)
-	raw := d.connect(b, "test:///default")
+	d := libvirttest.Start(b, libvirttest.Options{})
+	raw := d.Connect(b, "test:///default")
 	dir := b.TempDir()
 	c, err := New(b.Context(), Config{URI: d.URI("test", "/default"), ImageDir: dir, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {

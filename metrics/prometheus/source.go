@@ -86,7 +86,7 @@ func transport(cfg Config) (http.RoundTripper, error) {
 			cert, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
 			if err != nil {
 				// LoadX509KeyPair's errors name the files' problems, not their contents.
-				return nil, fmt.Errorf("tls.cert_file: %w", err)
+				return nil, fmt.Errorf("tls.cert_file, tls.key_file: %w", err)
 			}
 			tc.Certificates = []tls.Certificate{cert}
 		}

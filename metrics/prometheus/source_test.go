@@ -226,6 +226,8 @@ func TestPerNodeQueriesAreNotRunForAClusterWithoutNodes(t *testing.T) {
 	if snap.Unavailable != "" || len(snap.Nodes) != 0 || len(snap.Cluster) != 1 {
 		t.Fatalf("snapshot %+v", snap)
 	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	if f.requests != 2 { // the cluster query and its timestamp()
 		t.Errorf("%d requests, want 2", f.requests)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/mitosis-autoscaler/mitosis/hypervisor"
 	"github.com/mitosis-autoscaler/mitosis/hypervisor/libvirt"
 	"github.com/mitosis-autoscaler/mitosis/hypervisor/vsphere"
+	"github.com/mitosis-autoscaler/mitosis/metrics/prometheus"
 )
 
 // Config is the agent's configuration file: the controller's keys at the
@@ -23,6 +24,9 @@ import (
 type Config struct {
 	autoscaler.Config `yaml:",inline"`
 	Hypervisor        HypervisorConfig `yaml:"hypervisor"`
+	// Metrics is where the snapshots come from: the operator's Prometheus
+	// and PromQL (docs/metrics.md).
+	Metrics prometheus.Config `yaml:"metrics"`
 }
 
 // HypervisorConfig chooses the hypervisor back-end by kind and holds its
@@ -81,6 +85,10 @@ func Parse(data []byte, name string) (Config, error) {
 	}
 	if err := c.Hypervisor.Validate(); err != nil {
 		return Config{}, fmt.Errorf("%s: %w", name, err)
+	}
+	c.Metrics.ApplyDefaults()
+	if err := c.Metrics.Validate(); err != nil {
+		return Config{}, fmt.Errorf("%s: metrics: %w", name, err)
 	}
 	return c, nil
 }

@@ -24,6 +24,10 @@ clusters:
   - name: web
     min: 2
     max: 8
+metrics:
+  url: http://127.0.0.1:9090
+  queries:
+    - {name: utilization, query: 'avg by (instance) (rate(app_busy_seconds_total[1m]))', per_node: true}
 `
 
 func TestParseChoosesTheHypervisorByKind(t *testing.T) {
@@ -37,6 +41,9 @@ hypervisor:
 	}
 	if c.Hypervisor.Kind != "libvirt" || c.Hypervisor.Libvirt.ImageDir != "/var/lib/mitosis/images" || c.Hypervisor.Libvirt.Host != "kvm-1" {
 		t.Errorf("hypervisor: %+v %+v", c.Hypervisor, c.Hypervisor.Libvirt)
+	}
+	if len(c.Metrics.Queries) != 1 || !c.Metrics.Queries[0].PerNode || c.Metrics.Staleness == 0 {
+		t.Errorf("metrics (with defaults): %+v", c.Metrics)
 	}
 	if c.Tick.Duration.String() != "15s" || c.Clusters[0].Max != 8 {
 		t.Errorf("the controller's keys: %+v", c.Config)
@@ -54,15 +61,26 @@ hypervisor:
 	}
 }
 
+func TestParseNeedsMetrics(t *testing.T) {
+	noMetrics := strings.Split(base, "metrics:")[0] + "hypervisor: {kind: libvirt, libvirt: {uri: x}}\n"
+	if _, err := agent.Parse([]byte(noMetrics), "agent.yaml"); err == nil || !strings.Contains(err.Error(), "metrics: url: required") {
+		t.Errorf("no metrics section: %v", err)
+	}
+	badMatch := strings.Split(base, "metrics:")[0] + "metrics: {url: 'http://127.0.0.1:9090', queries: [{name: q, query: up, per_node: true, match: ip}]}\nhypervisor: {kind: libvirt, libvirt: {uri: x}}\n"
+	if _, err := agent.Parse([]byte(badMatch), "agent.yaml"); err == nil || !strings.Contains(err.Error(), `metrics: queries[0].match: "ip"`) {
+		t.Errorf("a bad match: %v", err)
+	}
+}
+
 func TestParseNamesWhatIsWrong(t *testing.T) {
 	for _, c := range []struct{ name, yaml, want string }{
 		{"no kind", "hypervisor: {libvirt: {uri: x}}", "hypervisor.kind: required"},
 		{"an unknown kind", "hypervisor: {kind: xen}", `unknown kind "xen"`},
 		{"the kind's section missing", "hypervisor: {kind: vsphere}", "hypervisor.vsphere: required"},
 		{"another kind's section", "hypervisor: {kind: libvirt, libvirt: {uri: x}, vsphere: {url: y}}", "hypervisor.vsphere: given, but hypervisor.kind is libvirt"},
-		{"an unknown key in a section", "hypervisor:\n  kind: libvirt\n  libvirt:\n    uri: x\n    imagedir: /tmp\n", `line 11: unknown key "imagedir"`},
+		{"an unknown key in a section", "hypervisor:\n  kind: libvirt\n  libvirt:\n    uri: x\n    imagedir: /tmp\n", `line 15: unknown key "imagedir"`},
 		{"a secret in the file", "hypervisor: {kind: vsphere, vsphere: {url: y, password: hunter2}}", `unknown key "password"`},
-		{"a bad duration", "hypervisor: {kind: vsphere, vsphere: {url: y, address_wait: soon}}", "line 7: cannot unmarshal !!str `soon` into time.Duration"},
+		{"a bad duration", "hypervisor: {kind: vsphere, vsphere: {url: y, address_wait: soon}}", "line 11: cannot unmarshal !!str `soon` into time.Duration"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := agent.Parse([]byte(base+c.yaml), "agent.yaml")

@@ -167,10 +167,11 @@ func (p Params) Validate() error {
 type FileConfig struct {
 	autoscaler.Config `yaml:",inline"`
 	Simulation        Params `yaml:"simulation"`
-	// Hypervisor is the agent's hypervisor section (package agent checks
-	// it), taken and left alone so that the agent's own file simulates:
-	// the simulator brings its own hypervisor.
+	// Hypervisor and Metrics are the agent's sections (package agent
+	// checks them), taken and left alone so that the agent's own file
+	// simulates: the simulator brings its own hypervisor and metrics.
 	Hypervisor yaml.Node `yaml:"hypervisor"`
+	Metrics    yaml.Node `yaml:"metrics"`
 }
 
 // ConfigError is a config file that cannot be used.

@@ -182,10 +182,11 @@ func TestSimulateTakesAMeasuredCloneTime(t *testing.T) {
 	}
 }
 
-// The agent's own configuration file simulates: its hypervisor section is
-// the agent's, and the simulator brings its own.
+// The agent's own configuration file simulates: its hypervisor and metrics
+// sections are the agent's, and the simulator brings its own.
 func TestSimulateTakesTheAgentsConfiguration(t *testing.T) {
-	cfg := writeTemp(t, "agent.yaml", "clusters:\n  - name: web\n    max: 4\nhypervisor:\n  kind: libvirt\n  libvirt: {uri: \"qemu:///system\", image_dir: /var/lib/mitosis}\n")
+	cfg := writeTemp(t, "agent.yaml", "clusters:\n  - name: web\n    max: 4\nhypervisor:\n  kind: libvirt\n  libvirt: {uri: \"qemu:///system\", image_dir: /var/lib/mitosis}\n"+
+		"metrics:\n  url: http://127.0.0.1:9090\n  queries: [{name: utilization, query: up, per_node: true}]\n")
 	if _, code, err := runCLI(t, "simulate", "--synthetic", "ramp", "--duration", "1h", "--config", cfg, "--out", t.TempDir()); code != 0 {
 		t.Errorf("exit %d: %v", code, err)
 	}

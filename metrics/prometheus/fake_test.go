@@ -130,7 +130,6 @@ func one(v float64, age time.Duration) fakeSeries {
 	return fakeSeries{labels: map[string]string{}, value: v, age: age}
 }
 
-
 func listenAgain(addr string) (net.Listener, error) {
 	var err error
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {

@@ -162,7 +162,9 @@ func TestAgainstARealPrometheus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	full := func(s metrics.Snapshot) bool { return s.Unavailable == "" && len(s.Nodes) == 3 && len(s.Nodes["n3"]) == 2 }
+	full := func(s metrics.Snapshot) bool {
+		return s.Unavailable == "" && len(s.Nodes) == 3 && len(s.Nodes["n3"]) == 2
+	}
 
 	// DESIGN: the first samples arrive ~5-6 s after start.
 	start := time.Now()

@@ -269,17 +269,7 @@ func TestExpandAndContractWithRealNodesBehindHAProxy(t *testing.T) {
 	reg := autoscaler.NewMemRegistry()
 
 	// The cluster starts with one node, web-1, booted outside mitosis.
-	vm, err := w.hv.Boot(ctx, "web-1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.disp.Attach(ctx, "web-1", vm.Address); err != nil {
-		t.Fatal(err)
-	}
-	if err := reg.PutNode(ctx, plan.Node{ID: "web-1", Cluster: "web", Role: "app", State: plan.NodeReady,
-		Host: vm.Host, VM: vm.Name, Address: vm.Address, CreatedAt: time.Now().Add(-time.Hour)}); err != nil {
-		t.Fatal(err)
-	}
+	vm := w.boot(t, reg, "web-1")
 	if by := w.work(t, 40); by["web-1"] != 40 {
 		t.Fatalf("warming web-1 through HAProxy: %v", by)
 	}

@@ -247,8 +247,10 @@ summary := sprintf("mean %s %s over %d nodes: desired %d, size %d", [params.metr
 
 # The decision is a short chain: a tick within the band evaluates only
 # its first branches (each else branch costs a few microseconds, on every
-# tick). It takes its params as valid: the engine checks param_errors
-# when it first sees them, and makes no decision with invalid ones.
+# tick), and its last branch, the common tick, spends least: no call of
+# none() or of two() for the params, which are printed as given. It takes
+# its params as valid: the engine checks param_errors when it first sees
+# them, and makes no decision with invalid ones.
 decision := untrusted_decision if {
 	not trusted
 } else := none(sprintf("no ready node of a scalable role reports %s: no action", [params.metric])) if {
@@ -257,7 +259,7 @@ decision := untrusted_decision if {
 	load_mean > params.high
 } else := contract_decision if {
 	load_mean < params.low
-} else := none(sprintf("mean %s %s within [%s, %s] over %d nodes: size %d", [params.metric, two(load_mean), two(params.low), two(params.high), load_count, size]))
+} else := {"action": "none", "reason": sprintf("mean %s %s within [%v, %v] over %d nodes: size %d", [params.metric, two(load_mean), params.low, params.high, load_count, size])}
 
 # Without trusted metrics: a fail-safe expansion by one if the params ask
 # for it, else nothing.

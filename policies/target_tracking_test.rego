@@ -194,7 +194,7 @@ test_no_contraction_when_every_node_is_held if {
 
 test_within_the_band_does_nothing if {
 	d := mitosis.decision with input as calm
-	d == {"action": "none", "reason": "mean utilization 0.60 within [0.40, 0.75] over 4 nodes: size 4"}
+	d == {"action": "none", "reason": "mean utilization 0.60 within [0.4, 0.75] over 4 nodes: size 4"}
 }
 
 test_nodes_missing_the_metric_are_ignored if {

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -114,44 +115,25 @@ func (e *Engine) Decide(ctx context.Context, in *Input, now time.Time) (plan.Dec
 	return e.DecidePrepared(ctx, p, now)
 }
 
-// Prepared is an input converted once into the form OPA evaluates, for
-// evaluating several policies on the same input (a comparison, a policy
-// about to replace the running one) without converting it again. It is
-// immutable.
-type Prepared struct {
-	in    *Input
-	value ast.Value
-}
-
-// Prepare checks and converts an input. Its errors name what is wrong.
-func Prepare(in *Input) (*Prepared, error) {
-	if in == nil {
-		return nil, errors.New("policy: nil input")
-	}
-	if in.Schema != SchemaVersion {
-		return nil, fmt.Errorf("policy: input schema %d, this engine speaks %d", in.Schema, SchemaVersion)
-	}
-	v, err := in.ToValue()
-	if err != nil {
-		return nil, fmt.Errorf("policy: input: %w", err)
-	}
-	return &Prepared{in: in, value: v}, nil
-}
-
 // DecidePrepared is Decide on a prepared input.
 func (e *Engine) DecidePrepared(ctx context.Context, p *Prepared, now time.Time) (plan.Decision, error) {
 	if err := ctx.Err(); err != nil {
 		return plan.Decision{}, &EvalError{Message: "evaluation cancelled: " + err.Error(), Err: err}
 	}
-	in, v := p.in, p.value
+	in := p.in
 	if err := e.params.check(ctx, in.Params); err != nil {
 		return plan.Decision{}, err
 	}
-	rs, err := e.query.Eval(ctx,
-		rego.EvalParsedInput(v),
-		rego.EvalTime(now),
-		rego.EvalGenerateJSON(keepTerm),
-	)
+	// First with the heavy keys unconverted; if the policy read one, the
+	// evaluation is discarded (it is pure) and made again on the whole
+	// input.
+	var read atomic.Bool
+	v := p.lazy(&read)
+	rs, err := e.eval(ctx, v, now)
+	if read.Load() {
+		v = p.value()
+		rs, err = e.eval(ctx, v, now)
+	}
 	if err != nil {
 		return plan.Decision{}, e.evalError(ctx, err)
 	}
@@ -162,11 +144,19 @@ func (e *Engine) DecidePrepared(ctx context.Context, p *Prepared, now time.Time)
 	t, _ := rs[0].Expressions[0].Value.(*ast.Term)
 	d, derr := decode(t, in)
 	if derr != nil {
-		loc := e.locate(ctx, v, now)
+		loc := e.locate(ctx, p.value(), now)
 		derr.File, derr.Row = loc.File, loc.Row
 		return plan.Decision{}, derr
 	}
 	return d, nil
+}
+
+func (e *Engine) eval(ctx context.Context, input ast.Value, now time.Time) (rego.ResultSet, error) {
+	return e.query.Eval(ctx,
+		rego.EvalParsedInput(input),
+		rego.EvalTime(now),
+		rego.EvalGenerateJSON(keepTerm),
+	)
 }
 
 // keepTerm hands results back as OPA terms, which decode reads directly,

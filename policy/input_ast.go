@@ -41,22 +41,73 @@ func (in *Input) ToValue() (ast.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Terms per node: 9 fields, the metrics object, and per sample its
-	// object and two numbers.
-	perNode := 10 + 3*3
-	c := converter{
-		strs: make(map[string]*ast.Term, 16),
-		slab: make([]ast.Term, 0, len(in.Nodes)*perNode+64),
+	c := newConverter(in, true)
+	kvs := make([][2]*ast.Term, 0, len(inputKeys)+1)
+	for _, k := range inputKeys {
+		kvs = append(kvs, [2]*ast.Term{k.key, k.conv(c, in)})
 	}
+	return ast.NewObject(append(kvs, [2]*ast.Term{kParams, params})...), nil
+}
+
+// inputKey is one top-level key of the input and its conversion. A heavy
+// key is one that a policy may decide without (the nodes, history and so
+// on): Prepared converts it only if the policy reads it (lazy.go). The
+// params, which may fail to convert, are not listed.
+type inputKey struct {
+	key   *ast.Term
+	heavy bool
+	conv  func(c *converter, in *Input) *ast.Term
+}
+
+var inputKeys = [...]inputKey{
+	{kSchema, false, func(_ *converter, in *Input) *ast.Term { return ast.IntNumberTerm(in.Schema) }},
+	{kNow, false, func(_ *converter, in *Input) *ast.Term {
+		return ast.NewTerm(ast.Number(strconv.FormatInt(in.Now, 10)))
+	}},
+	{kCluster, false, (*converter).cluster},
+	{kNodes, true, (*converter).nodes},
+	{kHosts, true, (*converter).hosts},
+	{kMetrics, true, func(c *converter, in *Input) *ast.Term { return c.metrics(in.Metrics) }},
+	{kHealth, false, func(c *converter, in *Input) *ast.Term {
+		return c.obj(
+			[2]*ast.Term{kMetricsAvailable, ast.BooleanTerm(in.Health.MetricsAvailable)},
+			[2]*ast.Term{kReason, c.str(in.Health.Reason)},
+		)
+	}},
+	{kHistory, true, (*converter).history},
+	{kEstimates, false, func(c *converter, in *Input) *ast.Term {
+		return c.obj(
+			[2]*ast.Term{kCloneSeconds, c.float(in.Estimates.CloneSeconds)},
+			[2]*ast.Term{kDrainSeconds, c.float(in.Estimates.DrainSeconds)},
+		)
+	}},
+	{kOperations, true, (*converter).operations},
+	{kNodeStats, false, func(c *converter, in *Input) *ast.Term { return c.stats(in.Stats()) }},
+}
+
+func (c *converter) cluster(in *Input) *ast.Term {
+	roles := make([]*ast.Term, len(in.Cluster.Roles))
+	for i, r := range in.Cluster.Roles {
+		roles[i] = c.str(r)
+	}
+	return c.obj(
+		[2]*ast.Term{kName, c.str(in.Cluster.Name)},
+		[2]*ast.Term{kMin, ast.IntNumberTerm(in.Cluster.Min)},
+		[2]*ast.Term{kMax, ast.IntNumberTerm(in.Cluster.Max)},
+		[2]*ast.Term{kSize, ast.IntNumberTerm(in.Cluster.Size)},
+		[2]*ast.Term{kRoles, ast.ArrayTerm(roles...)},
+	)
+}
+
+func (c *converter) nodes(in *Input) *ast.Term {
 	nodes := make([]*ast.Term, len(in.Nodes))
 	for i := range in.Nodes {
 		nodes[i] = c.node(&in.Nodes[i])
 	}
-	return c.rest(in, nodes, params), nil
+	return ast.ArrayTerm(nodes...)
 }
 
-// rest builds the input object around its nodes.
-func (c *converter) rest(in *Input, nodes []*ast.Term, params *ast.Term) ast.Value {
+func (c *converter) hosts(in *Input) *ast.Term {
 	hosts := make([]*ast.Term, len(in.Hosts))
 	for i, h := range in.Hosts {
 		hosts[i] = c.obj(
@@ -65,6 +116,10 @@ func (c *converter) rest(in *Input, nodes []*ast.Term, params *ast.Term) ast.Val
 			[2]*ast.Term{kVMs, ast.IntNumberTerm(h.VMs)},
 		)
 	}
+	return ast.ArrayTerm(hosts...)
+}
+
+func (c *converter) history(in *Input) *ast.Term {
 	recent := make([]*ast.Term, len(in.History.Recent))
 	for i, r := range in.History.Recent {
 		recent[i] = c.obj(
@@ -73,6 +128,14 @@ func (c *converter) rest(in *Input, nodes []*ast.Term, params *ast.Term) ast.Val
 			[2]*ast.Term{kCount, ast.IntNumberTerm(r.Count)},
 		)
 	}
+	return c.obj(
+		[2]*ast.Term{kLastExpand, c.float(in.History.LastExpandSAgo)},
+		[2]*ast.Term{kLastContract, c.float(in.History.LastContractSAgo)},
+		[2]*ast.Term{kRecent, ast.ArrayTerm(recent...)},
+	)
+}
+
+func (c *converter) operations(in *Input) *ast.Term {
 	ops := make([]*ast.Term, len(in.Operations))
 	for i, op := range in.Operations {
 		ops[i] = c.obj(
@@ -85,40 +148,7 @@ func (c *converter) rest(in *Input, nodes []*ast.Term, params *ast.Term) ast.Val
 			[2]*ast.Term{kAgeS, c.float(op.AgeS)},
 		)
 	}
-	roles := make([]*ast.Term, len(in.Cluster.Roles))
-	for i, r := range in.Cluster.Roles {
-		roles[i] = c.str(r)
-	}
-	return ast.NewObject(
-		[2]*ast.Term{kSchema, ast.IntNumberTerm(in.Schema)},
-		[2]*ast.Term{kNow, ast.NewTerm(ast.Number(strconv.FormatInt(in.Now, 10)))},
-		[2]*ast.Term{kCluster, c.obj(
-			[2]*ast.Term{kName, c.str(in.Cluster.Name)},
-			[2]*ast.Term{kMin, ast.IntNumberTerm(in.Cluster.Min)},
-			[2]*ast.Term{kMax, ast.IntNumberTerm(in.Cluster.Max)},
-			[2]*ast.Term{kSize, ast.IntNumberTerm(in.Cluster.Size)},
-			[2]*ast.Term{kRoles, ast.ArrayTerm(roles...)},
-		)},
-		[2]*ast.Term{kNodes, ast.ArrayTerm(nodes...)},
-		[2]*ast.Term{kHosts, ast.ArrayTerm(hosts...)},
-		[2]*ast.Term{kMetrics, c.metrics(in.Metrics)},
-		[2]*ast.Term{kHealth, c.obj(
-			[2]*ast.Term{kMetricsAvailable, ast.BooleanTerm(in.Health.MetricsAvailable)},
-			[2]*ast.Term{kReason, c.str(in.Health.Reason)},
-		)},
-		[2]*ast.Term{kHistory, c.obj(
-			[2]*ast.Term{kLastExpand, c.float(in.History.LastExpandSAgo)},
-			[2]*ast.Term{kLastContract, c.float(in.History.LastContractSAgo)},
-			[2]*ast.Term{kRecent, ast.ArrayTerm(recent...)},
-		)},
-		[2]*ast.Term{kEstimates, c.obj(
-			[2]*ast.Term{kCloneSeconds, c.float(in.Estimates.CloneSeconds)},
-			[2]*ast.Term{kDrainSeconds, c.float(in.Estimates.DrainSeconds)},
-		)},
-		[2]*ast.Term{kOperations, ast.ArrayTerm(ops...)},
-		[2]*ast.Term{kParams, params},
-		[2]*ast.Term{kNodeStats, c.stats(in.Stats())},
-	)
+	return ast.ArrayTerm(ops...)
 }
 
 // converter builds the terms of one input. Its terms come from one slab
@@ -128,6 +158,18 @@ func (c *converter) rest(in *Input, nodes []*ast.Term, params *ast.Term) ast.Val
 type converter struct {
 	strs map[string]*ast.Term
 	slab []ast.Term
+}
+
+// newConverter sizes the slab for in's light keys, and for its nodes if
+// heavy.
+func newConverter(in *Input, heavy bool) *converter {
+	n := 64
+	if heavy {
+		// Terms per node: 9 fields, the metrics object, and per sample
+		// its object and two numbers.
+		n += len(in.Nodes)*(10+3*3) + 4*len(in.History.Recent) + 8*len(in.Operations)
+	}
+	return &converter{strs: make(map[string]*ast.Term, 16), slab: make([]ast.Term, 0, n)}
 }
 
 func (c *converter) term(v ast.Value) *ast.Term {

@@ -33,6 +33,8 @@ type Deps struct {
 	Clock      Clock
 	// Log receives structured logs; nil discards them.
 	Log *slog.Logger
+	// Observer is told what the controller did; nil tells no one.
+	Observer Observer
 }
 
 // Controller decides and acts for every configured cluster.
@@ -49,9 +51,11 @@ func New(cfg Config, d Deps) (*Controller, error) {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	switch {
-	case d.Registry == nil, d.Metrics == nil, d.Policy == nil, d.Hypervisor == nil,
-		d.Dispatcher == nil, d.Nodes == nil, d.Clock == nil:
-		return nil, errors.New("autoscaler: every dependency but Log is required")
+	case d.Registry == nil, d.Metrics == nil, d.Policy == nil, d.Clock == nil:
+		return nil, errors.New("autoscaler: the registry, metrics source, policy engine and clock are required")
+	case !cfg.DryRun && (d.Hypervisor == nil || d.Dispatcher == nil || d.Nodes == nil):
+		// A dry run decides and records, and never acts.
+		return nil, errors.New("autoscaler: acting needs a hypervisor, a dispatcher and the node API (or dry_run)")
 	}
 	log := d.Log
 	if log == nil {
@@ -126,6 +130,9 @@ func (c *Controller) tick(ctx context.Context, cl ClusterConfig) (*plan.Decision
 	if err := c.d.Registry.Decide(ctx, rec, res.Scaling, ops); err != nil {
 		return nil, fmt.Errorf("recording decision: %w", err)
 	}
+	if c.d.Observer != nil {
+		c.d.Observer.Ticked(TickReport{Record: rec, State: st, Limits: limits})
+	}
 	c.log.Info("decision", "cluster", cl.Name, "action", dec.Action, "count", dec.Count,
 		"operations", len(ops), "dry_run", c.cfg.DryRun, "reason", dec.Reason, "capped", len(res.Reasons), "error", rec.Error)
 	if perr != nil {
@@ -134,10 +141,14 @@ func (c *Controller) tick(ctx context.Context, cl ClusterConfig) (*plan.Decision
 	return &rec, nil
 }
 
-// Actuate advances every unfinished operation as far as it can go now.
+// Actuate advances every unfinished operation as far as it can go now; in
+// a dry run it does nothing.
 // It returns when each one waits for something (a template settling, a
 // clone booting, sessions finishing); the next call carries on.
 func (c *Controller) Actuate(ctx context.Context) error {
+	if c.cfg.DryRun {
+		return nil // a dry run never acts, not even on operations left from before
+	}
 	ops, err := c.d.Registry.Unfinished(ctx)
 	if err != nil || len(ops) == 0 {
 		return err

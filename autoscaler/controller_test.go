@@ -488,6 +488,26 @@ func TestDryRunRecordsWithoutActing(t *testing.T) {
 	}
 }
 
+func TestADryRunNeedsNoActuators(t *testing.T) {
+	r := newRig(t, always(expandOne), nil)
+	d := Deps{Registry: r.reg, Metrics: r.w, Policy: r.pol, Clock: r.w}
+	cfg := r.cfg
+	if _, err := New(cfg, d); err == nil || !strings.Contains(err.Error(), "dry_run") {
+		t.Errorf("acting controller without actuators: error %v", err)
+	}
+	cfg.DryRun = true
+	c, err := New(cfg, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Tick(r.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Actuate(r.ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestAPolicyErrorIsRecordedAndNothingHappens(t *testing.T) {
 	r := newRig(t, policyFunc(func(*policy.Input) (plan.Decision, error) {
 		return plan.Decision{}, errors.New("policies/x.rego:3: decision: unknown action \"grow\"")

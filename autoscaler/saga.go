@@ -107,6 +107,9 @@ func (s *saga) advance(ctx context.Context, op plan.Operation) error {
 			return fmt.Errorf("operation %s: committing %s → %s: %w", op.ID, op.Step, out.next, err)
 		}
 		s.c.log.Info("operation step", "op", op.ID, "kind", op.Kind, "from", op.Step, "to", next.Step, "status", next.Status, "note", out.note)
+		if o := s.c.d.Observer; o != nil {
+			o.Stepped(next, op.Step, s.now.Sub(op.StepAt))
+		}
 		for _, n := range out.put {
 			s.nodes[n.ID] = n
 		}

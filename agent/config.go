@@ -1,8 +1,7 @@
-// Package agent assembles the daemon from its configuration file: the
-// controller's configuration (autoscaler.Config) and the back-ends it
-// drives, each chosen by its kind. The agent command itself, its API and
-// its loop come with the issues that add them; this package is where the
-// file is read and the back-ends are opened.
+// Package agent is the daemon: it reads its configuration file (the
+// controller's keys, autoscaler.Config, and a section per back-end), opens
+// the back-ends, runs the controller's loop and serves its own metrics and
+// decisions over HTTP (agent.go, telemetry.go).
 package agent
 
 import (
@@ -27,6 +26,45 @@ type Config struct {
 	// Metrics is where the snapshots come from: the operator's Prometheus
 	// and PromQL (docs/metrics.md).
 	Metrics prometheus.Config `yaml:"metrics"`
+	// Nodes are the nodes each cluster has before mitosis makes any: the
+	// templates it starts from. The agent registers them at start.
+	Nodes []NodeConfig `yaml:"nodes"`
+}
+
+// NodeConfig is a node the agent starts with.
+type NodeConfig struct {
+	Cluster string `yaml:"cluster"`
+	ID      string `yaml:"id"`
+	Role    string `yaml:"role"`
+	// Address is where its node API listens (host:port); it is also what
+	// a per-node query may match on (docs/metrics.md).
+	Address string `yaml:"address"`
+	Host    string `yaml:"host"`
+	VM      string `yaml:"vm"`
+}
+
+// validateNodes checks that every node names a configured cluster and
+// that ids are given and unique.
+func (c Config) validateNodes() error {
+	clusters := map[string]bool{}
+	for _, cl := range c.Clusters {
+		clusters[cl.Name] = true
+	}
+	seen := map[string]bool{}
+	for i, n := range c.Nodes {
+		switch {
+		case n.ID == "":
+			return fmt.Errorf("nodes[%d].id: required", i)
+		case seen[n.ID]:
+			return fmt.Errorf("nodes[%d].id: %q is listed twice", i, n.ID)
+		case !clusters[n.Cluster]:
+			return fmt.Errorf("nodes[%d].cluster: %q is not a configured cluster", i, n.Cluster)
+		case n.Role == "":
+			return fmt.Errorf("nodes[%d].role: required", i)
+		}
+		seen[n.ID] = true
+	}
+	return nil
 }
 
 // HypervisorConfig chooses the hypervisor back-end by kind and holds its
@@ -83,7 +121,14 @@ func Parse(data []byte, name string) (Config, error) {
 	if err := c.Config.Validate(); err != nil {
 		return Config{}, fmt.Errorf("%s: %w", name, err)
 	}
-	if err := c.Hypervisor.Validate(); err != nil {
+	// A dry run touches no VM: it needs no hypervisor, but a section
+	// given is still checked.
+	if !c.DryRun || c.Hypervisor.Kind != "" || c.Hypervisor.VSphere != nil || c.Hypervisor.Libvirt != nil {
+		if err := c.Hypervisor.Validate(); err != nil {
+			return Config{}, fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	if err := c.validateNodes(); err != nil {
 		return Config{}, fmt.Errorf("%s: %w", name, err)
 	}
 	c.Metrics.ApplyDefaults()

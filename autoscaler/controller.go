@@ -99,7 +99,7 @@ func (c *Controller) tick(ctx context.Context, cl ClusterConfig) (*plan.Decision
 
 	rec := plan.DecisionRecord{
 		Cluster: cl.Name, At: now, DryRun: c.cfg.DryRun, PolicyVersion: c.d.Policy.Version(),
-		InputDigest: digest(in), Metrics: health, Size: in.Cluster.Size,
+		InputDigest: digest(in), Metrics: health, Size: in.Cluster.Size, Observed: observed(in),
 	}
 	dec, perr := c.d.Policy.Decide(ctx, in, now)
 	if perr != nil {
@@ -179,6 +179,27 @@ func (c *Controller) Actuate(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// observed summarizes the input's metrics for the decision record.
+func observed(in *policy.Input) plan.Observed {
+	st := in.Stats()
+	o := plan.Observed{ReadyNodes: st.Ready}
+	for name, s := range in.Metrics {
+		if !math.IsNaN(s.Value) && !math.IsInf(s.Value, 0) {
+			if o.Cluster == nil {
+				o.Cluster = map[string]float64{}
+			}
+			o.Cluster[name] = s.Value
+		}
+	}
+	for name, m := range st.Metrics {
+		if o.NodeMeans == nil {
+			o.NodeMeans = map[string]float64{}
+		}
+		o.NodeMeans[name] = m.Mean
+	}
+	return o
 }
 
 // BuildInput makes the policy input for one cluster from the registry

@@ -55,8 +55,11 @@ type DecisionRecord struct {
 	PolicyVersion string        `json:"policy_version"`
 	InputDigest   string        `json:"input_digest"`
 	Metrics       MetricsHealth `json:"metrics"`
-	Decision      Decision      `json:"decision"`
-	Size          int           `json:"size"`
+	// Observed is what the tick's metrics said, in short (the whole input
+	// is not kept; InputDigest identifies it).
+	Observed Observed `json:"observed"`
+	Decision Decision `json:"decision"`
+	Size     int      `json:"size"`
 	// Operations are the ids of the operations started (none in dry-run).
 	Operations []string   `json:"operations,omitempty"`
 	Proposals  []Proposal `json:"proposals,omitempty"`
@@ -64,6 +67,17 @@ type DecisionRecord struct {
 	// Error is set when the tick failed before a decision (bad policy
 	// output, registry error); no action was taken.
 	Error string `json:"error,omitempty"`
+}
+
+// Observed summarizes a tick's metrics: the cluster-level values and,
+// per node metric, its mean over the ready nodes of scalable roles (what
+// the default policy decides on). Values that are not finite numbers are
+// left out.
+type Observed struct {
+	Cluster   map[string]float64 `json:"cluster,omitempty"`
+	NodeMeans map[string]float64 `json:"node_means,omitempty"`
+	// ReadyNodes counts the ready nodes of scalable roles.
+	ReadyNodes int `json:"ready_nodes"`
 }
 
 // Transition is one atomic change to an operation. It is committed before

@@ -35,7 +35,7 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newSimulateCmd(), newPolicyCmd(), newVersionCmd())
+	root.AddCommand(newAgentCmd(), newSimulateCmd(), newPolicyCmd(), newVersionCmd())
 	return root
 }
 

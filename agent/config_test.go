@@ -72,6 +72,17 @@ func TestParseNeedsMetrics(t *testing.T) {
 	}
 }
 
+// A dry run touches no VM: it needs no hypervisor section.
+func TestADryRunNeedsNoHypervisor(t *testing.T) {
+	c, err := agent.Parse([]byte(base+"dry_run: true\nnodes: [{cluster: web, id: web-1, role: app, address: '127.0.0.1:8001'}]\n"), "agent.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.DryRun || len(c.Nodes) != 1 || c.Nodes[0].Address != "127.0.0.1:8001" {
+		t.Errorf("parsed %+v", c)
+	}
+}
+
 func TestParseNamesWhatIsWrong(t *testing.T) {
 	for _, c := range []struct{ name, yaml, want string }{
 		{"no kind", "hypervisor: {libvirt: {uri: x}}", "hypervisor.kind: required"},
@@ -81,6 +92,11 @@ func TestParseNamesWhatIsWrong(t *testing.T) {
 		{"an unknown key in a section", "hypervisor:\n  kind: libvirt\n  libvirt:\n    uri: x\n    imagedir: /tmp\n", `line 15: unknown key "imagedir"`},
 		{"a secret in the file", "hypervisor: {kind: vsphere, vsphere: {url: y, password: hunter2}}", `unknown key "password"`},
 		{"a bad duration", "hypervisor: {kind: vsphere, vsphere: {url: y, address_wait: soon}}", "line 11: cannot unmarshal !!str `soon` into time.Duration"},
+		{"no hypervisor for an agent that acts", "", "hypervisor.kind: required"},
+		{"a node of an unknown cluster", "dry_run: true\nnodes: [{cluster: db, id: n1, role: app}]", `nodes[0].cluster: "db" is not a configured cluster`},
+		{"a node listed twice", "dry_run: true\nnodes: [{cluster: web, id: n1, role: app}, {cluster: web, id: n1, role: app}]", `nodes[1].id: "n1" is listed twice`},
+		{"a node without a role", "dry_run: true\nnodes: [{cluster: web, id: n1}]", "nodes[0].role: required"},
+		{"a bad hypervisor in a dry run", "dry_run: true\nhypervisor: {kind: xen}", `unknown kind "xen"`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := agent.Parse([]byte(base+c.yaml), "agent.yaml")

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -16,6 +18,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/mitosis-autoscaler/mitosis/autoscaler"
+	"github.com/mitosis-autoscaler/mitosis/metrics/prometheus"
 	"github.com/mitosis-autoscaler/mitosis/policies"
 	"github.com/mitosis-autoscaler/mitosis/policy"
 	"github.com/mitosis-autoscaler/mitosis/sim"
@@ -31,6 +34,8 @@ type simulateFlags struct {
 	mode             string
 	compare          string
 	out              string
+	// prometheus, query, from, to: a backtest on a Prometheus series.
+	prometheus, query, from, to string
 	// cloneTime, when set, is a measured live-clone time (how long a clone
 	// takes to answer its node API) that replaces the world's.
 	cloneTime time.Duration
@@ -41,19 +46,27 @@ type simulateFlags struct {
 func newSimulateCmd() *cobra.Command {
 	var f simulateFlags
 	cmd := &cobra.Command{
-		Use:   "simulate (--trace FILE | --synthetic diurnal|spike|ramp) [flags]",
+		Use:   "simulate (--trace FILE | --synthetic diurnal|spike|ramp | --prometheus URL --query PROMQL --from T --to T) [flags]",
 		Short: "Run a policy against recorded or synthetic load",
 		Long: `Simulate runs the same controller as the agent (policy, plan, sagas) against a
 simulated cluster and a virtual clock, replaying a trace of requests per interval or a
-synthetic workload. It prints a summary and writes timeline.csv and report.html to --out.
+synthetic workload, or a series from Prometheus (a backtest). It prints a summary and writes
+timeline.csv and report.html to --out.
 
 A trace is CSV "timestamp,value" with a header row (timestamps RFC 3339,
 "YYYY-MM-DD HH:MM:SS" or Unix seconds), or bare numbers with --step. --config is the
 agent's configuration with an optional "simulation:" section for the world's
-parameters (docs/simulation.md).`,
+parameters (docs/simulation.md).
+
+A backtest (--prometheus) replays a PromQL query over [--from, --to) at --step (default 1m).
+The query must return one series of requests per second, e.g. sum(rate(http_requests_total[1m])).
+Times are RFC 3339 or Unix seconds. The connection's credentials and TLS are the --config's
+metrics section's when its url is the same as --prometheus.`,
 		Example: `  mitosis simulate --synthetic diurnal --duration 24h --mode both
   mitosis simulate --trace requests.csv --scale 2 --config sim.yaml --out out/mine
-  mitosis simulate --trace requests.csv --compare policies/ my-policies/`,
+  mitosis simulate --trace requests.csv --compare policies/ my-policies/
+  mitosis simulate --prometheus http://prometheus:9090 --query 'sum(rate(http_requests_total[1m]))' \
+    --from 2026-11-01T00:00:00Z --to 2026-11-08T00:00:00Z --step 1m --mode both`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if f.compare != "" && !strings.Contains(f.compare, ",") {
 				if len(args) != 1 {
@@ -82,7 +95,11 @@ parameters (docs/simulation.md).`,
 	fl.StringVar(&f.policy, "policy", "", "policy `DIR` (default: the embedded default policies)")
 	fl.StringVar(&f.config, "config", "", "configuration `FILE` (the agent's, plus a simulation: section)")
 	fl.Float64Var(&f.scale, "scale", 1, "requests per unit of the trace")
-	fl.DurationVar(&f.step, "step", 0, "interval of each value of a trace of bare numbers (e.g. 1m)")
+	fl.DurationVar(&f.step, "step", 0, "interval of each value of a trace of bare numbers (e.g. 1m), or of the --prometheus query's series (default 1m)")
+	fl.StringVar(&f.prometheus, "prometheus", "", "backtest: replay a series from the Prometheus at `URL` (with --query, --from, --to)")
+	fl.StringVar(&f.query, "query", "", "with --prometheus: the `PROMQL` query, one series of requests per second (e.g. 'sum(rate(http_requests_total[1m]))')")
+	fl.StringVar(&f.from, "from", "", "with --prometheus: the start of the range, RFC 3339 or Unix seconds")
+	fl.StringVar(&f.to, "to", "", "with --prometheus: the end of the range (excluded), RFC 3339 or Unix seconds")
 	fl.StringVar(&f.mode, "mode", string(sim.LiveClone), "how new nodes are made: live-clone, cold-boot, or both side by side")
 	fl.StringVar(&f.compare, "compare", "", "compare two policies on the same workload: --compare `DIR_A DIR_B`")
 	fl.StringVar(&f.out, "out", filepath.Join("out", "simulate"), "`DIR` to write timeline.csv and report.html to")
@@ -101,7 +118,7 @@ func runSimulate(ctx context.Context, stdout, stderr io.Writer, f simulateFlags)
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	load, err := simWorkload(f)
+	load, err := simWorkload(ctx, f)
 	if err != nil {
 		return withCode(2, err)
 	}
@@ -195,11 +212,30 @@ func writeFile(path string, write func(io.Writer) error) error {
 	return fh.Close()
 }
 
-// simWorkload reads the trace or makes the synthetic workload.
-func simWorkload(f simulateFlags) (*sim.Workload, error) {
+// simWorkload reads the trace, queries Prometheus or makes the synthetic
+// workload.
+func simWorkload(ctx context.Context, f simulateFlags) (*sim.Workload, error) {
+	if f.prometheus == "" {
+		for _, fl := range []struct{ name, v string }{{"--query", f.query}, {"--from", f.from}, {"--to", f.to}} {
+			if fl.v != "" {
+				return nil, fmt.Errorf("%s goes with --prometheus", fl.name)
+			}
+		}
+	}
 	switch {
+	case f.prometheus != "" && (f.trace != "" || f.synthetic != ""):
+		return nil, errors.New("give one workload: --prometheus, --trace or --synthetic, not several")
 	case f.trace != "" && f.synthetic != "":
 		return nil, errors.New("give either --trace or --synthetic, not both")
+	case f.prometheus != "":
+		w, err := prometheusWorkload(ctx, f)
+		if err != nil {
+			return nil, err
+		}
+		if f.durationSet && f.duration > 0 && f.duration < w.Duration() {
+			w = w.Slice(w.Start, w.Start.Add(f.duration))
+		}
+		return w, nil
 	case f.trace != "":
 		fh, err := os.Open(f.trace)
 		if err != nil {
@@ -224,7 +260,101 @@ func simWorkload(f simulateFlags) (*sim.Workload, error) {
 		}
 		return sim.Synthetic(f.synthetic, fc.Simulation.Synthetic, f.duration, f.seed)
 	}
-	return nil, errors.New("give a workload: --trace FILE or --synthetic diurnal|spike|ramp")
+	return nil, errors.New("give a workload: --trace FILE, --synthetic diurnal|spike|ramp or --prometheus URL --query PROMQL --from T --to T")
+}
+
+// defaultPrometheusStep is a backtest's step when --step is not given.
+const defaultPrometheusStep = time.Minute
+
+// prometheusWorkload runs the backtest's query over [--from, --to): a
+// series of requests per second, which the workload holds as requests per
+// step.
+func prometheusWorkload(ctx context.Context, f simulateFlags) (*sim.Workload, error) {
+	if f.query == "" {
+		return nil, errors.New("--prometheus needs --query PROMQL, one series of requests per second (e.g. 'sum(rate(http_requests_total[1m]))')")
+	}
+	if f.from == "" || f.to == "" {
+		return nil, errors.New("--prometheus needs --from and --to (RFC 3339 or Unix seconds)")
+	}
+	from, err := parseTime(f.from)
+	if err != nil {
+		return nil, fmt.Errorf("--from: %w", err)
+	}
+	to, err := parseTime(f.to)
+	if err != nil {
+		return nil, fmt.Errorf("--to: %w", err)
+	}
+	if !to.After(from) {
+		return nil, fmt.Errorf("--to %s: must be after --from %s", f.to, f.from)
+	}
+	step := f.step
+	if step == 0 {
+		step = defaultPrometheusStep
+	}
+	if step < time.Second || step%time.Second != 0 {
+		return nil, fmt.Errorf("--step %s: a backtest's step must be a whole number of seconds", step)
+	}
+	cfg, err := prometheusConnection(f)
+	if err != nil {
+		return nil, err
+	}
+	s, err := prometheus.QueryRange(ctx, cfg, f.query, from, to, step, prometheus.RangeOptions{})
+	if err != nil {
+		return nil, err
+	}
+	w := &sim.Workload{
+		Name:   fmt.Sprintf("%s %s", f.prometheus, f.query),
+		Start:  s.Start,
+		Step:   s.Step,
+		Values: make([]float64, len(s.Values)),
+		Filled: s.Filled,
+	}
+	for i, v := range s.Values {
+		if v < 0 {
+			return nil, fmt.Errorf("query %q is %g at %s: requests per second must not be negative", f.query, v, s.Start.Add(time.Duration(i)*s.Step).UTC().Format(time.RFC3339))
+		}
+		w.Values[i] = v * step.Seconds() // per second → per step
+	}
+	return w, nil
+}
+
+// prometheusConnection is how to reach --prometheus: the --config's
+// metrics section's connection (timeout, credentials, TLS) when its url is
+// the same, else the URL alone with the defaults. Credentials are never
+// sent to another server than the one they are configured for.
+func prometheusConnection(f simulateFlags) (prometheus.Config, error) {
+	cfg := prometheus.Config{URL: f.prometheus}
+	if f.config == "" {
+		return cfg, nil
+	}
+	fc, err := sim.LoadConfig(f.config)
+	if err != nil {
+		return cfg, err
+	}
+	if fc.Metrics.IsZero() {
+		return cfg, nil
+	}
+	var m prometheus.Config
+	if err := fc.Metrics.Decode(&m); err != nil {
+		return cfg, fmt.Errorf("%s: metrics: %w", f.config, err)
+	}
+	if strings.TrimSuffix(m.URL, "/") != strings.TrimSuffix(f.prometheus, "/") {
+		return cfg, nil
+	}
+	m.URL = f.prometheus
+	return m, nil
+}
+
+// parseTime reads RFC 3339 or Unix seconds (fractions allowed).
+func parseTime(s string) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	if f, err := strconv.ParseFloat(s, 64); err == nil && !math.IsNaN(f) && !math.IsInf(f, 0) && math.Abs(f) < 1e11 {
+		sec, frac := math.Modf(f)
+		return time.Unix(int64(sec), int64(math.Round(frac*1e9))).UTC(), nil
+	}
+	return time.Time{}, fmt.Errorf("%q is not a time (want RFC 3339, e.g. 2026-11-01T00:00:00Z, or Unix seconds)", s)
 }
 
 // simRuns are the runs the flags ask for.

@@ -26,7 +26,7 @@ import (
 // on a registry of its own, that can be stopped and restarted at the same
 // address.
 type target struct {
-	t    *testing.T
+	t    testing.TB
 	addr string
 	reg  *promclient.Registry
 	load promclient.Gauge
@@ -91,7 +91,7 @@ func (tg *target) stop() {
 
 // startPrometheus runs the real server on a free loopback port, scraping
 // the targets every 200ms, and kills it by its PID when the test ends.
-func startPrometheus(t *testing.T, targets []*target) string {
+func startPrometheus(t testing.TB, targets []*target) string {
 	bin := testenv.Binary(t, "prometheus")
 	dir := t.TempDir()
 	var addrs []string

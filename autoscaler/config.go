@@ -172,6 +172,9 @@ func (c Config) Validate() error {
 		if cl.Name == "" {
 			return fmt.Errorf("%s.name: must be set", at)
 		}
+		if !clusterName.MatchString(cl.Name) {
+			return fmt.Errorf("%s.name: %q must be lower-case letters, digits and inner '-', '_' or '.', at most 63 (it names VMs, operations and metric labels)", at, cl.Name)
+		}
 		at = fmt.Sprintf("clusters[%d] (%s)", i, cl.Name)
 		if seen[cl.Name] {
 			return fmt.Errorf("%s.name: %q is used twice", at, cl.Name)
@@ -247,5 +250,9 @@ func DecodeStrict(data []byte, v any) error {
 	}
 	return errors.New(strings.Join(msgs, "; "))
 }
+
+// clusterName is what a cluster may be called: it goes into VM names,
+// operation ids and PromQL (docs/metrics.md) unescaped.
+var clusterName = regexp.MustCompile(`^[a-z0-9]([-_.a-z0-9]{0,61}[a-z0-9])?$`)
 
 var unknownField = regexp.MustCompile(`^line (\d+): field (\S+) not found in type .*$`)

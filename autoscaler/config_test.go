@@ -43,6 +43,8 @@ func TestParseConfig(t *testing.T) {
 		{name: "no clusters", yaml: "tick: 5s", wantErr: "clusters: at least one cluster"},
 		{name: "a cluster without a name", yaml: "clusters: [{max: 2}]", wantErr: "clusters[0].name: must be set"},
 		{name: "a cluster twice", yaml: "clusters: [{name: a, max: 2}, {name: a, max: 3}]", wantErr: `"a" is used twice`},
+		{name: "a cluster name PromQL would need escaped", yaml: `clusters: [{name: 'web"}', max: 2}]`, wantErr: `clusters[0].name: "web\"}" must be lower-case letters`},
+		{name: "an upper-case cluster name", yaml: "clusters: [{name: Web, max: 2}]", wantErr: `"Web" must be lower-case letters`},
 		{name: "a bad prepare mode", yaml: "clusters: [{name: a, max: 2, prepare: {mode: pause}}]", wantErr: `prepare.mode: "pause"`},
 		{name: "a negative budget", yaml: "clusters: [{name: a, max: 2, budget: {host: -1}}]", wantErr: "clusters[0] (a).budget.host: must not be negative"},
 		{name: "a negative cooldown names its key", yaml: "clusters: [{name: a, max: 2, cooldown: {down: -1s}}]", wantErr: "clusters[0] (a).cooldown.down: must not be negative"},

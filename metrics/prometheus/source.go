@@ -137,6 +137,11 @@ func readSecret(path string) (string, error) {
 	return s, nil
 }
 
+// ClusterVar in a query is replaced by the name of the cluster the
+// snapshot is for, so that one query serves every cluster (cluster names
+// are restricted to characters that need no escaping in PromQL).
+const ClusterVar = "$cluster"
+
 // Snapshot runs every configured query (concurrently, all within the
 // timeout) and maps the results to the cluster's nodes. Problems do not
 // fail it: they are joined, one per query in configuration order, in
@@ -153,6 +158,7 @@ func (s *Source) Snapshot(ctx context.Context, cluster string, nodes []plan.Node
 		if q.PerNode && len(nodes) == 0 {
 			continue
 		}
+		q.Query = strings.ReplaceAll(q.Query, ClusterVar, cluster)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

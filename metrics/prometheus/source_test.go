@@ -399,3 +399,20 @@ func TestDefaults(t *testing.T) {
 		t.Errorf("staleness %s, want twice the scrape interval", c.Staleness)
 	}
 }
+
+// One query serves every cluster: $cluster is replaced by the name of the
+// cluster the snapshot is for.
+func TestAQueryNamesItsClusterWithTheClusterVariable(t *testing.T) {
+	f := newFake()
+	f.set(`sum(sessions{cluster="web"})`, one(42, time.Second))
+	f.set(`sum(sessions{cluster="shop"})`, one(7, time.Second))
+	s := newSource(t, f.serve(t).URL, func(c *prometheus.Config) {
+		c.Queries = []prometheus.Query{{Name: "sessions", Query: `sum(sessions{cluster="$cluster"})`}}
+	})
+	for cluster, want := range map[string]float64{"web": 42, "shop": 7} {
+		snap := s.Snapshot(context.Background(), cluster, threeNodes)
+		if got := snap.Cluster["sessions"].Value; snap.Unavailable != "" || got != want {
+			t.Errorf("cluster %s: sessions %v (unavailable %q), want %v", cluster, got, snap.Unavailable, want)
+		}
+	}
+}

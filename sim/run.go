@@ -34,6 +34,16 @@ type Options struct {
 	Progress func(done, total time.Duration)
 	// Log receives the controller's logs (nil discards them).
 	Log *slog.Logger
+	// Registry, if set, is where the run records its nodes, operations
+	// and decisions (it must not hold the cluster yet): for a run that
+	// others watch, like the agent's simulated mode. Default: in memory.
+	Registry autoscaler.Registry
+	// Observer, if set, is told what the controller did.
+	Observer autoscaler.Observer
+	// Pace, if set, is called after every step of the world with its
+	// time: a run in real time sleeps there (RealTime). An error ends
+	// the run with it.
+	Pace func(ctx context.Context, now time.Time) error
 }
 
 // Result is what a run produced.
@@ -116,14 +126,18 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	reg := &trackingRegistry{MemRegistry: autoscaler.NewMemRegistry(), byID: map[string]int{}}
+	var inner autoscaler.Registry = autoscaler.NewMemRegistry()
+	if o.Registry != nil {
+		inner = o.Registry
+	}
+	reg := &trackingRegistry{Registry: inner, byID: map[string]int{}}
 	log := o.Log
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	ctrl, err := autoscaler.New(o.Config, autoscaler.Deps{
 		Registry: reg, Metrics: world, Policy: o.Policy, Hypervisor: world,
-		Dispatcher: world, Nodes: world, Clock: world, Log: log,
+		Dispatcher: world, Nodes: world, Clock: world, Log: log, Observer: o.Observer,
 	})
 	if err != nil {
 		return nil, err
@@ -155,6 +169,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 		world.Step()
 		now := world.Now()
+		if o.Pace != nil {
+			if err := o.Pace(ctx, now); err != nil {
+				return nil, err
+			}
+		}
 		// What the controller does at now belongs to the row starting now.
 		if !now.Before(nextRow) || world.Done() {
 			res.Timeline = append(res.Timeline, closeRow(row, world, reg))
@@ -259,11 +278,11 @@ func addInitialNodes(ctx context.Context, w *World, reg autoscaler.Registry, cl 
 	return nil
 }
 
-// trackingRegistry is the in-memory registry, watched: it counts the
+// trackingRegistry is the run's registry, watched: it counts the
 // unfinished operations (so the runner calls Actuate only when there is
 // something to do) and records each operation's life for the summary.
 type trackingRegistry struct {
-	*autoscaler.MemRegistry
+	autoscaler.Registry
 	unfinished                       int
 	records                          []OpRecord
 	byID                             map[string]int
@@ -271,7 +290,7 @@ type trackingRegistry struct {
 }
 
 func (r *trackingRegistry) Decide(ctx context.Context, rec plan.DecisionRecord, s plan.ScalingState, ops []plan.Operation) error {
-	if err := r.MemRegistry.Decide(ctx, rec, s, ops); err != nil {
+	if err := r.Registry.Decide(ctx, rec, s, ops); err != nil {
 		return err
 	}
 	for _, op := range ops {
@@ -290,7 +309,7 @@ func (r *trackingRegistry) Decide(ctx context.Context, rec plan.DecisionRecord, 
 }
 
 func (r *trackingRegistry) Transition(ctx context.Context, id string, t plan.Transition) (plan.Operation, error) {
-	op, err := r.MemRegistry.Transition(ctx, id, t)
+	op, err := r.Registry.Transition(ctx, id, t)
 	if err != nil || !op.Status.Finished() {
 		return op, err
 	}

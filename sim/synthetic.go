@@ -9,13 +9,14 @@ import (
 
 // Synthetic workload kinds.
 const (
-	Diurnal = "diurnal"
-	Spike   = "spike"
-	Ramp    = "ramp"
+	Diurnal      = "diurnal"
+	Spike        = "spike"
+	Ramp         = "ramp"
+	DiurnalSpike = "diurnal-spike"
 )
 
 // SyntheticKinds lists the synthetic workloads, for help texts.
-var SyntheticKinds = []string{Diurnal, Spike, Ramp}
+var SyntheticKinds = []string{Diurnal, Spike, Ramp, DiurnalSpike}
 
 // SyntheticStart is when every synthetic workload begins (a Thursday
 // midnight, UTC).
@@ -32,6 +33,8 @@ var SyntheticStart = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 //     within SpikeRise and decays exponentially with time constant
 //     SpikeDecay. Overlapping spikes add up.
 //   - ramp: linear from BaseRPS to PeakRPS over the whole duration.
+//   - diurnal-spike: the diurnal cosine between BaseRPS and the midpoint
+//     of BaseRPS and PeakRPS, with spikes of that half amplitude on top.
 type SyntheticParams struct {
 	BaseRPS    float64  `yaml:"base_rps"`    // default 100
 	PeakRPS    float64  `yaml:"peak_rps"`    // default 800
@@ -91,10 +94,7 @@ func Synthetic(kind string, p SyntheticParams, d time.Duration, seed uint64) (*W
 	amp := p.PeakRPS - p.BaseRPS
 	switch kind {
 	case Diurnal:
-		for i := range rate {
-			h := float64(i) / 60
-			rate[i] = p.BaseRPS + amp*(1-math.Cos(2*math.Pi*(h-4)/24))/2
-		}
+		diurnal(rate, p.BaseRPS, amp)
 	case Ramp:
 		for i := range rate {
 			rate[i] = p.BaseRPS + amp*float64(i)/float64(max(n-1, 1))
@@ -103,23 +103,12 @@ func Synthetic(kind string, p SyntheticParams, d time.Duration, seed uint64) (*W
 		for i := range rate {
 			rate[i] = p.BaseRPS
 		}
-		every := p.SpikeEvery.Minutes()
-		rise, decay := p.SpikeRise.Minutes(), p.SpikeDecay.Minutes()
-		for t0 := rng.ExpFloat64() * every; t0 < float64(n); t0 += rng.ExpFloat64() * every {
-			end := min(n, int(t0+rise+8*decay)+1)
-			for i := max(0, int(t0)); i < end; i++ {
-				dt := float64(i) - t0
-				switch {
-				case dt < 0:
-				case dt < rise:
-					rate[i] += amp * dt / rise
-				default:
-					rate[i] += amp * math.Exp(-(dt-rise)/decay)
-				}
-			}
-		}
+		spikes(rate, amp, p, rng)
+	case DiurnalSpike:
+		diurnal(rate, p.BaseRPS, amp/2)
+		spikes(rate, amp/2, p, rng)
 	default:
-		return nil, fmt.Errorf("unknown synthetic workload %q (want diurnal, spike or ramp)", kind)
+		return nil, fmt.Errorf("unknown synthetic workload %q (want diurnal, spike, ramp or diurnal-spike)", kind)
 	}
 	w := &Workload{
 		Name:   fmt.Sprintf("synthetic %s, seed %d", kind, seed),
@@ -131,4 +120,35 @@ func Synthetic(kind string, p SyntheticParams, d time.Duration, seed uint64) (*W
 		w.Values[i] = max(0, r*(1+*p.Noise*rng.NormFloat64())) * 60
 	}
 	return w, nil
+}
+
+// diurnal sets a day-long cosine from base (at 04:00) to base+amp (at
+// 16:00), a point a minute.
+func diurnal(rate []float64, base, amp float64) {
+	for i := range rate {
+		h := float64(i) / 60
+		rate[i] = base + amp*(1-math.Cos(2*math.Pi*(h-4)/24))/2
+	}
+}
+
+// spikes adds spikes of height amp at random times, SpikeEvery apart on
+// average: each rises linearly within SpikeRise and decays exponentially
+// with time constant SpikeDecay.
+func spikes(rate []float64, amp float64, p SyntheticParams, rng *rand.Rand) {
+	n := len(rate)
+	every := p.SpikeEvery.Minutes()
+	rise, decay := p.SpikeRise.Minutes(), p.SpikeDecay.Minutes()
+	for t0 := rng.ExpFloat64() * every; t0 < float64(n); t0 += rng.ExpFloat64() * every {
+		end := min(n, int(t0+rise+8*decay)+1)
+		for i := max(0, int(t0)); i < end; i++ {
+			dt := float64(i) - t0
+			switch {
+			case dt < 0:
+			case dt < rise:
+				rate[i] += amp * dt / rise
+			default:
+				rate[i] += amp * math.Exp(-(dt-rise)/decay)
+			}
+		}
+	}
 }

@@ -12,12 +12,12 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/mitosis-autoscaler/mitosis/autoscaler"
 	"github.com/mitosis-autoscaler/mitosis/metrics/prometheus"
 	"github.com/mitosis-autoscaler/mitosis/plan"
+	"github.com/mitosis-autoscaler/mitosis/sim"
 )
 
 // Options are what the command line adds to the configuration file.
@@ -43,21 +43,23 @@ type Agent struct {
 	opt       Options
 	log       *slog.Logger
 	reg       *autoscaler.MemRegistry
-	ctl       *autoscaler.Controller
+	ctl       *autoscaler.Controller // on real machines; the simulation makes its own
 	telemetry *Telemetry
 	ln        net.Listener
-	ready     atomic.Bool
+	// loop decides and acts until its context ends: on a timer against
+	// Prometheus (tickLoop), or in a simulated world (simulate).
+	loop func(ctx context.Context) error
 }
 
-// New assembles an agent and binds its HTTP address. Until the
-// dispatcher section lands (the agent's issue), an agent can only run
-// dry: it decides and records on real metrics and acts on nothing.
+// New assembles an agent and binds its HTTP address. On real machines it
+// can so far only run dry (the file cannot yet configure the dispatcher
+// acting needs); in a simulated world (hypervisor.kind sim) it acts.
 func New(cfg Config, opt Options) (*Agent, error) {
 	if opt.DryRun {
 		cfg.DryRun = true
 	}
-	if !cfg.DryRun {
-		return nil, errors.New("agent: acting needs a dispatcher, which the agent cannot be configured with yet; run it with --dry-run (or dry_run: true)")
+	if !cfg.DryRun && !cfg.Simulated() {
+		return nil, errors.New("agent: acting on real machines needs a dispatcher, which the agent cannot be configured with yet; run it with --dry-run (or dry_run: true), or on a simulated world (hypervisor.kind: sim)")
 	}
 	if opt.Policy == nil {
 		return nil, errors.New("agent: no policy")
@@ -69,32 +71,73 @@ func New(cfg Config, opt Options) (*Agent, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	src, err := prometheus.New(cfg.Metrics, log)
-	if err != nil {
-		return nil, fmt.Errorf("agent: metrics: %w", err)
-	}
 	a := &Agent{cfg: cfg, opt: opt, log: log, reg: autoscaler.NewMemRegistry(), telemetry: NewTelemetry(opt.Version)}
-	a.ctl, err = autoscaler.New(cfg.Config, autoscaler.Deps{
-		Registry: a.reg, Metrics: a.telemetry.Source(src), Policy: a.telemetry.Policy(opt.Policy),
-		Clock: wallClock{}, Log: log, Observer: a.telemetry,
-	})
-	if err != nil {
+	if cfg.Simulated() {
+		a.loop = a.simulate
+	} else if err := a.assemble(); err != nil {
+		return nil, err
+	}
+	var err error
+	if a.ln, err = net.Listen("tcp", opt.Listen); err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
+	return a, nil
+}
+
+// assemble wires the controller to Prometheus and registers the nodes the
+// file lists.
+func (a *Agent) assemble() error {
+	src, err := prometheus.New(a.cfg.Metrics, a.log)
+	if err != nil {
+		return fmt.Errorf("agent: metrics: %w", err)
+	}
+	a.ctl, err = autoscaler.New(a.cfg.Config, autoscaler.Deps{
+		Registry: a.reg, Metrics: a.telemetry.Source(src), Policy: a.telemetry.Policy(a.opt.Policy),
+		Clock: wallClock{}, Log: a.log, Observer: a.telemetry,
+	})
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
 	now := time.Now()
-	for _, n := range cfg.Nodes {
+	for _, n := range a.cfg.Nodes {
 		err := a.reg.PutNode(context.Background(), plan.Node{
 			ID: n.ID, Cluster: n.Cluster, Role: n.Role, State: plan.NodeReady,
 			Host: n.Host, VM: n.VM, Address: n.Address, CreatedAt: now,
 		})
 		if err != nil {
-			return nil, fmt.Errorf("agent: registering node %s: %w", n.ID, err)
+			return fmt.Errorf("agent: registering node %s: %w", n.ID, err)
 		}
 	}
-	if a.ln, err = net.Listen("tcp", opt.Listen); err != nil {
-		return nil, fmt.Errorf("agent: %w", err)
+	a.loop = a.tickLoop
+	return nil
+}
+
+// simulate runs the simulated world in real time (sped up) with the
+// controller, as `mitosis simulate` does, recording into the agent's
+// registry and telemetry. It returns when the load ends.
+func (a *Agent) simulate(ctx context.Context) error {
+	sc := a.cfg.Hypervisor.Sim
+	load, err := sim.Synthetic(sc.Workload, a.cfg.Simulation.Synthetic, sc.Duration.Duration, sc.Seed)
+	if err != nil {
+		return fmt.Errorf("agent: simulated load: %w", err)
 	}
-	return a, nil
+	pace, err := sim.RealTime(sc.Speed)
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	res, err := sim.Run(ctx, sim.Options{
+		Label: "agent", Workload: load, Config: a.cfg.Config, Params: a.cfg.Simulation, Mode: sc.Mode,
+		Seed: sc.Seed, Policy: a.telemetry.Policy(a.opt.Policy), Log: a.log,
+		Registry: a.reg, Observer: a.telemetry, Pace: pace,
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("agent: simulation: %w", err)
+	}
+	a.log.Info("simulated load ended", "served_pct", res.Summary.ServedPct, "node_hours", res.Summary.NodeHours)
+	return nil
 }
 
 type wallClock struct{}
@@ -104,14 +147,35 @@ func (wallClock) Now() time.Time { return time.Now() }
 // Addr is the address the HTTP server listens on.
 func (a *Agent) Addr() string { return a.ln.Addr().String() }
 
-// Run ticks every cfg.Tick (the first at once) and serves HTTP until ctx
-// ends. A failed tick is logged and recorded; the loop goes on.
+// Run serves HTTP and runs the loop until ctx ends (or, in a simulated
+// world, its load ends).
 func (a *Agent) Run(ctx context.Context) error {
 	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 5 * time.Second}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(a.ln) }()
-	a.log.Info("agent started", "listen", a.Addr(), "dry_run", a.cfg.DryRun, "tick", a.cfg.Tick.Duration, "clusters", len(a.cfg.Clusters))
+	a.log.Info("agent started", "listen", a.Addr(), "dry_run", a.cfg.DryRun, "simulated", a.cfg.Simulated(),
+		"tick", a.cfg.Tick.Duration.String(), "clusters", len(a.cfg.Clusters))
+	loopCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	looped := make(chan error, 1)
+	go func() { looped <- a.loop(loopCtx) }()
+	var err error
+	select {
+	case err = <-looped:
+	case err = <-served:
+		err = fmt.Errorf("agent: http: %w", err)
+		stop()
+		<-looped
+	}
+	shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(shut)
+	return err
+}
 
+// tickLoop ticks every cfg.Tick, the first at once. A failed tick is
+// logged and recorded; the loop goes on.
+func (a *Agent) tickLoop(ctx context.Context) error {
 	t := time.NewTicker(a.cfg.Tick.Duration)
 	defer t.Stop()
 	for {
@@ -124,16 +188,9 @@ func (a *Agent) Run(ctx context.Context) error {
 				a.log.Info("dry run: would have acted", "cluster", r.Cluster, "proposals", proposals(r.Proposals), "reason", r.Decision.Reason)
 			}
 		}
-		a.ready.Store(true)
 		select {
 		case <-ctx.Done():
-			shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			_ = srv.Shutdown(shut)
-			<-served
 			return nil
-		case err := <-served:
-			return fmt.Errorf("agent: http: %w", err)
 		case <-t.C:
 		}
 	}
@@ -165,8 +222,8 @@ func proposals(ps []plan.Proposal) string {
 func (a *Agent) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "mitosis is healthy\n") })
-	mux.HandleFunc("GET /-/ready", func(w http.ResponseWriter, _ *http.Request) {
-		if !a.ready.Load() {
+	mux.HandleFunc("GET /-/ready", func(w http.ResponseWriter, r *http.Request) {
+		if !a.ready(r.Context()) {
 			http.Error(w, "mitosis is starting: no tick yet", http.StatusServiceUnavailable)
 			return
 		}
@@ -175,6 +232,16 @@ func (a *Agent) Handler() http.Handler {
 	mux.Handle("GET /metrics", a.telemetry.Handler())
 	mux.Handle("GET /v1/decisions", a.authorized(http.HandlerFunc(a.decisions)))
 	return mux
+}
+
+// ready: every cluster has a decision recorded.
+func (a *Agent) ready(ctx context.Context) bool {
+	for _, cl := range a.cfg.Clusters {
+		if recs, err := a.reg.Decisions(ctx, cl.Name, 1); err != nil || len(recs) == 0 {
+			return false
+		}
+	}
+	return true
 }
 
 func (a *Agent) authorized(h http.Handler) http.Handler {

@@ -6,16 +6,21 @@ package agent
 
 import (
 	"context"
+	_ "embed"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
+	"strings"
+	"time"
 
 	"github.com/mitosis-autoscaler/mitosis/autoscaler"
 	"github.com/mitosis-autoscaler/mitosis/hypervisor"
 	"github.com/mitosis-autoscaler/mitosis/hypervisor/libvirt"
 	"github.com/mitosis-autoscaler/mitosis/hypervisor/vsphere"
 	"github.com/mitosis-autoscaler/mitosis/metrics/prometheus"
+	"github.com/mitosis-autoscaler/mitosis/sim"
 )
 
 // Config is the agent's configuration file: the controller's keys at the
@@ -29,7 +34,14 @@ type Config struct {
 	// Nodes are the nodes each cluster has before mitosis makes any: the
 	// templates it starts from. The agent registers them at start.
 	Nodes []NodeConfig `yaml:"nodes"`
+	// Simulation is the simulated world's parameters (docs/simulation.md),
+	// used when hypervisor.kind is sim.
+	Simulation sim.Params `yaml:"simulation"`
 }
+
+// Simulated reports whether the agent drives a simulated world instead
+// of real machines (hypervisor.kind: sim).
+func (c Config) Simulated() bool { return c.Hypervisor.Kind == KindSim }
 
 // NodeConfig is a node the agent starts with.
 type NodeConfig struct {
@@ -74,31 +86,83 @@ func (c Config) validateNodes() error {
 //	  kind: libvirt
 //	  libvirt: {uri: "qemu:///system", image_dir: /var/lib/mitosis/images}
 type HypervisorConfig struct {
-	// Kind is vsphere or libvirt. (The simulator's hypervisor runs under
-	// `mitosis simulate`.)
+	// Kind is vsphere, libvirt or sim.
 	Kind    string          `yaml:"kind"`
 	VSphere *vsphere.Config `yaml:"vsphere"`
 	Libvirt *libvirt.Config `yaml:"libvirt"`
+	Sim     *SimConfig      `yaml:"sim"`
 }
 
 // Kinds of hypervisor.
 const (
 	KindVSphere = "vsphere"
 	KindLibvirt = "libvirt"
+	// KindSim is the simulator's world in place of machines: its
+	// hypervisor, load balancer, nodes and metrics, on a clock that runs
+	// Speed times as fast as the wall clock, under a synthetic load.
+	KindSim = "sim"
 )
+
+// SimConfig is the simulated world the agent drives (hypervisor.kind sim);
+// the world's own parameters are the file's simulation section.
+type SimConfig struct {
+	// Speed is simulated seconds per wall-clock second (default 60).
+	Speed float64 `yaml:"speed"`
+	// Workload is a synthetic load: diurnal, spike, ramp or
+	// diurnal-spike (the default), shaped by simulation.synthetic.
+	Workload string `yaml:"workload"`
+	// Duration is how long the load lasts, in simulated time (default
+	// 7 days); the agent stops at its end.
+	Duration autoscaler.Duration `yaml:"duration"`
+	Seed     uint64              `yaml:"seed"`
+	// Mode is live-clone (the default) or cold-boot.
+	Mode sim.Mode `yaml:"mode"`
+}
+
+func (s *SimConfig) applyDefaults() {
+	if s.Speed == 0 {
+		s.Speed = 60
+	}
+	if s.Workload == "" {
+		s.Workload = sim.DiurnalSpike
+	}
+	if s.Duration.Duration == 0 {
+		s.Duration = autoscaler.Dur(7 * 24 * time.Hour)
+	}
+	if s.Mode == "" {
+		s.Mode = sim.LiveClone
+	}
+}
+
+func (s SimConfig) validate() error {
+	switch {
+	case !(s.Speed > 0) || s.Speed > 100000:
+		return fmt.Errorf("hypervisor.sim.speed: %v must be above 0 and at most 100000", s.Speed)
+	case !slices.Contains(sim.SyntheticKinds, s.Workload):
+		return fmt.Errorf("hypervisor.sim.workload: %q is not one of %s", s.Workload, strings.Join(sim.SyntheticKinds, ", "))
+	case s.Duration.Duration < time.Minute:
+		return fmt.Errorf("hypervisor.sim.duration: %s is under a minute", s.Duration.Duration)
+	}
+	if _, err := sim.ParseMode(string(s.Mode)); err != nil {
+		return fmt.Errorf("hypervisor.sim.mode: %w", err)
+	}
+	return nil
+}
 
 // Validate checks that the kind is known and that its section, and only
 // its, is given.
 func (h HypervisorConfig) Validate() error {
-	given := map[string]bool{KindVSphere: h.VSphere != nil, KindLibvirt: h.Libvirt != nil}
+	given := map[string]bool{KindVSphere: h.VSphere != nil, KindLibvirt: h.Libvirt != nil, KindSim: h.Sim != nil}
 	switch h.Kind {
-	case KindVSphere, KindLibvirt:
+	case KindVSphere, KindLibvirt, KindSim:
 	case "":
-		return errors.New("hypervisor.kind: required (vsphere or libvirt)")
+		return errors.New("hypervisor.kind: required (vsphere, libvirt or sim)")
 	default:
-		return fmt.Errorf("hypervisor.kind: unknown kind %q (want vsphere or libvirt)", h.Kind)
+		return fmt.Errorf("hypervisor.kind: unknown kind %q (want vsphere, libvirt or sim)", h.Kind)
 	}
-	if !given[h.Kind] {
+	// sim's section is optional, and checked with its defaults
+	// (checkSimulated).
+	if h.Kind != KindSim && !given[h.Kind] {
 		return fmt.Errorf("hypervisor.%s: required when hypervisor.kind is %s", h.Kind, h.Kind)
 	}
 	for kind, ok := range given {
@@ -131,11 +195,43 @@ func Parse(data []byte, name string) (Config, error) {
 	if err := c.validateNodes(); err != nil {
 		return Config{}, fmt.Errorf("%s: %w", name, err)
 	}
+	if c.Simulated() {
+		if err := c.checkSimulated(); err != nil {
+			return Config{}, fmt.Errorf("%s: %w", name, err)
+		}
+		return c, nil
+	}
+	if c.Simulation != (sim.Params{}) {
+		return Config{}, fmt.Errorf("%s: simulation: given, but hypervisor.kind is %s, not sim", name, c.Hypervisor.Kind)
+	}
 	c.Metrics.ApplyDefaults()
 	if err := c.Metrics.Validate(); err != nil {
 		return Config{}, fmt.Errorf("%s: metrics: %w", name, err)
 	}
 	return c, nil
+}
+
+// checkSimulated applies the simulated world's defaults and checks that
+// nothing real is configured beside it: the world brings its own nodes
+// and metrics, and drives exactly one cluster.
+func (c *Config) checkSimulated() error {
+	if c.Hypervisor.Sim == nil {
+		c.Hypervisor.Sim = &SimConfig{}
+	}
+	c.Hypervisor.Sim.applyDefaults()
+	c.Simulation.ApplyDefaults()
+	switch {
+	case len(c.Clusters) != 1:
+		return fmt.Errorf("clusters: a simulated world has exactly one cluster, the file has %d", len(c.Clusters))
+	case len(c.Nodes) > 0:
+		return errors.New("nodes: not with hypervisor.kind sim: the simulated world makes the cluster's first nodes (simulation.initial_nodes)")
+	case c.Metrics.URL != "" || len(c.Metrics.Queries) > 0:
+		return errors.New("metrics: not with hypervisor.kind sim: the simulated world is the metrics source")
+	}
+	if err := c.Simulation.Validate(); err != nil {
+		return err // it names simulation.<key>
+	}
+	return c.Hypervisor.Sim.validate()
 }
 
 // LoadFile reads and parses an agent configuration file.
@@ -162,6 +258,8 @@ func OpenHypervisor(ctx context.Context, h HypervisorConfig, log *slog.Logger) (
 			return nil, nil, fmt.Errorf("hypervisor vsphere: %w", err)
 		}
 		return c, c.Close, nil
+	case KindSim:
+		return nil, nil, errors.New("hypervisor sim: the simulated world is not opened on its own; the agent runs it")
 	default: // KindLibvirt, as Validate checked
 		cfg := *h.Libvirt
 		cfg.Logger = log
@@ -172,3 +270,9 @@ func OpenHypervisor(ctx context.Context, h HypervisorConfig, log *slog.Logger) (
 		return c, func(context.Context) error { return c.Close() }, nil
 	}
 }
+
+// SimulatedDefaults is the configuration `mitosis agent --simulate` runs
+// without a file: one cluster on a simulated world (simulated.yaml).
+//
+//go:embed simulated.yaml
+var SimulatedDefaults []byte

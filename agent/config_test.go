@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vmware/govmomi/simulator"
 
@@ -97,6 +98,9 @@ func TestParseNamesWhatIsWrong(t *testing.T) {
 		{"a node listed twice", "dry_run: true\nnodes: [{cluster: web, id: n1, role: app}, {cluster: web, id: n1, role: app}]", `nodes[1].id: "n1" is listed twice`},
 		{"a node without a role", "dry_run: true\nnodes: [{cluster: web, id: n1}]", "nodes[0].role: required"},
 		{"a bad hypervisor in a dry run", "dry_run: true\nhypervisor: {kind: xen}", `unknown kind "xen"`},
+		{"a simulated world with metrics", "hypervisor: {kind: sim}", "metrics: not with hypervisor.kind sim"},
+		{"a simulated world with another kind's section", "hypervisor: {kind: sim, libvirt: {uri: x}}", "hypervisor.libvirt: given, but hypervisor.kind is sim"},
+		{"a simulation section on real machines", "hypervisor: {kind: libvirt, libvirt: {uri: x}}\nsimulation: {node_capacity: 50}", "simulation: given, but hypervisor.kind is libvirt"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := agent.Parse([]byte(base+c.yaml), "agent.yaml")
@@ -161,5 +165,31 @@ func TestOpenHypervisorFailsClearly(t *testing.T) {
 	_, _, err := agent.OpenHypervisor(context.Background(), agent.HypervisorConfig{Kind: "libvirt", Libvirt: nil}, nil)
 	if err == nil || !strings.Contains(err.Error(), "hypervisor.libvirt: required") {
 		t.Errorf("no section: %v", err)
+	}
+}
+
+func TestASimulatedWorldIsCheckedWithItsDefaults(t *testing.T) {
+	head := "clusters: [{name: web, min: 1, max: 4}]\n"
+	c, err := agent.Parse([]byte(head+"hypervisor: {kind: sim}\n"), "sim.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := c.Hypervisor.Sim; !c.Simulated() || s.Speed != 60 || s.Workload != "diurnal-spike" || s.Duration.Duration != 7*24*time.Hour || s.Mode != "live-clone" {
+		t.Errorf("defaults: %+v", c.Hypervisor.Sim)
+	}
+	for _, bad := range []struct{ yaml, want string }{
+		{"hypervisor: {kind: sim, sim: {speed: -1}}", "hypervisor.sim.speed"},
+		{"hypervisor: {kind: sim, sim: {workload: sine}}", `hypervisor.sim.workload: "sine" is not one of`},
+		{"hypervisor: {kind: sim, sim: {mode: warp}}", "hypervisor.sim.mode"},
+		{"hypervisor: {kind: sim}\nsimulation: {node_capacity: -3}", "simulation.node_capacity: must be positive"},
+		{"hypervisor: {kind: sim}\nnodes: [{cluster: web, id: a, role: app}]", "nodes: not with hypervisor.kind sim"},
+	} {
+		if _, err := agent.Parse([]byte(head+bad.yaml+"\n"), "sim.yaml"); err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("%s: error %v, want %q", bad.yaml, err, bad.want)
+		}
+	}
+	two := "clusters: [{name: a, max: 2}, {name: b, max: 2}]\nhypervisor: {kind: sim}\n"
+	if _, err := agent.Parse([]byte(two), "sim.yaml"); err == nil || !strings.Contains(err.Error(), "exactly one cluster") {
+		t.Errorf("two clusters: %v", err)
 	}
 }

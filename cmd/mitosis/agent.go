@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,40 +19,49 @@ import (
 func newAgentCmd() *cobra.Command {
 	var (
 		config, policyDir, listen, tokenFile, logLevel string
-		dryRun                                         bool
+		dryRun, simulate                               bool
 	)
 	cmd := &cobra.Command{
-		Use:   "agent --config FILE --token-file FILE [flags]",
+		Use:   "agent (--config FILE --token-file FILE | --simulate) [flags]",
 		Short: "Run the autoscaler daemon",
 		Long: `Agent runs the controller: every tick it takes a metrics snapshot of each cluster
 from Prometheus, evaluates the policy and records the decision. It serves its own
 metrics on /metrics (docs/telemetry.md), /-/healthy, /-/ready, and the latest decisions
 on /v1/decisions?cluster=NAME (bearer token from --token-file).
 
-For now the agent runs dry only (--dry-run, or dry_run: true in the file): it decides
-on real metrics and logs what it would have done, and touches no VM.`,
-		Example: `  mitosis agent --config mitosis.yaml --token-file /etc/mitosis/token --dry-run`,
+On real machines the agent runs dry only for now (--dry-run, or dry_run: true in the
+file): it decides on real metrics and logs what it would have done, and touches no VM.
+On a simulated world (hypervisor.kind: sim in the file, or --simulate for the embedded
+defaults) it acts: it clones and detaches simulated nodes under a synthetic load, a
+simulated minute every second. Without --token-file it makes a token and prints it.`,
+		Example: `  mitosis agent --config mitosis.yaml --token-file /etc/mitosis/token --dry-run
+  mitosis agent --simulate`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if config == "" || tokenFile == "" {
-				return withCode(2, errors.New("--config and --token-file are required"))
+			if config == "" && !simulate {
+				return withCode(2, errors.New("--config is required (or --simulate, for a simulated world on the embedded defaults)"))
 			}
 			var level slog.Level
 			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
 				return withCode(2, fmt.Errorf("--log-level: %q is not debug, info, warn or error", logLevel))
 			}
 			log := slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
-			cfg, err := agent.LoadFile(config)
+			var cfg agent.Config
+			var err error
+			if config != "" {
+				cfg, err = agent.LoadFile(config)
+			} else {
+				cfg, err = agent.Parse(agent.SimulatedDefaults, "embedded defaults")
+			}
 			if err != nil {
 				return withCode(2, err)
 			}
-			tok, err := os.ReadFile(tokenFile)
-			if err != nil {
-				return withCode(2, fmt.Errorf("--token-file: %w", err))
+			if simulate && !cfg.Simulated() {
+				return withCode(2, fmt.Errorf("--simulate: %s has hypervisor.kind %s, not sim", config, cfg.Hypervisor.Kind))
 			}
-			token := strings.TrimSpace(string(tok))
-			if token == "" {
-				return withCode(2, fmt.Errorf("--token-file %s: empty", tokenFile))
+			token, made, err := readToken(tokenFile, cfg.Simulated())
+			if err != nil {
+				return withCode(2, err)
 			}
 			engine, err := loadPolicy(policyDir)
 			if err != nil {
@@ -63,6 +74,9 @@ on real metrics and logs what it would have done, and touches no VM.`,
 				return withCode(2, err)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "mitosis agent listening on http://%s\n", a.Addr())
+			if made {
+				fmt.Fprintf(cmd.OutOrStdout(), "API token (made for this run): %s\n", token)
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return a.Run(ctx)
@@ -75,5 +89,30 @@ on real metrics and logs what it would have done, and touches no VM.`,
 	f.StringVar(&tokenFile, "token-file", "", "file holding the bearer token /v1/ requires")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.BoolVar(&dryRun, "dry-run", false, "decide and record, act on nothing")
+	f.BoolVar(&simulate, "simulate", false, "run on a simulated world (the embedded defaults, or a --config with hypervisor.kind sim)")
 	return cmd
+}
+
+// readToken reads the API token from file. Without a file, an agent on a
+// simulated world makes one (made is true); a real one refuses to start.
+func readToken(file string, simulated bool) (token string, made bool, err error) {
+	if file == "" {
+		if !simulated {
+			return "", false, errors.New("--token-file is required")
+		}
+		b := make([]byte, 16)
+		if _, err := rand.Read(b); err != nil {
+			return "", false, err
+		}
+		return hex.EncodeToString(b), true, nil
+	}
+	tok, err := os.ReadFile(file)
+	if err != nil {
+		return "", false, fmt.Errorf("--token-file: %w", err)
+	}
+	token = strings.TrimSpace(string(tok))
+	if token == "" {
+		return "", false, fmt.Errorf("--token-file %s: empty", file)
+	}
+	return token, false, nil
 }

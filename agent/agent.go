@@ -2,15 +2,13 @@ package agent
 
 import (
 	"context"
-	"crypto/subtle"
-	"encoding/json"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -22,13 +20,13 @@ import (
 
 // Options are what the command line adds to the configuration file.
 type Options struct {
-	// Listen is the HTTP address of /metrics, /-/healthy, /-/ready and
-	// /v1/decisions (host:port; port 0 picks one).
+	// Listen is the HTTP address of the API (docs/api.md), /metrics,
+	// /-/healthy and /-/ready (host:port; port 0 picks one).
 	Listen string
 	// DryRun forces a dry run whatever the file says.
 	DryRun bool
-	// Token guards /v1/: a request must carry it as a bearer token. The
-	// health and metrics endpoints are open, as Prometheus expects.
+	// Token is an admin token (besides the file's api.tokens), from
+	// --token-file or made for a simulated run.
 	Token string
 	// Policy decides; the command loads it.
 	Policy autoscaler.PolicyEngine
@@ -46,6 +44,7 @@ type Agent struct {
 	ctl       *autoscaler.Controller // on real machines; the simulation makes its own
 	telemetry *Telemetry
 	ln        net.Listener
+	tokens    tokens
 	// loop decides and acts until its context ends: on a timer against
 	// Prometheus (tickLoop), or in a simulated world (simulate).
 	loop func(ctx context.Context) error
@@ -64,8 +63,8 @@ func New(cfg Config, opt Options) (*Agent, error) {
 	if opt.Policy == nil {
 		return nil, errors.New("agent: no policy")
 	}
-	if opt.Token == "" {
-		return nil, errors.New("agent: no API token")
+	if opt.Token == "" && len(cfg.API.Tokens) == 0 {
+		return nil, errors.New("agent: no API token (api.tokens in the file, or --token-file)")
 	}
 	log := opt.Log
 	if log == nil {
@@ -77,9 +76,23 @@ func New(cfg Config, opt Options) (*Agent, error) {
 	} else if err := a.assemble(); err != nil {
 		return nil, err
 	}
+	extra := map[string]principal{}
+	if opt.Token != "" {
+		extra[opt.Token] = principal{Name: "admin", Role: RoleAdmin}
+	}
 	var err error
+	if a.tokens, err = loadTokens(cfg.API, extra); err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	tlsCfg, err := cfg.API.tlsConfig()
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
 	if a.ln, err = net.Listen("tcp", opt.Listen); err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
+	}
+	if tlsCfg != nil {
+		a.ln = tls.NewListener(a.ln, tlsCfg)
 	}
 	return a, nil
 }
@@ -150,7 +163,8 @@ func (a *Agent) Addr() string { return a.ln.Addr().String() }
 // Run serves HTTP and runs the loop until ctx ends (or, in a simulated
 // world, its load ends).
 func (a *Agent) Run(ctx context.Context) error {
-	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(a.ln) }()
 	a.log.Info("agent started", "listen", a.Addr(), "dry_run", a.cfg.DryRun, "simulated", a.cfg.Simulated(),
@@ -213,27 +227,6 @@ func proposals(ps []plan.Proposal) string {
 	return b.String()
 }
 
-// Handler serves:
-//
-//	GET /-/healthy      200 while the process runs
-//	GET /-/ready        200 once every cluster has ticked, else 503
-//	GET /metrics        the agent's own metrics (docs/telemetry.md)
-//	GET /v1/decisions?cluster=NAME[&limit=N]   the latest decisions, newest first (bearer token)
-func (a *Agent) Handler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "mitosis is healthy\n") })
-	mux.HandleFunc("GET /-/ready", func(w http.ResponseWriter, r *http.Request) {
-		if !a.ready(r.Context()) {
-			http.Error(w, "mitosis is starting: no tick yet", http.StatusServiceUnavailable)
-			return
-		}
-		io.WriteString(w, "mitosis is ready\n")
-	})
-	mux.Handle("GET /metrics", a.telemetry.Handler())
-	mux.Handle("GET /v1/decisions", a.authorized(http.HandlerFunc(a.decisions)))
-	return mux
-}
-
 // ready: every cluster has a decision recorded.
 func (a *Agent) ready(ctx context.Context) bool {
 	for _, cl := range a.cfg.Clusters {
@@ -244,42 +237,3 @@ func (a *Agent) ready(ctx context.Context) bool {
 	return true
 }
 
-func (a *Agent) authorized(h http.Handler) http.Handler {
-	want := []byte("Bearer " + a.opt.Token)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="mitosis"`)
-			http.Error(w, "a valid bearer token is required", http.StatusUnauthorized)
-			return
-		}
-		h.ServeHTTP(w, r)
-	})
-}
-
-func (a *Agent) decisions(w http.ResponseWriter, r *http.Request) {
-	cluster := r.URL.Query().Get("cluster")
-	known := false
-	for _, cl := range a.cfg.Clusters {
-		known = known || cl.Name == cluster
-	}
-	if !known {
-		http.Error(w, fmt.Sprintf("cluster: %q is not a configured cluster", cluster), http.StatusBadRequest)
-		return
-	}
-	limit := 20
-	if s := r.URL.Query().Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > 1000 {
-			http.Error(w, fmt.Sprintf("limit: %q is not a number from 1 to 1000", s), http.StatusBadRequest)
-			return
-		}
-		limit = n
-	}
-	recs, err := a.reg.Decisions(r.Context(), cluster, limit)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(recs)
-}

@@ -34,6 +34,8 @@ type Config struct {
 	// Nodes are the nodes each cluster has before mitosis makes any: the
 	// templates it starts from. The agent registers them at start.
 	Nodes []NodeConfig `yaml:"nodes"`
+	// API says who may use the HTTP API (docs/api.md), and over TLS if given.
+	API APIConfig `yaml:"api"`
 	// Simulation is the simulated world's parameters (docs/simulation.md),
 	// used when hypervisor.kind is sim.
 	Simulation sim.Params `yaml:"simulation"`
@@ -193,6 +195,9 @@ func Parse(data []byte, name string) (Config, error) {
 		}
 	}
 	if err := c.validateNodes(); err != nil {
+		return Config{}, fmt.Errorf("%s: %w", name, err)
+	}
+	if err := c.API.validate(); err != nil {
 		return Config{}, fmt.Errorf("%s: %w", name, err)
 	}
 	if c.Simulated() {

@@ -67,7 +67,7 @@ func TestASimulatedWorldExpandsAndContracts(t *testing.T) {
 		t.Fatalf("after 20 s: %v expansions and %v contractions done", expanded(), contracted())
 	}
 
-	req, _ := http.NewRequest(http.MethodGet, "http://"+a.Addr()+"/v1/decisions?cluster=web&limit=1000", nil)
+	req, _ := http.NewRequest(http.MethodGet, "http://"+a.Addr()+"/v1/clusters/web/decisions?limit=1000", nil)
 	req.Header.Set("Authorization", "Bearer t0k")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

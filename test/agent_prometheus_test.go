@@ -185,7 +185,7 @@ metrics:
 	waitHTTP(t, "http://"+agentAddr+"/-/healthy", 10*time.Second)
 
 	decisions := func() []plan.DecisionRecord {
-		req, _ := http.NewRequest(http.MethodGet, "http://"+agentAddr+"/v1/decisions?cluster=web&limit=5", nil)
+		req, _ := http.NewRequest(http.MethodGet, "http://"+agentAddr+"/v1/clusters/web/decisions?limit=5", nil)
 		req.Header.Set("Authorization", "Bearer "+token)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -212,7 +212,7 @@ metrics:
 	}
 
 	// Without a token, /v1/ is refused.
-	if resp, err := http.Get("http://" + agentAddr + "/v1/decisions?cluster=web"); err != nil || resp.StatusCode != http.StatusUnauthorized {
+	if resp, err := http.Get("http://" + agentAddr + "/v1/clusters/web/decisions"); err != nil || resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("no token: %v %v", resp.Status, err)
 	}
 
@@ -271,7 +271,9 @@ metrics:
 	}
 
 	// The agent's own metrics pass promtool and count what happened.
-	resp, err := http.Get("http://" + agentAddr + "/metrics")
+	mreq, _ := http.NewRequest(http.MethodGet, "http://"+agentAddr+"/metrics", nil)
+	mreq.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(mreq)
 	if err != nil {
 		t.Fatal(err)
 	}

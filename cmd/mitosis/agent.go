@@ -26,8 +26,9 @@ func newAgentCmd() *cobra.Command {
 		Short: "Run the autoscaler daemon",
 		Long: `Agent runs the controller: every tick it takes a metrics snapshot of each cluster
 from Prometheus, evaluates the policy and records the decision. It serves its own
-metrics on /metrics (docs/telemetry.md), /-/healthy, /-/ready, and the latest decisions
-on /v1/decisions?cluster=NAME (bearer token from --token-file).
+metrics on /metrics (docs/telemetry.md), /-/healthy, /-/ready, and its API under /v1
+(docs/api.md): bearer tokens with roles from the file's api section, and --token-file
+for an admin token.
 
 On real machines the agent runs dry only for now (--dry-run, or dry_run: true in the
 file): it decides on real metrics and logs what it would have done, and touches no VM.
@@ -59,7 +60,7 @@ simulated minute every second. Without --token-file it makes a token and prints 
 			if simulate && !cfg.Simulated() {
 				return withCode(2, fmt.Errorf("--simulate: %s has hypervisor.kind %s, not sim", config, cfg.Hypervisor.Kind))
 			}
-			token, made, err := readToken(tokenFile, cfg.Simulated())
+			token, made, err := readToken(tokenFile, cfg.Simulated(), len(cfg.API.Tokens) > 0)
 			if err != nil {
 				return withCode(2, err)
 			}
@@ -86,19 +87,23 @@ simulated minute every second. Without --token-file it makes a token and prints 
 	f.StringVar(&config, "config", "", "the agent's configuration file (YAML)")
 	f.StringVar(&policyDir, "policy", "", "directory of Rego policies (default: the embedded default policy)")
 	f.StringVar(&listen, "listen", "127.0.0.1:9808", "HTTP address of /metrics, /-/healthy, /-/ready and /v1/")
-	f.StringVar(&tokenFile, "token-file", "", "file holding the bearer token /v1/ requires")
+	f.StringVar(&tokenFile, "token-file", "", "file holding an admin bearer token for the API (besides the file's api.tokens)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.BoolVar(&dryRun, "dry-run", false, "decide and record, act on nothing")
 	f.BoolVar(&simulate, "simulate", false, "run on a simulated world (the embedded defaults, or a --config with hypervisor.kind sim)")
 	return cmd
 }
 
-// readToken reads the API token from file. Without a file, an agent on a
-// simulated world makes one (made is true); a real one refuses to start.
-func readToken(file string, simulated bool) (token string, made bool, err error) {
+// readToken reads the admin token from file. Without a file, an agent
+// on a simulated world makes one (made is true); a real one needs the
+// file's api.tokens.
+func readToken(file string, simulated, listed bool) (token string, made bool, err error) {
 	if file == "" {
+		if listed {
+			return "", false, nil
+		}
 		if !simulated {
-			return "", false, errors.New("--token-file is required")
+			return "", false, errors.New("--token-file or the file's api.tokens is required")
 		}
 		b := make([]byte, 16)
 		if _, err := rand.Read(b); err != nil {

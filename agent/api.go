@@ -1,0 +1,309 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/mitosis-autoscaler/mitosis/plan"
+)
+
+// The HTTP API (docs/api.md): JSON under /v1, every endpoint behind a
+// bearer token of a sufficient role, except /-/healthy and /-/ready.
+
+// maxBody bounds what a request may send.
+const maxBody = 1 << 20
+
+// Handler serves the API, the agent's metrics and its health.
+func (a *Agent) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "mitosis is healthy\n") })
+	mux.HandleFunc("GET /-/ready", func(w http.ResponseWriter, r *http.Request) {
+		if !a.ready(r.Context()) {
+			http.Error(w, "mitosis is starting: no tick yet", http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "mitosis is ready\n")
+	})
+	for _, rt := range a.routes() {
+		mux.Handle(rt.pattern, a.guard(rt.min, rt.h))
+	}
+	return mux
+}
+
+// route is one endpoint: its method and path, the least role it needs.
+type route struct {
+	pattern string
+	min     Role
+	h       func(w http.ResponseWriter, r *http.Request, p principal) error
+}
+
+// routes are every endpoint behind a token (the API tests walk them).
+func (a *Agent) routes() []route {
+	return []route{
+		{"GET /metrics", RoleRead, func(w http.ResponseWriter, r *http.Request, _ principal) error {
+			a.telemetry.Handler().ServeHTTP(w, r)
+			return nil
+		}},
+		{"GET /v1/whoami", RoleRead, func(w http.ResponseWriter, _ *http.Request, p principal) error {
+			return reply(w, map[string]string{"name": p.Name, "role": p.Role.String()})
+		}},
+		{"GET /v1/status", RoleRead, a.status},
+		{"GET /v1/clusters/{cluster}/nodes", RoleRead, a.nodes},
+		{"GET /v1/clusters/{cluster}/operations", RoleRead, a.operations},
+		{"GET /v1/operations/{id}", RoleRead, a.operation},
+		{"GET /v1/clusters/{cluster}/decisions", RoleRead, a.decisions},
+		{"GET /v1/clusters/{cluster}/why", RoleRead, a.why},
+	}
+}
+
+// apiError is an error with its HTTP status.
+type apiError struct {
+	code int
+	msg  string
+}
+
+func (e *apiError) Error() string { return e.msg }
+
+func bad(format string, args ...any) error {
+	return &apiError{http.StatusBadRequest, fmt.Sprintf(format, args...)}
+}
+
+func notFound(format string, args ...any) error {
+	return &apiError{http.StatusNotFound, fmt.Sprintf(format, args...)}
+}
+
+// guard admits a request whose token has at least min's role, bounds its
+// body, and writes the handler's error as JSON.
+func (a *Agent) guard(min Role, h func(w http.ResponseWriter, r *http.Request, p principal) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := a.tokens.who(r)
+		switch {
+		case p.Role == RoleNone:
+			w.Header().Set("WWW-Authenticate", `Bearer realm="mitosis"`)
+			writeError(w, http.StatusUnauthorized, "a valid bearer token is required")
+			return
+		case p.Role < min:
+			writeError(w, http.StatusForbidden, fmt.Sprintf("%s has the %s role; this needs %s", p.Name, p.Role, min))
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		if err := h(w, r, p); err != nil {
+			var ae *apiError
+			var mb *http.MaxBytesError
+			switch {
+			case errors.As(err, &ae):
+				writeError(w, ae.code, ae.msg)
+			case errors.As(err, &mb):
+				writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("the request body is over %d bytes", mb.Limit))
+			default:
+				a.log.Error("api", "path", r.URL.Path, "who", p.Name, "error", err)
+				writeError(w, http.StatusInternalServerError, err.Error())
+			}
+		}
+	})
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg})
+}
+
+func reply(w http.ResponseWriter, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	return json.NewEncoder(w).Encode(v)
+}
+
+// cluster is the request's {cluster}, which must be configured.
+func (a *Agent) cluster(r *http.Request) (string, error) {
+	name := r.PathValue("cluster")
+	for _, cl := range a.cfg.Clusters {
+		if cl.Name == name {
+			return name, nil
+		}
+	}
+	return "", notFound("cluster %q is not configured", name)
+}
+
+// limit reads ?limit=, 1 to 1,000, default def.
+func limit(r *http.Request, def int) (int, error) {
+	s := r.URL.Query().Get("limit")
+	if s == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > 1000 {
+		return 0, bad("limit: %q is not a number from 1 to 1000", s)
+	}
+	return n, nil
+}
+
+// Status is GET /v1/status.
+type Status struct {
+	Version       string           `json:"version"`
+	PolicyVersion string           `json:"policy_version"`
+	Simulated     bool             `json:"simulated"`
+	DryRun        bool             `json:"dry_run"`
+	Clusters      []ClusterSummary `json:"clusters"`
+}
+
+// ClusterSummary is one cluster in the status.
+type ClusterSummary struct {
+	Name string `json:"name"`
+	Min  int    `json:"min"`
+	Max  int    `json:"max"`
+	// Size is the projected size (scalable nodes ± operations in flight).
+	Size int `json:"size"`
+	// Nodes counts the registered nodes by state.
+	Nodes        map[plan.NodeState]int `json:"nodes"`
+	InFlight     int                    `json:"in_flight"`
+	LastDecision *plan.DecisionRecord   `json:"last_decision,omitempty"`
+}
+
+func (a *Agent) status(w http.ResponseWriter, r *http.Request, _ principal) error {
+	st := Status{Version: a.opt.Version, PolicyVersion: a.opt.Policy.Version(), Simulated: a.cfg.Simulated(), DryRun: a.cfg.DryRun}
+	for _, cl := range a.cfg.Clusters {
+		s, err := a.reg.State(r.Context(), cl.Name)
+		if err != nil {
+			return err
+		}
+		sum := ClusterSummary{Name: cl.Name, Min: cl.Min, Max: cl.Max, Size: plan.Size(cl.Limits(), s.Nodes, s.Operations),
+			Nodes: map[plan.NodeState]int{}, InFlight: len(s.Operations)}
+		for _, n := range s.Nodes {
+			sum.Nodes[n.State]++
+		}
+		if recs, err := a.reg.Decisions(r.Context(), cl.Name, 1); err == nil && len(recs) == 1 {
+			sum.LastDecision = &recs[0]
+		}
+		st.Clusters = append(st.Clusters, sum)
+	}
+	return reply(w, st)
+}
+
+func (a *Agent) nodes(w http.ResponseWriter, r *http.Request, _ principal) error {
+	c, err := a.cluster(r)
+	if err != nil {
+		return err
+	}
+	s, err := a.reg.State(r.Context(), c)
+	if err != nil {
+		return err
+	}
+	nodes := s.Nodes
+	if nodes == nil {
+		nodes = []plan.Node{}
+	}
+	slices.SortFunc(nodes, func(x, y plan.Node) int { return x.CreatedAt.Compare(y.CreatedAt) })
+	return reply(w, nodes)
+}
+
+// operations lists the cluster's latest operations, newest first: those
+// in flight and those its recent decisions started.
+func (a *Agent) operations(w http.ResponseWriter, r *http.Request, _ principal) error {
+	c, err := a.cluster(r)
+	if err != nil {
+		return err
+	}
+	n, err := limit(r, 50)
+	if err != nil {
+		return err
+	}
+	ops, err := a.recentOperations(r.Context(), c, n)
+	if err != nil {
+		return err
+	}
+	return reply(w, ops)
+}
+
+func (a *Agent) recentOperations(ctx context.Context, cluster string, n int) ([]plan.Operation, error) {
+	s, err := a.reg.State(ctx, cluster)
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	ops := []plan.Operation{}
+	for _, op := range s.Operations {
+		seen[op.ID] = true
+		ops = append(ops, op)
+	}
+	recs, err := a.reg.Decisions(ctx, cluster, 1000)
+	if err != nil {
+		return nil, err
+	}
+	for _, rec := range recs {
+		for _, id := range rec.Operations {
+			if seen[id] || len(ops) >= n+len(s.Operations) {
+				continue
+			}
+			seen[id] = true
+			if op, err := a.reg.Operation(ctx, id); err == nil {
+				ops = append(ops, op)
+			}
+		}
+	}
+	slices.SortFunc(ops, func(x, y plan.Operation) int { return y.CreatedAt.Compare(x.CreatedAt) })
+	return ops[:min(n, len(ops))], nil
+}
+
+func (a *Agent) operation(w http.ResponseWriter, r *http.Request, _ principal) error {
+	op, err := a.reg.Operation(r.Context(), r.PathValue("id"))
+	if errors.Is(err, plan.ErrNotFound) {
+		return notFound("operation %q: not found (or forgotten: finished operations are kept for a while)", r.PathValue("id"))
+	}
+	if err != nil {
+		return err
+	}
+	return reply(w, op)
+}
+
+func (a *Agent) decisions(w http.ResponseWriter, r *http.Request, _ principal) error {
+	c, err := a.cluster(r)
+	if err != nil {
+		return err
+	}
+	n, err := limit(r, 20)
+	if err != nil {
+		return err
+	}
+	recs, err := a.reg.Decisions(r.Context(), c, n)
+	if err != nil {
+		return err
+	}
+	if recs == nil {
+		recs = []plan.DecisionRecord{}
+	}
+	return reply(w, recs)
+}
+
+// why answers "why did (or didn't) it scale at T?": the decision in force
+// at ?at= (RFC 3339; default now), that is the last one made at or before
+// it, with its reasons and what the metrics said.
+func (a *Agent) why(w http.ResponseWriter, r *http.Request, _ principal) error {
+	c, err := a.cluster(r)
+	if err != nil {
+		return err
+	}
+	at := time.Now()
+	if s := r.URL.Query().Get("at"); s != "" {
+		if at, err = time.Parse(time.RFC3339, s); err != nil {
+			return bad("at: %q is not an RFC 3339 time (e.g. 2026-11-27T14:02:00Z)", s)
+		}
+	}
+	recs, err := a.reg.Decisions(r.Context(), c, 1000)
+	if err != nil {
+		return err
+	}
+	for _, rec := range recs { // newest first
+		if !rec.At.After(at) {
+			return reply(w, rec)
+		}
+	}
+	return notFound("no decision of cluster %s at or before %s is kept", c, at.Format(time.RFC3339))
+}

@@ -1,0 +1,186 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mitosis-autoscaler/mitosis/plan"
+	"github.com/mitosis-autoscaler/mitosis/policies"
+	"github.com/mitosis-autoscaler/mitosis/policy"
+)
+
+// apiRig is an agent on a simulated world that is not running: its API
+// over a registry the test fills, with a token of each role.
+type apiRig struct {
+	a      *Agent
+	srv    *httptest.Server
+	tokens map[Role]string
+	logs   *bytes.Buffer
+}
+
+func newAPIRig(t *testing.T) *apiRig {
+	t.Helper()
+	dir := t.TempDir()
+	rig := &apiRig{tokens: map[Role]string{}, logs: &bytes.Buffer{}}
+	var list strings.Builder
+	for _, role := range []Role{RoleRead, RoleOperate, RoleAdmin} {
+		tok := fmt.Sprintf("canary-%s-token-5e3f", role)
+		f := filepath.Join(dir, role.String())
+		if err := os.WriteFile(f, []byte(tok+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		rig.tokens[role] = tok
+		fmt.Fprintf(&list, "    - {name: %s-holder, role: %s, file: %s}\n", role, role, f)
+	}
+	cfg, err := Parse([]byte(simulatedFile+"api:\n  tokens:\n"+list.String()), "api.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	engine, err := policy.LoadFS(policies.FS, "policies")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewJSONHandler(rig.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	rig.a, err = New(cfg, Options{Listen: "127.0.0.1:0", Policy: engine, Version: "test", Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rig.a.ln.Close() })
+	rig.srv = httptest.NewServer(rig.a.Handler())
+	t.Cleanup(rig.srv.Close)
+	return rig
+}
+
+func (rig *apiRig) do(t *testing.T, method, path string, role Role, body string) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(method, rig.srv.URL+path, strings.NewReader(body))
+	if role != RoleNone {
+		req.Header.Set("Authorization", "Bearer "+rig.tokens[role])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	_, _ = b.ReadFrom(resp.Body)
+	return resp.StatusCode, b.Bytes()
+}
+
+// Every endpoint against every role: a request without a token is
+// refused everywhere but health, a role below the endpoint's is
+// forbidden, and one at or above it is let through.
+func TestEveryEndpointAgainstEveryRole(t *testing.T) {
+	rig := newAPIRig(t)
+	for _, rt := range rig.a.routes() {
+		method, path, _ := strings.Cut(rt.pattern, " ")
+		path = strings.NewReplacer("{cluster}", "web", "{id}", "op-1").Replace(path)
+		for _, role := range []Role{RoleNone, RoleRead, RoleOperate, RoleAdmin} {
+			code, body := rig.do(t, method, path, role, "{}")
+			switch {
+			case role == RoleNone && code != http.StatusUnauthorized:
+				t.Errorf("%s without a token: %d, want 401", rt.pattern, code)
+			case role != RoleNone && role < rt.min && code != http.StatusForbidden:
+				t.Errorf("%s as %s: %d, want 403", rt.pattern, role, code)
+			case role >= rt.min && (code == http.StatusUnauthorized || code == http.StatusForbidden):
+				t.Errorf("%s as %s: %d %s, want it let through", rt.pattern, role, code, body)
+			}
+		}
+	}
+	for _, open := range []string{"/-/healthy", "/-/ready"} {
+		if code, _ := rig.do(t, http.MethodGet, open, RoleNone, ""); code == http.StatusUnauthorized || code == http.StatusForbidden {
+			t.Errorf("%s without a token: %d, want it open", open, code)
+		}
+	}
+	if code, _ := rig.do(t, http.MethodGet, "/v1/nothing-here", RoleAdmin, ""); code != http.StatusNotFound {
+		t.Errorf("an unknown path: %d, want 404", code)
+	}
+	if strings.Contains(rig.logs.String(), "canary-") {
+		t.Errorf("a token is in the logs:\n%s", rig.logs.String())
+	}
+}
+
+func TestReadEndpointsShowWhatTheRegistryHolds(t *testing.T) {
+	rig := newAPIRig(t)
+	ctx := context.Background()
+	at := time.Date(2026, 11, 27, 14, 0, 0, 0, time.UTC)
+	for i, n := range []plan.Node{
+		{ID: "web-1", Cluster: "web", Role: "app", State: plan.NodeReady, CreatedAt: at},
+		{ID: "web-2", Cluster: "web", Role: "app", State: plan.NodeReady, Parent: "web-1", LineageDepth: 1, CreatedAt: at.Add(time.Minute)},
+	} {
+		if err := rig.a.reg.PutNode(ctx, n); err != nil {
+			t.Fatal(i, err)
+		}
+	}
+	op := plan.Operation{ID: "op-1", Kind: plan.OpExpand, Cluster: "web", Status: plan.OpRunning, Step: "prepare", Template: "web-1", CreatedAt: at.Add(2 * time.Minute)}
+	for i, rec := range []plan.DecisionRecord{
+		{Cluster: "web", At: at.Add(2 * time.Minute), Decision: plan.Decision{Action: plan.ActionExpand, Count: 1, Reason: "busy"}, Operations: []string{"op-1"}},
+		{Cluster: "web", At: at.Add(3 * time.Minute), Decision: plan.Decision{Action: plan.ActionNone, Reason: "calm"}},
+	} {
+		var ops []plan.Operation
+		if i == 0 {
+			ops = []plan.Operation{op}
+		}
+		if err := rig.a.reg.Decide(ctx, rec, plan.ScalingState{}, ops); err != nil {
+			t.Fatal(err)
+		}
+	}
+	get := func(path string, v any) {
+		t.Helper()
+		code, body := rig.do(t, http.MethodGet, path, RoleRead, "")
+		if code != http.StatusOK {
+			t.Fatalf("%s: %d %s", path, code, body)
+		}
+		if err := json.Unmarshal(body, v); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+	}
+	var st Status
+	get("/v1/status", &st)
+	if len(st.Clusters) != 1 || st.Clusters[0].Nodes[plan.NodeReady] != 2 || st.Clusters[0].InFlight != 1 ||
+		st.Clusters[0].LastDecision == nil || st.Clusters[0].LastDecision.Decision.Reason != "calm" || !st.Simulated {
+		t.Errorf("status %+v", st)
+	}
+	var nodes []plan.Node
+	get("/v1/clusters/web/nodes", &nodes)
+	if len(nodes) != 2 || nodes[1].Parent != "web-1" || nodes[1].LineageDepth != 1 {
+		t.Errorf("nodes %+v", nodes)
+	}
+	var ops []plan.Operation
+	get("/v1/clusters/web/operations", &ops)
+	if len(ops) != 1 || ops[0].ID != "op-1" || ops[0].Template != "web-1" {
+		t.Errorf("operations %+v", ops)
+	}
+	var one plan.Operation
+	get("/v1/operations/op-1", &one)
+	if one.Step != "prepare" {
+		t.Errorf("operation %+v", one)
+	}
+	var rec plan.DecisionRecord
+	get("/v1/clusters/web/why?at="+at.Add(150*time.Second).Format(time.RFC3339), &rec)
+	if rec.Decision.Reason != "busy" {
+		t.Errorf("why at 14:02:30: %+v, want the decision of 14:02", rec.Decision)
+	}
+	for path, want := range map[string]int{
+		"/v1/clusters/db/nodes":                        http.StatusNotFound,
+		"/v1/operations/op-404":                        http.StatusNotFound,
+		"/v1/clusters/web/decisions?limit=0":           http.StatusBadRequest,
+		"/v1/clusters/web/why?at=yesterday":            http.StatusBadRequest,
+		"/v1/clusters/web/why?at=2020-01-01T00:00:00Z": http.StatusNotFound,
+	} {
+		code, body := rig.do(t, http.MethodGet, path, RoleRead, "")
+		if code != want || !strings.Contains(string(body), `"error"`) {
+			t.Errorf("%s: %d %s, want %d with an error", path, code, body, want)
+		}
+	}
+}

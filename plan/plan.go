@@ -2,6 +2,7 @@ package plan
 
 import (
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -17,6 +18,12 @@ type Input struct {
 	Scaling    ScalingState
 	Metrics    MetricsHealth
 	Decision   Decision
+	// Manual marks an operator's selection (mitosis clone NODE, mitosis
+	// detach NODE): the guardrails of time and data (metrics, cooldowns,
+	// the stabilization window) do not apply to it, and it is not a wish
+	// the stabilization window remembers; those of size, budgets, host
+	// capacity, eligible templates and protected nodes all do.
+	Manual bool
 }
 
 // Code names a guardrail, so that reasons can be counted and tested.
@@ -64,7 +71,11 @@ type Result struct {
 func Plan(in Input) Result {
 	v := newView(in)
 	res := Result{Size: v.size, Scaling: in.Scaling}
-	res.Scaling = stabilize(in, v.size)
+	if in.Manual {
+		res.Scaling.Recent = slices.Clone(in.Scaling.Recent) // shares nothing with in
+	} else {
+		res.Scaling = stabilize(in, v.size)
+	}
 	switch in.Decision.Action {
 	case ActionExpand:
 		v.expand(&res)
@@ -177,11 +188,11 @@ func (v *view) expand(res *Result) {
 	if want <= 0 {
 		return
 	}
-	if !in.Metrics.Available && !d.FailSafe {
+	if !in.Manual && !in.Metrics.Available && !d.FailSafe {
 		res.refuse(CodeMetricsUnavailable, "metrics unavailable (%s) and the decision does not ask for fail-safe expansion", in.Metrics.Reason)
 		return
 	}
-	if wait := l.ScaleUpCooldown - in.Now.Sub(in.Scaling.LastExpand); !in.Scaling.LastExpand.IsZero() && wait > 0 {
+	if wait := l.ScaleUpCooldown - in.Now.Sub(in.Scaling.LastExpand); !in.Manual && !in.Scaling.LastExpand.IsZero() && wait > 0 {
 		res.refuse(CodeCooldown, "scale-up cooldown: %s left", wait)
 		return
 	}
@@ -284,33 +295,43 @@ func (v *view) hostVMs(name string) int {
 	return 0
 }
 
-func (v *view) contract(res *Result) {
+// timely applies the guardrails of time and data to a contraction the
+// policy wants: metrics, cooldowns, the stabilization window. It returns
+// how many nodes may go (0: none).
+func (v *view) timely(res *Result) int {
 	in, l, d := v.in, v.in.Limits, v.in.Decision
-	if d.Count <= 0 {
-		return
-	}
 	if !in.Metrics.Available {
 		res.refuse(CodeMetricsUnavailable, "metrics unavailable (%s): no contraction", in.Metrics.Reason)
-		return
+		return 0
 	}
 	for _, last := range []time.Time{in.Scaling.LastContract, in.Scaling.LastExpand} {
 		if wait := l.ScaleDownCooldown - in.Now.Sub(last); !last.IsZero() && wait > 0 {
 			res.refuse(CodeCooldown, "scale-down cooldown: %s left", wait)
-			return
+			return 0
 		}
 	}
 	s := res.Scaling
 	if held := in.Now.Sub(s.ContractSince); held < l.ScaleDownStabilization {
 		res.refuse(CodeStabilizing, "contraction wanted for %s of the %s stabilization window", held, l.ScaleDownStabilization)
-		return
+		return 0
 	}
 	target := v.size - d.Count
 	for _, r := range s.Recent {
 		target = max(target, r.Size)
 	}
-	n := res.capTo(d.Count, v.size-target, CodeStabilizing, "the most conservative size wanted in the stabilization window is %d", target)
-	if n == 0 {
+	return res.capTo(d.Count, v.size-target, CodeStabilizing, "the most conservative size wanted in the stabilization window is %d", target)
+}
+
+func (v *view) contract(res *Result) {
+	in, l, d := v.in, v.in.Limits, v.in.Decision
+	if d.Count <= 0 {
 		return
+	}
+	n := d.Count
+	if !in.Manual {
+		if n = v.timely(res); n == 0 {
+			return
+		}
 	}
 	floor, code := l.Min, CodeMinSize
 	if floor < 1 {

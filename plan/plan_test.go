@@ -1163,3 +1163,63 @@ func TestSmallTypes(t *testing.T) {
 		t.Errorf("Scalable is wrong for %v", l.ScalableRoles)
 	}
 }
+
+// An operator's selection skips the guardrails of time and data, not
+// those of size, budgets, eligibility or protection, and is no wish the
+// stabilization window remembers.
+func TestPlanManual(t *testing.T) {
+	manual := func(in *Input, d Decision) { in.Manual, in.Decision = true, d }
+	cloneOf := func(template string) Decision { return Decision{Action: ActionExpand, Count: 1, Template: template} }
+	detach := func(node string) Decision { return Decision{Action: ActionContract, Count: 1, Nodes: []string{node}} }
+	window := contracting(ago(time.Minute), rec(ago(time.Minute), 4))
+	runPlanCases(t, []planCase{
+		{
+			name: "a manual clone goes through a scale-up cooldown and missing metrics",
+			edit: func(in *Input) {
+				in.Scaling.LastExpand = ago(time.Second)
+				in.Limits.ScaleUpCooldown = time.Hour
+				in.Metrics = MetricsHealth{Reason: "prometheus down"}
+				manual(in, cloneOf("a3"))
+			},
+			want:    []Proposal{clone("a3", "h2")},
+			scaling: ScalingState{LastExpand: t0},
+		},
+		{
+			name: "a manual clone is capped at max size",
+			edit: func(in *Input) {
+				in.Limits.Max = 4
+				manual(in, cloneOf("a3"))
+			},
+			codes: []Code{CodeMaxSize},
+		},
+		{
+			name: "a manual clone of a node that cannot be a template is refused",
+			edit: func(in *Input) { manual(in, cloneOf("ci")) },
+			codes: []Code{CodeIneligibleTemplate},
+		},
+		{
+			name: "a manual detach goes through cooldowns and the stabilization window, which it leaves as it was",
+			edit: func(in *Input) {
+				in.Limits.ScaleDownCooldown, in.Limits.ScaleDownStabilization = time.Hour, time.Hour
+				in.Scaling = window
+				in.Scaling.LastContract = ago(time.Second)
+				manual(in, detach("a2"))
+			},
+			want:    []Proposal{victim("a2")},
+			scaling: ScalingState{ContractSince: window.ContractSince, Recent: window.Recent, LastContract: t0},
+		},
+		{
+			name: "a manual detach never goes below min",
+			edit: func(in *Input) {
+				in.Limits.Min = 4
+				manual(in, detach("a2"))
+			},
+			codes: []Code{CodeMinSize},
+		},
+		{
+			name: "a manual detach of a node of another role is refused",
+			edit: func(in *Input) { manual(in, detach("ci")) },
+			codes: []Code{CodeProtectedNode, CodeNotEnoughVictims},
+		},
+	})
+}

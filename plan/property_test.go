@@ -328,6 +328,8 @@ func (s *sim) input(t *rapid.T) Input {
 	} else {
 		in.Decision = s.randomDecision(t, hostNames)
 	}
+	// Now and then an operator's selection instead of the policy's.
+	in.Manual = rapid.IntRange(0, 7).Draw(t, "manual") == 0
 	return in
 }
 
@@ -400,8 +402,12 @@ func (s *sim) randomDecision(t *rapid.T, hostNames []string) Decision {
 	}
 }
 
-// observe updates the stabilization model with this tick's wish.
+// observe updates the stabilization model with this tick's wish (an
+// operator's selection is none).
 func (s *sim) observe(in Input) {
+	if in.Manual {
+		return
+	}
 	d := in.Decision
 	if d.Action != ActionContract || d.Count <= 0 || !in.Metrics.Available {
 		s.runSince, s.run = time.Time{}, nil
@@ -528,8 +534,9 @@ func checkGuardrails(t *rapid.T, s *sim, in Input, res Result) {
 		fail("size outside [%d, %d] moved further out: %d → %d", lo, l.Max, size, after)
 	}
 
-	// Metrics: nothing without them, except fail-safe expansion.
-	if !in.Metrics.Available && (nCon > 0 || (nExp > 0 && !d.FailSafe)) {
+	// Metrics: nothing without them, except fail-safe expansion (and an
+	// operator's selection).
+	if !in.Manual && !in.Metrics.Available && (nCon > 0 || (nExp > 0 && !d.FailSafe)) {
 		fail("proposals without metrics (fail-safe %v)", d.FailSafe)
 	}
 
@@ -657,16 +664,16 @@ func checkGuardrails(t *rapid.T, s *sim, in Input, res Result) {
 		}
 		return in.Now.Sub(at)
 	}
-	if nExp > 0 && since(in.Scaling.LastExpand) < l.ScaleUpCooldown {
+	if !in.Manual && nExp > 0 && since(in.Scaling.LastExpand) < l.ScaleUpCooldown {
 		fail("expansion %s after the last, inside the up cooldown", since(in.Scaling.LastExpand))
 	}
-	if nCon > 0 && (since(in.Scaling.LastContract) < l.ScaleDownCooldown || since(in.Scaling.LastExpand) < l.ScaleDownCooldown) {
+	if !in.Manual && nCon > 0 && (since(in.Scaling.LastContract) < l.ScaleDownCooldown || since(in.Scaling.LastExpand) < l.ScaleDownCooldown) {
 		fail("contraction inside the down cooldown")
 	}
 
 	// Stabilization, against the model's record of the run.
 	window := s.inWindow(in)
-	if nCon > 0 {
+	if !in.Manual && nCon > 0 {
 		if in.Now.Sub(s.runSince) < l.ScaleDownStabilization {
 			fail("contraction wanted only since %s, window %s", s.runSince, l.ScaleDownStabilization)
 		}
@@ -679,7 +686,9 @@ func checkGuardrails(t *rapid.T, s *sim, in Input, res Result) {
 
 	// The scaling state to store.
 	want := in.Scaling
-	want.ContractSince, want.Recent = s.runSince, window
+	if !in.Manual {
+		want.ContractSince, want.Recent = s.runSince, window
+	}
 	if nExp > 0 {
 		want.LastExpand = in.Now
 	}

@@ -1,0 +1,98 @@
+package raftstore
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/mitosis-autoscaler/mitosis/plan"
+)
+
+// tcpCluster starts three nodes on loopback TCP (127.0.0.1, ports the
+// kernel picks): n1 bootstraps alone, then adds n2 and n3 as voters, as
+// `mitosis peers join` will. It returns the leader first.
+func tcpCluster(tb testing.TB) []*Store {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var nodes []*Store
+	for i := 1; i <= 3; i++ {
+		s, err := Open(Config{NodeID: fmt.Sprintf("n%d", i), BindAddr: "127.0.0.1:0", DataDir: tb.TempDir(),
+			Bootstrap: i == 1, Logger: hclog.NewNullLogger()})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		tb.Cleanup(func() { _ = s.Close() })
+		nodes = append(nodes, s)
+	}
+	l := nodes[0]
+	if _, _, err := l.WaitLeader(ctx); err != nil {
+		tb.Fatal(err)
+	}
+	for _, s := range nodes[1:] {
+		if err := l.AddVoter(ctx, s.ID(), s.Addr()); err != nil {
+			tb.Fatalf("AddVoter %s: %v", s.ID(), err)
+		}
+	}
+	for _, s := range nodes {
+		if _, _, err := s.WaitLeader(ctx); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	if !l.IsLeader() {
+		tb.Fatal("n1 lost the leadership while adding voters")
+	}
+	return nodes
+}
+
+func TestThreeNodesOnLoopbackTCP(t *testing.T) {
+	nodes := tcpCluster(t)
+	l := nodes[0]
+	populate(t, l)
+	if err := l.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	want := ledgerJSON(t, l)
+	eventually(t, "the followers to apply the leader's writes", func() bool {
+		for _, s := range nodes[1:] {
+			if b, _ := s.LedgerJSON(); !bytes.Equal(b, want) {
+				return false
+			}
+		}
+		return true
+	})
+	err := nodes[1].PutNode(context.Background(), node("z9"))
+	if want := "raftstore: not the leader (leader is " + l.Addr() + ")"; err == nil || err.Error() != "put_node: "+want {
+		t.Errorf("write on a follower: %v, want %q", err, want)
+	}
+}
+
+// BenchmarkCommitStep is the latency of one Transition commit (an
+// operation's step, compare-and-set) on a 3-node cluster over loopback
+// TCP, fsync included.
+func BenchmarkCommitStep(b *testing.B) {
+	l := tcpCluster(b)[0]
+	ctx := context.Background()
+	steps := []plan.Step{"prepare", "clone"}
+	op, k := "", 0
+	b.ResetTimer()
+	for i := range b.N {
+		if i%100 == 0 { // a new operation now and then, so the journal stays short
+			b.StopTimer()
+			op, k = fmt.Sprintf("op%d", i), 0
+			if err := l.Decide(ctx, plan.DecisionRecord{Cluster: "web", At: t0}, plan.ScalingState{}, []plan.Operation{expandOp(op)}); err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+		}
+		t := plan.Transition{From: steps[k%2], To: steps[(k+1)%2], Status: plan.OpRunning, At: t0}
+		if _, err := l.Transition(ctx, op, t); err != nil {
+			b.Fatal(err)
+		}
+		k++
+	}
+}

@@ -114,18 +114,9 @@ func (c *Controller) tick(ctx context.Context, cl ClusterConfig) (*plan.Decision
 	})
 	rec.Decision, rec.Proposals, rec.Reasons = dec, res.Proposals, res.Reasons
 
-	var ops []plan.Operation
-	if !c.cfg.DryRun {
-		for i, p := range res.Proposals {
-			op := plan.Operation{
-				ID: opID(cl.Name, now, i), Kind: p.Kind, Cluster: cl.Name, Status: plan.OpRunning,
-				Step: FirstStep(p.Kind), Template: p.Template, Host: p.Host, Node: p.Node, Force: p.Force,
-				Reason: dec.Reason, CreatedAt: now, StepAt: now,
-			}
-			op.Journal = []plan.JournalItem{{Step: op.Step, At: now, Note: "proposed"}}
-			ops = append(ops, op)
-			rec.Operations = append(rec.Operations, op.ID)
-		}
+	ops := c.operations(cl.Name, now, dec, res.Proposals, "")
+	for _, op := range ops {
+		rec.Operations = append(rec.Operations, op.ID)
 	}
 	if err := c.d.Registry.Decide(ctx, rec, res.Scaling, ops); err != nil {
 		return nil, fmt.Errorf("recording decision: %w", err)
@@ -139,6 +130,86 @@ func (c *Controller) tick(ctx context.Context, cl ClusterConfig) (*plan.Decision
 		return &rec, fmt.Errorf("policy: %w", perr)
 	}
 	return &rec, nil
+}
+
+// ManualRequest is an operator's selection: clone Template, or detach
+// Node, in Cluster; By says who asked (for the record).
+type ManualRequest struct {
+	Cluster  string
+	Action   plan.Action // expand (clone) or contract (detach)
+	Template string
+	Node     string
+	By       string
+}
+
+// Manual records an operator's selection as a decision and starts its
+// operation, through the plan's guardrails of size, budgets, eligibility
+// and protection (not those of time and data: plan.Input.Manual). It
+// returns the record; an operation refused says why in its Reasons. Call
+// it from the goroutine that calls Tick, never at the same time.
+func (c *Controller) Manual(ctx context.Context, req ManualRequest) (plan.DecisionRecord, error) {
+	cl, ok := c.clusters[req.Cluster]
+	if !ok {
+		return plan.DecisionRecord{}, fmt.Errorf("cluster %q is not configured", req.Cluster)
+	}
+	dec := plan.Decision{Action: req.Action, Count: 1}
+	switch req.Action {
+	case plan.ActionExpand:
+		if req.Template == "" {
+			return plan.DecisionRecord{}, errors.New("a clone needs a template node")
+		}
+		dec.Template, dec.Reason = req.Template, fmt.Sprintf("manual clone of %s by %s", req.Template, req.By)
+	case plan.ActionContract:
+		if req.Node == "" {
+			return plan.DecisionRecord{}, errors.New("a detach needs a node")
+		}
+		dec.Nodes, dec.Reason = []string{req.Node}, fmt.Sprintf("manual detach of %s by %s", req.Node, req.By)
+	default:
+		return plan.DecisionRecord{}, fmt.Errorf("manual action %q: want expand or contract", req.Action)
+	}
+	now := c.d.Clock.Now()
+	st, err := c.d.Registry.State(ctx, cl.Name)
+	if err != nil {
+		return plan.DecisionRecord{}, fmt.Errorf("reading registry: %w", err)
+	}
+	res := plan.Plan(plan.Input{
+		Now: now, Limits: cl.Limits(), Nodes: st.Nodes, Hosts: hosts(cl, st.Nodes),
+		Operations: st.Operations, Scaling: st.Scaling, Decision: dec, Manual: true,
+	})
+	rec := plan.DecisionRecord{
+		Cluster: cl.Name, At: now, DryRun: c.cfg.DryRun, PolicyVersion: "manual", By: req.By,
+		Size: res.Size, Decision: dec, Proposals: res.Proposals, Reasons: res.Reasons,
+	}
+	ops := c.operations(cl.Name, now, dec, res.Proposals, "m")
+	for _, op := range ops {
+		rec.Operations = append(rec.Operations, op.ID)
+	}
+	if err := c.d.Registry.Decide(ctx, rec, res.Scaling, ops); err != nil {
+		return plan.DecisionRecord{}, fmt.Errorf("recording decision: %w", err)
+	}
+	c.log.Info("manual decision", "cluster", cl.Name, "action", dec.Action, "by", req.By,
+		"operations", len(ops), "dry_run", c.cfg.DryRun, "reasons", len(res.Reasons))
+	return rec, nil
+}
+
+// operations makes the operations of a decision's proposals (none in a
+// dry run); tag keeps ids of manual and policy decisions of the same
+// second apart.
+func (c *Controller) operations(cluster string, now time.Time, dec plan.Decision, ps []plan.Proposal, tag string) []plan.Operation {
+	if c.cfg.DryRun {
+		return nil
+	}
+	var ops []plan.Operation
+	for i, p := range ps {
+		op := plan.Operation{
+			ID: opID(cluster, now, i) + tag, Kind: p.Kind, Cluster: cluster, Status: plan.OpRunning,
+			Step: FirstStep(p.Kind), Template: p.Template, Host: p.Host, Node: p.Node, Force: p.Force,
+			Reason: dec.Reason, CreatedAt: now, StepAt: now,
+		}
+		op.Journal = []plan.JournalItem{{Step: op.Step, At: now, Note: "proposed"}}
+		ops = append(ops, op)
+	}
+	return ops
 }
 
 // Actuate advances every unfinished operation as far as it can go now; in

@@ -554,3 +554,40 @@ func TestPolicyInputDescribesTheCluster(t *testing.T) {
 		t.Errorf("health/now %+v %d", seen.Health, seen.Now)
 	}
 }
+
+func TestAManualCloneAndDetachAreRecordedWithWhoAskedAndRun(t *testing.T) {
+	r := newRig(t, always(plan.Decision{Action: plan.ActionNone, Reason: "calm"}), nil)
+	rec, err := r.c.Manual(r.ctx, ManualRequest{Cluster: "web", Action: plan.ActionExpand, Template: "a1", By: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.By != "alice" || len(rec.Operations) != 1 || !strings.Contains(rec.Decision.Reason, "manual clone of a1 by alice") {
+		t.Fatalf("record %+v", rec)
+	}
+	r.actuate()
+	if op := r.op(rec.Operations[0]); op.Status != plan.OpDone || op.Template != "a1" {
+		t.Fatalf("manual clone: %+v", op)
+	}
+	// The database is not scalable: refused, with the reason, no operation.
+	rec, err = r.c.Manual(r.ctx, ManualRequest{Cluster: "web", Action: plan.ActionContract, Node: "db", By: "bob"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.Operations) != 0 || len(rec.Reasons) == 0 {
+		t.Fatalf("detach of the database: %+v", rec)
+	}
+	for _, bad := range []ManualRequest{
+		{Cluster: "shop", Action: plan.ActionExpand, Template: "a1"},
+		{Cluster: "web", Action: plan.ActionExpand},
+		{Cluster: "web", Action: plan.ActionContract},
+		{Cluster: "web", Action: "grow", Template: "a1"},
+	} {
+		if _, err := r.c.Manual(r.ctx, bad); err == nil {
+			t.Errorf("%+v accepted", bad)
+		}
+	}
+	got, _ := r.reg.Decisions(r.ctx, "web", 10)
+	if len(got) != 2 || got[0].By != "bob" || got[1].By != "alice" {
+		t.Errorf("recorded decisions %+v", got)
+	}
+}

@@ -67,6 +67,9 @@ type DecisionRecord struct {
 	// Error is set when the tick failed before a decision (bad policy
 	// output, registry error); no action was taken.
 	Error string `json:"error,omitempty"`
+	// By is who made a manual decision (an operator's selection through
+	// the API); empty for the policy's.
+	By string `json:"by,omitempty"`
 }
 
 // Observed summarizes a tick's metrics: the cluster-level values and,

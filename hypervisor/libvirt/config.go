@@ -49,8 +49,37 @@ type Config struct {
 	// host's hostname.
 	Host string `yaml:"host"`
 
+	// CloneMode is how Clone makes a clone: "live" (empty means live),
+	// the live clone of the package doc that continues the template's
+	// memory, or "cold": a copy of the template's definition under the
+	// clone's identity (name, uuid, MACs, its own overlays and serial
+	// files, mitosis metadata), booted from disk. A cold clone carries no
+	// memory (its caches are cold, its services start from scratch), so it
+	// is not what mitosis promises: use it for tests or where a live clone
+	// is impossible (libvirt's test driver, a driver other than QEMU). In
+	// live mode a driver that cannot live-clone is an error, never a
+	// silent cold clone. VM.Method says which a clone is.
+	CloneMode string `yaml:"clone_mode"`
+
 	// Logger receives the client's log lines; nil means slog.Default().
 	Logger *slog.Logger `yaml:"-"`
+}
+
+// The values of Config.CloneMode.
+const (
+	CloneModeLive = "live"
+	CloneModeCold = "cold"
+)
+
+// cloneMode checks Config.CloneMode and returns it, empty as live.
+func (c Config) cloneMode() (string, error) {
+	switch c.CloneMode {
+	case "", CloneModeLive:
+		return CloneModeLive, nil
+	case CloneModeCold:
+		return CloneModeCold, nil
+	}
+	return "", fmt.Errorf("libvirt: clone_mode %q: want %q or %q", c.CloneMode, CloneModeLive, CloneModeCold)
 }
 
 func (c Config) qemuImg() string {

@@ -25,9 +25,14 @@ const Namespace = "https://mitosis-autoscaler.dev/xmlns/vm/1"
 
 const nsPrefix = "mitosis"
 
-// MethodLiveClone is VM.Method of every clone this back-end makes: a
-// domain restored from a live memory snapshot of its template.
-const MethodLiveClone = "live-clone"
+// VM.Method of the clones this back-end makes: a live clone is a domain
+// restored from a live memory snapshot of its template; a cold clone
+// (Config.CloneMode "cold") is a copy of its template's definition booted
+// from disk, without its memory.
+const (
+	MethodLiveClone = "live-clone"
+	MethodColdClone = "cold-clone"
+)
 
 // meta is what mitosis keeps in a domain's metadata. libvirt hands the
 // element back (DomainGetMetadata, asked by Namespace) without its
@@ -130,10 +135,15 @@ func (d diskXML) format() string {
 // memory goes to memFile, and every cloned disk of the template goes on
 // a new qcow2 overlay (tops[target]) so that its current image is frozen
 // as the clone's base. No libvirt snapshot object is kept (NO_METADATA):
-// the snapshot exists only as these files.
+// the snapshot exists only as these files. An empty memFile makes a
+// disk-only snapshot (a cold clone's).
 func snapshotXML(name, memFile string, disks []diskXML, tops map[string]string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "<domainsnapshot><name>%s</name><memory snapshot='external' file='%s'/><disks>", escape(name), escape(memFile))
+	mem := "<memory snapshot='no'/>"
+	if memFile != "" {
+		mem = fmt.Sprintf("<memory snapshot='external' file='%s'/>", escape(memFile))
+	}
+	fmt.Fprintf(&b, "<domainsnapshot><name>%s</name>%s<disks>", escape(name), mem)
 	for _, d := range disks {
 		if top, ok := tops[d.Target.Dev]; ok {
 			fmt.Fprintf(&b, "<disk name='%s' snapshot='external'><driver type='qcow2'/><source file='%s'/></disk>", escape(d.Target.Dev), escape(top))

@@ -21,8 +21,20 @@
 //     memory and the clone runs on (~0.5 s under TCG); NAME.save is removed.
 //
 // Only steps 1 and 5 need a real QEMU: libvirt's test driver has neither
-// external memory snapshots nor restore of a QEMU image, and there Clone
-// fails with an error wrapping errors.ErrUnsupported, leaving nothing.
+// external memory snapshots nor restore of a QEMU image. A live clone is
+// only tried on the QEMU driver; on any other (the test driver) Clone
+// fails up front with an error wrapping errors.ErrUnsupported that names
+// the driver, leaving nothing.
+//
+// With Config.CloneMode "cold", Clone makes a cold clone instead, and
+// never a live one: the template's definition (its migratable XML) under
+// the clone's identity through the same rewrite, with the same metadata
+// (VM.Method "cold-clone"), defined and then started, so it boots from
+// disk without the template's memory. Its disks are overlays as a live
+// clone's are, on images frozen by a disk-only external snapshot of the
+// template; on the test driver, which never opens a disk, they are only
+// named (ImageDir/NAME.TARGET.qcow2) and no file is made. InstantClone is
+// always a live clone.
 //
 // Every domain Clone makes carries its operation and fence in its
 // <metadata>, in the Namespace element; Lookup and Clone read them back.
@@ -55,13 +67,18 @@ type Client struct {
 	log  *slog.Logger
 	host string
 
+	// mode is Config.CloneMode, checked; driver is the connection's
+	// driver as ConnectGetType names it ("QEMU", "TEST", …).
+	mode   string
+	driver string
+
 	mu sync.Mutex
 	l  *lv.Libvirt
 
 	names keyedMutex
 
-	// crashBeforeRestore makes Clone stop right after defining the clone,
-	// as if the process died there (nothing is cleaned up), for the test
+	// crashBeforeRestore makes Clone stop right after defining the clone
+	// (before restoring or starting it), as if the process died there (nothing is cleaned up), for the test
 	// of what a retried Clone does then.
 	crashBeforeRestore bool
 }
@@ -86,7 +103,11 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	if err := cfg.checkImageDir(); err != nil {
 		return nil, err
 	}
-	c := &Client{cfg: cfg, uri: u, log: log.With("libvirt", u.Redacted())}
+	mode, err := cfg.cloneMode()
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{cfg: cfg, uri: u, mode: mode, log: log.With("libvirt", u.Redacted())}
 	if noVerify(u) {
 		c.log.Warn("libvirt TLS server certificate is not verified (no_verify=1)")
 	}
@@ -101,7 +122,16 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 			return nil, fmt.Errorf("libvirt: hostname: %w", err)
 		}
 	}
-	c.log.Info("libvirt connected", "host", c.host, "image_dir", cfg.ImageDir)
+	if c.driver, err = l.ConnectGetType(); err != nil {
+		_ = c.Close()
+		return nil, fmt.Errorf("libvirt: driver type: %w", err)
+	}
+	c.log.Info("libvirt connected", "host", c.host, "driver", c.driver, "clone_mode", mode, "image_dir", cfg.ImageDir)
+	if mode == CloneModeCold {
+		c.log.Warn("libvirt clone_mode is cold: clones boot from disk without their template's memory")
+	} else if !c.canLiveClone() {
+		c.log.Warn("libvirt driver cannot live-clone; Clone will fail unless clone_mode is cold", "driver", c.driver)
+	}
 	return c, nil
 }
 
@@ -143,8 +173,20 @@ func (c *Client) conn(ctx context.Context) (*lv.Libvirt, error) {
 }
 
 // Clone keeps hypervisor.Cloner's contract: it returns the clone of this
-// operation if it exists, else makes a live clone (see the package doc).
+// operation if it exists, else makes a live clone, or a cold one when
+// Config.CloneMode says so (see the package doc).
 func (c *Client) Clone(ctx context.Context, req hypervisor.CloneRequest) (hypervisor.VM, error) {
+	return c.cloneAs(ctx, req, c.mode)
+}
+
+// InstantClone keeps hypervisor.InstantCloner's contract: it is always a
+// live clone, whatever Config.CloneMode says; where the driver cannot make
+// one (the test driver) it fails with errors.ErrUnsupported.
+func (c *Client) InstantClone(ctx context.Context, req hypervisor.CloneRequest) (hypervisor.VM, error) {
+	return c.cloneAs(ctx, req, CloneModeLive)
+}
+
+func (c *Client) cloneAs(ctx context.Context, req hypervisor.CloneRequest, mode string) (hypervisor.VM, error) {
 	if err := checkName(req.Name); err != nil {
 		return hypervisor.VM{}, fmt.Errorf("cloning from %q: %w", req.Template, err)
 	}
@@ -153,18 +195,26 @@ func (c *Client) Clone(ctx context.Context, req hypervisor.CloneRequest) (hyperv
 	}
 	unlock := c.names.lock(req.Name)
 	defer unlock()
-	vm, err := c.clone(ctx, req)
+	vm, err := c.clone(ctx, req, mode)
 	if err != nil {
 		return hypervisor.VM{}, fmt.Errorf("cloning %s from %s: %w", req.Name, req.Template, err)
 	}
 	return vm, nil
 }
 
-// InstantClone keeps hypervisor.InstantCloner's contract. Every clone of
-// this back-end continues its template's memory, so it is Clone; where
-// the daemon cannot (the test driver) both fail with errors.ErrUnsupported.
-func (c *Client) InstantClone(ctx context.Context, req hypervisor.CloneRequest) (hypervisor.VM, error) {
-	return c.Clone(ctx, req)
+// canLiveClone reports whether the connection's driver can make a live
+// clone: only QEMU's has live external memory snapshots and restores a
+// QEMU save image.
+func (c *Client) canLiveClone() bool { return strings.EqualFold(c.driver, "QEMU") }
+
+// opensDisks reports whether the driver opens its domains' disk files:
+// every driver but the test driver, which keeps domains in memory only.
+func (c *Client) opensDisks() bool { return !strings.EqualFold(c.driver, "Test") }
+
+// errNoLiveClone is the error of a live clone on a driver that has none.
+func (c *Client) errNoLiveClone() error {
+	return fmt.Errorf("%w: the libvirt %q driver cannot live-clone (no live external memory snapshot, no restore of a QEMU save image); set clone_mode: cold if a cold clone (booted from disk, without the template's memory) is acceptable",
+		errors.ErrUnsupported, c.driver)
 }
 
 // steps times the steps of a clone, for the log line that reports it.
@@ -174,13 +224,18 @@ func (s *steps) done(name string, since time.Time) {
 	*s = append(*s, name, time.Since(since).Round(time.Millisecond))
 }
 
-func (c *Client) clone(ctx context.Context, req hypervisor.CloneRequest) (_ hypervisor.VM, err error) {
+func (c *Client) clone(ctx context.Context, req hypervisor.CloneRequest, mode string) (_ hypervisor.VM, err error) {
 	log := c.log.With("vm", req.Name, "template", req.Template, "op", req.Operation, "fence", req.Fence)
 	l, err := c.conn(ctx)
 	if err != nil {
 		return hypervisor.VM{}, err
 	}
 	if vm, ok, err := c.existing(ctx, l, req, log); ok || err != nil {
+		if err == nil && mode == CloneModeLive && vm.Method == MethodColdClone {
+			// An InstantClone finding the cold clone a Clone made: it
+			// promised the template's memory, and this one has none.
+			return hypervisor.VM{}, fmt.Errorf("%s (%s) of this operation is a cold clone, not a live one", req.Name, vm.ID)
+		}
 		return vm, err
 	}
 	tmpl, err := l.DomainLookupByName(req.Template)
@@ -191,6 +246,12 @@ func (c *Client) clone(ctx context.Context, req hypervisor.CloneRequest) (_ hype
 		return hypervisor.VM{}, fmt.Errorf("template: %w", err)
 	} else if !poweredOn(st) {
 		return hypervisor.VM{}, fmt.Errorf("template is %s, not running", stateName(st))
+	}
+	if mode == CloneModeCold {
+		return c.coldClone(ctx, l, tmpl, req, log)
+	}
+	if !c.canLiveClone() {
+		return hypervisor.VM{}, c.errNoLiveClone()
 	}
 
 	start := time.Now()
@@ -234,7 +295,11 @@ func (c *Client) clone(ctx context.Context, req hypervisor.CloneRequest) (_ hype
 	}
 	flags := uint32(lv.DomainSnapshotCreateLive | lv.DomainSnapshotCreateAtomic | lv.DomainSnapshotCreateNoMetadata)
 	if _, err := l.DomainSnapshotCreateXML(tmpl, snapshotXML(req.Name, save, td.Devices.Disks, tops), flags); err != nil {
-		return hypervisor.VM{}, fmt.Errorf("live snapshot of the template: %w", unsupported(notFound(err)))
+		err = unsupported(notFound(err))
+		if errors.Is(err, errors.ErrUnsupported) {
+			err = fmt.Errorf("%w; set clone_mode: cold if a cold clone (booted from disk, without the template's memory) is acceptable", err)
+		}
+		return hypervisor.VM{}, fmt.Errorf("live snapshot of the template: %w", err)
 	}
 	took.done("snapshot", t)
 	log.Debug("libvirt template snapshot", "memory", save, "tops", tops)
@@ -354,7 +419,7 @@ func (c *Client) existing(ctx context.Context, l *lv.Libvirt, req hypervisor.Clo
 			return hypervisor.VM{}, false, fmt.Errorf("resuming %s: %w", req.Name, err)
 		}
 	default:
-		if err := c.start(ctx, l, dom, log); err != nil {
+		if err := c.start(ctx, l, dom, vm.Method, log); err != nil {
 			return hypervisor.VM{}, false, err
 		}
 	}
@@ -367,10 +432,18 @@ func (c *Client) existing(ctx context.Context, l *lv.Libvirt, req hypervisor.Clo
 }
 
 // start starts a clone found off: from its memory image if it still has
-// one (it was defined but not yet restored), else by booting its disks.
-func (c *Client) start(ctx context.Context, l *lv.Libvirt, dom lv.Domain, log *slog.Logger) error {
+// one (it was defined but not yet restored), else by booting its disks
+// (what a cold clone defined but not yet started always is).
+func (c *Client) start(ctx context.Context, l *lv.Libvirt, dom lv.Domain, method string, log *slog.Logger) error {
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if method == MethodColdClone {
+		log.Info("libvirt cold clone already made but off; starting it", "method", method)
+		if err := l.DomainCreate(dom); err != nil {
+			return fmt.Errorf("starting %s: %w", dom.Name, err)
+		}
+		return nil
 	}
 	save := c.savePath(dom.Name)
 	if x, err := saveImageXML(save); err == nil {

@@ -4,15 +4,18 @@ package libvirt
 // unprivileged daemon. The test driver keeps domains in memory and never
 // opens their files; it has define/create/destroy/undefine, suspend and
 // resume, and metadata, but no external memory snapshot and no QEMU save
-// image, so Clone's own steps 1 and 5 run in qemu_test.go. Here a domain
-// is made the way Clone leaves one (the same XML rewrite, then define and
-// start), and everything around the clone steps is checked against the
-// real daemon: idempotency, ErrNameTaken, ErrNotFound, destroy and its
-// files, look-up, and that Clone fails cleanly where the driver cannot.
+// image, so a live clone's own steps 1 and 5 run in qemu_test.go. Here a
+// domain is made the way a live Clone leaves one (the same XML rewrite,
+// then define and start), and everything around the clone steps is
+// checked against the real daemon: idempotency, ErrNameTaken, ErrNotFound,
+// destroy and its files, look-up, and that a live Clone fails cleanly
+// where the driver cannot. A cold clone (clone_mode: cold) runs here in
+// full, and passes the conformance suite (TestConformanceTestDriver).
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -25,6 +28,7 @@ import (
 	lv "github.com/digitalocean/go-libvirt"
 
 	"github.com/mitosis-autoscaler/mitosis/hypervisor"
+	"github.com/mitosis-autoscaler/mitosis/hypervisor/hypervisortest"
 	"github.com/mitosis-autoscaler/mitosis/hypervisor/libvirt/libvirttest"
 )
 
@@ -37,14 +41,16 @@ type testDriver struct {
 	dir string      // ImageDir
 }
 
-func newTestDriver(t *testing.T) testDriver {
+func newTestDriver(t *testing.T) testDriver { return newTestDriverMode(t, "") }
+
+func newTestDriverMode(t *testing.T, mode string) testDriver {
 	t.Helper()
 	d := libvirttest.Start(t, libvirttest.Options{})
 	// The test driver resets when its last connection closes: this one
 	// stays open for the whole test.
 	raw := d.Connect(t, "test:///default")
 	dir := t.TempDir()
-	c, err := New(t.Context(), Config{URI: d.URI("test", "/default"), ImageDir: dir, Logger: testLogger(t)})
+	c, err := New(t.Context(), Config{URI: d.URI("test", "/default"), ImageDir: dir, CloneMode: mode, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,8 +257,10 @@ func TestTestDriverCloneOfMissingTemplate(t *testing.T) {
 	}
 }
 
-// The test driver has no external memory snapshot: Clone says so with
-// errors.ErrUnsupported and leaves nothing, the template running.
+// The test driver has no external memory snapshot: in live mode (the
+// default) Clone says so up front with errors.ErrUnsupported, naming the
+// driver and clone_mode: cold, and leaves nothing, the template running.
+// It never falls back to a cold clone on its own.
 func TestTestDriverCloneIsUnsupported(t *testing.T) {
 	td := newTestDriver(t)
 	before := td.names(t)
@@ -260,8 +268,8 @@ func TestTestDriverCloneIsUnsupported(t *testing.T) {
 		"Clone": td.c.Clone, "InstantClone": td.c.InstantClone,
 	} {
 		_, err := clone(ctx(t), req("unsupported", 1))
-		if !errors.Is(err, errors.ErrUnsupported) || !strings.Contains(err.Error(), "live snapshot") {
-			t.Errorf("%s on the test driver: err = %v, want errors.ErrUnsupported from the live snapshot", name, err)
+		if !errors.Is(err, errors.ErrUnsupported) || !strings.Contains(strings.ToLower(err.Error()), `"test" driver`) || !strings.Contains(err.Error(), "set clone_mode: cold") {
+			t.Errorf("%s on the test driver: err = %v, want errors.ErrUnsupported naming the driver and clone_mode: cold", name, err)
 		}
 	}
 	if after, files := td.names(t), td.files(t); !slices.Equal(before, after) || len(files) > 0 {
@@ -378,35 +386,126 @@ func TestTestDriverReconnects(t *testing.T) {
 	}
 }
 
-// BenchmarkTestDriverMadeDestroy is the part of a clone + destroy cycle
-// the test driver can run: the clone's XML rewrite, define and start as
-// Clone leaves a clone, Clone finding it, and Destroy. The live clone
-// itself is timed on QEMU (BenchmarkLiveCloneDestroy).
-func BenchmarkTestDriverMadeDestroy(b *testing.B) {
+func TestConformanceTestDriver(t *testing.T) {
+	td := newTestDriverMode(t, CloneModeCold)
+	hypervisortest.Run(t, func(t *testing.T) hypervisortest.Harness {
+		return hypervisortest.Harness{Hypervisor: td.c, Template: testTemplate}
+	})
+	if got := td.names(t); !slices.Equal(got, []string{testTemplate}) {
+		t.Errorf("domains left after the suite: %v", got)
+	}
+	if files := td.files(t); len(files) > 0 {
+		t.Errorf("files left after the suite: %v", files)
+	}
+}
+
+func TestCloneModeIsChecked(t *testing.T) {
+	_, err := New(t.Context(), Config{URI: "test:///default", ImageDir: t.TempDir(), CloneMode: "warm"})
+	if err == nil || !strings.Contains(err.Error(), "clone_mode") || !strings.Contains(err.Error(), `"warm"`) {
+		t.Errorf("New with clone_mode warm: err = %v, want one naming clone_mode", err)
+	}
+}
+
+func TestTestDriverColdClone(t *testing.T) {
+	td := newTestDriverMode(t, CloneModeCold)
+	r := req("cold", 9)
+	vm, err := td.c.Clone(ctx(t), r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vm.Method != MethodColdClone || vm.Operation != "cold" || vm.Fence != 9 || !vm.Running {
+		t.Errorf("Clone = %+v, want a running cold clone with its metadata", vm)
+	}
+	if got, err := td.c.Lookup(ctx(t), r.Name); err != nil || got != vm {
+		t.Errorf("Lookup = %+v, %v; want %+v", got, err, vm)
+	}
+	// The clone is the template's definition under its own identity.
+	dom, err := td.raw.DomainLookupByName(r.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, err := td.raw.DomainGetXMLDesc(dom, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := parseDomain(x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d.Devices.Disks) == 0 || d.Devices.Disks[0].Source.File != td.c.overlayPath(r.Name, d.Devices.Disks[0].Target.Dev) {
+		t.Errorf("clone's disks %+v, want its own overlay", d.Devices.Disks)
+	}
+	if tm, cm := libvirttest.MACs(t, td.raw, testTemplate), libvirttest.MACs(t, td.raw, r.Name); len(cm) != len(tm) || len(cm) == 0 || slices.Equal(tm, cm) {
+		t.Errorf("clone's MACs %v, template's %v: want new ones", cm, tm)
+	}
+	if files := td.files(t); len(files) > 0 {
+		t.Errorf("the test driver opens no disk, yet files were made: %v", files)
+	}
+
+	// InstantClone never falls back to a cold clone, and never passes
+	// the cold clone of its operation off as an instant one.
+	ir := req("instant", 1)
+	if _, err := td.c.InstantClone(ctx(t), ir); !errors.Is(err, errors.ErrUnsupported) {
+		t.Errorf("InstantClone in cold mode on the test driver: err = %v, want errors.ErrUnsupported", err)
+	}
+	if _, err := td.c.Lookup(ctx(t), ir.Name); !errors.Is(err, hypervisor.ErrNotFound) {
+		t.Errorf("the unsupported InstantClone left %s (Lookup err = %v)", ir.Name, err)
+	}
+	if _, err := td.c.InstantClone(ctx(t), r); err == nil || !strings.Contains(err.Error(), "cold clone") {
+		t.Errorf("InstantClone of the operation of a cold clone: err = %v, want a refusal", err)
+	}
+
+	if err := td.c.Destroy(ctx(t), r.Name); err != nil {
+		t.Fatal(err)
+	}
+	if got := td.names(t); !slices.Equal(got, []string{testTemplate}) {
+		t.Errorf("domains left: %v", got)
+	}
+}
+
+// A cold clone defined but not yet started (the process died in between)
+// is found by the retried Clone, which starts it rather than make another.
+func TestTestDriverColdCloneDefinedNotStarted(t *testing.T) {
+	td := newTestDriverMode(t, CloneModeCold)
+	r := req("crashed", 2)
+	td.c.crashBeforeRestore = true
+	if _, err := td.c.Clone(ctx(t), r); !errors.Is(err, errCrashed) {
+		t.Fatalf("Clone with a crash before the start: err = %v", err)
+	}
+	td.c.crashBeforeRestore = false
+	off, err := td.c.Lookup(ctx(t), r.Name)
+	if err != nil || off.Running || off.Method != MethodColdClone || off.Operation != "crashed" {
+		t.Fatalf("after the crash: %+v, %v; want the clone defined, not running", off, err)
+	}
+	before := td.names(t)
+	retry := r
+	retry.Fence = 3
+	vm, err := td.c.Clone(ctx(t), retry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vm.ID != off.ID || !vm.Running || vm.Fence != 2 || vm.Method != MethodColdClone {
+		t.Errorf("retried Clone = %+v, want %s started, with the fence it was made with", vm, off.ID)
+	}
+	if after := td.names(t); !slices.Equal(before, after) {
+		t.Errorf("domains %v became %v: the retried Clone made another", before, after)
+	}
+}
+
+// BenchmarkCloneDestroyTestDriver is a cold clone and its destroy on the
+// test driver: read the template's XML, rewrite it, define, start, read
+// back; then destroy and undefine. The live clone is timed on QEMU
+// (BenchmarkLiveCloneDestroy).
+func BenchmarkCloneDestroyTestDriver(b *testing.B) {
 	d := libvirttest.Start(b, libvirttest.Options{})
-	raw := d.Connect(b, "test:///default")
-	dir := b.TempDir()
-	c, err := New(b.Context(), Config{URI: d.URI("test", "/default"), ImageDir: dir, Logger: slog.New(slog.DiscardHandler)})
+	_ = d.Connect(b, "test:///default") // keeps the driver's state
+	c, err := New(b.Context(), Config{URI: d.URI("test", "/default"), ImageDir: b.TempDir(), CloneMode: CloneModeCold, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer c.Close()
-	tmpl, _ := raw.DomainLookupByName(testTemplate)
-	x, _ := raw.DomainGetXMLDesc(tmpl, 0)
 	for i := 0; b.Loop(); i++ {
-		r := req("bench-"+strings.Repeat("x", i%3), 1)
-		def, err := cloneXML(x, identity{name: r.Name, uuid: newUUID(), chardev: c.chardevPaths(r.Name),
-			meta: meta{Operation: r.Operation, Fence: r.Fence, Template: r.Template, Method: MethodLiveClone}})
-		if err != nil {
-			b.Fatal(err)
-		}
-		dom, err := raw.DomainDefineXML(def)
-		if err == nil {
-			err = raw.DomainCreate(dom)
-		}
-		if err != nil {
-			b.Fatal(err)
-		}
+		r := req(fmt.Sprintf("bench-%d", i), 1)
 		if _, err := c.Clone(b.Context(), r); err != nil {
 			b.Fatal(err)
 		}

@@ -33,6 +33,7 @@ type qemuWorld struct {
 	raw    *lv.Libvirt
 	guest  libvirttest.Guest
 	images string // ImageDir
+	uri    string // Config.URI
 }
 
 func (w qemuWorld) templateLog() string { return w.guest.Log }
@@ -56,7 +57,8 @@ func startQEMU(t testing.TB) qemuWorld {
 		log = slog.New(slog.DiscardHandler)
 	}
 	var err error
-	w.c, err = New(t.Context(), Config{URI: d.QEMUURI(), ImageDir: w.images, Logger: log})
+	w.uri = d.QEMUURI()
+	w.c, err = New(t.Context(), Config{URI: w.uri, ImageDir: w.images, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,6 +216,46 @@ func TestLiveCloneQEMU(t *testing.T) {
 	}
 	if got, err := w.c.Lookup(ctx(t), qemuTemplate); err != nil || !got.Running {
 		t.Errorf("template after destroying its clones: %+v, %v", got, err)
+	}
+	w.checkOnlyTemplateFiles(t)
+
+	// clone_mode: cold on QEMU: the clone boots afresh (no memory) from
+	// an overlay on the template's frozen disk, says so in its metadata,
+	// and Destroy takes its files along; the template counts on.
+	cold, err := New(t.Context(), Config{URI: w.uri, ImageDir: w.images, CloneMode: CloneModeCold, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cold.Close()
+	cr := hypervisor.CloneRequest{Operation: "cold", Name: "mitosis-cold", Template: qemuTemplate, Fence: 8}
+	tc, _ := libvirttest.ReadCounter(w.templateLog())
+	cvm, err := cold.Clone(ctx(t), cr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cvm.Method != MethodColdClone || !cvm.Running || cvm.Operation != "cold" || cvm.Fence != 8 {
+		t.Errorf("cold Clone = %+v", cvm)
+	}
+	if got, err := w.c.Lookup(ctx(t), cr.Name); err != nil || got.Method != MethodColdClone {
+		t.Errorf("Lookup of the cold clone: %+v, %v; want method %s", got, err, MethodColdClone)
+	}
+	if c, err := libvirttest.WaitCounter(w.cloneLog(cr.Name), 0, 60*time.Second); err != nil {
+		t.Error(err)
+	} else if !c.Ready || c.Boot == tc.Boot {
+		t.Errorf("cold clone counts %d.. of boot %s (booted here: %v); want a boot of its own (template's is %s)", c.First, c.Boot, c.Ready, tc.Boot)
+	}
+	if _, err := os.Stat(w.c.overlayPath(cr.Name, "vda")); err != nil {
+		t.Errorf("cold clone's overlay: %v", err)
+	}
+	if err := cold.Destroy(ctx(t), cr.Name); err != nil {
+		t.Fatal(err)
+	}
+	if files := w.c.namedFiles(cr.Name); len(files) > 0 {
+		t.Errorf("files of the cold clone left: %v", files)
+	}
+	now, _ = libvirttest.ReadCounter(w.templateLog())
+	if _, err := libvirttest.WaitCounter(w.templateLog(), now.Last+2, 10*time.Second); err != nil {
+		t.Errorf("template stopped counting after the cold clone: %v", err)
 	}
 	w.checkOnlyTemplateFiles(t)
 

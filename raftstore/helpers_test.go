@@ -32,9 +32,22 @@ type testCluster struct {
 	tune  func(*Config)
 }
 
-// newCluster starts n nodes bootstrapped as one cluster ("n1"…).
+// relaxed are timeouts for the tests of several nodes in one process: the
+// tuned defaults (100 ms) hold on an idle machine, but under the race
+// detector on a loaded one a heartbeat can come late and cause an
+// election that a test does not expect.
+func relaxed(cfg *Config) {
+	cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = 400*time.Millisecond, 400*time.Millisecond, 200*time.Millisecond
+}
+
+// newCluster starts n nodes bootstrapped as one cluster ("n1"…), with
+// the tuned defaults for one node and relaxed timeouts for more, then
+// tune applied.
 func newCluster(t *testing.T, n int, tune func(*Config)) *testCluster {
 	t.Helper()
+	if n > 1 {
+		tune = then(relaxed, tune)
+	}
 	c := &testCluster{t: t, dirs: map[string]string{}, trans: map[string]*raft.InmemTransport{}, nodes: map[string]*Store{}, tune: tune}
 	var peers []Peer
 	for i := 1; i <= n; i++ {
@@ -89,6 +102,17 @@ func (c *testCluster) stop(id string) {
 	delete(c.trans, id)
 	for _, ot := range c.trans {
 		ot.Disconnect(raft.ServerAddress(id))
+	}
+}
+
+// then returns a tune that applies a then b (either may be nil).
+func then(a, b func(*Config)) func(*Config) {
+	return func(cfg *Config) {
+		for _, f := range []func(*Config){a, b} {
+			if f != nil {
+				f(cfg)
+			}
+		}
 	}
 }
 

@@ -123,9 +123,9 @@ func TestRestartRecoversFromTheDataDir(t *testing.T) {
 }
 
 func TestSnapshotRestoresIntoAFreshNode(t *testing.T) {
-	c := newCluster(t, 1, func(cfg *Config) {
+	c := newCluster(t, 1, then(relaxed, func(cfg *Config) { // relaxed: it grows to two nodes
 		cfg.SnapshotThreshold, cfg.TrailingLogs, cfg.SnapshotInterval = 16, 4, 20*time.Millisecond
-	})
+	}))
 	l := c.leader()
 	ctx := populate(t, l)
 	for i := range 100 {

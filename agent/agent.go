@@ -45,6 +45,9 @@ type Agent struct {
 	telemetry *Telemetry
 	ln        net.Listener
 	tokens    tokens
+	// manual carries operators' selections to the loop's goroutine, the
+	// only one that may call the controller.
+	manual chan manualCall
 	// loop decides and acts until its context ends: on a timer against
 	// Prometheus (tickLoop), or in a simulated world (simulate).
 	loop func(ctx context.Context) error
@@ -70,7 +73,8 @@ func New(cfg Config, opt Options) (*Agent, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	a := &Agent{cfg: cfg, opt: opt, log: log, reg: autoscaler.NewMemRegistry(), telemetry: NewTelemetry(opt.Version)}
+	a := &Agent{cfg: cfg, opt: opt, log: log, reg: autoscaler.NewMemRegistry(), telemetry: NewTelemetry(opt.Version),
+		manual: make(chan manualCall)}
 	if cfg.Simulated() {
 		a.loop = a.simulate
 	} else if err := a.assemble(); err != nil {
@@ -141,7 +145,7 @@ func (a *Agent) simulate(ctx context.Context) error {
 	res, err := sim.Run(ctx, sim.Options{
 		Label: "agent", Workload: load, Config: a.cfg.Config, Params: a.cfg.Simulation, Mode: sc.Mode,
 		Seed: sc.Seed, Policy: a.telemetry.Policy(a.opt.Policy), Log: a.log,
-		Registry: a.reg, Observer: a.telemetry, Pace: pace,
+		Registry: a.reg, Observer: a.telemetry, Pace: pace, AfterStep: a.serveManual,
 	})
 	if err != nil {
 		if ctx.Err() != nil {
@@ -202,11 +206,61 @@ func (a *Agent) tickLoop(ctx context.Context) error {
 				a.log.Info("dry run: would have acted", "cluster", r.Cluster, "proposals", proposals(r.Proposals), "reason", r.Decision.Reason)
 			}
 		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
+		// Until the next tick, run the operators' selections as they come.
+		for waiting := true; waiting; {
+			select {
+			case <-ctx.Done():
+				return nil
+			case m := <-a.manual:
+				a.runManual(ctx, a.ctl, m)
+			case <-t.C:
+				waiting = false
+			}
 		}
+	}
+}
+
+// manualCall is an operator's selection on its way to the loop.
+type manualCall struct {
+	req   autoscaler.ManualRequest
+	reply chan manualResult
+}
+
+type manualResult struct {
+	rec plan.DecisionRecord
+	err error
+}
+
+// serveManual runs the selections waiting, without waiting for more.
+func (a *Agent) serveManual(ctx context.Context, c *autoscaler.Controller) {
+	for {
+		select {
+		case m := <-a.manual:
+			a.runManual(ctx, c, m)
+		default:
+			return
+		}
+	}
+}
+
+func (a *Agent) runManual(ctx context.Context, c *autoscaler.Controller, m manualCall) {
+	rec, err := c.Manual(ctx, m.req)
+	m.reply <- manualResult{rec, err}
+}
+
+// submit hands a selection to the loop and waits for its record.
+func (a *Agent) submit(ctx context.Context, req autoscaler.ManualRequest) (plan.DecisionRecord, error) {
+	m := manualCall{req: req, reply: make(chan manualResult, 1)}
+	select {
+	case a.manual <- m:
+	case <-ctx.Done():
+		return plan.DecisionRecord{}, ctx.Err()
+	}
+	select {
+	case r := <-m.reply:
+		return r.rec, r.err
+	case <-ctx.Done():
+		return plan.DecisionRecord{}, ctx.Err()
 	}
 }
 

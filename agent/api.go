@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/mitosis-autoscaler/mitosis/autoscaler"
 	"github.com/mitosis-autoscaler/mitosis/plan"
 )
 
@@ -60,6 +61,8 @@ func (a *Agent) routes() []route {
 		{"GET /v1/operations/{id}", RoleRead, a.operation},
 		{"GET /v1/clusters/{cluster}/decisions", RoleRead, a.decisions},
 		{"GET /v1/clusters/{cluster}/why", RoleRead, a.why},
+		{"POST /v1/clusters/{cluster}/clone", RoleOperate, a.clone},
+		{"POST /v1/clusters/{cluster}/detach", RoleOperate, a.detach},
 	}
 }
 
@@ -306,4 +309,88 @@ func (a *Agent) why(w http.ResponseWriter, r *http.Request, _ principal) error {
 		}
 	}
 	return notFound("no decision of cluster %s at or before %s is kept", c, at.Format(time.RFC3339))
+}
+
+// CloneRequest is POST /v1/clusters/{cluster}/clone.
+type CloneRequest struct {
+	// Template is the node to clone.
+	Template string `json:"template"`
+}
+
+// DetachRequest is POST /v1/clusters/{cluster}/detach.
+type DetachRequest struct {
+	// Node is the node to detach and destroy.
+	Node string `json:"node"`
+}
+
+// decode reads a JSON body strictly: one object, no unknown field.
+func decode(r *http.Request, v any) error {
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mb *http.MaxBytesError
+		if errors.As(err, &mb) {
+			return err
+		}
+		return bad("request body: %v", err)
+	}
+	if err := dec.Decode(&struct{}{}); err != io.EOF {
+		return bad("request body: one JSON object expected, and nothing after it")
+	}
+	return nil
+}
+
+// clone asks for a clone of a selected node. The answer is the decision
+// record: its operations if one started, its reasons if the guardrails
+// refused (201 or 409).
+func (a *Agent) clone(w http.ResponseWriter, r *http.Request, p principal) error {
+	c, err := a.cluster(r)
+	if err != nil {
+		return err
+	}
+	var req CloneRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	if req.Template == "" {
+		return bad("template: required")
+	}
+	return a.manualReply(w, r, autoscaler.ManualRequest{Cluster: c, Action: plan.ActionExpand, Template: req.Template, By: p.Name})
+}
+
+// detach asks for a selected node to be detached and destroyed.
+func (a *Agent) detach(w http.ResponseWriter, r *http.Request, p principal) error {
+	c, err := a.cluster(r)
+	if err != nil {
+		return err
+	}
+	var req DetachRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	if req.Node == "" {
+		return bad("node: required")
+	}
+	return a.manualReply(w, r, autoscaler.ManualRequest{Cluster: c, Action: plan.ActionContract, Node: req.Node, By: p.Name})
+}
+
+func (a *Agent) manualReply(w http.ResponseWriter, r *http.Request, req autoscaler.ManualRequest) error {
+	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	defer cancel()
+	rec, err := a.submit(ctx, req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return &apiError{http.StatusServiceUnavailable, "the agent's loop did not take the request in time: " + err.Error()}
+		}
+		return &apiError{http.StatusConflict, err.Error()}
+	}
+	a.log.Info("api: manual decision", "who", req.By, "cluster", req.Cluster, "action", req.Action,
+		"template", req.Template, "node", req.Node, "operations", len(rec.Operations))
+	code := http.StatusCreated
+	if len(rec.Operations) == 0 && !rec.DryRun {
+		code = http.StatusConflict // refused by a guardrail: the reasons say which
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	return json.NewEncoder(w).Encode(rec)
 }

@@ -184,3 +184,27 @@ func TestReadEndpointsShowWhatTheRegistryHolds(t *testing.T) {
 		}
 	}
 }
+
+// The API's request decoding never panics, and accepts a body only as
+// one object of known fields.
+func FuzzDecodeRequest(f *testing.F) {
+	for _, seed := range []string{`{"template": "web-1"}`, `{"node": "web-2"}`, `{}`, `[]`, `{"template": 1}`, `{"template": "a"} {}`, "", "\x00\xff"} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, body string) {
+		var c CloneRequest
+		r := httptest.NewRequest(http.MethodPost, "/v1/clusters/web/clone", strings.NewReader(body))
+		r.Body = http.MaxBytesReader(httptest.NewRecorder(), r.Body, maxBody)
+		if err := decode(r, &c); err == nil {
+			var back map[string]any
+			if json.Unmarshal([]byte(body), &back) != nil {
+				t.Errorf("accepted %q, which is not one JSON object", body)
+			}
+			for k := range back { // encoding/json matches names case-insensitively
+				if !strings.EqualFold(k, "template") {
+					t.Errorf("accepted %q with the unknown field %q", body, k)
+				}
+			}
+		}
+	})
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -57,8 +58,12 @@ func TestASimulatedWorldExpandsAndContracts(t *testing.T) {
 		}
 	}()
 
-	expanded := func() float64 { return testutil.ToFloat64(a.telemetry.operations.WithLabelValues("web", "expand", "done")) }
-	contracted := func() float64 { return testutil.ToFloat64(a.telemetry.operations.WithLabelValues("web", "contract", "done")) }
+	expanded := func() float64 {
+		return testutil.ToFloat64(a.telemetry.operations.WithLabelValues("web", "expand", "done"))
+	}
+	contracted := func() float64 {
+		return testutil.ToFloat64(a.telemetry.operations.WithLabelValues("web", "contract", "done"))
+	}
 	deadline := time.Now().Add(20 * time.Second) // ~6.7 simulated hours at ×1200
 	for time.Now().Before(deadline) && (expanded() == 0 || contracted() == 0) {
 		time.Sleep(100 * time.Millisecond)
@@ -90,5 +95,67 @@ func TestASimulatedWorldExpandsAndContracts(t *testing.T) {
 	}
 	if r, err := http.Get("http://" + a.Addr() + "/-/ready"); err != nil || r.StatusCode != http.StatusOK {
 		t.Errorf("ready: %v %v", r.Status, err)
+	}
+}
+
+// An operator clones a node of their choice and detaches another through
+// the API; each is a decision recorded with their name, and runs.
+func TestAnOperatorClonesAndDetachesThroughTheAPI(t *testing.T) {
+	cfg, err := Parse([]byte(simulatedFile), "sim.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Hypervisor.Sim.Speed = 60
+	engine, err := policy.LoadFS(policies.FS, "policies")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(cfg, Options{Listen: "127.0.0.1:0", Token: "t0k", Policy: engine, Version: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	post := func(path, body string) (int, plan.DecisionRecord) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, "http://"+a.Addr()+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer t0k")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var rec plan.DecisionRecord
+		_ = json.NewDecoder(resp.Body).Decode(&rec)
+		return resp.StatusCode, rec
+	}
+	code, rec := post("/v1/clusters/web/clone", `{"template": "web-1"}`)
+	if code != http.StatusCreated || rec.By != "admin" || len(rec.Operations) != 1 {
+		t.Fatalf("clone: %d %+v", code, rec)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	var op plan.Operation
+	for time.Now().Before(deadline) {
+		if op, err = a.reg.Operation(context.Background(), rec.Operations[0]); err == nil && op.Status.Finished() {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if op.Status != plan.OpDone || op.Template != "web-1" || op.Node == "" {
+		t.Fatalf("the operator's clone: %+v", op)
+	}
+	if code, rec := post("/v1/clusters/web/detach", `{"node": "`+op.Node+`"}`); code != http.StatusCreated || len(rec.Operations) != 1 {
+		t.Fatalf("detach of the clone %s: %d %+v", op.Node, code, rec)
+	}
+	if code, rec := post("/v1/clusters/web/clone", `{"template": "no-such-node"}`); code != http.StatusConflict || len(rec.Reasons) == 0 {
+		t.Errorf("clone of a node that does not exist: %d %+v", code, rec)
+	}
+	for body, want := range map[string]int{`{"template": ""}`: 400, `{"tempate": "web-1"}`: 400, `[]`: 400, `{"template": "web-1"} {}`: 400} {
+		if code, _ := post("/v1/clusters/web/clone", body); code != want {
+			t.Errorf("clone with %s: %d, want %d", body, code, want)
+		}
 	}
 }

@@ -44,6 +44,10 @@ type Options struct {
 	// time: a run in real time sleeps there (RealTime). An error ends
 	// the run with it.
 	Pace func(ctx context.Context, now time.Time) error
+	// AfterStep, if set, is called after every step with the run's
+	// controller, on the goroutine that ticks it: where an agent hands it
+	// an operator's selections (Controller.Manual).
+	AfterStep func(ctx context.Context, c *autoscaler.Controller)
 }
 
 // Result is what a run produced.
@@ -173,6 +177,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			if err := o.Pace(ctx, now); err != nil {
 				return nil, err
 			}
+		}
+		if o.AfterStep != nil {
+			o.AfterStep(ctx, ctrl)
 		}
 		// What the controller does at now belongs to the row starting now.
 		if !now.Before(nextRow) || world.Done() {

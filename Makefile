@@ -37,7 +37,7 @@ acceptance: deps ## The WorldCup98 acceptance runs (also in test), with their su
 	$(GO) test -count=1 -run WorldCup -v ./sim/
 
 bench: deps ## Benchmarks; compare runs with: make bench > new.txt; go tool benchstat old.txt new.txt
-	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -count $(COUNT) ./plan/ ./policy/ ./sim/ ./autoscaler/ ./hypervisor/vsphere/ ./hypervisor/libvirt/ ./metrics/prometheus/
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -count $(COUNT) ./plan/ ./policy/ ./sim/ ./autoscaler/ ./hypervisor/vsphere/ ./hypervisor/libvirt/ ./metrics/prometheus/ ./raftstore/
 
 lint: deps ## go vet, staticcheck, and the Rego format and strict checks
 	$(GO) vet ./...

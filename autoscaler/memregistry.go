@@ -75,6 +75,35 @@ func (r *MemRegistry) Decisions(_ context.Context, cluster string, limit int) ([
 }
 
 // MarshalJSON serializes the registry's whole state (plan.Ledger's JSON).
+// PutSettings replaces a cluster's switches, with its audit record.
+func (r *MemRegistry) PutSettings(_ context.Context, cluster string, s plan.ClusterSettings, a plan.AuditRecord) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.l.PutSettings(cluster, s, a)
+}
+
+// Audits returns the latest audit records, newest first.
+func (r *MemRegistry) Audits(_ context.Context, limit int) ([]plan.AuditRecord, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.l.Audits(limit), nil
+}
+
+// PutPolicy records a pushed policy version, with its audit record.
+func (r *MemRegistry) PutPolicy(_ context.Context, p plan.PolicyVersion, a plan.AuditRecord) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.l.PutPolicy(p, a)
+}
+
+// Policy returns the policy pushed last.
+func (r *MemRegistry) Policy(context.Context) (plan.PolicyVersion, bool, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p, ok := r.l.Policy()
+	return p, ok, nil
+}
+
 func (r *MemRegistry) MarshalJSON() ([]byte, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

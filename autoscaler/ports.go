@@ -53,6 +53,20 @@ type Registry interface {
 	// Decisions returns up to limit of the cluster's latest decisions,
 	// newest first.
 	Decisions(ctx context.Context, cluster string, limit int) ([]plan.DecisionRecord, error)
+
+	// What operators change (plan/admin.go). A decision with By set
+	// carries its own audit record.
+
+	// PutSettings replaces a cluster's switches (ClusterState.Settings)
+	// and records the change's audit record, at once.
+	PutSettings(ctx context.Context, cluster string, s plan.ClusterSettings, a plan.AuditRecord) error
+	// Audits returns up to limit of the latest audit records, newest first.
+	Audits(ctx context.Context, limit int) ([]plan.AuditRecord, error)
+	// PutPolicy records a pushed policy version, the one to decide with,
+	// and its audit record, at once.
+	PutPolicy(ctx context.Context, p plan.PolicyVersion, a plan.AuditRecord) error
+	// Policy returns the policy pushed last; ok is false if none was.
+	Policy(ctx context.Context) (p plan.PolicyVersion, ok bool, err error)
 }
 
 // MetricsSource takes the metric snapshot of a cluster. A source that

@@ -35,6 +35,9 @@ type Ledger struct {
 	scaling   map[string]ScalingState
 	decisions map[string][]DecisionRecord // newest last
 	estimates map[string]Estimates
+	settings  map[string]ClusterSettings
+	audits    []AuditRecord   // oldest first
+	policies  []PolicyVersion // pushed, oldest first
 	seq       uint64
 }
 
@@ -54,6 +57,7 @@ func (l *Ledger) init() {
 	l.scaling = map[string]ScalingState{}
 	l.decisions = map[string][]DecisionRecord{}
 	l.estimates = map[string]Estimates{}
+	l.settings = map[string]ClusterSettings{}
 }
 
 // State returns a copy of one cluster; an unknown cluster is empty.
@@ -71,6 +75,11 @@ func (l *Ledger) State(cluster string) ClusterState {
 	}
 	s.Scaling = CloneScalingState(l.scaling[cluster])
 	s.Estimates = l.estimates[cluster]
+	s.Settings = l.settings[cluster]
+	if d := s.Settings.DryRun; d != nil {
+		v := *d
+		s.Settings.DryRun = &v
+	}
 	d := l.decisions[cluster]
 	for i := len(d) - 1; i >= 0 && len(s.Recent) < RecentDecisions; i-- {
 		s.Recent = append(s.Recent, RecentDecision{At: d[i].At, Action: d[i].Decision.Action, Count: d[i].Decision.Count})
@@ -127,6 +136,9 @@ func (l *Ledger) Decide(rec DecisionRecord, scaling ScalingState, ops []Operatio
 	l.seq++
 	rec = CloneDecisionRecord(rec)
 	rec.Seq = l.seq
+	if rec.By != "" { // an operator's: its audit record goes with it
+		l.audit(AuditRecord{At: rec.At, By: rec.By, Cluster: rec.Cluster, Action: manualAction(rec), Detail: rec.Decision.Reason})
+	}
 	d := append(l.decisions[rec.Cluster], rec)
 	if len(d) >= 2*DecisionHistory { // trim in bulk, not on every decision
 		d = slices.Delete(d, 0, len(d)-DecisionHistory)
@@ -229,6 +241,9 @@ type ledgerJSON struct {
 	Scaling    map[string]ScalingState     `json:"scaling"`
 	Decisions  map[string][]DecisionRecord `json:"decisions"`
 	Estimates  map[string]Estimates        `json:"estimates"`
+	Settings   map[string]ClusterSettings  `json:"settings,omitempty"`
+	Audits     []AuditRecord               `json:"audits,omitempty"`
+	Policies   []PolicyVersion             `json:"policies,omitempty"`
 }
 
 // ledgerVersion is the version of the Ledger's JSON.
@@ -244,6 +259,9 @@ func (l *Ledger) MarshalJSON() ([]byte, error) {
 		Scaling:    l.scaling,
 		Decisions:  l.decisions,
 		Estimates:  l.estimates,
+		Settings:   l.settings,
+		Audits:     l.audits,
+		Policies:   l.policies,
 	}
 	if l.nodes == nil { // the zero Ledger marshals as an empty one
 		j.Scaling, j.Decisions, j.Estimates = map[string]ScalingState{}, map[string][]DecisionRecord{}, map[string]Estimates{}
@@ -300,6 +318,10 @@ func (l *Ledger) UnmarshalJSON(b []byte) error {
 	if j.Estimates != nil {
 		n.estimates = j.Estimates
 	}
+	if j.Settings != nil {
+		n.settings = j.Settings
+	}
+	n.audits, n.policies = j.Audits, j.Policies
 	*l = *n
 	return nil
 }
@@ -326,7 +348,30 @@ func (l *Ledger) Clone() *Ledger {
 		c.decisions[k] = cd
 	}
 	maps.Copy(c.estimates, l.estimates)
+	for k, s := range l.settings {
+		if s.DryRun != nil {
+			v := *s.DryRun
+			s.DryRun = &v
+		}
+		c.settings[k] = s
+	}
+	c.audits = slices.Clone(l.audits)
+	for _, p := range l.policies {
+		p.Files = maps.Clone(p.Files)
+		c.policies = append(c.policies, p)
+	}
 	return c
+}
+
+// manualAction names an operator's decision for the audit trail.
+func manualAction(rec DecisionRecord) string {
+	switch rec.Decision.Action {
+	case ActionExpand:
+		return "clone"
+	case ActionContract:
+		return "detach"
+	}
+	return string(rec.Decision.Action)
 }
 
 // CloneOperation returns a copy of op that shares no memory with it.

@@ -26,6 +26,8 @@ type ClusterState struct {
 	Estimates  Estimates    `json:"estimates"`
 	// Recent sums up the latest decisions, newest first.
 	Recent []RecentDecision `json:"recent,omitempty"`
+	// Settings are the operators' switches (pause, dry run).
+	Settings ClusterSettings `json:"settings"`
 }
 
 // RecentDecision is the gist of a recorded decision, as policies see it.

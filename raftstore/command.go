@@ -14,6 +14,8 @@ import (
 //	{"v":1,"op":"decide","record":{…},"scaling":{…},"ops":[…]}
 //	{"v":1,"op":"transition","id":"op-17","transition":{…}}
 //	{"v":1,"op":"put_node","node":{…}}
+//	{"v":1,"op":"put_settings","cluster":"web","settings":{…},"audit":{…}}
+//	{"v":1,"op":"put_policy","policy":{…},"audit":{…}}
 //
 // The payloads are the plan types in their JSON form. Every command is
 // applied to a plan.Ledger, which holds the semantics; a command the
@@ -32,6 +34,8 @@ const (
 	OpDecide     = "decide"
 	OpTransition = "transition"
 	OpPutNode    = "put_node"
+	OpSettings   = "put_settings"
+	OpPolicy     = "put_policy"
 )
 
 // Command is one log entry.
@@ -50,6 +54,12 @@ type Command struct {
 
 	// put_node
 	Node *plan.Node `json:"node,omitempty"`
+
+	// put_settings, put_policy
+	Cluster  string                `json:"cluster,omitempty"`
+	Settings *plan.ClusterSettings `json:"settings,omitempty"`
+	Policy   *plan.PolicyVersion   `json:"policy,omitempty"`
+	Audit    *plan.AuditRecord     `json:"audit,omitempty"`
 }
 
 // DecodeCommand parses and checks one log entry.
@@ -65,6 +75,8 @@ func DecodeCommand(b []byte) (Command, error) {
 	case c.Op == OpDecide && c.Record != nil && c.Scaling != nil:
 	case c.Op == OpTransition && c.ID != "" && c.Transition != nil:
 	case c.Op == OpPutNode && c.Node != nil:
+	case c.Op == OpSettings && c.Settings != nil && c.Audit != nil:
+	case c.Op == OpPolicy && c.Policy != nil && c.Audit != nil:
 	default:
 		return Command{}, fmt.Errorf("raftstore: unknown or incomplete command %q", c.Op)
 	}
@@ -96,6 +108,10 @@ func apply(l *plan.Ledger, c Command) result {
 		return result{op: op, err: err}
 	case OpPutNode:
 		return result{err: l.PutNode(*c.Node)}
+	case OpSettings:
+		return result{err: l.PutSettings(c.Cluster, *c.Settings, *c.Audit)}
+	case OpPolicy:
+		return result{err: l.PutPolicy(*c.Policy, *c.Audit)}
 	}
 	return result{err: fmt.Errorf("raftstore: unknown command %q", c.Op)}
 }

@@ -356,3 +356,29 @@ func (s *Store) PutNode(ctx context.Context, n plan.Node) error {
 	_, err := s.propose(ctx, Command{Op: OpPutNode, Node: &n})
 	return err
 }
+
+// PutSettings replaces a cluster's switches, with its audit record, in
+// one log entry.
+func (s *Store) PutSettings(ctx context.Context, cluster string, set plan.ClusterSettings, a plan.AuditRecord) error {
+	_, err := s.propose(ctx, Command{Op: OpSettings, Cluster: cluster, Settings: &set, Audit: &a})
+	return err
+}
+
+// PutPolicy records a pushed policy version, with its audit record, in
+// one log entry.
+func (s *Store) PutPolicy(ctx context.Context, p plan.PolicyVersion, a plan.AuditRecord) error {
+	_, err := s.propose(ctx, Command{Op: OpPolicy, Policy: &p, Audit: &a})
+	return err
+}
+
+// Audits returns the latest audit records, newest first (local read).
+func (s *Store) Audits(_ context.Context, limit int) (out []plan.AuditRecord, err error) {
+	s.fsm.read(func(l *plan.Ledger) { out = l.Audits(limit) })
+	return out, nil
+}
+
+// Policy returns the policy pushed last (local read).
+func (s *Store) Policy(context.Context) (p plan.PolicyVersion, ok bool, err error) {
+	s.fsm.read(func(l *plan.Ledger) { p, ok = l.Policy() })
+	return p, ok, nil
+}

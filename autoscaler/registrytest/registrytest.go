@@ -50,6 +50,9 @@ func Run(t *testing.T, open func(t *testing.T) autoscaler.Registry) {
 		{"estimates are learned from a done operation", estimatesLearned},
 		{"recent sums up the latest decisions, newest first", recentSummaries},
 		{"returned values are copies", returnedCopies},
+		{"settings are kept per cluster, with their audit record", settingsAndAudit},
+		{"an operator's decision carries its audit record", manualDecisionAudited},
+		{"the policy pushed last is the one returned", policyPushed},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			c.f(t, context.Background(), open(t))
@@ -440,5 +443,74 @@ func returnedCopies(t *testing.T, ctx context.Context, r autoscaler.Registry) {
 	}
 	if s := state(t, ctx, r, "web"); s.Scaling.Recent[0].Size != 2 {
 		t.Errorf("stored scaling changed with the caller's: %+v", s.Scaling)
+	}
+}
+
+func settingsAndAudit(t *testing.T, ctx context.Context, r autoscaler.Registry) {
+	on := true
+	must(t, r.PutSettings(ctx, "web", plan.ClusterSettings{Paused: true, DryRun: &on, By: "alice", At: at(1)},
+		plan.AuditRecord{At: at(1), By: "alice", Cluster: "web", Action: "pause"}))
+	st, err := r.State(ctx, "web")
+	must(t, err)
+	if !st.Settings.Paused || st.Settings.DryRun == nil || !*st.Settings.DryRun || st.Settings.By != "alice" {
+		t.Errorf("web's settings %+v", st.Settings)
+	}
+	other, err := r.State(ctx, "shop")
+	must(t, err)
+	if other.Settings.Paused || other.Settings.DryRun != nil {
+		t.Errorf("shop's settings %+v, want none", other.Settings)
+	}
+	must(t, r.PutSettings(ctx, "web", plan.ClusterSettings{By: "bob", At: at(2)}, plan.AuditRecord{At: at(2), By: "bob", Cluster: "web", Action: "resume"}))
+	st, err = r.State(ctx, "web")
+	must(t, err)
+	if st.Settings.Paused || st.Settings.DryRun != nil {
+		t.Errorf("after resume: %+v", st.Settings)
+	}
+	audits, err := r.Audits(ctx, 10)
+	must(t, err)
+	var got []string
+	for _, a := range audits {
+		got = append(got, a.By+" "+a.Action)
+	}
+	same(t, "audit trail", got, []string{"bob resume", "alice pause"})
+	if audits[0].Seq <= audits[1].Seq {
+		t.Errorf("audit sequence numbers %d, %d: want increasing with time", audits[1].Seq, audits[0].Seq)
+	}
+}
+
+func manualDecisionAudited(t *testing.T, ctx context.Context, r autoscaler.Registry) {
+	rec := record("web", 3, plan.ActionExpand, 1)
+	rec.By, rec.Decision.Reason = "carol", "manual clone of a1 by carol"
+	must(t, r.Decide(ctx, rec, plan.ScalingState{}, nil))
+	must(t, r.Decide(ctx, record("web", 4, plan.ActionNone, 0), plan.ScalingState{}, nil))
+	audits, err := r.Audits(ctx, 10)
+	must(t, err)
+	if len(audits) != 1 || audits[0].By != "carol" || audits[0].Action != "clone" || audits[0].Cluster != "web" {
+		t.Errorf("audit trail %+v, want carol's clone only", audits)
+	}
+}
+
+func policyPushed(t *testing.T, ctx context.Context, r autoscaler.Registry) {
+	if _, ok, err := r.Policy(ctx); err != nil || ok {
+		t.Fatalf("a new registry has a pushed policy (%v, %v)", ok, err)
+	}
+	for i, v := range []string{"v1", "v2"} {
+		must(t, r.PutPolicy(ctx, plan.PolicyVersion{Version: v, Files: map[string]string{"p.rego": "package mitosis # " + v}, By: "dave", At: at(i)},
+			plan.AuditRecord{At: at(i), By: "dave", Action: "policy-push", Detail: v}))
+	}
+	p, ok, err := r.Policy(ctx)
+	must(t, err)
+	if !ok || p.Version != "v2" || p.Files["p.rego"] != "package mitosis # v2" {
+		t.Errorf("policy %+v", p)
+	}
+	if err := r.PutPolicy(ctx, plan.PolicyVersion{Version: "v3"}, plan.AuditRecord{}); err == nil {
+		t.Error("a policy version without files accepted")
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -92,13 +92,30 @@ func (c *Controller) tick(ctx context.Context, cl ClusterConfig) (*plan.Decision
 	if err != nil {
 		return nil, fmt.Errorf("reading registry: %w", err)
 	}
+	limits := cl.Limits()
+	dry := c.dryRun(st.Settings)
+	if st.Settings.Paused {
+		// Paused by an operator: no metrics, no policy; the record says so.
+		rec := plan.DecisionRecord{
+			Cluster: cl.Name, At: now, DryRun: dry, PolicyVersion: c.d.Policy.Version(),
+			Size: plan.Size(limits, st.Nodes, st.Operations), Metrics: plan.MetricsHealth{Available: true},
+			Decision: plan.Decision{Action: plan.ActionNone, Reason: pausedReason(st.Settings)},
+		}
+		// The scaling state is kept: a pause is no tick that wanted nothing.
+		if err := c.d.Registry.Decide(ctx, rec, st.Scaling, nil); err != nil {
+			return nil, fmt.Errorf("recording decision: %w", err)
+		}
+		if c.d.Observer != nil {
+			c.d.Observer.Ticked(TickReport{Record: rec, State: st, Limits: limits})
+		}
+		return &rec, nil
+	}
 	snap := c.d.Metrics.Snapshot(ctx, cl.Name, st.Nodes)
 	health := plan.MetricsHealth{Available: snap.Unavailable == "", Reason: snap.Unavailable}
-	limits := cl.Limits()
 	in := BuildInput(now, cl, st, snap)
 
 	rec := plan.DecisionRecord{
-		Cluster: cl.Name, At: now, DryRun: c.cfg.DryRun, PolicyVersion: c.d.Policy.Version(),
+		Cluster: cl.Name, At: now, DryRun: dry, PolicyVersion: c.d.Policy.Version(),
 		InputDigest: digest(in), Metrics: health, Size: in.Cluster.Size, Observed: observed(in),
 	}
 	dec, perr := c.d.Policy.Decide(ctx, in, now)
@@ -114,7 +131,7 @@ func (c *Controller) tick(ctx context.Context, cl ClusterConfig) (*plan.Decision
 	})
 	rec.Decision, rec.Proposals, rec.Reasons = dec, res.Proposals, res.Reasons
 
-	ops := c.operations(cl.Name, now, dec, res.Proposals, "")
+	ops := c.operations(cl.Name, now, dec, res.Proposals, "", dry)
 	for _, op := range ops {
 		rec.Operations = append(rec.Operations, op.ID)
 	}
@@ -125,7 +142,7 @@ func (c *Controller) tick(ctx context.Context, cl ClusterConfig) (*plan.Decision
 		c.d.Observer.Ticked(TickReport{Record: rec, State: st, Limits: limits})
 	}
 	c.log.Info("decision", "cluster", cl.Name, "action", dec.Action, "count", dec.Count,
-		"operations", len(ops), "dry_run", c.cfg.DryRun, "reason", dec.Reason, "capped", len(res.Reasons), "error", rec.Error)
+		"operations", len(ops), "dry_run", dry, "reason", dec.Reason, "capped", len(res.Reasons), "error", rec.Error)
 	if perr != nil {
 		return &rec, fmt.Errorf("policy: %w", perr)
 	}
@@ -176,11 +193,12 @@ func (c *Controller) Manual(ctx context.Context, req ManualRequest) (plan.Decisi
 		Now: now, Limits: cl.Limits(), Nodes: st.Nodes, Hosts: hosts(cl, st.Nodes),
 		Operations: st.Operations, Scaling: st.Scaling, Decision: dec, Manual: true,
 	})
+	dry := c.dryRun(st.Settings)
 	rec := plan.DecisionRecord{
-		Cluster: cl.Name, At: now, DryRun: c.cfg.DryRun, PolicyVersion: "manual", By: req.By,
+		Cluster: cl.Name, At: now, DryRun: dry, PolicyVersion: "manual", By: req.By,
 		Size: res.Size, Decision: dec, Proposals: res.Proposals, Reasons: res.Reasons,
 	}
-	ops := c.operations(cl.Name, now, dec, res.Proposals, "m")
+	ops := c.operations(cl.Name, now, dec, res.Proposals, "m", dry)
 	for _, op := range ops {
 		rec.Operations = append(rec.Operations, op.ID)
 	}
@@ -188,15 +206,32 @@ func (c *Controller) Manual(ctx context.Context, req ManualRequest) (plan.Decisi
 		return plan.DecisionRecord{}, fmt.Errorf("recording decision: %w", err)
 	}
 	c.log.Info("manual decision", "cluster", cl.Name, "action", dec.Action, "by", req.By,
-		"operations", len(ops), "dry_run", c.cfg.DryRun, "reasons", len(res.Reasons))
+		"operations", len(ops), "dry_run", dry, "reasons", len(res.Reasons))
 	return rec, nil
+}
+
+// dryRun says whether a cluster runs dry: as an operator switched it, or
+// else as configured. A controller configured dry never acts, whatever
+// the switch says (it may have no actuators).
+func (c *Controller) dryRun(s plan.ClusterSettings) bool {
+	if c.cfg.DryRun || s.DryRun == nil {
+		return c.cfg.DryRun
+	}
+	return *s.DryRun
+}
+
+func pausedReason(s plan.ClusterSettings) string {
+	if s.By == "" {
+		return "paused: no decision"
+	}
+	return fmt.Sprintf("paused by %s at %s: no decision", s.By, s.At.UTC().Format(time.RFC3339))
 }
 
 // operations makes the operations of a decision's proposals (none in a
 // dry run); tag keeps ids of manual and policy decisions of the same
 // second apart.
-func (c *Controller) operations(cluster string, now time.Time, dec plan.Decision, ps []plan.Proposal, tag string) []plan.Operation {
-	if c.cfg.DryRun {
+func (c *Controller) operations(cluster string, now time.Time, dec plan.Decision, ps []plan.Proposal, tag string, dry bool) []plan.Operation {
+	if dry {
 		return nil
 	}
 	var ops []plan.Operation

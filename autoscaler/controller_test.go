@@ -591,3 +591,43 @@ func TestAManualCloneAndDetachAreRecordedWithWhoAskedAndRun(t *testing.T) {
 		t.Errorf("recorded decisions %+v", got)
 	}
 }
+
+func TestAPausedClusterDecidesNothingAndAPerClusterDryRunActsOnNothing(t *testing.T) {
+	calls := 0
+	pol := policyFunc(func(*policy.Input) (plan.Decision, error) {
+		calls++
+		return expandOne, nil
+	})
+	r := newRig(t, pol, nil)
+	at := r.w.Now()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(r.reg.PutSettings(r.ctx, "web", plan.ClusterSettings{Paused: true, By: "alice", At: at}, plan.AuditRecord{By: "alice", Action: "pause"}))
+	rec := r.tick()
+	if calls != 0 || rec.Decision.Action != plan.ActionNone || !strings.Contains(rec.Decision.Reason, "paused by alice") || len(rec.Operations) != 0 {
+		t.Fatalf("paused: %d policy calls, record %+v", calls, rec)
+	}
+	// An operator may still clone by hand while the policy is paused.
+	if m, err := r.c.Manual(r.ctx, ManualRequest{Cluster: "web", Action: plan.ActionExpand, Template: "a1", By: "alice"}); err != nil || len(m.Operations) != 1 {
+		t.Fatalf("manual clone while paused: %+v %v", m, err)
+	}
+	r.actuate()
+	on := true
+	must(r.reg.PutSettings(r.ctx, "web", plan.ClusterSettings{DryRun: &on, By: "bob", At: at}, plan.AuditRecord{By: "bob", Action: "dry-run"}))
+	rec = r.tick()
+	if calls != 1 || !rec.DryRun || len(rec.Operations) != 0 || len(rec.Proposals) == 0 {
+		t.Fatalf("dry run by switch: record %+v", rec)
+	}
+
+	// Configured dry, a switch cannot make it act.
+	dry := newRig(t, always(expandOne), func(c *Config) { c.DryRun = true })
+	off := false
+	must(dry.reg.PutSettings(dry.ctx, "web", plan.ClusterSettings{DryRun: &off}, plan.AuditRecord{By: "carol", Action: "dry-run"}))
+	if rec := dry.tick(); !rec.DryRun || len(rec.Operations) != 0 {
+		t.Errorf("a configured dry run acted: %+v", rec)
+	}
+}

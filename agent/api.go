@@ -47,7 +47,7 @@ type route struct {
 
 // routes are every endpoint behind a token (the API tests walk them).
 func (a *Agent) routes() []route {
-	return []route{
+	return append([]route{
 		{"GET /metrics", RoleRead, func(w http.ResponseWriter, r *http.Request, _ principal) error {
 			a.telemetry.Handler().ServeHTTP(w, r)
 			return nil
@@ -63,7 +63,7 @@ func (a *Agent) routes() []route {
 		{"GET /v1/clusters/{cluster}/why", RoleRead, a.why},
 		{"POST /v1/clusters/{cluster}/clone", RoleOperate, a.clone},
 		{"POST /v1/clusters/{cluster}/detach", RoleOperate, a.detach},
-	}
+	}, a.adminRoutes()...)
 }
 
 // apiError is an error with its HTTP status.

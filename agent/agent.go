@@ -28,8 +28,11 @@ type Options struct {
 	// Token is an admin token (besides the file's api.tokens), from
 	// --token-file or made for a simulated run.
 	Token string
-	// Policy decides; the command loads it.
+	// Policy decides until one is pushed; the command loads it.
 	Policy autoscaler.PolicyEngine
+	// PolicyFiles are its sources by file name, for GET /v1/policy
+	// (optional).
+	PolicyFiles map[string]string
 	// Version is the agent's build, for mitosis_build_info.
 	Version string
 	Log     *slog.Logger
@@ -48,6 +51,8 @@ type Agent struct {
 	// manual carries operators' selections to the loop's goroutine, the
 	// only one that may call the controller.
 	manual chan manualCall
+	// policy is the one decided with: the command's, or the last pushed.
+	policy livePolicy
 	// loop decides and acts until its context ends: on a timer against
 	// Prometheus (tickLoop), or in a simulated world (simulate).
 	loop func(ctx context.Context) error
@@ -75,6 +80,10 @@ func New(cfg Config, opt Options) (*Agent, error) {
 	}
 	a := &Agent{cfg: cfg, opt: opt, log: log, reg: autoscaler.NewMemRegistry(), telemetry: NewTelemetry(opt.Version),
 		manual: make(chan manualCall)}
+	a.usePolicy(opt.Policy, opt.PolicyFiles)
+	if err := a.resumePolicy(); err != nil {
+		return nil, err
+	}
 	if cfg.Simulated() {
 		a.loop = a.simulate
 	} else if err := a.assemble(); err != nil {
@@ -109,7 +118,7 @@ func (a *Agent) assemble() error {
 		return fmt.Errorf("agent: metrics: %w", err)
 	}
 	a.ctl, err = autoscaler.New(a.cfg.Config, autoscaler.Deps{
-		Registry: a.reg, Metrics: a.telemetry.Source(src), Policy: a.telemetry.Policy(a.opt.Policy),
+		Registry: a.reg, Metrics: a.telemetry.Source(src), Policy: a.telemetry.Policy(&a.policy),
 		Clock: wallClock{}, Log: a.log, Observer: a.telemetry,
 	})
 	if err != nil {
@@ -144,7 +153,7 @@ func (a *Agent) simulate(ctx context.Context) error {
 	}
 	res, err := sim.Run(ctx, sim.Options{
 		Label: "agent", Workload: load, Config: a.cfg.Config, Params: a.cfg.Simulation, Mode: sc.Mode,
-		Seed: sc.Seed, Policy: a.telemetry.Policy(a.opt.Policy), Log: a.log,
+		Seed: sc.Seed, Policy: a.telemetry.Policy(&a.policy), Log: a.log,
 		Registry: a.reg, Observer: a.telemetry, Pace: pace, AfterStep: a.serveManual,
 	})
 	if err != nil {
@@ -154,6 +163,22 @@ func (a *Agent) simulate(ctx context.Context) error {
 		return fmt.Errorf("agent: simulation: %w", err)
 	}
 	a.log.Info("simulated load ended", "served_pct", res.Summary.ServedPct, "node_hours", res.Summary.NodeHours)
+	return nil
+}
+
+// resumePolicy decides with the policy pushed last, if the registry holds
+// one (a replica, or a restart over a kept registry): every replica
+// decides with the same.
+func (a *Agent) resumePolicy() error {
+	p, ok, err := a.reg.Policy(context.Background())
+	if err != nil || !ok {
+		return err
+	}
+	engine, res, err := a.check(context.Background(), p.Files)
+	if err != nil || engine == nil {
+		return fmt.Errorf("agent: the policy pushed last (%s by %s) no longer loads: %v %v", p.Version, p.By, err, res.Problems)
+	}
+	a.usePolicy(engine, p.Files)
 	return nil
 }
 

@@ -121,8 +121,10 @@ func writeError(w http.ResponseWriter, code int, msg string) {
 
 func reply(w http.ResponseWriter, v any) error {
 	w.Header().Set("Content-Type", "application/json")
-	return json.NewEncoder(w).Encode(v)
+	return writeJSON(w, v)
 }
+
+func writeJSON(w http.ResponseWriter, v any) error { return json.NewEncoder(w).Encode(v) }
 
 // cluster is the request's {cluster}, which must be configured.
 func (a *Agent) cluster(r *http.Request) (string, error) {
@@ -167,11 +169,13 @@ type ClusterSummary struct {
 	// Nodes counts the registered nodes by state.
 	Nodes        map[plan.NodeState]int `json:"nodes"`
 	InFlight     int                    `json:"in_flight"`
+	Paused       bool                   `json:"paused"`
+	DryRun       bool                   `json:"dry_run"`
 	LastDecision *plan.DecisionRecord   `json:"last_decision,omitempty"`
 }
 
 func (a *Agent) status(w http.ResponseWriter, r *http.Request, _ principal) error {
-	st := Status{Version: a.opt.Version, PolicyVersion: a.opt.Policy.Version(), Simulated: a.cfg.Simulated(), DryRun: a.cfg.DryRun}
+	st := Status{Version: a.opt.Version, PolicyVersion: a.policy.Version(), Simulated: a.cfg.Simulated(), DryRun: a.cfg.DryRun}
 	for _, cl := range a.cfg.Clusters {
 		s, err := a.reg.State(r.Context(), cl.Name)
 		if err != nil {
@@ -182,6 +186,11 @@ func (a *Agent) status(w http.ResponseWriter, r *http.Request, _ principal) erro
 		for _, n := range s.Nodes {
 			sum.Nodes[n.State]++
 		}
+		_, set, err := a.settingsOf(r.Context(), cl.Name)
+		if err != nil {
+			return err
+		}
+		sum.Paused, sum.DryRun = set.Paused, set.DryRun
 		if recs, err := a.reg.Decisions(r.Context(), cl.Name, 1); err == nil && len(recs) == 1 {
 			sum.LastDecision = &recs[0]
 		}

@@ -147,8 +147,13 @@ func (t *Telemetry) Stepped(op plan.Operation, from plan.Step, took time.Duratio
 
 // Policy times each evaluation of e.
 func (t *Telemetry) Policy(e autoscaler.PolicyEngine) autoscaler.PolicyEngine {
-	t.policyInfo.WithLabelValues(e.Version()).Set(1)
 	return timedPolicy{e, t.evalDuration}
+}
+
+// policyVersion labels mitosis_policy_info with the policy decided with.
+func (t *Telemetry) policyVersion(v string) {
+	t.policyInfo.Reset()
+	t.policyInfo.WithLabelValues(v).Set(1)
 }
 
 type timedPolicy struct {

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -14,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mitosis-autoscaler/mitosis/agent"
+	"github.com/mitosis-autoscaler/mitosis/policies"
 )
 
 func newAgentCmd() *cobra.Command {
@@ -68,8 +70,12 @@ simulated minute every second. Without --token-file it makes a token and prints 
 			if err != nil {
 				return withCode(2, err)
 			}
+			files, err := policyFiles(policyDir)
+			if err != nil {
+				return withCode(2, err)
+			}
 			a, err := agent.New(cfg, agent.Options{
-				Listen: listen, DryRun: dryRun, Token: token, Policy: engine, Version: version, Log: log,
+				Listen: listen, DryRun: dryRun, Token: token, Policy: engine, PolicyFiles: files, Version: version, Log: log,
 			})
 			if err != nil {
 				return withCode(2, err)
@@ -120,4 +126,26 @@ func readToken(file string, simulated, listed bool) (token string, made bool, er
 		return "", false, fmt.Errorf("--token-file %s: empty", file)
 	}
 	return token, false, nil
+}
+
+// policyFiles reads the .rego files of a policy directory, or of the
+// embedded default policy, by name: what GET /v1/policy shows.
+func policyFiles(dir string) (map[string]string, error) {
+	var fsys fs.FS = policies.FS
+	if dir != "" {
+		fsys = os.DirFS(dir)
+	}
+	names, err := fs.Glob(fsys, "*.rego")
+	if err != nil {
+		return nil, err
+	}
+	files := make(map[string]string, len(names))
+	for _, n := range names {
+		b, err := fs.ReadFile(fsys, n)
+		if err != nil {
+			return nil, err
+		}
+		files[n] = string(b)
+	}
+	return files, nil
 }

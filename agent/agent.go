@@ -315,4 +315,3 @@ func (a *Agent) ready(ctx context.Context) bool {
 	}
 	return true
 }
-

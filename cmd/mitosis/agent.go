@@ -39,7 +39,7 @@ defaults) it acts: it clones and detaches simulated nodes under a synthetic load
 simulated minute every second. Without --token-file it makes a token and prints it.`,
 		Example: `  mitosis agent --config mitosis.yaml --token-file /etc/mitosis/token --dry-run
   mitosis agent --simulate`,
-		Args:    cobra.NoArgs,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if config == "" && !simulate {
 				return withCode(2, errors.New("--config is required (or --simulate, for a simulated world on the embedded defaults)"))

@@ -29,6 +29,9 @@ func (a *Agent) adminRoutes() []route {
 		{"GET /v1/policy", RoleRead, a.getPolicy},
 		{"POST /v1/policy/validate", RoleOperate, a.validatePolicy},
 		{"PUT /v1/policy", RoleAdmin, a.pushPolicy},
+		{"GET /v1/peers", RoleRead, a.peers},
+		{"POST /v1/peers", RoleAdmin, a.joinPeer},
+		{"DELETE /v1/peers/{id}", RoleAdmin, a.removePeer},
 	}
 }
 

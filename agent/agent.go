@@ -9,12 +9,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/mitosis-autoscaler/mitosis/autoscaler"
 	"github.com/mitosis-autoscaler/mitosis/metrics/prometheus"
 	"github.com/mitosis-autoscaler/mitosis/plan"
+	"github.com/mitosis-autoscaler/mitosis/raftstore"
 	"github.com/mitosis-autoscaler/mitosis/sim"
 )
 
@@ -43,7 +45,10 @@ type Agent struct {
 	cfg       Config
 	opt       Options
 	log       *slog.Logger
-	reg       *autoscaler.MemRegistry
+	reg       autoscaler.Registry
+	// raft is the replicated registry when the file has a raft section
+	// (then reg is it); nil when the registry is in memory.
+	raft      *raftstore.Store
 	ctl       *autoscaler.Controller // on real machines; the simulation makes its own
 	telemetry *Telemetry
 	ln        net.Listener
@@ -81,13 +86,24 @@ func New(cfg Config, opt Options) (*Agent, error) {
 	a := &Agent{cfg: cfg, opt: opt, log: log, reg: autoscaler.NewMemRegistry(), telemetry: NewTelemetry(opt.Version),
 		manual: make(chan manualCall)}
 	a.usePolicy(opt.Policy, opt.PolicyFiles)
-	if err := a.resumePolicy(); err != nil {
+	if cfg.Raft != nil {
+		st, err := raftstore.Open(cfg.Raft.store(log))
+		if err != nil {
+			return nil, fmt.Errorf("agent: raft: %w", err)
+		}
+		a.raft, a.reg = st, st
+		a.telemetry.watchRaft(st)
+	}
+	fail := func(err error) (*Agent, error) {
+		if a.raft != nil {
+			_ = a.raft.Close()
+		}
 		return nil, err
 	}
 	if cfg.Simulated() {
 		a.loop = a.simulate
 	} else if err := a.assemble(); err != nil {
-		return nil, err
+		return fail(err)
 	}
 	extra := map[string]principal{}
 	if opt.Token != "" {
@@ -95,14 +111,14 @@ func New(cfg Config, opt Options) (*Agent, error) {
 	}
 	var err error
 	if a.tokens, err = loadTokens(cfg.API, extra); err != nil {
-		return nil, fmt.Errorf("agent: %w", err)
+		return fail(fmt.Errorf("agent: %w", err))
 	}
 	tlsCfg, err := cfg.API.tlsConfig()
 	if err != nil {
-		return nil, fmt.Errorf("agent: %w", err)
+		return fail(fmt.Errorf("agent: %w", err))
 	}
 	if a.ln, err = net.Listen("tcp", opt.Listen); err != nil {
-		return nil, fmt.Errorf("agent: %w", err)
+		return fail(fmt.Errorf("agent: %w", err))
 	}
 	if tlsCfg != nil {
 		a.ln = tls.NewListener(a.ln, tlsCfg)
@@ -119,22 +135,44 @@ func (a *Agent) assemble() error {
 	}
 	a.ctl, err = autoscaler.New(a.cfg.Config, autoscaler.Deps{
 		Registry: a.reg, Metrics: a.telemetry.Source(src), Policy: a.telemetry.Policy(&a.policy),
-		Clock: wallClock{}, Log: a.log, Observer: a.telemetry,
+		Clock: wallClock{}, Log: a.log, Observer: a.telemetry, Fence: a.fence,
 	})
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
+	a.loop = a.tickLoop
+	return nil
+}
+
+// fence is the fencing token operations carry into the VMs they make:
+// the raft term they were decided in (0 without raft).
+func (a *Agent) fence() uint64 {
+	if a.raft == nil {
+		return 0
+	}
+	return a.raft.Term()
+}
+
+// registerNodes registers the nodes the file lists that the registry does
+// not hold yet (a node it holds may have moved on: it is left alone).
+func (a *Agent) registerNodes(ctx context.Context) error {
 	now := time.Now()
 	for _, n := range a.cfg.Nodes {
-		err := a.reg.PutNode(context.Background(), plan.Node{
+		st, err := a.reg.State(ctx, n.Cluster)
+		if err != nil {
+			return err
+		}
+		if slices.ContainsFunc(st.Nodes, func(m plan.Node) bool { return m.ID == n.ID }) {
+			continue
+		}
+		err = a.reg.PutNode(ctx, plan.Node{
 			ID: n.ID, Cluster: n.Cluster, Role: n.Role, State: plan.NodeReady,
 			Host: n.Host, VM: n.VM, Address: n.Address, CreatedAt: now,
 		})
 		if err != nil {
-			return fmt.Errorf("agent: registering node %s: %w", n.ID, err)
+			return fmt.Errorf("registering node %s: %w", n.ID, err)
 		}
 	}
-	a.loop = a.tickLoop
 	return nil
 }
 
@@ -171,7 +209,7 @@ func (a *Agent) simulate(ctx context.Context) error {
 // decides with the same.
 func (a *Agent) resumePolicy() error {
 	p, ok, err := a.reg.Policy(context.Background())
-	if err != nil || !ok {
+	if err != nil || !ok || p.Version == a.policy.Version() {
 		return err
 	}
 	engine, res, err := a.check(context.Background(), p.Files)
@@ -213,23 +251,37 @@ func (a *Agent) Run(ctx context.Context) error {
 	shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = srv.Shutdown(shut)
+	if a.raft != nil {
+		if cerr := a.raft.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("agent: closing raft: %w", cerr)
+		}
+	}
 	return err
 }
 
-// tickLoop ticks every cfg.Tick, the first at once. A failed tick is
-// logged and recorded; the loop goes on.
+// tickLoop ticks every cfg.Tick, the first at once, while the agent
+// leads (always, without raft). On becoming leader it first takes over.
+// A failed tick is logged and recorded; the loop goes on.
 func (a *Agent) tickLoop(ctx context.Context) error {
 	t := time.NewTicker(a.cfg.Tick.Duration)
 	defer t.Stop()
+	led := false
 	for {
-		recs, err := a.ctl.Tick(ctx)
-		if err != nil && ctx.Err() == nil {
-			a.log.Warn("tick", "error", err)
-		}
-		for _, r := range recs {
-			if r.DryRun && len(r.Proposals) > 0 {
-				a.log.Info("dry run: would have acted", "cluster", r.Cluster, "proposals", proposals(r.Proposals), "reason", r.Decision.Reason)
+		switch {
+		case !a.leading():
+			led = false
+		case !led:
+			if err := a.lead(ctx); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				a.log.Warn("taking over as leader", "error", err)
+				break
 			}
+			led = true
+			fallthrough
+		default:
+			a.tick(ctx)
 		}
 		// Until the next tick, run the operators' selections as they come.
 		for waiting := true; waiting; {
@@ -243,6 +295,34 @@ func (a *Agent) tickLoop(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+func (a *Agent) tick(ctx context.Context) {
+	recs, err := a.ctl.Tick(ctx)
+	if err != nil && ctx.Err() == nil {
+		a.log.Warn("tick", "error", notLeader(err))
+	}
+	for _, r := range recs {
+		if r.DryRun && len(r.Proposals) > 0 {
+			a.log.Info("dry run: would have acted", "cluster", r.Cluster, "proposals", proposals(r.Proposals), "reason", r.Decision.Reason)
+		}
+	}
+}
+
+// lead prepares the agent to decide: with raft, everything committed
+// before is applied first (the new leader decides on the whole registry)
+// and the policy pushed last is the one decided with; then the file's
+// nodes are registered.
+func (a *Agent) lead(ctx context.Context) error {
+	if a.raft != nil {
+		if err := a.takeOver(ctx); err != nil {
+			return err
+		}
+		if err := a.resumePolicy(); err != nil {
+			return err
+		}
+	}
+	return a.registerNodes(ctx)
 }
 
 // manualCall is an operator's selection on its way to the loop.

@@ -105,6 +105,8 @@ func (a *Agent) guard(min Role, h func(w http.ResponseWriter, r *http.Request, p
 				writeError(w, ae.code, ae.msg)
 			case errors.As(err, &mb):
 				writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("the request body is over %d bytes", mb.Limit))
+			case errors.As(notLeader(err), &ae):
+				writeError(w, ae.code, ae.msg)
 			default:
 				a.log.Error("api", "path", r.URL.Path, "who", p.Name, "error", err)
 				writeError(w, http.StatusInternalServerError, err.Error())
@@ -157,6 +159,9 @@ type Status struct {
 	Simulated     bool             `json:"simulated"`
 	DryRun        bool             `json:"dry_run"`
 	Clusters      []ClusterSummary `json:"clusters"`
+	// Raft is this agent's place in the replicated registry (absent
+	// without raft).
+	Raft *RaftStatus `json:"raft,omitempty"`
 }
 
 // ClusterSummary is one cluster in the status.
@@ -175,7 +180,8 @@ type ClusterSummary struct {
 }
 
 func (a *Agent) status(w http.ResponseWriter, r *http.Request, _ principal) error {
-	st := Status{Version: a.opt.Version, PolicyVersion: a.policy.Version(), Simulated: a.cfg.Simulated(), DryRun: a.cfg.DryRun}
+	st := Status{Version: a.opt.Version, PolicyVersion: a.policy.Version(), Simulated: a.cfg.Simulated(), DryRun: a.cfg.DryRun,
+		Raft: a.raftStatus()}
 	for _, cl := range a.cfg.Clusters {
 		s, err := a.reg.State(r.Context(), cl.Name)
 		if err != nil {
@@ -388,6 +394,9 @@ func (a *Agent) manualReply(w http.ResponseWriter, r *http.Request, req autoscal
 	defer cancel()
 	rec, err := a.submit(ctx, req)
 	if err != nil {
+		if ae := (*apiError)(nil); errors.As(notLeader(err), &ae) {
+			return ae
+		}
 		if ctx.Err() != nil {
 			return &apiError{http.StatusServiceUnavailable, "the agent's loop did not take the request in time: " + err.Error()}
 		}

@@ -36,6 +36,9 @@ type Config struct {
 	Nodes []NodeConfig `yaml:"nodes"`
 	// API says who may use the HTTP API (docs/api.md), and over TLS if given.
 	API APIConfig `yaml:"api"`
+	// Raft makes the agent a node of a replicated registry (docs/raft.md);
+	// without it the registry is in memory.
+	Raft *RaftConfig `yaml:"raft"`
 	// Simulation is the simulated world's parameters (docs/simulation.md),
 	// used when hypervisor.kind is sim.
 	Simulation sim.Params `yaml:"simulation"`
@@ -199,6 +202,14 @@ func Parse(data []byte, name string) (Config, error) {
 	}
 	if err := c.API.validate(); err != nil {
 		return Config{}, fmt.Errorf("%s: %w", name, err)
+	}
+	if c.Raft != nil {
+		if err := c.Raft.validate(); err != nil {
+			return Config{}, fmt.Errorf("%s: %w", name, err)
+		}
+		if c.Simulated() {
+			return Config{}, fmt.Errorf("%s: raft: not with hypervisor.kind sim: a simulated world lives in one agent's memory", name)
+		}
 	}
 	if c.Simulated() {
 		if err := c.checkSimulated(); err != nil {

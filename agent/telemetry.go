@@ -31,6 +31,7 @@ type Telemetry struct {
 	nodes, inFlight, policyInfo        *prometheus.GaugeVec
 	evalDuration, queryDuration        *prometheus.HistogramVec
 	opDuration, stepDuration           *prometheus.HistogramVec
+	raftLeader, raftTerm               prometheus.GaugeFunc
 }
 
 // Buckets: fast things (an evaluation, a query) from 1 ms to 10 s; slow
@@ -85,6 +86,26 @@ func NewTelemetry(version string) *Telemetry {
 	f(collectors.NewGoCollector())
 	f(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return t
+}
+
+// raftState is what watchRaft reads.
+type raftState interface {
+	IsLeader() bool
+	Term() uint64
+}
+
+// watchRaft exports the raft node's state: whether it leads, its term.
+func (t *Telemetry) watchRaft(r raftState) {
+	t.raftLeader = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mitosis_raft_leader", Help: "1 while this agent is the raft leader, else 0."},
+		func() float64 {
+			if r.IsLeader() {
+				return 1
+			}
+			return 0
+		})
+	t.raftTerm = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mitosis_raft_term", Help: "The raft term this agent is in (the fencing token of operations)."},
+		func() float64 { return float64(r.Term()) })
+	t.reg.MustRegister(t.raftLeader, t.raftTerm)
 }
 
 // Handler serves the metrics in the Prometheus text format.

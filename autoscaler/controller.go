@@ -35,6 +35,9 @@ type Deps struct {
 	Log *slog.Logger
 	// Observer is told what the controller did; nil tells no one.
 	Observer Observer
+	// Fence, if set, gives the fencing token new operations carry (and
+	// the VMs they make): with raft, the leader's term.
+	Fence func() uint64
 }
 
 // Controller decides and acts for every configured cluster.
@@ -240,6 +243,9 @@ func (c *Controller) operations(cluster string, now time.Time, dec plan.Decision
 			ID: opID(cluster, now, i) + tag, Kind: p.Kind, Cluster: cluster, Status: plan.OpRunning,
 			Step: FirstStep(p.Kind), Template: p.Template, Host: p.Host, Node: p.Node, Force: p.Force,
 			Reason: dec.Reason, CreatedAt: now, StepAt: now,
+		}
+		if c.d.Fence != nil {
+			op.Fence = c.d.Fence()
 		}
 		op.Journal = []plan.JournalItem{{Step: op.Step, At: now, Note: "proposed"}}
 		ops = append(ops, op)

@@ -42,10 +42,10 @@ type Options struct {
 
 // Agent runs the controller on a timer and serves what it did.
 type Agent struct {
-	cfg       Config
-	opt       Options
-	log       *slog.Logger
-	reg       autoscaler.Registry
+	cfg Config
+	opt Options
+	log *slog.Logger
+	reg autoscaler.Registry
 	// raft is the replicated registry when the file has a raft section
 	// (then reg is it); nil when the registry is in memory.
 	raft      *raftstore.Store

@@ -297,6 +297,9 @@ func (a *Agent) tickLoop(ctx context.Context) error {
 	}
 }
 
+// tick decides for every cluster, then advances the operations in flight
+// (a new leader's first tick resumes those its predecessor left, each
+// from its last committed step; a dry run advances none).
 func (a *Agent) tick(ctx context.Context) {
 	recs, err := a.ctl.Tick(ctx)
 	if err != nil && ctx.Err() == nil {
@@ -306,6 +309,9 @@ func (a *Agent) tick(ctx context.Context) {
 		if r.DryRun && len(r.Proposals) > 0 {
 			a.log.Info("dry run: would have acted", "cluster", r.Cluster, "proposals", proposals(r.Proposals), "reason", r.Decision.Reason)
 		}
+	}
+	if err := a.ctl.Actuate(ctx); err != nil && ctx.Err() == nil {
+		a.log.Warn("actuate", "error", notLeader(err))
 	}
 }
 

@@ -35,6 +35,7 @@ func (a *Agent) Handler() http.Handler {
 	for _, rt := range a.routes() {
 		mux.Handle(rt.pattern, a.guard(rt.min, rt.h))
 	}
+	a.mountWeb(mux)
 	return mux
 }
 

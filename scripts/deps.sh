@@ -22,6 +22,7 @@ declare -A packages=(
 	[qemu-system-x86_64]=qemu-system-x86
 	[qemu-img]=qemu-utils
 	[busybox]=busybox-static
+	[chromium]=chromium
 )
 
 present() {

@@ -11,7 +11,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -X main.version=$(VERSION)
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test test-race acceptance bench lint fuzz check-core deps clean
+.PHONY: help build run report test test-race acceptance bench lint fuzz check-core deps clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -22,7 +22,10 @@ deps: ## Install what the build and the tests need (Debian, as root)
 build: deps ## Build bin/mitosis
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/mitosis
 
-run: build ## The main job: simulate the default policy on a synthetic day and write the report
+run: build ## The main job: an agent on a simulated cluster, with its dashboard (Ctrl-C stops it)
+	$(BIN) agent --simulate --log-level warn
+
+report: build ## Simulate the default policy on a synthetic day, live clones against cold boots, and write the report
 	$(BIN) simulate --synthetic diurnal --duration 24h --seed 1 --mode both --out out/run
 	@echo "report: out/run/report.html"
 

@@ -159,3 +159,40 @@ func TestAnOperatorClonesAndDetachesThroughTheAPI(t *testing.T) {
 		}
 	}
 }
+
+// make run's promise: on the embedded defaults, a person watching sees
+// the cluster expand by cloning and later contract within two minutes
+// (120 simulated minutes at the defaults' speed; run here 20 times as
+// fast).
+func TestTheEmbeddedDefaultsExpandAndContractWithinTwoMinutes(t *testing.T) {
+	cfg, err := Parse(SimulatedDefaults, "embedded defaults")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Hypervisor.Sim.Speed != 60 {
+		t.Fatalf("the defaults run at ×%v; this test assumes ×60", cfg.Hypervisor.Sim.Speed)
+	}
+	cfg.Hypervisor.Sim.Speed = 1200
+	engine, err := policy.LoadFS(policies.FS, "policies")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(cfg, Options{Listen: "127.0.0.1:0", Token: "t0k", Policy: engine, Version: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	count := func(kind string) float64 {
+		return testutil.ToFloat64(a.telemetry.operations.WithLabelValues("web", kind, "done"))
+	}
+	deadline := time.Now().Add(6 * time.Second) // 2 minutes at ×60
+	for time.Now().Before(deadline) && (count("expand") == 0 || count("contract") == 0) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if count("expand") == 0 || count("contract") == 0 {
+		t.Fatalf("within 120 simulated minutes: %v clones and %v detaches done", count("expand"), count("contract"))
+	}
+}

@@ -80,9 +80,14 @@ simulated minute every second. Without --token-file it makes a token and prints 
 			if err != nil {
 				return withCode(2, err)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "mitosis agent listening on http://%s\n", a.Addr())
+			scheme := "http"
+			if cfg.API.TLS != nil {
+				scheme = "https"
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "mitosis agent listening on %s://%s\n", scheme, a.Addr())
 			if made {
 				fmt.Fprintf(cmd.OutOrStdout(), "API token (made for this run): %s\n", token)
+				fmt.Fprintf(cmd.OutOrStdout(), "dashboard: %s://%s/#token=%s\n", scheme, a.Addr(), token)
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()

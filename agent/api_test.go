@@ -15,8 +15,6 @@ import (
 	"time"
 
 	"github.com/mitosis-autoscaler/mitosis/plan"
-	"github.com/mitosis-autoscaler/mitosis/policies"
-	"github.com/mitosis-autoscaler/mitosis/policy"
 )
 
 // apiRig is an agent on a simulated world that is not running: its API
@@ -46,10 +44,7 @@ func newAPIRig(t *testing.T) *apiRig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	engine, err := policy.LoadFS(policies.FS, "policies")
-	if err != nil {
-		t.Fatal(err)
-	}
+	engine := defaultPolicy(t)
 	log := slog.New(slog.NewJSONHandler(rig.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	rig.a, err = New(cfg, Options{Listen: "127.0.0.1:0", Policy: engine, Version: "test", Log: log})
 	if err != nil {

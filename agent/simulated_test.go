@@ -11,8 +11,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/mitosis-autoscaler/mitosis/plan"
-	"github.com/mitosis-autoscaler/mitosis/policies"
-	"github.com/mitosis-autoscaler/mitosis/policy"
 )
 
 const simulatedFile = `
@@ -40,23 +38,7 @@ func TestASimulatedWorldExpandsAndContracts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	engine, err := policy.LoadFS(policies.FS, "policies")
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := New(cfg, Options{Listen: "127.0.0.1:0", Token: "t0k", Policy: engine, Version: "test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
+	a := runAgent(t, cfg)
 
 	expanded := func() float64 {
 		return testutil.ToFloat64(a.telemetry.operations.WithLabelValues("web", "expand", "done"))
@@ -106,18 +88,7 @@ func TestAnOperatorClonesAndDetachesThroughTheAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg.Hypervisor.Sim.Speed = 60
-	engine, err := policy.LoadFS(policies.FS, "policies")
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := New(cfg, Options{Listen: "127.0.0.1:0", Token: "t0k", Policy: engine, Version: "test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	a := runAgent(t, cfg)
 
 	post := func(path, body string) (int, plan.DecisionRecord) {
 		t.Helper()
@@ -173,18 +144,7 @@ func TestTheEmbeddedDefaultsExpandAndContractWithinTwoMinutes(t *testing.T) {
 		t.Fatalf("the defaults run at ×%v; this test assumes ×60", cfg.Hypervisor.Sim.Speed)
 	}
 	cfg.Hypervisor.Sim.Speed = 1200
-	engine, err := policy.LoadFS(policies.FS, "policies")
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := New(cfg, Options{Listen: "127.0.0.1:0", Token: "t0k", Policy: engine, Version: "test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	a := runAgent(t, cfg)
 	count := func(kind string) float64 {
 		return testutil.ToFloat64(a.telemetry.operations.WithLabelValues("web", kind, "done"))
 	}

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -16,9 +15,6 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
-
-	"github.com/mitosis-autoscaler/mitosis/policies"
-	"github.com/mitosis-autoscaler/mitosis/policy"
 )
 
 // selfSigned writes a certificate for 127.0.0.1 and its key, PEM, and
@@ -64,18 +60,7 @@ func TestTheAPIOverTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	engine, err := policy.LoadFS(policies.FS, "policies")
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := New(cfg, Options{Listen: "127.0.0.1:0", Token: "t0k", Policy: engine, Version: "test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	a := runAgent(t, cfg)
 
 	good := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 	req, _ := http.NewRequest(http.MethodGet, "https://"+a.Addr()+"/v1/whoami", nil)

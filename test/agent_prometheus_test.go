@@ -21,20 +21,6 @@ import (
 	"github.com/mitosis-autoscaler/mitosis/plan"
 )
 
-// buildMitosis builds cmd/mitosis once per test binary.
-var buildMitosis = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "mitosis-e2e-bin-")
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "mitosis")
-	out, err := exec.Command("go", "build", "-o", bin, "../cmd/mitosis").CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("building mitosis: %v\n%s", err, out)
-	}
-	return bin, nil
-})
-
 // proc is a server process of a test, stopped by its PID at the end.
 type proc struct {
 	cmd *exec.Cmd

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,20 +19,6 @@ import (
 	"github.com/mitosis-autoscaler/mitosis/internal/testenv"
 	"github.com/mitosis-autoscaler/mitosis/sim"
 )
-
-// buildBacktestCLI builds cmd/mitosis once per test binary.
-var buildBacktestCLI = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "mitosis-e2e-bin-")
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "mitosis")
-	out, err := exec.Command("go", "build", "-o", bin, "../cmd/mitosis").CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("building mitosis: %v\n%s", err, out)
-	}
-	return bin, nil
-})
 
 // backtestLoad is two days of requests per minute: a slice of the 1998
 // World Cup trace when the shared copy is there, else a synthetic day
@@ -67,7 +52,7 @@ func backtestLoad(t *testing.T) *sim.Workload {
 func TestBacktestOnARealPrometheus(t *testing.T) {
 	promtool := testenv.Binary(t, "promtool")
 	promBin := testenv.Binary(t, "prometheus")
-	mitosis, err := buildBacktestCLI()
+	mitosis, err := buildMitosis()
 	if err != nil {
 		t.Fatal(err)
 	}

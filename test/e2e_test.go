@@ -35,20 +35,6 @@ import (
 
 const token = "e2e-node-token"
 
-// buildDemoNode builds cmd/demo-node once per test binary.
-var buildDemoNode = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "mitosis-e2e-bin-")
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "demo-node")
-	out, err := exec.Command("go", "build", "-o", bin, "../cmd/demo-node").CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("building demo-node: %v\n%s", err, out)
-	}
-	return bin, nil
-})
-
 // world is the real components of one test.
 type world struct {
 	dir      string

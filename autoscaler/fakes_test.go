@@ -41,7 +41,8 @@ type fakeWorld struct {
 	drainErr       error
 	unavailable    string
 	utilization    float64
-	cloneReachable bool // clones answer the node API at once
+	cloneReachable bool   // clones answer the node API at once
+	afterClone     func() // runs once a clone is made, before Clone returns
 }
 
 var (
@@ -120,6 +121,9 @@ func (w *fakeWorld) Clone(_ context.Context, req CloneRequest) (VM, error) {
 		w.vmOps[req.Name] = req.Operation
 		w.nodeState[addr(req.Name)] = node.StateCloned
 		w.reachable[addr(req.Name)] = w.cloneReachable
+	}
+	if w.afterClone != nil {
+		w.afterClone()
 	}
 	if err := w.cloneMadeErr; err != nil {
 		w.cloneMadeErr = nil

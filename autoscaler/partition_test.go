@@ -203,3 +203,135 @@ func TestAPartitionedLeaderStopsAndItsSuccessorFinishes(t *testing.T) {
 		})
 	}
 }
+
+// lossAt is the leader's registry, which cuts the leader off at one point
+// of one step: just after the step is committed (before its side effect),
+// or just before the step's end is committed (after its side effect).
+type lossAt struct {
+	Registry
+	step plan.Step
+	// after: cut once the step is committed, before its side effect;
+	// else once its side effect is done, before its end is committed.
+	after bool
+	cut   func()
+	fired bool
+}
+
+func (l *lossAt) Transition(ctx context.Context, id string, t plan.Transition) (plan.Operation, error) {
+	if !l.fired && !l.after && t.From == l.step {
+		// Leaving the step: its side effect is done, its end not yet
+		// committed.
+		l.fired = true
+		l.cut()
+	}
+	op, err := l.Registry.Transition(ctx, id, t)
+	if !l.fired && l.after && err == nil && op.Step == l.step {
+		// Entered the step: committed, its side effect not yet done.
+		l.fired = true
+		l.cut()
+	}
+	return op, err
+}
+
+// TestLeaderLossAtEveryStep loses the leader at every step of both sagas,
+// before and after the step's side effect, while the isolated old leader
+// keeps trying. Every operation ends done, with one clone and no orphan
+// VM, and the registries agree once healed.
+func TestLeaderLossAtEveryStep(t *testing.T) {
+	steps := map[plan.Action][]plan.Step{
+		plan.ActionExpand:   {StepPrepare, StepAwaitPrepared, StepClone, StepResumeTemplate, StepFinalize, StepJoin},
+		plan.ActionContract: {StepDrain, StepDetach, StepAwaitDetached, StepRemove, StepDestroy},
+	}
+	for _, action := range []plan.Action{plan.ActionExpand, plan.ActionContract} {
+		for _, step := range steps[action] {
+			for _, after := range []bool{false, true} {
+				name := fmt.Sprintf("%s at %s, %s its side effect", action, step, map[bool]string{false: "after", true: "before"}[after])
+				t.Run(name, func(t *testing.T) {
+					t.Parallel()
+					dec := plan.Decision{Action: action, Count: 1, Template: "a1", Nodes: []string{"a2"}, Reason: "test"}
+					tr := newTrio(t, always(dec))
+					ctx := context.Background()
+					old := tr.leader(tr.ids...)
+					for _, id := range []string{"a1", "a2", "a3"} {
+						tr.w.addNode(tr.stores[old], "web", id, "app", "h1")
+					}
+					loss := &lossAt{Registry: tr.stores[old], step: step, after: after, cut: func() { tr.cut(old) }}
+					cfg, _ := Parse([]byte(testConfig), "test.yaml")
+					oldCtl, err := New(cfg, Deps{Registry: loss, Metrics: tr.w, Policy: always(dec), Hypervisor: tr.w,
+						Dispatcher: tr.w, Nodes: tr.w, Clock: tr.w, Fence: tr.stores[old].Term})
+					if err != nil {
+						t.Fatal(err)
+					}
+					recs, err := oldCtl.Tick(ctx)
+					if err != nil || len(recs) != 1 || len(recs[0].Operations) != 1 {
+						t.Fatalf("the first tick: %+v, %v", recs, err)
+					}
+					opID := recs[0].Operations[0]
+					if after && step == FirstStep(map[plan.Action]plan.OpKind{plan.ActionExpand: plan.OpExpand, plan.ActionContract: plan.OpContract}[action]) {
+						// The first step is entered by the decision itself.
+						loss.fired = true
+						tr.cut(old)
+					}
+					// The old leader runs until it is cut off, then keeps trying.
+					for i := 0; i < 30 && !loss.fired; i++ {
+						tr.w.advance(time.Second)
+						_ = oldCtl.Actuate(ctx)
+					}
+					if !loss.fired {
+						t.Fatalf("the operation never reached %s", step)
+					}
+					var others []string
+					for _, id := range tr.ids {
+						if id != old {
+							others = append(others, id)
+						}
+					}
+					leader := tr.leader(others...)
+					var op plan.Operation
+					for range 60 {
+						tr.w.advance(time.Second)
+						actx, cancel := context.WithTimeout(ctx, time.Second)
+						_ = oldCtl.Actuate(actx) // the old leader, cut off, tries too
+						cancel()
+						_ = tr.ctl[leader].Actuate(ctx)
+						if op, err = tr.stores[leader].Operation(ctx, opID); err == nil && op.Status.Finished() {
+							break
+						}
+					}
+					if op.Status != plan.OpDone {
+						t.Fatalf("the operation ended %s at %s: %s", op.Status, op.Step, op.Error)
+					}
+					tr.w.mu.Lock()
+					clones, vms := tr.w.cloneCount, len(tr.w.vms)
+					tr.w.mu.Unlock()
+					wantVMs := map[plan.Action]int{plan.ActionExpand: 4, plan.ActionContract: 2}[action]
+					if (action == plan.ActionExpand && clones != 1) || vms != wantVMs {
+						t.Errorf("%d clones made, %d VMs; want %d VMs (no duplicate, no orphan)", clones, vms, wantVMs)
+					}
+					st, _ := tr.stores[leader].State(ctx, "web")
+					if len(st.Nodes) != wantVMs {
+						t.Errorf("%d registered nodes for %d VMs", len(st.Nodes), vms)
+					}
+					tr.heal()
+					deadline := time.Now().Add(10 * time.Second)
+					for {
+						want, _ := tr.stores[leader].LedgerJSON()
+						agree := true
+						for _, id := range tr.ids {
+							if got, _ := tr.stores[id].LedgerJSON(); !bytes.Equal(got, want) {
+								agree = false
+							}
+						}
+						if agree {
+							break
+						}
+						if time.Now().After(deadline) {
+							t.Fatal("the registries do not agree once healed")
+						}
+						time.Sleep(20 * time.Millisecond)
+					}
+				})
+			}
+		}
+	}
+}

@@ -36,6 +36,7 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newAgentCmd(), newSimulateCmd(), newPolicyCmd(), newVersionCmd())
+	root.AddCommand(newOperatorCmds()...)
 	return root
 }
 

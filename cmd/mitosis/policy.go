@@ -30,7 +30,7 @@ func newPolicyCmd() *cobra.Command {
 		Long: `A policy is the .rego files of one directory; it defines data.mitosis.decision
 (docs/policy.md). Its unit tests are the *_test.rego files beside it.`,
 	}
-	cmd.AddCommand(newPolicyTestCmd(), newPolicyEvalCmd(), newPolicyCheckCmd())
+	cmd.AddCommand(newPolicyTestCmd(), newPolicyEvalCmd(), newPolicyCheckCmd(), newPolicyPushCmd(), newPolicyShowCmd())
 	return cmd
 }
 

@@ -1,0 +1,426 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mitosis-autoscaler/mitosis/agent"
+	"github.com/mitosis-autoscaler/mitosis/agent/client"
+	"github.com/mitosis-autoscaler/mitosis/plan"
+)
+
+// The operator's commands: each calls the agent's API (docs/api.md).
+//
+// Exit codes: 0 done; 1 the agent refused (403 a role too weak, 409 a
+// guardrail or a conflict, 422 a policy that fails); 2 bad input (a flag,
+// an argument, or a 400/404 from the agent); 3 the agent cannot be used
+// (unreachable, 401 no valid token, 5xx).
+
+// apiFlags are the flags every API command takes.
+type apiFlags struct {
+	server, tokenFile, caFile, output string
+	timeout                           time.Duration
+}
+
+const exitCodes = `
+Exit codes: 0 done; 1 refused by the agent (403, 409, 422); 2 bad input (flags,
+arguments, 400, 404); 3 the agent cannot be used (unreachable, 401, 5xx).
+The agent is --server (or $MITOSIS_SERVER); the token is read from --token-file
+(or $MITOSIS_TOKEN_FILE), or taken from $MITOSIS_TOKEN.`
+
+// apiCmd makes a command that calls the agent with run.
+func apiCmd(use, short string, args cobra.PositionalArgs, run func(ctx context.Context, c *client.Client, o *out, args []string) error) *cobra.Command {
+	var f apiFlags
+	cmd := &cobra.Command{
+		Use: use, Short: short, Long: short + "\n" + exitCodes, Args: usage(args),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			if f.output != "table" && f.output != "json" {
+				return withCode(2, fmt.Errorf("-o %q: want table or json", f.output))
+			}
+			c, err := f.client()
+			if err != nil {
+				return withCode(2, err)
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
+			defer cancel()
+			return apiExit(run(ctx, c, &out{w: cmd.OutOrStdout(), json: f.output == "json"}, a))
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.server, "server", envOr("MITOSIS_SERVER", "http://127.0.0.1:9808"), "the agent's address")
+	fl.StringVar(&f.tokenFile, "token-file", os.Getenv("MITOSIS_TOKEN_FILE"), "file holding the bearer token")
+	fl.StringVar(&f.caFile, "ca-file", "", "CA to verify an https agent with")
+	fl.StringVarP(&f.output, "output", "o", "table", "table or json")
+	fl.DurationVar(&f.timeout, "timeout", 30*time.Second, "how long to wait for the agent")
+	return cmd
+}
+
+// usage makes argument errors exit 2.
+func usage(check cobra.PositionalArgs) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if check == nil {
+			return nil
+		}
+		return withCode(2, check(cmd, args))
+	}
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func (f apiFlags) client() (*client.Client, error) {
+	token := os.Getenv("MITOSIS_TOKEN")
+	if f.tokenFile != "" {
+		b, err := os.ReadFile(f.tokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("--token-file: %w", err)
+		}
+		token = strings.TrimSpace(string(b))
+	}
+	if token == "" {
+		return nil, errors.New("no token: give --token-file, or set MITOSIS_TOKEN_FILE or MITOSIS_TOKEN")
+	}
+	return client.New(f.server, token, client.Options{CAFile: f.caFile, Timeout: f.timeout})
+}
+
+// apiExit maps the agent's answer to the exit codes.
+func apiExit(err error) error {
+	if err == nil {
+		return nil
+	}
+	var ce *client.Error
+	if !errors.As(err, &ce) {
+		var ee *exitError
+		if errors.As(err, &ee) {
+			return err
+		}
+		return withCode(3, err) // could not reach it
+	}
+	switch {
+	case ce.Status == http.StatusForbidden, ce.Status == http.StatusConflict, ce.Status == http.StatusUnprocessableEntity:
+		return withCode(1, err)
+	case ce.Status == http.StatusBadRequest, ce.Status == http.StatusNotFound, ce.Status == http.StatusRequestEntityTooLarge:
+		return withCode(2, err)
+	}
+	return withCode(3, err)
+}
+
+// out writes a table or the JSON of what it is given.
+type out struct {
+	w    io.Writer
+	json bool
+}
+
+// print writes v as JSON, or as the table rows gives.
+func (o *out) print(v any, header string, rows func(tw io.Writer)) error {
+	if o.json {
+		enc := json.NewEncoder(o.w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	}
+	tw := tabwriter.NewWriter(o.w, 0, 4, 2, ' ', 0)
+	if header != "" {
+		fmt.Fprintln(tw, header)
+	}
+	rows(tw)
+	return tw.Flush()
+}
+
+func ago(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return time.Since(t).Round(time.Second).String()
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func newOperatorCmds() []*cobra.Command {
+	nodes := apiCmd("nodes CLUSTER", "List a cluster's nodes with their clone lineage", cobra.ExactArgs(1),
+		func(ctx context.Context, c *client.Client, o *out, a []string) error {
+			var ns []plan.Node
+			if err := c.Get(ctx, client.ClusterPath(a[0], "nodes"), &ns); err != nil {
+				return err
+			}
+			return o.print(ns, "ID\tSTATE\tROLE\tHOST\tPARENT\tDEPTH\tAGE", func(tw io.Writer) {
+				for _, n := range ns {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", n.ID, n.State, n.Role, dash(n.Host), dash(n.Parent), n.LineageDepth, ago(n.CreatedAt))
+				}
+			})
+		})
+	var opsLimit, decLimit int
+	ops := apiCmd("ops CLUSTER", "List a cluster's latest operations and their steps", cobra.ExactArgs(1),
+		func(ctx context.Context, c *client.Client, o *out, a []string) error {
+			var list []plan.Operation
+			if err := c.Get(ctx, client.ClusterPath(a[0], "operations")+client.Limit(opsLimit), &list); err != nil {
+				return err
+			}
+			return o.print(list, "ID\tKIND\tSTATUS\tSTEP\tTEMPLATE/NODE\tAGE\tERROR", func(tw io.Writer) {
+				for _, op := range list {
+					target := op.Template
+					if op.Kind == plan.OpContract {
+						target = op.Node
+					} else if op.Node != "" {
+						target += " → " + op.Node
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", op.ID, op.Kind, op.Status, op.Step, dash(target), ago(op.CreatedAt), dash(op.Error))
+				}
+			})
+		})
+	ops.Aliases = []string{"operations"}
+	ops.Flags().IntVar(&opsLimit, "limit", 0, "at most this many (default the agent's, 50)")
+	decisions := apiCmd("decisions CLUSTER", "List a cluster's latest decisions with their reasons", cobra.ExactArgs(1),
+		func(ctx context.Context, c *client.Client, o *out, a []string) error {
+			var recs []plan.DecisionRecord
+			if err := c.Get(ctx, client.ClusterPath(a[0], "decisions")+client.Limit(decLimit), &recs); err != nil {
+				return err
+			}
+			return o.print(recs, "AT\tACTION\tCOUNT\tOPS\tBY\tREASON", func(tw io.Writer) {
+				for _, r := range recs {
+					fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\n", r.At.UTC().Format(time.RFC3339), r.Decision.Action, r.Decision.Count, len(r.Operations), dash(r.By), r.Decision.Reason)
+				}
+			})
+		})
+	decisions.Flags().IntVar(&decLimit, "limit", 0, "at most this many (default the agent's, 20)")
+	var at string
+	why := apiCmd("why CLUSTER", "Show the decision in force at a time, with its reasons and what the metrics said", cobra.ExactArgs(1),
+		func(ctx context.Context, c *client.Client, o *out, a []string) error {
+			path := client.ClusterPath(a[0], "why")
+			if at != "" {
+				t, err := whenAt(at, time.Now())
+				if err != nil {
+					return withCode(2, err)
+				}
+				path += "?at=" + url.QueryEscape(t.Format(time.RFC3339))
+			}
+			var r plan.DecisionRecord
+			if err := c.Get(ctx, path, &r); err != nil {
+				return err
+			}
+			return o.print(r, "", func(tw io.Writer) {
+				fmt.Fprintf(tw, "at\t%s\n", r.At.UTC().Format(time.RFC3339))
+				fmt.Fprintf(tw, "decision\t%s %d (%s)\n", r.Decision.Action, r.Decision.Count, dash(r.By))
+				fmt.Fprintf(tw, "reason\t%s\n", r.Decision.Reason)
+				metrics := "trusted"
+				if !r.Metrics.Available {
+					metrics = "unavailable: " + r.Metrics.Reason
+				}
+				fmt.Fprintf(tw, "metrics\t%s\n", metrics)
+				for name, v := range r.Observed.NodeMeans {
+					fmt.Fprintf(tw, "mean %s\t%.3g over %d ready nodes\n", name, v, r.Observed.ReadyNodes)
+				}
+				for _, rs := range r.Reasons {
+					fmt.Fprintf(tw, "guardrail\t%s: %s\n", rs.Code, rs.Message)
+				}
+				fmt.Fprintf(tw, "operations\t%s\n", dash(strings.Join(r.Operations, ", ")))
+			})
+		})
+	why.Flags().StringVar(&at, "at", "", "a time (RFC 3339) or how long ago (15m); default now")
+
+	status := apiCmd("status", "Show the agent and its clusters", cobra.NoArgs,
+		func(ctx context.Context, c *client.Client, o *out, _ []string) error {
+			var st agent.Status
+			if err := c.Get(ctx, "/v1/status", &st); err != nil {
+				return err
+			}
+			return o.print(st, "CLUSTER\tSIZE\tMIN\tMAX\tREADY\tIN FLIGHT\tPAUSED\tDRY RUN\tLAST DECISION", func(tw io.Writer) {
+				for _, cl := range st.Clusters {
+					last := "-"
+					if d := cl.LastDecision; d != nil {
+						last = fmt.Sprintf("%s %s: %s", ago(d.At), d.Decision.Action, d.Decision.Reason)
+					}
+					fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%v\t%v\t%s\n", cl.Name, cl.Size, cl.Min, cl.Max, cl.Nodes[plan.NodeReady], cl.InFlight, cl.Paused, cl.DryRun, last)
+				}
+			})
+		})
+
+	selection := func(use, short, field, path string) *cobra.Command {
+		return apiCmd(use, short, cobra.ExactArgs(2), func(ctx context.Context, c *client.Client, o *out, a []string) error {
+			var rec plan.DecisionRecord
+			err := c.Do(ctx, http.MethodPost, client.ClusterPath(a[0], path), map[string]string{field: a[1]}, &rec)
+			var ce *client.Error
+			if errors.As(err, &ce) && ce.Status == http.StatusConflict && json.Unmarshal(ce.Body, &rec) == nil && len(rec.Reasons) > 0 {
+				for _, r := range rec.Reasons {
+					fmt.Fprintf(o.w, "refused: %s: %s\n", r.Code, r.Message)
+				}
+				return err
+			}
+			if err != nil {
+				return err
+			}
+			return o.print(rec, "", func(tw io.Writer) {
+				if len(rec.Operations) == 0 {
+					fmt.Fprintf(tw, "dry run: would start %d operation(s)\n", len(rec.Proposals))
+				}
+				for _, id := range rec.Operations {
+					fmt.Fprintf(tw, "operation %s started\n", id)
+				}
+			})
+		})
+	}
+	settings := func(use, short, method, path string, body func(a []string) (any, error)) *cobra.Command {
+		return apiCmd(use, short, cobra.ExactArgs(len(strings.Fields(use))-1), func(ctx context.Context, c *client.Client, o *out, a []string) error {
+			b, err := body(a)
+			if err != nil {
+				return withCode(2, err)
+			}
+			var s agent.Settings
+			if err := c.Do(ctx, method, client.ClusterPath(a[0], path), b, &s); err != nil {
+				return err
+			}
+			return o.print(s, "CLUSTER\tPAUSED\tDRY RUN\tBY", func(tw io.Writer) {
+				fmt.Fprintf(tw, "%s\t%v\t%v\t%s\n", a[0], s.Paused, s.DryRun, dash(s.By))
+			})
+		})
+	}
+	none := func([]string) (any, error) { return nil, nil }
+	dryRun := settings("dry-run CLUSTER on|off", "Switch a cluster's dry run on or off", http.MethodPut, "dry-run", func(a []string) (any, error) {
+		switch a[1] {
+		case "on":
+			return map[string]bool{"enabled": true}, nil
+		case "off":
+			return map[string]bool{"enabled": false}, nil
+		}
+		return nil, fmt.Errorf("%q: want on or off", a[1])
+	})
+	audit := apiCmd("audit", "List the audit trail: who changed what, when", cobra.NoArgs,
+		func(ctx context.Context, c *client.Client, o *out, _ []string) error {
+			var recs []plan.AuditRecord
+			if err := c.Get(ctx, "/v1/audit", &recs); err != nil {
+				return err
+			}
+			return o.print(recs, "AT\tBY\tACTION\tCLUSTER\tDETAIL", func(tw io.Writer) {
+				for _, r := range recs {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.At.UTC().Format(time.RFC3339), r.By, r.Action, dash(r.Cluster), dash(r.Detail))
+				}
+			})
+		})
+	return []*cobra.Command{status, nodes, ops, decisions, why,
+		selection("clone CLUSTER NODE", "Clone a node of your choice", "template", "clone"),
+		selection("detach CLUSTER NODE", "Detach a node and destroy its VM", "node", "detach"),
+		settings("pause CLUSTER", "Pause a cluster's decisions (operations in flight finish)", http.MethodPost, "pause", none),
+		settings("resume CLUSTER", "Resume a cluster's decisions", http.MethodPost, "resume", none),
+		dryRun, audit, newPeersCmd()}
+}
+
+// whenAt reads a time: RFC 3339, or a duration ago.
+func whenAt(s string, now time.Time) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil && d >= 0 {
+		return now.Add(-d), nil
+	}
+	return time.Time{}, fmt.Errorf("--at %q: want an RFC 3339 time or a duration ago such as 15m", s)
+}
+
+func newPeersCmd() *cobra.Command {
+	peers := &cobra.Command{Use: "peers", Short: "List and change the agents of a replicated registry"}
+	show := func(o *out, st agent.RaftStatus) error {
+		return o.print(st, "ID\tADDRESS\tLEADER", func(tw io.Writer) {
+			for _, p := range st.Peers {
+				fmt.Fprintf(tw, "%s\t%s\t%v\n", p.ID, p.Address, p.ID == st.Leader)
+			}
+		})
+	}
+	peers.AddCommand(
+		apiCmd("list", "List the voters and the leader", cobra.NoArgs, func(ctx context.Context, c *client.Client, o *out, _ []string) error {
+			var st agent.RaftStatus
+			if err := c.Get(ctx, "/v1/peers", &st); err != nil {
+				return err
+			}
+			return show(o, st)
+		}),
+		apiCmd("join ID ADDRESS", "Add an agent as a voter (ask the leader)", cobra.ExactArgs(2), func(ctx context.Context, c *client.Client, o *out, a []string) error {
+			var st agent.RaftStatus
+			if err := c.Do(ctx, http.MethodPost, "/v1/peers", agent.PeerRequest{ID: a[0], Address: a[1]}, &st); err != nil {
+				return err
+			}
+			return show(o, st)
+		}),
+		apiCmd("remove ID", "Remove an agent (ask the leader)", cobra.ExactArgs(1), func(ctx context.Context, c *client.Client, o *out, a []string) error {
+			var st agent.RaftStatus
+			if err := c.Do(ctx, http.MethodDelete, "/v1/peers/"+url.PathEscape(a[0]), nil, &st); err != nil {
+				return err
+			}
+			return show(o, st)
+		}),
+	)
+	return peers
+}
+
+// newPolicyPushCmd and newPolicyShowCmd are `policy push DIR` and
+// `policy show`.
+func newPolicyPushCmd() *cobra.Command {
+	return apiCmd("push DIR", "Push a policy directory to the agent: compiled and its tests run there first", cobra.ExactArgs(1),
+		func(ctx context.Context, c *client.Client, o *out, a []string) error {
+			fsys := os.DirFS(a[0])
+			names, err := fs.Glob(fsys, "*.rego")
+			if err != nil || len(names) == 0 {
+				return withCode(2, fmt.Errorf("%s: no .rego file", a[0]))
+			}
+			files := map[string]string{}
+			for _, n := range names {
+				b, err := fs.ReadFile(fsys, n)
+				if err != nil {
+					return withCode(2, err)
+				}
+				files[n] = string(b)
+			}
+			var res agent.PolicyCheck
+			err = c.Do(ctx, http.MethodPut, "/v1/policy", agent.PolicyFiles{Files: files}, &res)
+			var ce *client.Error
+			if errors.As(err, &ce) && ce.Status == http.StatusUnprocessableEntity {
+				var refused struct {
+					Problems []string `json:"problems"`
+				}
+				_ = json.Unmarshal(ce.Body, &refused)
+				for _, p := range refused.Problems {
+					fmt.Fprintln(o.w, p)
+				}
+			}
+			if err != nil {
+				return err
+			}
+			return o.print(res, "", func(tw io.Writer) {
+				fmt.Fprintf(tw, "policy %s in use (%d tests passed)\n", res.Version, res.Tests.Passed)
+			})
+		})
+}
+
+func newPolicyShowCmd() *cobra.Command {
+	return apiCmd("show", "Show the policy the agent decides with", cobra.NoArgs,
+		func(ctx context.Context, c *client.Client, o *out, _ []string) error {
+			var p agent.PolicyFiles
+			if err := c.Get(ctx, "/v1/policy", &p); err != nil {
+				return err
+			}
+			return o.print(p, "", func(tw io.Writer) {
+				fmt.Fprintf(tw, "version\t%s\n", p.Version)
+				for n := range p.Files {
+					fmt.Fprintf(tw, "file\t%s\n", n)
+				}
+			})
+		})
+}

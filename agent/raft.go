@@ -25,6 +25,7 @@ import (
 //	  data_dir: /var/lib/mitosis/raft
 //	  bootstrap: true              # on the first node only
 //	  peers: [{id: a1, address: "10.0.0.1:7001"}]
+//	  tls: {ca_file: /etc/mitosis/raft-ca.pem, cert_file: /etc/mitosis/raft.pem, key_file: /etc/mitosis/raft.key}
 type RaftConfig struct {
 	NodeID    string `yaml:"node_id"`
 	Bind      string `yaml:"bind"`
@@ -35,6 +36,9 @@ type RaftConfig struct {
 		ID      string `yaml:"id"`
 		Address string `yaml:"address"`
 	} `yaml:"peers"`
+	// TLS makes raft's traffic mutual TLS (docs/raft.md): strongly advised
+	// beyond one host.
+	TLS *raftstore.TLSConfig `yaml:"tls"`
 	// The timeouts; zero keeps raftstore's LAN defaults.
 	HeartbeatTimeout   autoscaler.Duration `yaml:"heartbeat_timeout"`
 	ElectionTimeout    autoscaler.Duration `yaml:"election_timeout"`
@@ -55,6 +59,9 @@ func (r *RaftConfig) validate() error {
 			return fmt.Errorf("raft.peers[%d]: id and address are required", i)
 		}
 	}
+	if r.TLS != nil {
+		return r.TLS.Validate()
+	}
 	return nil
 }
 
@@ -67,6 +74,9 @@ func (r *RaftConfig) store(log *slog.Logger) raftstore.Config {
 	}
 	for _, p := range r.Peers {
 		c.Peers = append(c.Peers, raftstore.Peer{ID: p.ID, Address: p.Address})
+	}
+	if r.TLS != nil {
+		c.Transport = raftstore.TLSTransport(*r.TLS)
 	}
 	return c
 }

@@ -6,12 +6,13 @@ BIN       := bin/mitosis
 BUILD_DIR := build
 FUZZTIME  ?= 30s
 BENCH     ?= .
-COUNT     ?= 6
+COUNT       ?= 6
+CHAOS_COUNT ?= 10
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X main.version=$(VERSION)
 
 .DEFAULT_GOAL := help
-.PHONY: help build run report test test-race acceptance bench lint fuzz check-core deps clean
+.PHONY: help build run report test test-race acceptance bench chaos lint fuzz check-core deps clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -46,6 +47,10 @@ lint: deps ## go vet, staticcheck, and the Rego format and strict checks
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
 	$(GO) run ./cmd/mitosis policy check policies
+
+chaos: deps ## The leader-loss, partition and failover tests, CHAOS_COUNT times over (hundreds of trials)
+	$(GO) test -count=$(CHAOS_COUNT) -run 'LeaderLossAtEveryStep|PartitionedLeader|SagasNeverStrandOrOrphan' ./autoscaler/
+	$(GO) test -count=$(CHAOS_COUNT) -run 'ThreeAgentsFailOver' ./test/
 
 fuzz: deps ## Run every fuzz target for FUZZTIME each (seeds live in testdata/fuzz)
 	@scripts/fuzz.sh $(FUZZTIME)

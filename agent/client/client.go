@@ -1,6 +1,13 @@
 // Package client is a typed client of the agent's HTTP API (docs/api.md),
-// for the command line and for programs. The token is sent, never shown:
-// errors carry the status and the server's message only.
+// for the command line and for programs: one method per endpoint (api.go),
+// and Do for anything else.
+//
+// The token is sent, never shown: it is in no error, no URL and no log
+// line; an answer other than 2xx is an *Error with the status and the
+// server's message, and a server that echoes the token has it redacted.
+//
+// The package imports agent and plan for their exported types only; agent
+// must never import it.
 package client
 
 import (
@@ -18,6 +25,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/mitosis-autoscaler/mitosis/plan"
 )
 
 // Error is an answer of the server other than 2xx.
@@ -27,6 +36,11 @@ type Error struct {
 	// Body is the whole answer, for the callers that read more than the
 	// message (the reasons of a refused clone, a policy's problems).
 	Body []byte
+	// Problems are a refused policy's (422), file:line:col: message.
+	Problems []string
+	// Reasons are the guardrails' reasons of a refused clone or detach
+	// (409).
+	Reasons []plan.Reason
 }
 
 func (e *Error) Error() string {
@@ -37,8 +51,14 @@ func (e *Error) Error() string {
 type Options struct {
 	// CAFile verifies an https server with this CA instead of the
 	// system's roots.
-	CAFile  string
-	Timeout time.Duration // each request; default 30 s
+	CAFile string
+	// ServerName is the name the server's certificate must hold, when it
+	// is not the host of the server's address (an agent reached by IP).
+	ServerName string
+	// InsecureSkipVerify accepts any certificate. For tests only: with it,
+	// anyone on the path can read the token.
+	InsecureSkipVerify bool
+	Timeout            time.Duration // each request; default 30 s
 }
 
 // Client calls one agent.
@@ -58,6 +78,7 @@ func New(server, token string, o Options) (*Client, error) {
 		o.Timeout = 30 * time.Second
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: o.ServerName, InsecureSkipVerify: o.InsecureSkipVerify}
 	if o.CAFile != "" {
 		pem, err := os.ReadFile(o.CAFile)
 		if err != nil {
@@ -67,8 +88,9 @@ func New(server, token string, o Options) (*Client, error) {
 		if !pool.AppendCertsFromPEM(pem) {
 			return nil, fmt.Errorf("ca file %s: no PEM certificate in it", o.CAFile)
 		}
-		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		tc.RootCAs = pool
 	}
+	tr.TLSClientConfig = tc
 	return &Client{base: u, token: token, http: &http.Client{Timeout: o.Timeout, Transport: tr}}, nil
 }
 
@@ -97,7 +119,7 @@ func (c *Client) Do(ctx context.Context, method, path string, body, out any) err
 		if errors.As(err, &ue) {
 			err = ue.Err // the URL is known to the caller; the token was never in it
 		}
-		return fmt.Errorf("%s %s: %w", method, c.base.Host, err)
+		return fmt.Errorf("%s %s: %w", method, c.base.Host, c.redact(err))
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
@@ -106,18 +128,41 @@ func (c *Client) Do(ctx context.Context, method, path string, body, out any) err
 	}
 	if resp.StatusCode/100 != 2 {
 		var e struct {
-			Error string `json:"error"`
+			Error    string        `json:"error"`
+			Problems []string      `json:"problems"`
+			Reasons  []plan.Reason `json:"reasons"`
 		}
 		msg := strings.TrimSpace(string(data))
 		if json.Unmarshal(data, &e) == nil && e.Error != "" {
 			msg = e.Error
 		}
-		return &Error{Status: resp.StatusCode, Message: msg, Body: data}
+		if msg == "" {
+			msg = http.StatusText(resp.StatusCode)
+		}
+		if c.token != "" && bytes.Contains(data, []byte(c.token)) {
+			data = bytes.ReplaceAll(data, []byte(c.token), []byte(redacted))
+			msg = strings.ReplaceAll(msg, c.token, redacted)
+			for i := range e.Problems {
+				e.Problems[i] = strings.ReplaceAll(e.Problems[i], c.token, redacted)
+			}
+		}
+		return &Error{Status: resp.StatusCode, Message: msg, Body: data, Problems: e.Problems, Reasons: e.Reasons}
 	}
 	if out == nil {
 		return nil
 	}
 	return json.Unmarshal(data, out)
+}
+
+// redacted stands for the token wherever it would have been shown.
+const redacted = "[token]"
+
+// redact is err with the token, should anything have put it there, hidden.
+func (c *Client) redact(err error) error {
+	if c.token == "" || !strings.Contains(err.Error(), c.token) {
+		return err
+	}
+	return errors.New(strings.ReplaceAll(err.Error(), c.token, redacted))
 }
 
 // Get is Do with GET.

@@ -2,17 +2,8 @@ package raftstore
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -23,58 +14,11 @@ import (
 	"github.com/mitosis-autoscaler/mitosis/plan"
 )
 
-// testCA is a certificate authority made for one test.
-type testCA struct {
-	dir  string
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	file string
-}
-
-func newTestCA(t *testing.T, name string) *testCA {
+// nodeTLS is a TLSConfig with a certificate ca issues for name.
+func nodeTLS(t *testing.T, ca *testenv.CA, name string) TLSConfig {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	ca := &testCA{dir: t.TempDir(), cert: cert, key: key}
-	ca.file = filepath.Join(ca.dir, "ca.pem")
-	writePEM(t, ca.file, "CERTIFICATE", der)
-	return ca
-}
-
-func writePEM(t *testing.T, file, typ string, der []byte) {
-	t.Helper()
-	if err := os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// node issues a certificate for 127.0.0.1, for server and client use.
-func (ca *testCA) node(t *testing.T, name string) TLSConfig {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, _ := x509.MarshalECPrivateKey(key)
-	c := TLSConfig{CAFile: ca.file, CertFile: filepath.Join(ca.dir, name+".pem"), KeyFile: filepath.Join(ca.dir, name+".key")}
-	writePEM(t, c.CertFile, "CERTIFICATE", der)
-	writePEM(t, c.KeyFile, "EC PRIVATE KEY", kb)
-	return c
+	caFile, certFile, keyFile := ca.Files(t, name)
+	return TLSConfig{CAFile: caFile, CertFile: certFile, KeyFile: keyFile}
 }
 
 // refusalLog collects the warnings of a node's transport.
@@ -105,7 +49,7 @@ func openTLS(t *testing.T, id, addr string, bootstrap bool, peers []Peer, c TLSC
 // node with a certificate from another CA, and a client with none, are
 // refused at the handshake.
 func TestMutualTLS(t *testing.T) {
-	ca, rogueCA := newTestCA(t, "mitosis raft CA"), newTestCA(t, "someone else's CA")
+	ca, rogueCA := testenv.NewCA(t, "mitosis raft CA"), testenv.NewCA(t, "someone else's CA")
 	var peers []Peer
 	addrs := map[string]string{}
 	for _, id := range []string{"n1", "n2", "n3"} {
@@ -119,7 +63,7 @@ func TestMutualTLS(t *testing.T) {
 		if i == 0 {
 			log = hclog.New(&hclog.LoggerOptions{Output: refused, Level: hclog.Warn})
 		}
-		stores = append(stores, openTLS(t, p.ID, p.Address, true, peers, ca.node(t, p.ID), log))
+		stores = append(stores, openTLS(t, p.ID, p.Address, true, peers, nodeTLS(t, ca, p.ID), log))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -154,7 +98,7 @@ func TestMutualTLS(t *testing.T) {
 	// A node with a certificate from another CA cannot join: added as a
 	// voter, it never receives the registry.
 	rogueAddr := testenv.FreeAddr(t)
-	rogue := openTLS(t, "rogue", rogueAddr, false, nil, rogueCA.node(t, "rogue"), hclog.NewNullLogger())
+	rogue := openTLS(t, "rogue", rogueAddr, false, nil, nodeTLS(t, rogueCA, "rogue"), hclog.NewNullLogger())
 	jctx, jcancel := context.WithTimeout(ctx, 3*time.Second)
 	_ = leader.AddVoter(jctx, "rogue", rogueAddr) // may time out: the rogue never answers
 	jcancel()
@@ -165,13 +109,12 @@ func TestMutualTLS(t *testing.T) {
 
 	// A raw connection with the rogue's certificate, and one without any,
 	// fail at the handshake with a member.
-	rogueCfg := rogueCA.node(t, "rogue2")
+	rogueCfg := nodeTLS(t, rogueCA, "rogue2")
 	_, rogueClient, err := rogueCfg.configs()
 	if err != nil {
 		t.Fatal(err)
 	}
-	caPool := x509.NewCertPool()
-	caPool.AddCert(ca.cert)
+	caPool := ca.Pool
 	for name, cfg := range map[string]*tls.Config{
 		"another CA's certificate": {Certificates: rogueClient.Certificates, RootCAs: caPool, MinVersion: tls.VersionTLS13},
 		"no certificate":           {RootCAs: caPool, MinVersion: tls.VersionTLS13},
@@ -201,7 +144,7 @@ func TestMutualTLS(t *testing.T) {
 		want string
 	}{
 		{TLSConfig{CertFile: "x", KeyFile: "y"}, "raft.tls.ca_file: required"},
-		{TLSConfig{CAFile: ca.file, CertFile: "/nonexistent.pem", KeyFile: "y"}, "raft.tls.cert_file"},
+		{TLSConfig{CAFile: nodeTLS(t, ca, "x").CAFile, CertFile: "/nonexistent.pem", KeyFile: "y"}, "raft.tls.cert_file"},
 	} {
 		if err := bad.c.Validate(); err == nil || !strings.Contains(err.Error(), bad.want) {
 			t.Errorf("Validate(%+v) = %v, want %q", bad.c, err, bad.want)

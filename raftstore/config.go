@@ -40,9 +40,9 @@ type Peer struct {
 }
 
 // TransportFunc makes the node's raft transport. The default is
-// TCPTransport; a mutual-TLS transport wraps its own raft.StreamLayer in
-// raft.NewNetworkTransportWithLogger; unit tests use raft's in-memory
-// transport. Closing the Store closes the transport.
+// TCPTransport, or TLSTransport when Config.TLS is set (its own
+// raft.StreamLayer in raft.NewNetworkTransportWithConfig); unit tests use
+// raft's in-memory transport. Closing the Store closes the transport.
 type TransportFunc func(cfg Config, logger hclog.Logger) (raft.Transport, error)
 
 // Config configures one node of the replicated registry.
@@ -77,9 +77,13 @@ type Config struct {
 	TrailingLogs      uint64
 	RetainSnapshots   int
 
-	// Transport makes the transport; nil means TCPTransport.
+	// Transport makes the transport; nil means TLSTransport(*TLS) if TLS
+	// is set, else TCPTransport (plain TCP).
 	Transport TransportFunc
-	// TransportTimeout and MaxPool tune the TCP transport.
+	// TLS, if set, makes raft's traffic mutual TLS (see TLSConfig); it is
+	// ignored when Transport is set.
+	TLS *TLSConfig
+	// TransportTimeout and MaxPool tune the TCP or TLS transport.
 	TransportTimeout time.Duration
 	MaxPool          int
 
@@ -113,6 +117,9 @@ func (c Config) withDefaults() Config {
 	if c.MaxPool == 0 {
 		c.MaxPool = DefaultMaxPool
 	}
+	if c.Transport == nil && c.TLS != nil {
+		c.Transport = TLSTransport(*c.TLS)
+	}
 	if c.Transport == nil {
 		c.Transport = TCPTransport
 	}
@@ -139,6 +146,11 @@ func (c Config) validate() error {
 	}
 	if c.RetainSnapshots < 1 {
 		errs = append(errs, errors.New("retain snapshots: must be at least 1"))
+	}
+	if c.TLS != nil {
+		if err := c.TLS.Validate(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("raftstore: config: %w", err)

@@ -17,8 +17,10 @@ import (
 // TLSConfig makes raft's traffic mutual TLS: every node presents a
 // certificate from the CA, and accepts only peers that do. Each node's
 // certificate must name the address the others dial it at (an IP SAN
-// such as 127.0.0.1, or a DNS SAN; or set ServerName to a name all the
-// certificates carry), and allow both server and client authentication.
+// such as IP:127.0.0.1 for nodes on loopback, or a DNS SAN; or set
+// ServerName to a name all the certificates carry), and allow both server
+// and client authentication (extended key usages serverAuth and
+// clientAuth).
 type TLSConfig struct {
 	CAFile   string `yaml:"ca_file"`
 	CertFile string `yaml:"cert_file"`
@@ -28,17 +30,18 @@ type TLSConfig struct {
 	ServerName string `yaml:"server_name"`
 }
 
-// Validate names the field at fault; the files must exist.
+// Validate names every field at fault (by its key in the agent's file):
+// the three files are required and must exist.
 func (c TLSConfig) Validate() error {
+	var errs []error
 	for _, f := range []struct{ key, path string }{{"ca_file", c.CAFile}, {"cert_file", c.CertFile}, {"key_file", c.KeyFile}} {
 		if f.path == "" {
-			return fmt.Errorf("raft.tls.%s: required", f.key)
-		}
-		if _, err := os.Stat(f.path); err != nil {
-			return fmt.Errorf("raft.tls.%s: %w", f.key, err)
+			errs = append(errs, fmt.Errorf("raft.tls.%s: required", f.key))
+		} else if _, err := os.Stat(f.path); err != nil {
+			errs = append(errs, fmt.Errorf("raft.tls.%s: %w", f.key, err))
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // configs loads the files into the two sides' TLS settings.
@@ -67,36 +70,58 @@ func (c TLSConfig) configs() (server, client *tls.Config, err error) {
 }
 
 // TLSTransport is a Config.Transport that carries raft over mutual TLS
-// (a raft.StreamLayer on crypto/tls under raft's network transport). A
+// (a raft.StreamLayer on crypto/tls under raft's network transport), on
+// cfg.BindAddr, advertising cfg.AdvertiseAddr, tuned by cfg.MaxPool and
+// cfg.TransportTimeout. Config.TLS is the shorter way to ask for it. A
 // peer without a certificate from the CA fails the handshake: it can
 // neither join nor send a single RPC.
 func TLSTransport(c TLSConfig) TransportFunc {
 	return func(cfg Config, logger hclog.Logger) (raft.Transport, error) {
-		server, client, err := c.configs()
-		if err != nil {
-			return nil, err
-		}
-		ln, err := net.Listen("tcp", cfg.BindAddr)
-		if err != nil {
-			return nil, fmt.Errorf("raftstore: transport on %s: %w", cfg.BindAddr, err)
-		}
-		var adv net.Addr = ln.Addr()
-		if cfg.AdvertiseAddr != "" {
-			if adv, err = net.ResolveTCPAddr("tcp", cfg.AdvertiseAddr); err != nil {
-				ln.Close()
-				return nil, fmt.Errorf("raftstore: advertise address: %w", err)
-			}
-		}
-		if tcp, ok := adv.(*net.TCPAddr); ok && tcp.IP.IsUnspecified() {
-			ln.Close()
-			return nil, errors.New("raftstore: the bind address is unspecified (0.0.0.0): give an advertise address")
-		}
-		layer := &tlsLayer{Listener: ln, adv: adv, server: server, client: client, log: logger, done: make(chan struct{})}
-		return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-			Stream: layer, MaxPool: cfg.MaxPool, Timeout: cfg.TransportTimeout, Logger: logger,
-		}), nil
+		return newTLSTransport(c, cfg.BindAddr, cfg.AdvertiseAddr, cfg.MaxPool, cfg.TransportTimeout, logger)
 	}
 }
+
+// NewTLSTransport is raft's network transport over mutual TLS, listening
+// on bind and advertising advertise (empty: the address bound, which must
+// then not be unspecified), with a pool of DefaultMaxPool connections per
+// peer and DefaultTransportTimeout for each dial and RPC. The
+// certificates are read from the files once, here; nothing of them is
+// ever logged.
+func NewTLSTransport(c TLSConfig, bind, advertise string, logger hclog.Logger) (raft.Transport, error) {
+	return newTLSTransport(c, bind, advertise, DefaultMaxPool, DefaultTransportTimeout, logger)
+}
+
+func newTLSTransport(c TLSConfig, bind, advertise string, maxPool int, timeout time.Duration, logger hclog.Logger) (raft.Transport, error) {
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	server, client, err := c.configs()
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", bind)
+	if err != nil {
+		return nil, fmt.Errorf("raftstore: transport on %s: %w", bind, err)
+	}
+	var adv net.Addr = ln.Addr()
+	if advertise != "" {
+		if adv, err = net.ResolveTCPAddr("tcp", advertise); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("raftstore: advertise address: %w", err)
+		}
+	}
+	if tcp, ok := adv.(*net.TCPAddr); ok && tcp.IP.IsUnspecified() {
+		ln.Close()
+		return nil, errors.New("raftstore: the bind address is unspecified (0.0.0.0): give an advertise address")
+	}
+	layer := &tlsLayer{Listener: ln, adv: adv, server: server, client: client, log: logger, done: make(chan struct{})}
+	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream: layer, MaxPool: maxPool, Timeout: timeout, Logger: logger,
+	}), nil
+}
+
+// The StreamLayer's contract, checked by the compiler.
+var _ raft.StreamLayer = (*tlsLayer)(nil)
 
 // tlsLayer is a raft.StreamLayer over mutual TLS.
 type tlsLayer struct {
@@ -177,9 +202,9 @@ func (l *tlsLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.
 		cfg.ServerName = host
 	}
 	d := &net.Dialer{Timeout: timeout}
-	c, err := tls.DialWithDialer(d, "tcp", string(address), cfg)
+	c, err := tls.DialWithDialer(d, "tcp", string(address), cfg) // the handshake too, within timeout
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("raft over TLS to %s: %w", address, err)
 	}
 	return c, nil
 }

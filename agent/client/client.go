@@ -133,8 +133,17 @@ func (c *Client) Do(ctx context.Context, method, path string, body, out any) err
 			Reasons  []plan.Reason `json:"reasons"`
 		}
 		msg := strings.TrimSpace(string(data))
-		if json.Unmarshal(data, &e) == nil && e.Error != "" {
-			msg = e.Error
+		if json.Unmarshal(data, &e) == nil {
+			switch {
+			case e.Error != "":
+				msg = e.Error
+			case len(e.Reasons) > 0: // a refused clone or detach answers its decision record
+				rs := make([]string, len(e.Reasons))
+				for i, r := range e.Reasons {
+					rs[i] = string(r.Code) + ": " + r.Message
+				}
+				msg = "refused: " + strings.Join(rs, "; ")
+			}
 		}
 		if msg == "" {
 			msg = http.StatusText(resp.StatusCode)

@@ -187,7 +187,7 @@ func TestErrorsAreTyped(t *testing.T) {
 		c, _ := stub(t, 409, `{"seq":4,"decision":{"action":"expand"},"reasons":[{"code":"max_size","message":"at 20 of 20"}]}`)
 		rec, err := c.Clone(ctx, "web", "web-1")
 		var e *client.Error
-		if !errors.As(err, &e) || e.Status != 409 || len(e.Reasons) != 1 || e.Reasons[0].Code != "max_size" {
+		if !errors.As(err, &e) || e.Status != 409 || len(e.Reasons) != 1 || e.Reasons[0].Code != "max_size" || e.Message != "refused: max_size: at 20 of 20" {
 			t.Fatalf("%#v", err)
 		}
 		if rec.Seq != 4 || len(rec.Reasons) != 1 {

@@ -80,8 +80,8 @@ type Config struct {
 	// Transport makes the transport; nil means TLSTransport(*TLS) if TLS
 	// is set, else TCPTransport (plain TCP).
 	Transport TransportFunc
-	// TLS, if set, makes raft's traffic mutual TLS (see TLSConfig); it is
-	// ignored when Transport is set.
+	// TLS, if set, makes raft's traffic mutual TLS (see TLSConfig); Open
+	// refuses a Config with both TLS and Transport.
 	TLS *TLSConfig
 	// TransportTimeout and MaxPool tune the TCP or TLS transport.
 	TransportTimeout time.Duration

@@ -87,6 +87,9 @@ type Store struct {
 // and there is no state yet. It returns before a leader is elected: see
 // WaitLeader.
 func Open(cfg Config) (*Store, error) {
+	if cfg.Transport != nil && cfg.TLS != nil { // fail closed: the TLS asked for would not be used
+		return nil, errors.New("raftstore: config: transport and tls: set one, not both")
+	}
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err

@@ -243,6 +243,10 @@ func TestTLSConfigValidate(t *testing.T) {
 	if _, err := NewTLSTransport(bad, "127.0.0.1:0", "", nil); err == nil || !strings.Contains(err.Error(), "raft.tls.ca_file") {
 		t.Errorf("a CA file without a certificate: %v", err)
 	}
+	_, err := Open(Config{NodeID: "n1", BindAddr: "127.0.0.1:0", DataDir: t.TempDir(), TLS: &good, Transport: TCPTransport})
+	if err == nil || !strings.Contains(err.Error(), "transport and tls") {
+		t.Errorf("Open with both TLS and a transport: %v", err)
+	}
 	if _, err := NewTLSTransport(good, "0.0.0.0:0", "", nil); err == nil || !strings.Contains(err.Error(), "advertise") {
 		t.Errorf("an unspecified bind address and no advertise address: %v", err)
 	}

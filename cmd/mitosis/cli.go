@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -125,6 +127,9 @@ func apiExit(err error) error {
 type out struct {
 	w    io.Writer
 	json bool
+	// now is the agent's time, when it is not this machine's (a simulated
+	// world's clock); zero for time.Now.
+	now time.Time
 }
 
 // print writes v as JSON, or as the table rows gives.
@@ -142,11 +147,49 @@ func (o *out) print(v any, header string, rows func(tw io.Writer)) error {
 	return tw.Flush()
 }
 
-func ago(t time.Time) string {
+// ago is how long before the agent's now t was: 45s, 12m, 3h5m, 4d3h.
+func (o *out) ago(t time.Time) string {
 	if t.IsZero() {
 		return "-"
 	}
-	return time.Since(t).Round(time.Second).String()
+	now := o.now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	d := max(now.Sub(t), 0)
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	case d < 24*time.Hour:
+		return fmt.Sprintf("%dh%dm", int(d.Hours()), int(d.Minutes())%60)
+	}
+	return fmt.Sprintf("%dd%dh", int(d.Hours())/24, int(d.Hours())%24)
+}
+
+// agentClock sets o's now from the status: on a simulated world, the time
+// of the newest decision (its clock runs apart from this machine's).
+func (o *out) agentClock(st agent.Status) {
+	if !st.Simulated {
+		return
+	}
+	for _, cl := range st.Clusters {
+		if d := cl.LastDecision; d != nil && d.At.After(o.now) {
+			o.now = d.At
+		}
+	}
+}
+
+// askAgentClock is agentClock for the commands that show ages but not the
+// status; without a status (a token that may not read it), this machine's.
+func (o *out) askAgentClock(ctx context.Context, c *client.Client) {
+	if o.json {
+		return
+	}
+	if st, err := c.Status(ctx); err == nil {
+		o.agentClock(st)
+	}
 }
 
 func dash(s string) string {
@@ -157,26 +200,53 @@ func dash(s string) string {
 }
 
 func newOperatorCmds() []*cobra.Command {
-	nodes := apiCmd("nodes CLUSTER", "List a cluster's nodes with their clone lineage", cobra.ExactArgs(1),
+	var tree bool
+	nodes := apiCmd("nodes [CLUSTER]", "List a cluster's nodes (every cluster's without CLUSTER) with their clone lineage", cobra.MaximumNArgs(1),
 		func(ctx context.Context, c *client.Client, o *out, a []string) error {
-			var ns []plan.Node
-			if err := c.Get(ctx, client.ClusterPath(a[0], "nodes"), &ns); err != nil {
+			o.askAgentClock(ctx, c) // first: the last request is the listing
+			names, err := clusterNames(ctx, c, a)
+			if err != nil {
 				return err
 			}
-			return o.print(ns, "ID\tSTATE\tROLE\tHOST\tPARENT\tDEPTH\tAGE", func(tw io.Writer) {
+			ns := []plan.Node{}
+			for _, name := range names {
+				more, err := c.Nodes(ctx, name)
+				if err != nil {
+					return err
+				}
+				ns = append(ns, more...)
+			}
+			if tree && !o.json {
+				printLineage(o.w, ns, len(a) == 0, o.ago)
+				return nil
+			}
+			all := len(a) == 0
+			return o.print(ns, clusterColumn(all)+"ID\tSTATE\tROLE\tHOST\tPARENT\tDEPTH\tAGE", func(tw io.Writer) {
 				for _, n := range ns {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", n.ID, n.State, n.Role, dash(n.Host), dash(n.Parent), n.LineageDepth, ago(n.CreatedAt))
+					fmt.Fprintf(tw, "%s%s\t%s\t%s\t%s\t%s\t%d\t%s\n", clusterCell(all, n.Cluster), n.ID, n.State, dash(n.Role), dash(n.Host), dash(n.Parent), n.LineageDepth, o.ago(n.CreatedAt))
 				}
 			})
 		})
+	nodes.Flags().BoolVar(&tree, "tree", false, "print the clone lineage as an indented tree")
 	var opsLimit, decLimit int
-	ops := apiCmd("ops CLUSTER", "List a cluster's latest operations and their steps", cobra.ExactArgs(1),
+	ops := apiCmd("ops [CLUSTER]", "List a cluster's (every cluster's without CLUSTER) latest operations and their steps", cobra.MaximumNArgs(1),
 		func(ctx context.Context, c *client.Client, o *out, a []string) error {
-			var list []plan.Operation
-			if err := c.Get(ctx, client.ClusterPath(a[0], "operations")+client.Limit(opsLimit), &list); err != nil {
+			o.askAgentClock(ctx, c) // first: the last request is the listing
+			names, err := clusterNames(ctx, c, a)
+			if err != nil {
 				return err
 			}
-			return o.print(list, "ID\tKIND\tSTATUS\tSTEP\tTEMPLATE/NODE\tAGE\tERROR", func(tw io.Writer) {
+			list := []plan.Operation{}
+			for _, name := range names {
+				more, err := c.Operations(ctx, name, opsLimit)
+				if err != nil {
+					return err
+				}
+				list = append(list, more...)
+			}
+			slices.SortStableFunc(list, func(x, y plan.Operation) int { return y.CreatedAt.Compare(x.CreatedAt) })
+			all := len(a) == 0
+			return o.print(list, clusterColumn(all)+"ID\tKIND\tSTATUS\tSTEP\tTEMPLATE/NODE\tAGE\tERROR", func(tw io.Writer) {
 				for _, op := range list {
 					target := op.Template
 					if op.Kind == plan.OpContract {
@@ -184,21 +254,31 @@ func newOperatorCmds() []*cobra.Command {
 					} else if op.Node != "" {
 						target += " → " + op.Node
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", op.ID, op.Kind, op.Status, op.Step, dash(target), ago(op.CreatedAt), dash(op.Error))
+					fmt.Fprintf(tw, "%s%s\t%s\t%s\t%s\t%s\t%s\t%s\n", clusterCell(all, op.Cluster), op.ID, op.Kind, op.Status, op.Step, dash(target), o.ago(op.CreatedAt), dash(op.Error))
 				}
 			})
 		})
 	ops.Aliases = []string{"operations"}
 	ops.Flags().IntVar(&opsLimit, "limit", 0, "at most this many (default the agent's, 50)")
-	decisions := apiCmd("decisions CLUSTER", "List a cluster's latest decisions with their reasons", cobra.ExactArgs(1),
+	decisions := apiCmd("decisions [CLUSTER]", "List a cluster's (every cluster's without CLUSTER) latest decisions with their reasons", cobra.MaximumNArgs(1),
 		func(ctx context.Context, c *client.Client, o *out, a []string) error {
-			var recs []plan.DecisionRecord
-			if err := c.Get(ctx, client.ClusterPath(a[0], "decisions")+client.Limit(decLimit), &recs); err != nil {
+			names, err := clusterNames(ctx, c, a)
+			if err != nil {
 				return err
 			}
-			return o.print(recs, "AT\tACTION\tCOUNT\tOPS\tBY\tREASON", func(tw io.Writer) {
+			recs := []plan.DecisionRecord{}
+			for _, name := range names {
+				more, err := c.Decisions(ctx, name, decLimit)
+				if err != nil {
+					return err
+				}
+				recs = append(recs, more...)
+			}
+			slices.SortStableFunc(recs, func(x, y plan.DecisionRecord) int { return y.At.Compare(x.At) })
+			all := len(a) == 0
+			return o.print(recs, clusterColumn(all)+"AT\tACTION\tCOUNT\tOPS\tBY\tREASON", func(tw io.Writer) {
 				for _, r := range recs {
-					fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\n", r.At.UTC().Format(time.RFC3339), r.Decision.Action, r.Decision.Count, len(r.Operations), dash(r.By), r.Decision.Reason)
+					fmt.Fprintf(tw, "%s%s\t%s\t%d\t%d\t%s\t%s\n", clusterCell(all, r.Cluster), r.At.UTC().Format(time.RFC3339), r.Decision.Action, r.Decision.Count, len(r.Operations), dash(r.By), r.Decision.Reason)
 				}
 			})
 		})
@@ -223,12 +303,15 @@ func newOperatorCmds() []*cobra.Command {
 				fmt.Fprintf(tw, "decision\t%s %d (%s)\n", r.Decision.Action, r.Decision.Count, dash(r.By))
 				fmt.Fprintf(tw, "reason\t%s\n", r.Decision.Reason)
 				metrics := "trusted"
-				if !r.Metrics.Available {
+				switch {
+				case r.PolicyVersion == "manual":
+					metrics = "not read (an operator's selection)"
+				case !r.Metrics.Available:
 					metrics = "unavailable: " + r.Metrics.Reason
 				}
 				fmt.Fprintf(tw, "metrics\t%s\n", metrics)
-				for name, v := range r.Observed.NodeMeans {
-					fmt.Fprintf(tw, "mean %s\t%.3g over %d ready nodes\n", name, v, r.Observed.ReadyNodes)
+				for _, name := range slices.Sorted(maps.Keys(r.Observed.NodeMeans)) {
+					fmt.Fprintf(tw, "mean %s\t%.3g over %d ready nodes\n", name, r.Observed.NodeMeans[name], r.Observed.ReadyNodes)
 				}
 				for _, rs := range r.Reasons {
 					fmt.Fprintf(tw, "guardrail\t%s: %s\n", rs.Code, rs.Message)
@@ -244,11 +327,12 @@ func newOperatorCmds() []*cobra.Command {
 			if err := c.Get(ctx, "/v1/status", &st); err != nil {
 				return err
 			}
+			o.agentClock(st)
 			return o.print(st, "CLUSTER\tSIZE\tMIN\tMAX\tREADY\tIN FLIGHT\tPAUSED\tDRY RUN\tLAST DECISION", func(tw io.Writer) {
 				for _, cl := range st.Clusters {
 					last := "-"
 					if d := cl.LastDecision; d != nil {
-						last = fmt.Sprintf("%s %s: %s", ago(d.At), d.Decision.Action, d.Decision.Reason)
+						last = fmt.Sprintf("%s %s: %s", o.ago(d.At), d.Decision.Action, d.Decision.Reason)
 					}
 					fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%v\t%v\t%s\n", cl.Name, cl.Size, cl.Min, cl.Max, cl.Nodes[plan.NodeReady], cl.InFlight, cl.Paused, cl.DryRun, last)
 				}
@@ -289,8 +373,12 @@ func newOperatorCmds() []*cobra.Command {
 			if err := c.Do(ctx, method, client.ClusterPath(a[0], path), b, &s); err != nil {
 				return err
 			}
-			return o.print(s, "CLUSTER\tPAUSED\tDRY RUN\tBY", func(tw io.Writer) {
-				fmt.Fprintf(tw, "%s\t%v\t%v\t%s\n", a[0], s.Paused, s.DryRun, dash(s.By))
+			return o.print(s, "CLUSTER\tPAUSED\tDRY RUN\tBY\tAT", func(tw io.Writer) {
+				at := "-"
+				if !s.At.IsZero() {
+					at = s.At.UTC().Format(time.RFC3339)
+				}
+				fmt.Fprintf(tw, "%s\t%v\t%v\t%s\t%s\n", a[0], s.Paused, s.DryRun, dash(s.By), at)
 			})
 		})
 	}
@@ -322,6 +410,89 @@ func newOperatorCmds() []*cobra.Command {
 		settings("pause CLUSTER", "Pause a cluster's decisions (operations in flight finish)", http.MethodPost, "pause", none),
 		settings("resume CLUSTER", "Resume a cluster's decisions", http.MethodPost, "resume", none),
 		dryRun, audit, newPeersCmd()}
+}
+
+// clusterNames are the cluster named in args, or else every cluster of
+// the agent's status.
+func clusterNames(ctx context.Context, c *client.Client, args []string) ([]string, error) {
+	if len(args) > 0 {
+		return args[:1], nil
+	}
+	st, err := c.Status(ctx)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, 0, len(st.Clusters))
+	for _, cl := range st.Clusters {
+		names = append(names, cl.Name)
+	}
+	return names, nil
+}
+
+// clusterColumn and clusterCell lead a table with the cluster when it
+// lists every cluster's rows.
+func clusterColumn(all bool) string {
+	if all {
+		return "CLUSTER\t"
+	}
+	return ""
+}
+
+func clusterCell(all bool, cluster string) string {
+	if all {
+		return cluster + "\t"
+	}
+	return ""
+}
+
+// printLineage writes nodes as a tree of clones under their templates,
+// oldest first; a node whose parent is not listed (or is gone) is a root.
+// With every cluster's nodes, each cluster heads its own trees.
+func printLineage(w io.Writer, nodes []plan.Node, byCluster bool, ago func(time.Time) string) {
+	listed := map[string]bool{}
+	children := map[string][]plan.Node{}
+	for _, n := range nodes {
+		listed[n.Cluster+"/"+n.ID] = true
+	}
+	var roots []plan.Node
+	for _, n := range nodes {
+		if n.Parent != "" && listed[n.Cluster+"/"+n.Parent] {
+			children[n.Cluster+"/"+n.Parent] = append(children[n.Cluster+"/"+n.Parent], n)
+		} else {
+			roots = append(roots, n)
+		}
+	}
+	var walk func(n plan.Node, lead, branch string)
+	walk = func(n plan.Node, lead, branch string) {
+		fmt.Fprintf(w, "%s%s%s  %s %s %s\n", lead, branch, n.ID, n.State, dash(n.Host), ago(n.CreatedAt))
+		kids := children[n.Cluster+"/"+n.ID]
+		next := lead
+		switch branch {
+		case "├─ ":
+			next += "│  "
+		case "└─ ":
+			next += "   "
+		}
+		for i, k := range kids {
+			b := "├─ "
+			if i == len(kids)-1 {
+				b = "└─ "
+			}
+			walk(k, next, b)
+		}
+	}
+	cluster := ""
+	for _, r := range roots {
+		lead := ""
+		if byCluster {
+			if r.Cluster != cluster {
+				cluster = r.Cluster
+				fmt.Fprintf(w, "%s\n", cluster)
+			}
+			lead = "  "
+		}
+		walk(r, lead, "")
+	}
 }
 
 // whenAt reads a time: RFC 3339, or a duration ago.
@@ -418,7 +589,7 @@ func newPolicyShowCmd() *cobra.Command {
 			}
 			return o.print(p, "", func(tw io.Writer) {
 				fmt.Fprintf(tw, "version\t%s\n", p.Version)
-				for n := range p.Files {
+				for _, n := range slices.Sorted(maps.Keys(p.Files)) {
 					fmt.Fprintf(tw, "file\t%s\n", n)
 				}
 			})

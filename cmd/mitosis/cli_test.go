@@ -162,7 +162,7 @@ func TestTheOperatorsCommands(t *testing.T) {
 		{[]string{"status", "-o", "yaml"}, reader, 2},   // a bad flag
 		{[]string{"dry-run", "web", "maybe"}, admin, 2}, // a bad argument
 		{[]string{"peers", "list"}, reader, 2},          // no raft: 404
-		{[]string{"decisions"}, reader, 2},              // usage
+		{[]string{"why"}, reader, 2},                    // usage
 	} {
 		if _, code, err := as(c.file, c.args...); code != c.want {
 			t.Errorf("%v: exit %d (%v), want %d", c.args, code, err, c.want)

@@ -72,16 +72,19 @@ func newContract(t *testing.T) *contract {
 			{ID: "op-8", Kind: plan.OpContract, Cluster: "web", Status: plan.OpRunning, Step: "drain", Node: "web-2", CreatedAt: ago(time.Minute)},
 			{ID: "op-7", Kind: plan.OpExpand, Cluster: "web", Status: plan.OpRunning, Step: "clone", Template: "web-1", Node: "web-3", CreatedAt: ago(2 * time.Minute)},
 		},
-		"GET /v1/clusters/web/decisions": []plan.DecisionRecord{manual, last},
-		"GET /v1/clusters/web/why":       last,
-		"POST /v1/clusters/web/clone":    plan.DecisionRecord{Seq: 44, By: "oncall", Decision: plan.Decision{Action: plan.ActionExpand, Count: 1}, Operations: []string{"op-9"}},
-		"POST /v1/clusters/web/detach":   plan.DecisionRecord{Seq: 45, By: "oncall", Decision: plan.Decision{Action: plan.ActionContract, Count: 1}, Operations: []string{"op-10"}},
-		"POST /v1/clusters/web/pause":    settings(true, false),
-		"POST /v1/clusters/web/resume":   settings(false, false),
-		"PUT /v1/clusters/web/dry-run":   settings(false, true),
-		"GET /v1/policy":                 agent.PolicyFiles{Version: "abc123def456", Files: map[string]string{"scale.rego": "package mitosis", "scale_test.rego": "package mitosis"}},
-		"PUT /v1/policy":                 agent.PolicyCheck{Version: "fed654cba321", Tests: agent.TestCounts{Passed: 7}},
-		"GET /v1/audit":                  []plan.AuditRecord{{Seq: 3, At: ago(time.Minute), By: "oncall", Cluster: "web", Action: "pause"}},
+		"GET /v1/clusters/web/decisions":    []plan.DecisionRecord{manual, last},
+		"GET /v1/clusters/web/why":          last,
+		"GET /v1/clusters/batch/nodes":      []plan.Node{{ID: "batch-0", Cluster: "batch", Role: "worker", State: plan.NodeReady, Host: "esx-3", CreatedAt: ago(time.Hour)}},
+		"GET /v1/clusters/batch/operations": []plan.Operation{},
+		"GET /v1/clusters/batch/decisions":  []plan.DecisionRecord{{Seq: 9, Cluster: "batch", At: ago(30 * time.Second), Decision: plan.Decision{Action: plan.ActionNone, Reason: "paused by oncall"}}},
+		"POST /v1/clusters/web/clone":       plan.DecisionRecord{Seq: 44, By: "oncall", Decision: plan.Decision{Action: plan.ActionExpand, Count: 1}, Operations: []string{"op-9"}},
+		"POST /v1/clusters/web/detach":      plan.DecisionRecord{Seq: 45, By: "oncall", Decision: plan.Decision{Action: plan.ActionContract, Count: 1}, Operations: []string{"op-10"}},
+		"POST /v1/clusters/web/pause":       settings(true, false),
+		"POST /v1/clusters/web/resume":      settings(false, false),
+		"PUT /v1/clusters/web/dry-run":      settings(false, true),
+		"GET /v1/policy":                    agent.PolicyFiles{Version: "abc123def456", Files: map[string]string{"scale.rego": "package mitosis", "scale_test.rego": "package mitosis"}},
+		"PUT /v1/policy":                    agent.PolicyCheck{Version: "fed654cba321", Tests: agent.TestCounts{Passed: 7}},
+		"GET /v1/audit":                     []plan.AuditRecord{{Seq: 3, At: ago(time.Minute), By: "oncall", Cluster: "web", Action: "pause"}},
 	}
 	c := &contract{t: t, fail: map[string]stubAnswer{}}
 	c.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -104,7 +107,7 @@ func newContract(t *testing.T) *contract {
 				w.WriteHeader(http.StatusCreated)
 			}
 			json.NewEncoder(w).Encode(canned[key])
-		case strings.HasPrefix(r.URL.Path, "/v1/clusters/") && !strings.HasPrefix(r.URL.Path, "/v1/clusters/web/"):
+		case strings.HasPrefix(r.URL.Path, "/v1/clusters/"):
 			w.WriteHeader(http.StatusNotFound)
 			fmt.Fprintf(w, `{"error": "cluster %q is not configured"}`, strings.Split(r.URL.Path, "/")[3])
 		default:
@@ -322,6 +325,83 @@ func sameJSON(a, b string) bool {
 	}
 	var x, y any
 	return json.Unmarshal([]byte(a), &x) == nil && json.Unmarshal([]byte(b), &y) == nil && fmt.Sprint(x) == fmt.Sprint(y)
+}
+
+// TestOpsCommandsEveryCluster: nodes, ops and decisions without CLUSTER
+// list every cluster's, with a CLUSTER column.
+func TestOpsCommandsEveryCluster(t *testing.T) {
+	c := newContract(t)
+	out, code, err := c.run("nodes")
+	if code != 0 {
+		t.Fatalf("nodes: exit %d: %v", code, err)
+	}
+	hasColumns(t, out, "CLUSTER", "ID", "STATE", "ROLE", "HOST", "PARENT", "DEPTH", "AGE")
+	hasRow(t, out, "web", "web-2", "ready", "app", "esx-1", "web-1", "2", "~5m")
+	hasRow(t, out, "batch", "batch-0", "ready", "worker", "esx-3", "-", "0", "~1h")
+	out, code, _ = c.run("ops")
+	if code != 0 {
+		t.Errorf("ops: exit %d", code)
+	}
+	hasColumns(t, out, "CLUSTER", "ID", "KIND")
+	hasRow(t, out, "web", "op-8", "contract")
+	out, code, _ = c.run("decisions")
+	hasColumns(t, out, "CLUSTER", "AT", "ACTION")
+	if rs := rows(t, out); code != 0 || len(rs) != 4 || rs[1][0] != "batch" || rs[1][2] != "none" || rs[2][0] != "web" {
+		t.Errorf("decisions of every cluster, newest first: %d\n%s", code, out)
+	}
+	var nodes []plan.Node
+	out, _, _ = c.run("nodes", "-o", "json")
+	if json.Unmarshal([]byte(out), &nodes) != nil || len(nodes) != 4 || nodes[3].Cluster != "batch" {
+		t.Errorf("nodes -o json:\n%s", out)
+	}
+	if _, code, _ := c.run("nodes", "web", "batch"); code != 2 {
+		t.Errorf("nodes web batch: exit %d, want 2", code)
+	}
+}
+
+// TestOpsCommandsTree: nodes --tree draws the clone lineage.
+func TestOpsCommandsTree(t *testing.T) {
+	c := newContract(t)
+	out, code, err := c.run("nodes", "web", "--tree")
+	if code != 0 {
+		t.Fatalf("nodes --tree: exit %d: %v", code, err)
+	}
+	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+	want := []string{"web-0  ready esx-1", "└─ web-1  ready esx-2", "   └─ web-2  ready esx-1"}
+	if len(lines) != len(want) {
+		t.Fatalf("tree:\n%s", out)
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(lines[i], w) {
+			t.Errorf("line %d %q, want %q…", i, lines[i], w)
+		}
+	}
+	out, _, _ = c.run("nodes", "--tree")
+	if !strings.HasPrefix(out, "web\n  web-0") || !strings.Contains(out, "\nbatch\n  batch-0  ready esx-3") {
+		t.Errorf("tree of every cluster:\n%s", out)
+	}
+}
+
+// TestOpsCommandsSimulatedClock: on a simulated world ages count from the
+// newest decision (the world's clock), not from this machine's.
+func TestOpsCommandsSimulatedClock(t *testing.T) {
+	c := newContract(t)
+	c.fail["GET /v1/status"] = stubAnswer{200, `{"simulated": true, "clusters": [{"name": "web", "min": 2, "max": 20,
+		"last_decision": {"at": "2026-01-01T02:10:00Z", "decision": {"action": "none", "reason": "within"}}}]}`}
+	c.fail["GET /v1/clusters/web/nodes"] = stubAnswer{200, `[{"id": "web-0", "state": "ready", "created_at": "2026-01-01T00:00:00Z"},
+		{"id": "web-1", "state": "ready", "parent": "web-0", "lineage_depth": 1, "created_at": "2026-01-01T02:05:00Z"}]`}
+	c.fail["GET /v1/clusters/web/operations"] = stubAnswer{200, `[{"id": "op-1", "kind": "expand", "status": "done", "step": "done", "template": "web-0", "created_at": "2026-01-01T02:09:30Z"}]`}
+	out, _, _ := c.run("status")
+	hasRow(t, out, "web", "0", "2", "20", "0", "0", "false", "false", "0s", "none:", "within")
+	out, _, _ = c.run("nodes", "web")
+	hasRow(t, out, "web-0", "ready", "-", "-", "-", "0", "2h10m")
+	hasRow(t, out, "web-1", "ready", "-", "-", "web-0", "1", "5m")
+	out, _, _ = c.run("nodes", "web", "--tree")
+	if !strings.Contains(out, "└─ web-1  ready - 5m") {
+		t.Errorf("tree:\n%s", out)
+	}
+	out, _, _ = c.run("ops", "web")
+	hasRow(t, out, "op-1", "expand", "done", "done", "web-0", "30s")
 }
 
 // TestOpsCommandsJSON: -o json is the API's answer, decodable into its

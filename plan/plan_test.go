@@ -1193,8 +1193,8 @@ func TestPlanManual(t *testing.T) {
 			codes: []Code{CodeMaxSize},
 		},
 		{
-			name: "a manual clone of a node that cannot be a template is refused",
-			edit: func(in *Input) { manual(in, cloneOf("ci")) },
+			name:  "a manual clone of a node that cannot be a template is refused",
+			edit:  func(in *Input) { manual(in, cloneOf("ci")) },
 			codes: []Code{CodeIneligibleTemplate},
 		},
 		{
@@ -1217,8 +1217,8 @@ func TestPlanManual(t *testing.T) {
 			codes: []Code{CodeMinSize},
 		},
 		{
-			name: "a manual detach of a node of another role is refused",
-			edit: func(in *Input) { manual(in, detach("ci")) },
+			name:  "a manual detach of a node of another role is refused",
+			edit:  func(in *Input) { manual(in, detach("ci")) },
 			codes: []Code{CodeProtectedNode, CodeNotEnoughVictims},
 		},
 	})

@@ -116,7 +116,7 @@ func (a *Agent) setDryRun(w http.ResponseWriter, r *http.Request, p principal) e
 		return bad("enabled: required (true or false)")
 	}
 	if a.cfg.DryRun && !*req.Enabled {
-		return &apiError{http.StatusConflict, "the agent is configured to run dry (dry_run, --dry-run, or real machines without a dispatcher): a cluster cannot be switched to act"}
+		return &apiError{code: http.StatusConflict, msg: "the agent is configured to run dry (dry_run, --dry-run, or real machines without a dispatcher): a cluster cannot be switched to act"}
 	}
 	on := *req.Enabled
 	return a.change(w, r, p, "dry-run", fmt.Sprintf("enabled=%v", on), func(s *plan.ClusterSettings) { s.DryRun = &on })

@@ -71,16 +71,18 @@ func (a *Agent) routes() []route {
 type apiError struct {
 	code int
 	msg  string
+	// leader is the leader's API address, for a write sent to a follower.
+	leader string
 }
 
 func (e *apiError) Error() string { return e.msg }
 
 func bad(format string, args ...any) error {
-	return &apiError{http.StatusBadRequest, fmt.Sprintf(format, args...)}
+	return &apiError{code: http.StatusBadRequest, msg: fmt.Sprintf(format, args...)}
 }
 
 func notFound(format string, args ...any) error {
-	return &apiError{http.StatusNotFound, fmt.Sprintf(format, args...)}
+	return &apiError{code: http.StatusNotFound, msg: fmt.Sprintf(format, args...)}
 }
 
 // guard admits a request whose token has at least min's role, bounds its
@@ -102,12 +104,13 @@ func (a *Agent) guard(min Role, h func(w http.ResponseWriter, r *http.Request, p
 			var ae *apiError
 			var mb *http.MaxBytesError
 			switch {
-			case errors.As(err, &ae):
+			case errors.As(err, &ae), errors.As(a.notLeader(err), &ae):
+				if ae.leader != "" {
+					w.Header().Set("Location", ae.leader+r.URL.RequestURI())
+				}
 				writeError(w, ae.code, ae.msg)
 			case errors.As(err, &mb):
 				writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("the request body is over %d bytes", mb.Limit))
-			case errors.As(notLeader(err), &ae):
-				writeError(w, ae.code, ae.msg)
 			default:
 				a.log.Error("api", "path", r.URL.Path, "who", p.Name, "error", err)
 				writeError(w, http.StatusInternalServerError, err.Error())
@@ -395,13 +398,13 @@ func (a *Agent) manualReply(w http.ResponseWriter, r *http.Request, req autoscal
 	defer cancel()
 	rec, err := a.submit(ctx, req)
 	if err != nil {
-		if ae := (*apiError)(nil); errors.As(notLeader(err), &ae) {
+		if ae := (*apiError)(nil); errors.As(a.notLeader(err), &ae) {
 			return ae
 		}
 		if ctx.Err() != nil {
-			return &apiError{http.StatusServiceUnavailable, "the agent's loop did not take the request in time: " + err.Error()}
+			return &apiError{code: http.StatusServiceUnavailable, msg: "the agent's loop did not take the request in time: " + err.Error()}
 		}
-		return &apiError{http.StatusConflict, err.Error()}
+		return &apiError{code: http.StatusConflict, msg: err.Error()}
 	}
 	a.log.Info("api: manual decision", "who", req.By, "cluster", req.Cluster, "action", req.Action,
 		"template", req.Template, "node", req.Node, "operations", len(rec.Operations))

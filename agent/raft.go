@@ -35,6 +35,9 @@ type RaftConfig struct {
 	Peers     []struct {
 		ID      string `yaml:"id"`
 		Address string `yaml:"address"`
+		// API is the peer's API address (http[s]://host:port): where a
+		// follower sends an operator whose write only the leader takes.
+		API string `yaml:"api"`
 	} `yaml:"peers"`
 	// TLS makes raft's traffic mutual TLS (docs/raft.md): strongly advised
 	// beyond one host.
@@ -135,14 +138,41 @@ func (a *Agent) raftStatus() *RaftStatus {
 	return st
 }
 
+// leaderAPI is the API address the file gives the peer id, if any.
+func (a *Agent) leaderAPI(id string) string {
+	if a.cfg.Raft == nil {
+		return ""
+	}
+	for _, p := range a.cfg.Raft.Peers {
+		if p.ID == id {
+			return p.API
+		}
+	}
+	return ""
+}
+
+// notLeader answers a write made on a follower with where the leader is:
+// its API address when the file's peers give it (also in a Location
+// header, by writeNotLeader), else its raft address.
+func (a *Agent) notLeader(err error) error {
+	var nl *raftstore.NotLeaderError
+	if errors.As(err, &nl) && nl.LeaderID != "" {
+		if api := a.leaderAPI(nl.LeaderID); api != "" {
+			return &apiError{code: http.StatusServiceUnavailable, leader: api,
+				msg: fmt.Sprintf("this agent is not the leader; the leader is %s at %s: send writes there", nl.LeaderID, api)}
+		}
+	}
+	return notLeader(err)
+}
+
 // notLeader answers a write made on a follower with where the leader is.
 func notLeader(err error) error {
 	var nl *raftstore.NotLeaderError
 	if errors.As(err, &nl) {
-		return &apiError{http.StatusServiceUnavailable, fmt.Sprintf("this agent is not the leader; the leader is %s (raft address %s): send writes there", nl.LeaderID, nl.LeaderAddr)}
+		return &apiError{code: http.StatusServiceUnavailable, msg: fmt.Sprintf("this agent is not the leader; the leader is %s (raft address %s): send writes there", nl.LeaderID, nl.LeaderAddr)}
 	}
 	if errors.Is(err, raftstore.ErrNotLeader) {
-		return &apiError{http.StatusServiceUnavailable, "this agent is not the leader, and no leader is known yet: retry"}
+		return &apiError{code: http.StatusServiceUnavailable, msg: "this agent is not the leader, and no leader is known yet: retry"}
 	}
 	return err
 }

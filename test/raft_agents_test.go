@@ -62,7 +62,7 @@ func TestThreeAgentsFailOver(t *testing.T) {
 	var peers []string
 	for i := range agents {
 		agents[i] = &raftAgent{id: fmt.Sprintf("a%d", i+1), api: testenv.FreeAddr(t), raft: testenv.FreeAddr(t)}
-		peers = append(peers, fmt.Sprintf("{id: %s, address: %q}", agents[i].id, agents[i].raft))
+		peers = append(peers, fmt.Sprintf("{id: %s, address: %q, api: \"http://%s\"}", agents[i].id, agents[i].raft, agents[i].api))
 	}
 	for i, ra := range agents {
 		ra.conf = filepath.Join(dir, ra.id+".yaml")
@@ -160,6 +160,24 @@ raft:
 		if ra != leader && strings.Contains(ra.p.output(), `"msg":"decision"`) {
 			t.Errorf("follower %s logged decisions of its own", ra.id)
 		}
+	}
+
+	// A write sent to a follower is answered with where the leader is.
+	for _, ra := range agents {
+		if ra == leader {
+			continue
+		}
+		req, _ := http.NewRequest(http.MethodPost, "http://"+ra.api+"/v1/clusters/web/pause", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if want := "http://" + leader.api + "/v1/clusters/web/pause"; resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Location") != want {
+			t.Errorf("a write to follower %s: %s, Location %q; want 503 and %q", ra.id, resp.Status, resp.Header.Get("Location"), want)
+		}
+		break
 	}
 
 	const trials = 5

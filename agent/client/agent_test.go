@@ -5,65 +5,26 @@ import (
 	"errors"
 	"io/fs"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
-	"github.com/mitosis-autoscaler/mitosis/agent"
+	"github.com/mitosis-autoscaler/mitosis/agent/agenttest"
 	"github.com/mitosis-autoscaler/mitosis/agent/client"
 	"github.com/mitosis-autoscaler/mitosis/plan"
 	"github.com/mitosis-autoscaler/mitosis/policies"
-	"github.com/mitosis-autoscaler/mitosis/policy"
 )
-
-const simulated = `
-tick: 15s
-clusters:
-  - name: web
-    min: 2
-    max: 20
-    scalable_roles: [app]
-    cooldown: {up: 24h, down: 24h}
-    stabilization: 24h
-    hosts: [{name: esx-1}, {name: esx-2}]
-hypervisor:
-  kind: sim
-  sim: {speed: 120, workload: diurnal, duration: 48h, seed: 1}
-simulation:
-  synthetic: {base_rps: 100, peak_rps: 150}
-`
 
 // realAgent runs an agent on a simulated world, in process, and answers
 // an admin client and a read client of it.
 func realAgent(t *testing.T) (admin, reader *client.Client) {
 	t.Helper()
-	readFile := filepath.Join(t.TempDir(), "reader")
-	if err := os.WriteFile(readFile, []byte("r3ad-canary\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := agent.Parse([]byte(simulated+"api:\n  tokens: [{name: viewer, role: read, file: "+readFile+"}]\n"), "client.yaml")
+	ag := agenttest.Start(t)
+	admin, err := client.New(ag.Server, ag.AdminToken, client.Options{Timeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	engine, err := policy.LoadFS(policies.FS, "policies")
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := agent.New(cfg, agent.Options{Listen: "127.0.0.1:0", Token: "adm1n-canary", Policy: engine, Version: "test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	admin, err = client.New("http://"+a.Addr(), "adm1n-canary", client.Options{Timeout: 10 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	reader, _ = client.New("http://"+a.Addr(), "r3ad-canary", client.Options{Timeout: 10 * time.Second})
+	reader, _ = client.New(ag.Server, ag.ReadToken, client.Options{Timeout: 10 * time.Second})
 	return admin, reader
 }
 

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -10,61 +9,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mitosis-autoscaler/mitosis/agent"
+	"github.com/mitosis-autoscaler/mitosis/agent/agenttest"
 	"github.com/mitosis-autoscaler/mitosis/plan"
-	"github.com/mitosis-autoscaler/mitosis/policies"
-	"github.com/mitosis-autoscaler/mitosis/policy"
 )
 
-const cliAgentFile = `
-tick: 15s
-clusters:
-  - name: web
-    min: 2
-    max: 20
-    scalable_roles: [app]
-    cooldown: {up: 24h, down: 24h}
-    stabilization: 24h
-    hosts: [{name: esx-1}, {name: esx-2}]
-hypervisor:
-  kind: sim
-  sim: {speed: 120, workload: diurnal, duration: 48h, seed: 1}
-simulation:
-  synthetic: {base_rps: 100, peak_rps: 150}
-`
-
-// cliAgent runs an agent on a simulated world with an admin token and a
-// read token in files, and returns its address and the two files.
-func cliAgent(t *testing.T) (server, admin, reader string) {
-	t.Helper()
-	dir := t.TempDir()
-	admin, reader = filepath.Join(dir, "admin"), filepath.Join(dir, "reader")
-	for f, tok := range map[string]string{admin: "adm1n-canary", reader: "r3ad-canary"} {
-		if err := os.WriteFile(f, []byte(tok+"\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cfg, err := agent.Parse([]byte(cliAgentFile+"api:\n  tokens: [{name: viewer, role: read, file: "+reader+"}]\n"), "cli.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	engine, err := policy.LoadFS(policies.FS, "policies")
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := agent.New(cfg, agent.Options{Listen: "127.0.0.1:0", Token: "adm1n-canary", Policy: engine, Version: "test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return "http://" + a.Addr(), admin, reader
-}
-
 func TestTheOperatorsCommands(t *testing.T) {
-	server, admin, reader := cliAgent(t)
+	ag := agenttest.Start(t)
+	server, admin, reader := ag.Server, ag.AdminFile, ag.ReaderFile
 	as := func(tokenFile string, args ...string) (string, int, error) {
 		t.Helper()
 		out, _, code, err := mitosis(t, append(args, "--server", server, "--token-file", tokenFile)...)

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"math"
 	"sort"
+	"strings"
 	"strconv"
 	"time"
 
@@ -232,7 +233,7 @@ func pausedReason(s plan.ClusterSettings) string {
 
 // operations makes the operations of a decision's proposals (none in a
 // dry run); tag keeps ids of manual and policy decisions of the same
-// second apart.
+// millisecond apart.
 func (c *Controller) operations(cluster string, now time.Time, dec plan.Decision, ps []plan.Proposal, tag string, dry bool) []plan.Operation {
 	if dry {
 		return nil
@@ -401,10 +402,13 @@ func hosts(cl ClusterConfig, nodes []plan.Node) []plan.Host {
 	return out
 }
 
-// opID names an operation after its cluster, the tick's time and its
-// index in the tick, so ids sort by time and read well in logs.
+// opID names an operation after its cluster, the tick's time to the
+// millisecond and its index in the tick, so ids sort by time and read
+// well in logs. Milliseconds keep apart the operations of ticks and
+// operators' selections of the same second, and those a new leader
+// starts just after its predecessor's (the registry refuses a duplicate).
 func opID(cluster string, now time.Time, i int) string {
-	return fmt.Sprintf("%s-%s-%d", cluster, now.UTC().Format("20060102t150405"), i+1)
+	return fmt.Sprintf("%s-%s-%d", cluster, strings.Replace(now.UTC().Format("20060102t150405.000"), ".", "", 1), i+1)
 }
 
 // digest identifies a policy input, so that a decision can be tied to

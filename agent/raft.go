@@ -123,6 +123,11 @@ type RaftStatus struct {
 	Leader string           `json:"leader"`
 	Term   uint64           `json:"term"`
 	Peers  []raftstore.Peer `json:"peers"`
+	// RegistryIndex and RegistryDigest (GET /v1/peers only) are the log
+	// index of the last command this replica applied and a SHA-256 of
+	// its registry there: replicas at the same index show the same digest.
+	RegistryIndex  uint64 `json:"registry_index,omitempty"`
+	RegistryDigest string `json:"registry_digest,omitempty"`
 }
 
 func (a *Agent) raftStatus() *RaftStatus {
@@ -190,6 +195,11 @@ func (a *Agent) peers(w http.ResponseWriter, _ *http.Request, _ principal) error
 	if st == nil {
 		return notFound("this agent has no raft section: its registry is its own")
 	}
+	index, sum, err := a.raft.Digest()
+	if err != nil {
+		return err
+	}
+	st.RegistryIndex, st.RegistryDigest = index, fmt.Sprintf("%x", sum)
 	return reply(w, st)
 }
 

@@ -2,6 +2,7 @@ package raftstore
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -22,6 +23,9 @@ import (
 type fsm struct {
 	mu sync.RWMutex
 	l  *plan.Ledger
+	// index is the log index of the last command applied; 0 after a
+	// restore until the next one.
+	index uint64
 }
 
 var (
@@ -42,6 +46,7 @@ func (f *fsm) Apply(e *raft.Log) any {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.index = e.Index
 	return apply(f.l, c)
 }
 
@@ -56,6 +61,15 @@ func (f *fsm) marshal() ([]byte, error) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	return json.Marshal(f.l)
+}
+
+// digest is a SHA-256 of the state and the index of the command it ends
+// with, read together.
+func (f *fsm) digest() (index uint64, sum [sha256.Size]byte, err error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	b, err := json.Marshal(f.l)
+	return f.index, sha256.Sum256(b), err
 }
 
 // Snapshot takes the Ledger's JSON.
@@ -79,7 +93,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		return fmt.Errorf("raftstore: restore: %w", err)
 	}
 	f.mu.Lock()
-	f.l = l
+	f.l, f.index = l, 0
 	f.mu.Unlock()
 	return nil
 }

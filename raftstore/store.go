@@ -257,6 +257,12 @@ func (s *Store) Snapshot() error {
 // nodes that applied the same entries.
 func (s *Store) LedgerJSON() ([]byte, error) { return s.fsm.marshal() }
 
+// Digest is a SHA-256 of this node's state and the log index of the last
+// command it applied, read at once: two nodes that report the same index
+// must report the same digest. The index is 0 after a snapshot was
+// restored, until the next command.
+func (s *Store) Digest() (index uint64, sum [32]byte, err error) { return s.fsm.digest() }
+
 // AppliedIndex is the index of the last entry applied to this node.
 func (s *Store) AppliedIndex() uint64 { return s.raft.AppliedIndex() }
 

@@ -61,17 +61,15 @@ type Agent struct {
 	// loop decides and acts until its context ends: on a timer against
 	// Prometheus (tickLoop), or in a simulated world (simulate).
 	loop func(ctx context.Context) error
+	// closeActors releases the hypervisor when the agent acts.
+	closeActors func(context.Context) error
 }
 
-// New assembles an agent and binds its HTTP address. On real machines it
-// can so far only run dry (the file cannot yet configure the dispatcher
-// acting needs); in a simulated world (hypervisor.kind sim) it acts.
+// New assembles an agent, connects what it acts on (nothing in a dry run)
+// and binds its HTTP address.
 func New(cfg Config, opt Options) (*Agent, error) {
 	if opt.DryRun {
 		cfg.DryRun = true
-	}
-	if !cfg.DryRun && !cfg.Simulated() {
-		return nil, errors.New("agent: acting on real machines needs a dispatcher, which the agent cannot be configured with yet; run it with --dry-run (or dry_run: true), or on a simulated world (hypervisor.kind: sim)")
 	}
 	if opt.Policy == nil {
 		return nil, errors.New("agent: no policy")
@@ -95,9 +93,7 @@ func New(cfg Config, opt Options) (*Agent, error) {
 		a.telemetry.watchRaft(st)
 	}
 	fail := func(err error) (*Agent, error) {
-		if a.raft != nil {
-			_ = a.raft.Close()
-		}
+		a.release()
 		return nil, err
 	}
 	if cfg.Simulated() {
@@ -126,22 +122,50 @@ func New(cfg Config, opt Options) (*Agent, error) {
 	return a, nil
 }
 
-// assemble wires the controller to Prometheus and registers the nodes the
-// file lists.
+// assemble wires the controller to Prometheus and, unless it runs dry, to
+// the hypervisor, the dispatcher and the node API.
 func (a *Agent) assemble() error {
 	src, err := prometheus.New(a.cfg.Metrics, a.log)
 	if err != nil {
 		return fmt.Errorf("agent: metrics: %w", err)
 	}
-	a.ctl, err = autoscaler.New(a.cfg.Config, autoscaler.Deps{
-		Registry: a.reg, Metrics: a.telemetry.Source(src), Policy: a.telemetry.Policy(&a.policy),
+	deps := autoscaler.Deps{
+		Registry: failpoints(a.reg, a.log), Metrics: a.telemetry.Source(src), Policy: a.telemetry.Policy(&a.policy),
 		Clock: wallClock{}, Log: a.log, Observer: a.telemetry, Fence: a.fence,
-	})
-	if err != nil {
+	}
+	if !a.cfg.DryRun {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		act, err := openActors(ctx, a.cfg, a.log)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("agent: %w", err)
+		}
+		a.closeActors = act.close
+		deps.Hypervisor, deps.Dispatcher, deps.Nodes = act.hv, act.disp, act.nodes
+	}
+	if a.ctl, err = autoscaler.New(a.cfg.Config, deps); err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
 	a.loop = a.tickLoop
 	return nil
+}
+
+// release closes what New opened: the raft store and the back-ends.
+func (a *Agent) release() error {
+	var err error
+	if a.closeActors != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if cerr := a.closeActors(ctx); cerr != nil {
+			err = fmt.Errorf("agent: closing the hypervisor: %w", cerr)
+		}
+		cancel()
+	}
+	if a.raft != nil {
+		if cerr := a.raft.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("agent: closing raft: %w", cerr)
+		}
+	}
+	return err
 }
 
 // fence is the fencing token operations carry into the VMs they make:
@@ -251,10 +275,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = srv.Shutdown(shut)
-	if a.raft != nil {
-		if cerr := a.raft.Close(); cerr != nil && err == nil {
-			err = fmt.Errorf("agent: closing raft: %w", cerr)
-		}
+	if rerr := a.release(); err == nil {
+		err = rerr
 	}
 	return err
 }

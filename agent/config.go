@@ -42,6 +42,10 @@ type Config struct {
 	// Simulation is the simulated world's parameters (docs/simulation.md),
 	// used when hypervisor.kind is sim.
 	Simulation sim.Params `yaml:"simulation"`
+	// Dispatcher and NodeAPI are what acting on real machines needs
+	// besides the hypervisor (acting.go); a dry run needs neither.
+	Dispatcher *DispatcherConfig `yaml:"dispatcher"`
+	NodeAPI    *NodeAPIConfig    `yaml:"node_api"`
 }
 
 // Simulated reports whether the agent drives a simulated world instead
@@ -91,10 +95,11 @@ func (c Config) validateNodes() error {
 //	  kind: libvirt
 //	  libvirt: {uri: "qemu:///system", image_dir: /var/lib/mitosis/images}
 type HypervisorConfig struct {
-	// Kind is vsphere, libvirt or sim.
+	// Kind is vsphere, libvirt, process or sim.
 	Kind    string          `yaml:"kind"`
 	VSphere *vsphere.Config `yaml:"vsphere"`
 	Libvirt *libvirt.Config `yaml:"libvirt"`
+	Process *ProcessConfig  `yaml:"process"`
 	Sim     *SimConfig      `yaml:"sim"`
 }
 
@@ -102,6 +107,9 @@ type HypervisorConfig struct {
 const (
 	KindVSphere = "vsphere"
 	KindLibvirt = "libvirt"
+	// KindProcess runs each VM as a local process of an application
+	// server (demo-node, say): for demonstrations and tests (acting.go).
+	KindProcess = "process"
 	// KindSim is the simulator's world in place of machines: its
 	// hypervisor, load balancer, nodes and metrics, on a clock that runs
 	// Speed times as fast as the wall clock, under a synthetic load.
@@ -157,13 +165,13 @@ func (s SimConfig) validate() error {
 // Validate checks that the kind is known and that its section, and only
 // its, is given.
 func (h HypervisorConfig) Validate() error {
-	given := map[string]bool{KindVSphere: h.VSphere != nil, KindLibvirt: h.Libvirt != nil, KindSim: h.Sim != nil}
+	given := map[string]bool{KindVSphere: h.VSphere != nil, KindLibvirt: h.Libvirt != nil, KindProcess: h.Process != nil, KindSim: h.Sim != nil}
 	switch h.Kind {
-	case KindVSphere, KindLibvirt, KindSim:
+	case KindVSphere, KindLibvirt, KindProcess, KindSim:
 	case "":
-		return errors.New("hypervisor.kind: required (vsphere, libvirt or sim)")
+		return errors.New("hypervisor.kind: required (vsphere, libvirt, process or sim)")
 	default:
-		return fmt.Errorf("hypervisor.kind: unknown kind %q (want vsphere, libvirt or sim)", h.Kind)
+		return fmt.Errorf("hypervisor.kind: unknown kind %q (want vsphere, libvirt, process or sim)", h.Kind)
 	}
 	// sim's section is optional, and checked with its defaults
 	// (checkSimulated).
@@ -174,6 +182,9 @@ func (h HypervisorConfig) Validate() error {
 		if ok && kind != h.Kind {
 			return fmt.Errorf("hypervisor.%s: given, but hypervisor.kind is %s", kind, h.Kind)
 		}
+	}
+	if h.Kind == KindProcess {
+		return h.Process.validate()
 	}
 	return nil
 }
@@ -192,7 +203,7 @@ func Parse(data []byte, name string) (Config, error) {
 	}
 	// A dry run touches no VM: it needs no hypervisor, but a section
 	// given is still checked.
-	if !c.DryRun || c.Hypervisor.Kind != "" || c.Hypervisor.VSphere != nil || c.Hypervisor.Libvirt != nil {
+	if !c.DryRun || c.Hypervisor.Kind != "" || c.Hypervisor.VSphere != nil || c.Hypervisor.Libvirt != nil || c.Hypervisor.Process != nil {
 		if err := c.Hypervisor.Validate(); err != nil {
 			return Config{}, fmt.Errorf("%s: %w", name, err)
 		}
@@ -224,6 +235,13 @@ func Parse(data []byte, name string) (Config, error) {
 	if err := c.Metrics.Validate(); err != nil {
 		return Config{}, fmt.Errorf("%s: metrics: %w", name, err)
 	}
+	if !c.DryRun || c.Dispatcher != nil || c.NodeAPI != nil {
+		if err := c.checkActing(); err != nil {
+			return Config{}, fmt.Errorf("%s: %w", name, err)
+		}
+	} else if c.Hypervisor.Kind == KindProcess {
+		return Config{}, fmt.Errorf("%s: node_api: required by hypervisor.kind process (it asks the VMs for their state)", name)
+	}
 	return c, nil
 }
 
@@ -243,6 +261,8 @@ func (c *Config) checkSimulated() error {
 		return errors.New("nodes: not with hypervisor.kind sim: the simulated world makes the cluster's first nodes (simulation.initial_nodes)")
 	case c.Metrics.URL != "" || len(c.Metrics.Queries) > 0:
 		return errors.New("metrics: not with hypervisor.kind sim: the simulated world is the metrics source")
+	case c.Dispatcher != nil || c.NodeAPI != nil:
+		return errors.New("dispatcher, node_api: not with hypervisor.kind sim: the simulated world has its own")
 	}
 	if err := c.Simulation.Validate(); err != nil {
 		return err // it names simulation.<key>
@@ -276,6 +296,8 @@ func OpenHypervisor(ctx context.Context, h HypervisorConfig, log *slog.Logger) (
 		return c, c.Close, nil
 	case KindSim:
 		return nil, nil, errors.New("hypervisor sim: the simulated world is not opened on its own; the agent runs it")
+	case KindProcess:
+		return nil, nil, errors.New("hypervisor process: opened with the node API (openActors)")
 	default: // KindLibvirt, as Validate checked
 		cfg := *h.Libvirt
 		cfg.Logger = log

@@ -31,12 +31,18 @@ metrics:
     - {name: utilization, query: 'avg by (instance) (rate(app_busy_seconds_total[1m]))', per_node: true}
 `
 
+// acts is what an agent that acts needs besides a hypervisor.
+const acts = `
+dispatcher: {kind: haproxy, haproxy: {socket: /run/haproxy/admin.sock, backend: app, servers: [web-1]}}
+node_api: {token_file: /etc/mitosis/node-token, port: 8080}
+`
+
 func TestParseChoosesTheHypervisorByKind(t *testing.T) {
 	c, err := agent.Parse([]byte(base+`
 hypervisor:
   kind: libvirt
   libvirt: {uri: "qemu:///system", image_dir: /var/lib/mitosis/images, host: kvm-1}
-`), "agent.yaml")
+`+acts), "agent.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +59,7 @@ hypervisor:
 hypervisor:
   kind: vsphere
   vsphere: {url: "https://vc.example.com/sdk", datacenter: dc1, folder: clones, credentials_file: /etc/mitosis/vsphere, address_wait: 2m}
-`), "agent.yaml")
+`+acts), "agent.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,9 +107,12 @@ func TestParseNamesWhatIsWrong(t *testing.T) {
 		{"a simulated world with metrics", "hypervisor: {kind: sim}", "metrics: not with hypervisor.kind sim"},
 		{"a simulated world with another kind's section", "hypervisor: {kind: sim, libvirt: {uri: x}}", "hypervisor.libvirt: given, but hypervisor.kind is sim"},
 		{"a simulation section on real machines", "hypervisor: {kind: libvirt, libvirt: {uri: x}}\nsimulation: {node_capacity: 50}", "simulation: given, but hypervisor.kind is libvirt"},
+		{"a process hypervisor without its command", "hypervisor: {kind: process, process: {dir: /tmp}}", "hypervisor.process.command: required"},
+		{"a process hypervisor without its directory", "hypervisor: {kind: process, process: {dir: /no/such/dir, command: [demo-node]}}", `hypervisor.process.dir: "/no/such/dir" must be an existing directory`},
+		{"a snapshot path without the state", "hypervisor: {kind: process, process: {dir: /tmp, command: [demo-node], snapshot: /-/snapshot}}", "hypervisor.process.snapshot"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := agent.Parse([]byte(base+c.yaml), "agent.yaml")
+			_, err := agent.Parse([]byte(base+c.yaml+"\n"+acts), "agent.yaml")
 			if err == nil || !strings.Contains(err.Error(), c.want) || !strings.HasPrefix(err.Error(), "agent.yaml") {
 				t.Errorf("got %v, want an error from agent.yaml naming %q", err, c.want)
 			}
@@ -111,6 +120,48 @@ func TestParseNamesWhatIsWrong(t *testing.T) {
 				t.Errorf("the error quotes the secret: %v", err)
 			}
 		})
+	}
+}
+
+// An agent that acts on real machines needs a dispatcher and the node API;
+// each error names the key.
+func TestAnAgentThatActsNeedsADispatcherAndTheNodeAPI(t *testing.T) {
+	libvirt := "hypervisor: {kind: libvirt, libvirt: {uri: x}}\n"
+	node := "node_api: {token_file: /etc/mitosis/node-token}\n"
+	haproxy := "dispatcher: {kind: haproxy, haproxy: {socket: /run/haproxy.sock, backend: app}}\n"
+	twoClusters := strings.Replace(base, "clusters:\n", "clusters:\n  - {name: db, min: 1, max: 2}\n", 1)
+	for _, c := range []struct{ name, yaml, want string }{
+		{"no dispatcher", libvirt + node, "dispatcher: required to act"},
+		{"an unknown dispatcher", libvirt + node + "dispatcher: {kind: nginx}", `dispatcher.kind: "nginx" is not a known dispatcher`},
+		{"no haproxy section", libvirt + node + "dispatcher: {kind: haproxy}", "dispatcher.haproxy: required"},
+		{"no runtime socket", libvirt + node + "dispatcher: {kind: haproxy, haproxy: {backend: app}}", "dispatcher.haproxy.socket: required"},
+		{"no node API", libvirt + haproxy, "node_api: required to act"},
+		{"no token", libvirt + haproxy + "node_api: {port: 80}", "node_api.token_file: required"},
+		{"a port out of range", libvirt + haproxy + "node_api: {token_file: t, port: 70000}", "node_api.port: 70000 is not a port"},
+		{"an unknown key", libvirt + haproxy + "node_api: {token_file: t, token: s3cret}", `unknown key "token"`},
+		{"two clusters, one backend", twoClusters + libvirt + node + haproxy, "one HAProxy backend serves one cluster, and the file has 2"},
+		{"a process hypervisor in a dry run without the node API", "dry_run: true\nhypervisor: {kind: process, process: {dir: /tmp, command: [demo-node]}}", "node_api: required by hypervisor.kind process"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			yaml := c.yaml
+			if !strings.HasPrefix(yaml, twoClusters) {
+				yaml = base + yaml
+			}
+			_, err := agent.Parse([]byte(yaml), "agent.yaml")
+			if err == nil || !strings.Contains(err.Error(), c.want) || !strings.HasPrefix(err.Error(), "agent.yaml") {
+				t.Errorf("got %v, want an error from agent.yaml naming %q", err, c.want)
+			}
+		})
+	}
+	c, err := agent.Parse([]byte(base+node+haproxy+"hypervisor: {kind: process, process: {dir: /tmp, command: [demo-node, --listen, '{address}']}}\n"), "agent.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := c.Hypervisor.Process; p.Snapshot != "/-/snapshot?file={state}" || p.Command[2] != "{address}" {
+		t.Errorf("process hypervisor with its defaults: %+v", p)
+	}
+	if c.Dispatcher.HAProxy.Backend != "app" || c.NodeAPI.TokenFile != "/etc/mitosis/node-token" {
+		t.Errorf("dispatcher %+v, node API %+v", c.Dispatcher.HAProxy, c.NodeAPI)
 	}
 }
 
@@ -135,8 +186,8 @@ func TestOpenHypervisorFromTheConfiguration(t *testing.T) {
 		t.Fatal(err)
 	}
 	template := model.Map().Any("VirtualMachine").(*simulator.VirtualMachine).Name
-	c, err := agent.Parse(fmt.Appendf(nil, "%shypervisor:\n  kind: vsphere\n  vsphere: {url: %q, ca_file: %q, credentials_file: %q}\n",
-		base, "https://"+srv.URL.Host+"/sdk", ca, creds), "agent.yaml")
+	c, err := agent.Parse(fmt.Appendf(nil, "%shypervisor:\n  kind: vsphere\n  vsphere: {url: %q, ca_file: %q, credentials_file: %q}\n%s",
+		base, "https://"+srv.URL.Host+"/sdk", ca, creds, acts), "agent.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}

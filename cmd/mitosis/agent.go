@@ -32,9 +32,9 @@ metrics on /metrics (docs/telemetry.md), /-/healthy, /-/ready, and its API under
 (docs/api.md): bearer tokens with roles from the file's api section, and --token-file
 for an admin token.
 
-On real machines the agent runs dry only for now (--dry-run, or dry_run: true in the
-file): it decides on real metrics and logs what it would have done, and touches no VM.
-On a simulated world (hypervisor.kind: sim in the file, or --simulate for the embedded
+On real machines it acts through the file's hypervisor, dispatcher (HAProxy) and
+node_api sections; with --dry-run (or dry_run: true) it decides on real metrics, logs
+what it would have done and touches nothing, and needs none of them. On a simulated world (hypervisor.kind: sim in the file, or --simulate for the embedded
 defaults) it acts: it clones and detaches simulated nodes under a synthetic load, a
 simulated minute every second. Without --token-file it makes a token and prints it.`,
 		Example: `  mitosis agent --config mitosis.yaml --token-file /etc/mitosis/token --dry-run

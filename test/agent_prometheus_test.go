@@ -41,7 +41,16 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 
 func start(t *testing.T, name string, bin string, args ...string) *proc {
 	t.Helper()
+	return startEnv(t, name, nil, bin, args...)
+}
+
+// startEnv is start with env added to the test's environment.
+func startEnv(t *testing.T, name string, env []string, bin string, args ...string) *proc {
+	t.Helper()
 	p := &proc{cmd: exec.Command(bin, args...), out: &bytes.Buffer{}, mu: &sync.Mutex{}}
+	if env != nil {
+		p.cmd.Env = append(os.Environ(), env...)
+	}
 	p.cmd.Stdout, p.cmd.Stderr = lockedWriter{p.mu, p.out}, lockedWriter{p.mu, p.out}
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -5,19 +5,24 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 )
 
-// buildOnce builds a command of the repository once per test binary and
-// returns its path.
-func buildOnce(pkg, name string) func() (string, error) {
+// buildOnce builds a command of the repository once per test binary, with
+// the build tags given, and returns its path.
+func buildOnce(pkg, name string, tags ...string) func() (string, error) {
 	return sync.OnceValues(func() (string, error) {
 		dir, err := os.MkdirTemp("", "mitosis-e2e-bin-")
 		if err != nil {
 			return "", err
 		}
 		bin := filepath.Join(dir, name)
-		out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput()
+		args := []string{"build", "-o", bin}
+		if len(tags) > 0 {
+			args = append(args, "-tags", strings.Join(tags, ","))
+		}
+		out, err := exec.Command("go", append(args, pkg)...).CombinedOutput()
 		if err != nil {
 			return "", fmt.Errorf("building %s: %v\n%s", name, err, out)
 		}
@@ -28,4 +33,7 @@ func buildOnce(pkg, name string) func() (string, error) {
 var (
 	buildDemoNode = buildOnce("../cmd/demo-node", "demo-node")
 	buildMitosis  = buildOnce("../cmd/mitosis", "mitosis")
+	// buildMitosisFailpoints has the chaos test's failpoints
+	// (agent/failpoint.go).
+	buildMitosisFailpoints = buildOnce("../cmd/mitosis", "mitosis-failpoints", "failpoints")
 )

@@ -1,0 +1,481 @@
+package test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mitosis-autoscaler/mitosis/agent"
+	"github.com/mitosis-autoscaler/mitosis/agent/client"
+	"github.com/mitosis-autoscaler/mitosis/autoscaler"
+	"github.com/mitosis-autoscaler/mitosis/dispatcher/haproxy/haproxytest"
+	"github.com/mitosis-autoscaler/mitosis/hypervisor"
+	"github.com/mitosis-autoscaler/mitosis/hypervisor/process"
+	"github.com/mitosis-autoscaler/mitosis/internal/testenv"
+	"github.com/mitosis-autoscaler/mitosis/node"
+	"github.com/mitosis-autoscaler/mitosis/plan"
+)
+
+// chaosPoint is where the leader dies: at step, before or after its side
+// effect.
+type chaosPoint struct {
+	kind  plan.OpKind
+	step  plan.Step
+	phase string // before: the step is committed, its side effect not done; after: done, its end not committed
+}
+
+func (c chaosPoint) String() string { return fmt.Sprintf("%s at %s, %s its side effect", c.kind, c.step, c.phase) }
+
+// TestChaosKillTheLeaderAtEveryStep is issue 6's acceptance. Three
+// `mitosis agent` processes replicate their registry with raft and act on
+// a world that lives outside them: a process hypervisor whose VMs
+// (demo-node processes) and records are in one directory and outlive the
+// agent that made them, a real HAProxy, and the nodes' own APIs. The
+// agents clone and detach again and again; each operation's leader is
+// killed with SIGKILL at one step of its saga, before or after the step's
+// side effect, every step of both sagas in turn (CHAOS_ROUNDS rounds, at
+// least 5). After every trial: the operation ended done or compensated,
+// no VM was cloned twice, none is orphaned (every VM is a registered node
+// and every node a VM, and HAProxy serves exactly the registered nodes),
+// no operation was lost, and the three registries are identical.
+func TestChaosKillTheLeaderAtEveryStep(t *testing.T) {
+	rounds := 5
+	if s := os.Getenv("CHAOS_ROUNDS"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			t.Fatalf("CHAOS_ROUNDS=%q: want a positive number", s)
+		}
+		rounds = n
+	}
+	c := newChaosCluster(t)
+	expand := []plan.Step{autoscaler.StepPrepare, autoscaler.StepAwaitPrepared, autoscaler.StepClone,
+		autoscaler.StepResumeTemplate, autoscaler.StepFinalize, autoscaler.StepJoin}
+	contract := []plan.Step{autoscaler.StepDrain, autoscaler.StepDetach, autoscaler.StepAwaitDetached,
+		autoscaler.StepRemove, autoscaler.StepDestroy}
+	phases := []string{"before", "after"}
+
+	var elections, failovers []time.Duration
+	trial := 0
+	for r := range rounds {
+		for i := range len(expand) {
+			// An expansion makes a clone; the contraction after it
+			// detaches that clone: the cluster goes 2 → 3 → 2 nodes.
+			for _, p := range []chaosPoint{
+				{plan.OpExpand, expand[i], phases[(r+i)%2]},
+				{plan.OpContract, contract[(r+i)%len(contract)], phases[(r+i+1)%2]},
+			} {
+				trial++
+				elected, firstStep := c.trial(t, trial, p)
+				elections, failovers = append(elections, elected), append(failovers, firstStep)
+			}
+		}
+	}
+	for _, d := range [][]time.Duration{elections, failovers} {
+		sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+	}
+	pct := func(d []time.Duration, p float64) time.Duration {
+		return d[min(len(d)-1, int(p*float64(len(d))))].Round(time.Millisecond)
+	}
+	t.Logf("%d trials (%d rounds over 11 steps × before/after): kill → a new leader: p50 %s, p99 %s, max %s; kill → its first step committed: p50 %s, p99 %s, max %s",
+		trial, rounds, pct(elections, 0.5), pct(elections, 0.99), elections[len(elections)-1].Round(time.Millisecond),
+		pct(failovers, 0.5), pct(failovers, 0.99), failovers[len(failovers)-1].Round(time.Millisecond))
+}
+
+// chaosCluster is the world of the chaos test.
+type chaosCluster struct {
+	dir, vmDir, fpDir string
+	bin, tokenFile    string
+	agents            []*raftAgent
+	clients           map[*raftAgent]*client.Client
+	hv                *process.Hypervisor
+	lb                *haproxytest.Instance
+	ops               []string // every operation a trial started
+}
+
+func newChaosCluster(t *testing.T) *chaosCluster {
+	t.Helper()
+	demo, err := buildDemoNode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin, err := buildMitosisFailpoints()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	c := &chaosCluster{dir: dir, vmDir: filepath.Join(dir, "vms"), fpDir: filepath.Join(dir, "failpoints"), bin: bin,
+		tokenFile: filepath.Join(dir, "token"), clients: map[*raftAgent]*client.Client{}}
+	for _, d := range []string{c.vmDir, c.fpDir} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(c.tokenFile, []byte(token), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	// The VMs: demo-node processes, recorded in vmDir; the two the
+	// cluster starts with are booted here, the clones by the agents.
+	command := []string{demo, "--id", "{name}", "--listen", "{address}", "--token-file", c.tokenFile,
+		"--state-dir", c.vmDir, "--session-idle", "1s"}
+	nodes := node.NewClient(token, node.ClientOptions{Timeout: 2 * time.Second})
+	c.hv, err = process.New(process.Config{
+		Dir: c.vmDir, Detached: true,
+		Command: func(name, addr, state string) *exec.Cmd {
+			args := strings.NewReplacer("{name}", name, "{address}", addr)
+			cmd := make([]string, len(command))
+			for i, a := range command {
+				cmd[i] = args.Replace(a)
+			}
+			return exec.Command(cmd[0], cmd[1:]...)
+		},
+		Snapshot: func(context.Context, hypervisor.VM, string) error { return errors.New("the test boots, the agents clone") },
+		Ready: func(ctx context.Context, addr string) error {
+			_, err := nodes.Status(ctx, addr)
+			return err
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		// Every VM, the agents' clones included, by its PID.
+		if err := c.hv.StopAll(context.Background()); err != nil {
+			t.Errorf("stopping the VMs: %v", err)
+		}
+	})
+	var servers, fileNodes []string
+	for _, name := range []string{"web-1", "web-2"} {
+		vm, err := c.hv.Boot(t.Context(), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		servers = append(servers, fmt.Sprintf("server %s %s cookie %s", name, vm.Address, name))
+		fileNodes = append(fileNodes, fmt.Sprintf("{cluster: web, id: %s, role: app, address: %q, host: localhost, vm: %s}", name, vm.Address, name))
+	}
+	c.lb = haproxytest.Start(t, servers...)
+
+	quoted := func(args []string) string {
+		q := make([]string, len(args))
+		for i, a := range args {
+			q[i] = strconv.Quote(a)
+		}
+		return "[" + strings.Join(q, ", ") + "]"
+	}
+	c.agents = make([]*raftAgent, 3)
+	var peers []string
+	for i := range c.agents {
+		c.agents[i] = &raftAgent{id: fmt.Sprintf("a%d", i+1), api: testenv.FreeAddr(t), raft: testenv.FreeAddr(t)}
+		peers = append(peers, fmt.Sprintf("{id: %s, address: %q, api: \"http://%s\"}", c.agents[i].id, c.agents[i].raft, c.agents[i].api))
+	}
+	for i, ra := range c.agents {
+		ra.conf = filepath.Join(dir, ra.id+".yaml")
+		// Metrics are unreachable: the policy decides none on every tick,
+		// and the operations are the operators' selections, through the
+		// same plan and sagas.
+		conf := fmt.Sprintf(`tick: 100ms
+clusters:
+  - name: web
+    min: 1
+    max: 6
+    scalable_roles: [app]
+    hosts: [{name: localhost}]
+nodes: [%s]
+metrics:
+  url: http://127.0.0.1:1
+  timeout: 100ms
+  queries: [{name: utilization, query: up, per_node: true}]
+hypervisor:
+  kind: process
+  process:
+    dir: %q
+    command: %s
+    restore: [--from-state, "{state}"]
+dispatcher:
+  kind: haproxy
+  haproxy: {socket: %q, backend: app, servers: [web-1, web-2], server_options: "pool-purge-delay 200ms", dynamic_cookies: true}
+node_api: {token_file: %q, timeout: 2s}
+raft:
+  node_id: %s
+  bind: %q
+  data_dir: %q
+  bootstrap: %v
+  peers: [%s]
+`, strings.Join(fileNodes, ", "), c.vmDir, quoted(command), c.lb.Socket, c.tokenFile,
+			ra.id, ra.raft, filepath.Join(dir, ra.id), i == 0, strings.Join(peers, ", "))
+		if err := os.WriteFile(ra.conf, []byte(conf), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cl, err := client.New("http://"+ra.api, token, client.Options{Timeout: 2 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.clients[ra] = cl
+	}
+	for _, ra := range c.agents {
+		c.start(t, ra)
+	}
+	// The leader registers the file's nodes once it has taken over.
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		nodes, err := c.clients[c.leader(t, c.agents, 15*time.Second)].Nodes(t.Context(), "web")
+		if err == nil && len(nodes) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the file's nodes were never registered: %+v, %v", nodes, err)
+		}
+	}
+	c.settle(t, 2)
+	return c
+}
+
+// start runs an agent (again, from its data directory).
+func (c *chaosCluster) start(t *testing.T, ra *raftAgent) {
+	t.Helper()
+	ra.p = startEnv(t, "agent "+ra.id, []string{"MITOSIS_FAILPOINTS=" + c.fpDir}, c.bin, "agent", "--config", ra.conf,
+		"--token-file", c.tokenFile, "--listen", ra.api, "--log-level", "warn")
+	waitHTTP(t, "http://"+ra.api+"/-/healthy", 15*time.Second)
+}
+
+// leader polls until exactly one of live leads and the others agree.
+func (c *chaosCluster) leader(t *testing.T, live []*raftAgent, within time.Duration) *raftAgent {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		var leader *raftAgent
+		agree := true
+		for _, ra := range live {
+			st, err := c.clients[ra].Peers(t.Context())
+			if err != nil {
+				agree = false
+				break
+			}
+			if st.State == "leader" {
+				agree = agree && leader == nil
+				leader = ra
+			}
+		}
+		if agree && leader != nil {
+			return leader
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("no single leader among %d agents within %s", len(live), within)
+	return nil
+}
+
+// trial starts one operation, freezes its leader at p, kills it with
+// SIGKILL, and checks the world once the new leader has finished the
+// operation and the killed agent has rejoined. It returns the times from
+// the kill to a new leader and to the new leader's first committed step.
+func (c *chaosCluster) trial(t *testing.T, n int, p chaosPoint) (elected, firstStep time.Duration) {
+	t.Helper()
+	ctx := t.Context()
+	leader := c.leader(t, c.agents, 10*time.Second)
+	if err := os.WriteFile(filepath.Join(c.fpDir, "arm"), []byte(string(p.step)+" "+p.phase), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The operator's selection. It may never be answered: the leader
+	// freezes within it when the failpoint is the first step.
+	victim := ""
+	if p.kind == plan.OpContract {
+		victim = c.cloneNode(t, leader)
+	}
+	asked := make(chan error, 1)
+	go func() {
+		sctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		var rec plan.DecisionRecord
+		var err error
+		if p.kind == plan.OpExpand {
+			rec, err = c.clients[leader].Clone(sctx, "web", "web-1")
+		} else {
+			rec, err = c.clients[leader].Detach(sctx, "web", victim)
+		}
+		if err == nil && len(rec.Operations) == 0 {
+			err = fmt.Errorf("no operation started: %+v", rec)
+		}
+		asked <- err
+	}()
+	hit := filepath.Join(c.fpDir, fmt.Sprintf("hit-%d", leader.p.cmd.Process.Pid))
+	var froze []string
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if b, err := os.ReadFile(hit + ".op"); err == nil {
+			froze = strings.Fields(string(b))
+			break
+		}
+		select {
+		case err := <-asked:
+			if err != nil {
+				t.Fatalf("trial %d (%s): asking %s: %v", n, p, leader.id, err)
+			}
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("trial %d (%s): the leader %s never reached the failpoint", n, p, leader.id)
+		}
+	}
+	opID := froze[0]
+	c.ops = append(c.ops, opID)
+	before, err := c.clients[leader].Operation(ctx, opID)
+	if err != nil {
+		t.Fatalf("trial %d (%s): the frozen leader: %v", n, p, err)
+	}
+
+	t0 := time.Now()
+	if err := leader.p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = leader.p.cmd.Wait()
+	var live []*raftAgent
+	for _, ra := range c.agents {
+		if ra != leader {
+			live = append(live, ra)
+		}
+	}
+	next := c.leader(t, live, 10*time.Second)
+	elected = time.Since(t0)
+	var op plan.Operation
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(2 * time.Millisecond) {
+		if op, err = c.clients[next].Operation(ctx, opID); err == nil && len(op.Journal) > len(before.Journal) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("trial %d (%s): the new leader %s committed no step of %s within 10 s (%v)", n, p, next.id, opID, err)
+		}
+	}
+	firstStep = time.Since(t0)
+
+	c.start(t, leader) // it rejoins from its data directory
+	for deadline := time.Now().Add(30 * time.Second); !op.Status.Finished(); time.Sleep(20 * time.Millisecond) {
+		if op, err = c.clients[next].Operation(ctx, opID); err != nil || time.Now().After(deadline) {
+			t.Fatalf("trial %d (%s): %s unfinished after 30 s: %s at %s (%v)", n, p, opID, op.Status, op.Step, err)
+		}
+	}
+	if op.Status != plan.OpDone && op.Status != plan.OpCompensated {
+		t.Fatalf("trial %d (%s): %s ended %s at %s: %s", n, p, opID, op.Status, op.Step, op.Error)
+	}
+	want := map[plan.OpKind]int{plan.OpExpand: 3, plan.OpContract: 2}[p.kind]
+	if op.Status == plan.OpCompensated {
+		want = 5 - want
+		t.Logf("trial %d (%s): %s compensated: %s", n, p, opID, op.Error)
+	}
+	c.settle(t, want)
+	t.Logf("trial %d (%s): killed %s; %s leads after %s, its first step after %s; %s %s",
+		n, p, leader.id, next.id, elected.Round(time.Millisecond), firstStep.Round(time.Millisecond), opID, op.Status)
+	return elected, firstStep
+}
+
+// cloneNode is a node the agents made, to detach.
+func (c *chaosCluster) cloneNode(t *testing.T, ra *raftAgent) string {
+	t.Helper()
+	nodes, err := c.clients[ra].Nodes(t.Context(), "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes {
+		if n.Parent != "" && n.State == plan.NodeReady {
+			return n.ID
+		}
+	}
+	t.Fatalf("no clone to detach among %+v", nodes)
+	return ""
+}
+
+// settle checks the world once the operations are over: size nodes, each
+// a running VM, served by HAProxy, and nothing else; every operation of
+// the test finished; the three registries identical.
+func (c *chaosCluster) settle(t *testing.T, size int) {
+	t.Helper()
+	ctx := t.Context()
+	leader := c.leader(t, c.agents, 10*time.Second)
+	nodes, err := c.clients[leader].Nodes(ctx, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var registered []string
+	for _, n := range nodes {
+		if n.State != plan.NodeReady {
+			t.Errorf("node %s is %s after the operations", n.ID, n.State)
+		}
+		registered = append(registered, n.VM)
+	}
+	vms, err := c.hv.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var running []string
+	for _, vm := range vms {
+		if !vm.Running {
+			t.Errorf("VM %s is recorded but not running", vm.Name)
+		}
+		running = append(running, vm.Name)
+	}
+	slices.Sort(registered)
+	slices.Sort(running)
+	if len(nodes) != size || !slices.Equal(registered, running) {
+		t.Fatalf("registered nodes %v, VMs %v; want %d of each, the same (no duplicate, no orphan)", registered, running, size)
+	}
+	if served := c.servers(t); !slices.Equal(served, registered) {
+		t.Fatalf("HAProxy serves %v, the registry holds %v", served, registered)
+	}
+	for _, id := range c.ops {
+		op, err := c.clients[leader].Operation(ctx, id)
+		if err != nil || !op.Status.Finished() {
+			t.Fatalf("operation %s lost or unfinished: %+v, %v", id, op, err)
+		}
+	}
+	// The registries at the same log index are the same.
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		var sts []agent.RaftStatus
+		for _, ra := range c.agents {
+			st, err := c.clients[ra].Peers(ctx)
+			if err != nil {
+				break
+			}
+			sts = append(sts, st)
+		}
+		if len(sts) == len(c.agents) && sts[0].RegistryIndex != 0 &&
+			!slices.ContainsFunc(sts, func(s agent.RaftStatus) bool { return s.RegistryIndex != sts[0].RegistryIndex }) {
+			for _, s := range sts[1:] {
+				if s.RegistryDigest != sts[0].RegistryDigest {
+					t.Fatalf("at index %d, %s's registry differs from %s's", s.RegistryIndex, s.Node, sts[0].Node)
+				}
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the three registries never reached the same index: %+v", sts)
+		}
+	}
+}
+
+// servers are the servers of HAProxy's backend that are up or draining.
+func (c *chaosCluster) servers(t *testing.T) []string {
+	t.Helper()
+	var names []string
+	for _, line := range strings.Split(c.lb.Servers(t), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 7 || strings.HasPrefix(line, "#") {
+			continue
+		}
+		// srv_admin_state (7th field) bit 0x01 is forced maintenance:
+		// a server taken out.
+		admin, _ := strconv.Atoi(f[6])
+		if admin&0x01 == 0 {
+			names = append(names, f[3])
+		}
+	}
+	slices.Sort(names)
+	return names
+}

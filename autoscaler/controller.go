@@ -14,8 +14,8 @@ import (
 	"log/slog"
 	"math"
 	"sort"
-	"strings"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/mitosis-autoscaler/mitosis/metrics"

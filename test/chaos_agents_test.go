@@ -34,7 +34,9 @@ type chaosPoint struct {
 	phase string // before: the step is committed, its side effect not done; after: done, its end not committed
 }
 
-func (c chaosPoint) String() string { return fmt.Sprintf("%s at %s, %s its side effect", c.kind, c.step, c.phase) }
+func (c chaosPoint) String() string {
+	return fmt.Sprintf("%s at %s, %s its side effect", c.kind, c.step, c.phase)
+}
 
 // TestChaosKillTheLeaderAtEveryStep is issue 6's acceptance. Three
 // `mitosis agent` processes replicate their registry with raft and act on
@@ -139,7 +141,9 @@ func newChaosCluster(t *testing.T) *chaosCluster {
 			}
 			return exec.Command(cmd[0], cmd[1:]...)
 		},
-		Snapshot: func(context.Context, hypervisor.VM, string) error { return errors.New("the test boots, the agents clone") },
+		Snapshot: func(context.Context, hypervisor.VM, string) error {
+			return errors.New("the test boots, the agents clone")
+		},
 		Ready: func(ctx context.Context, addr string) error {
 			_, err := nodes.Status(ctx, addr)
 			return err

@@ -137,3 +137,61 @@ func BenchmarkCommitStep(b *testing.B) {
 		k++
 	}
 }
+
+// BenchmarkFailover is the time from the leader's death to the first
+// operation step its successor commits, on 3 nodes over loopback TCP with
+// the tuned default timeouts: the followers notice the silence, elect one
+// of them, and the new leader commits. The old leader is then reopened on
+// its data directory (untimed), for the next round.
+func BenchmarkFailover(b *testing.B) {
+	cfgs := map[string]Config{}
+	nodes := tcpCluster(b, func(c *Config) { cfgs[c.NodeID] = *c })
+	ctx := context.Background()
+	l := leaderOf(b, nodes)
+	if err := l.Decide(ctx, plan.DecisionRecord{Cluster: "web", At: t0}, plan.ScalingState{}, []plan.Operation{expandOp("op")}); err != nil {
+		b.Fatal(err)
+	}
+	steps := []plan.Step{"prepare", "clone"}
+	b.ResetTimer()
+	for i := range b.N {
+		if err := l.Close(); err != nil {
+			b.Fatal(err)
+		}
+		var live []*Store
+		for _, s := range nodes {
+			if s != l {
+				live = append(live, s)
+			}
+		}
+		next := leaderOf(b, live)
+		t := plan.Transition{From: steps[i%2], To: steps[(i+1)%2], Status: plan.OpRunning, At: t0}
+		for {
+			_, err := next.Transition(ctx, "op", t)
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, ErrNotLeader) {
+				b.Fatal(err)
+			}
+			next = leaderOf(b, live)
+		}
+		b.StopTimer()
+		cfg := cfgs[l.ID()]
+		cfg.BindAddr, cfg.Bootstrap = l.Addr(), false
+		back, err := Open(cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = back.Close() })
+		for j, s := range nodes {
+			if s == l {
+				nodes[j] = back
+			}
+		}
+		if _, _, err := back.WaitLeader(ctx); err != nil {
+			b.Fatal(err)
+		}
+		l = next
+		b.StartTimer()
+	}
+}

@@ -244,7 +244,7 @@ func openActors(ctx context.Context, cfg Config, log *slog.Logger) (actors, erro
 		return actors{}, fmt.Errorf("dispatcher: %w", err)
 	}
 	var hv hypervisor.Hypervisor
-	closeHV := func(context.Context) error { return nil }
+	var closeHV func(context.Context) error
 	if cfg.Hypervisor.Kind == KindProcess {
 		p, err := cfg.Hypervisor.Process.open(nodes, token, log.With("hypervisor", "process"))
 		if err != nil {

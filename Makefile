@@ -9,6 +9,7 @@ BENCH     ?= .
 COUNT       ?= 6
 CHAOS_COUNT ?= 10
 CHAOS_ROUNDS ?= 40
+CHAOS_RANDOM ?= 200
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X main.version=$(VERSION)
 
@@ -49,10 +50,10 @@ lint: deps ## go vet, staticcheck, and the Rego format and strict checks
 	$(GO) tool staticcheck ./...
 	$(GO) run ./cmd/mitosis policy check policies
 
-chaos: deps ## The leader-loss, partition and failover tests, CHAOS_COUNT times over, and CHAOS_ROUNDS×12 real agents killed mid-operation (hundreds of trials)
+chaos: deps ## The leader-loss, partition and failover tests, CHAOS_COUNT times over, and CHAOS_ROUNDS×12 + CHAOS_RANDOM real agents killed mid-operation (hundreds of trials)
 	$(GO) test -count=$(CHAOS_COUNT) -run 'LeaderLossAtEveryStep|PartitionedLeader|SagasNeverStrandOrOrphan' ./autoscaler/
 	$(GO) test -count=$(CHAOS_COUNT) -run 'ThreeAgentsFailOver' ./test/
-	CHAOS_ROUNDS=$(CHAOS_ROUNDS) $(GO) test -count=1 -timeout 3h -v -run 'ChaosKillTheLeaderAtEveryStep' ./test/
+	CHAOS_ROUNDS=$(CHAOS_ROUNDS) CHAOS_RANDOM=$(CHAOS_RANDOM) $(GO) test -count=1 -timeout 3h -v -run 'ChaosKillTheLeaderAtEveryStep' ./test/
 
 fuzz: deps ## Run every fuzz target for FUZZTIME each (seeds live in testdata/fuzz)
 	@scripts/fuzz.sh $(FUZZTIME)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -46,7 +47,9 @@ func (c chaosPoint) String() string {
 // agents clone and detach again and again; each operation's leader is
 // killed with SIGKILL at one step of its saga, before or after the step's
 // side effect, every step of both sagas in turn (CHAOS_ROUNDS rounds, at
-// least 5). After every trial: the operation ended done or compensated,
+// least 5); then CHAOS_RANDOM more times (2 per round by default), at a
+// random moment of an operation, often inside a side effect (a clone half
+// made). After every trial: the operation ended done or compensated,
 // no VM was cloned twice, none is orphaned (every VM is a registered node
 // and every node a VM, and HAProxy serves exactly the registered nodes),
 // no operation was lost, and the three registries are identical.
@@ -80,6 +83,30 @@ func TestChaosKillTheLeaderAtEveryStep(t *testing.T) {
 				elected, firstStep := c.trial(t, trial, p)
 				elections, failovers = append(elections, elected), append(failovers, firstStep)
 			}
+		}
+	}
+	// Then the leader is killed at a random moment of an operation.
+	random := 2 * rounds
+	if s := os.Getenv("CHAOS_RANDOM"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 {
+			t.Fatalf("CHAOS_RANDOM=%q: want a number", s)
+		}
+		random = n
+	}
+	seed := time.Now().UnixNano()
+	r := rand.New(rand.NewPCG(uint64(seed), 0))
+	t.Logf("random trials: seed %d", seed)
+	kind := plan.OpExpand
+	for i := range random {
+		// Within the time an operation takes here (an expansion ~200 ms,
+		// a contraction ~100 ms), so that most kills land inside it.
+		within := map[plan.OpKind]int{plan.OpExpand: 200, plan.OpContract: 100}[kind]
+		c.randomTrial(t, i+1, kind, time.Duration(r.IntN(within))*time.Millisecond)
+		if nodes, err := c.clients[c.leader(t, c.agents, 10*time.Second)].Nodes(t.Context(), "web"); err == nil && len(nodes) == 3 {
+			kind = plan.OpContract
+		} else {
+			kind = plan.OpExpand
 		}
 	}
 	for _, d := range [][]time.Duration{elections, failovers} {
@@ -289,28 +316,7 @@ func (c *chaosCluster) trial(t *testing.T, n int, p chaosPoint) (elected, firstS
 	if err := os.WriteFile(filepath.Join(c.fpDir, "arm"), []byte(string(p.step)+" "+p.phase), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	// The operator's selection. It may never be answered: the leader
-	// freezes within it when the failpoint is the first step.
-	victim := ""
-	if p.kind == plan.OpContract {
-		victim = c.cloneNode(t, leader)
-	}
-	asked := make(chan error, 1)
-	go func() {
-		sctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		defer cancel()
-		var rec plan.DecisionRecord
-		var err error
-		if p.kind == plan.OpExpand {
-			rec, err = c.clients[leader].Clone(sctx, "web", "web-1")
-		} else {
-			rec, err = c.clients[leader].Detach(sctx, "web", victim)
-		}
-		if err == nil && len(rec.Operations) == 0 {
-			err = fmt.Errorf("no operation started: %+v", rec)
-		}
-		asked <- err
-	}()
+	asked := c.ask(t, leader, p.kind)
 	hit := filepath.Join(c.fpDir, fmt.Sprintf("hit-%d", leader.p.cmd.Process.Pid))
 	var froze []string
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(5 * time.Millisecond) {
@@ -337,17 +343,7 @@ func (c *chaosCluster) trial(t *testing.T, n int, p chaosPoint) (elected, firstS
 	}
 
 	t0 := time.Now()
-	if err := leader.p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	_ = leader.p.cmd.Wait()
-	var live []*raftAgent
-	for _, ra := range c.agents {
-		if ra != leader {
-			live = append(live, ra)
-		}
-	}
-	next := c.leader(t, live, 10*time.Second)
+	next := c.kill(t, leader)
 	elected = time.Since(t0)
 	var op plan.Operation
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(2 * time.Millisecond) {
@@ -361,23 +357,169 @@ func (c *chaosCluster) trial(t *testing.T, n int, p chaosPoint) (elected, firstS
 	firstStep = time.Since(t0)
 
 	c.start(t, leader) // it rejoins from its data directory
-	for deadline := time.Now().Add(30 * time.Second); !op.Status.Finished(); time.Sleep(20 * time.Millisecond) {
-		if op, err = c.clients[next].Operation(ctx, opID); err != nil || time.Now().After(deadline) {
-			t.Fatalf("trial %d (%s): %s unfinished after 30 s: %s at %s (%v)", n, p, opID, op.Status, op.Step, err)
-		}
-	}
-	if op.Status != plan.OpDone && op.Status != plan.OpCompensated {
-		t.Fatalf("trial %d (%s): %s ended %s at %s: %s", n, p, opID, op.Status, op.Step, op.Error)
-	}
-	want := map[plan.OpKind]int{plan.OpExpand: 3, plan.OpContract: 2}[p.kind]
-	if op.Status == plan.OpCompensated {
-		want = 5 - want
-		t.Logf("trial %d (%s): %s compensated: %s", n, p, opID, op.Error)
-	}
-	c.settle(t, want)
+	op = c.finish(t, next, opID)
+	c.settle(t, sizeAfter(p.kind, op.Status))
 	t.Logf("trial %d (%s): killed %s; %s leads after %s, its first step after %s; %s %s",
 		n, p, leader.id, next.id, elected.Round(time.Millisecond), firstStep.Round(time.Millisecond), opID, op.Status)
 	return elected, firstStep
+}
+
+// randomTrial starts an operation of kind and kills its leader after
+// delay, wherever it is: often inside a side effect (a clone half made,
+// a server half added), or before the operation was even committed. If
+// the operation was committed, the new leader finishes it; if not, the
+// operator's request failed and nothing happened.
+func (c *chaosCluster) randomTrial(t *testing.T, n int, kind plan.OpKind, delay time.Duration) {
+	t.Helper()
+	ctx := t.Context()
+	leader := c.leader(t, c.agents, 10*time.Second)
+	known := map[string]bool{}
+	ops, err := c.clients[leader].Operations(ctx, "web", 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, op := range ops {
+		known[op.ID] = true
+	}
+	c.ask(t, leader, kind)
+	time.Sleep(delay)
+	killed := time.Now()
+	next := c.kill(t, leader)
+	c.start(t, leader)
+	// Once the new leader has committed a decision of its own, whatever
+	// the old one committed is in its log.
+	if err := c.decided(t, next); err != nil {
+		t.Fatalf("random trial %d (%s killed after %s): %v", n, kind, delay, err)
+	}
+	ops, err = c.clients[next].Operations(ctx, "web", 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var made []string
+	for _, op := range ops {
+		if !known[op.ID] {
+			made = append(made, op.ID)
+		}
+	}
+	status := plan.OpCompensated // as if nothing happened
+	at := "before it was committed"
+	switch len(made) {
+	case 0:
+	case 1:
+		c.ops = append(c.ops, made[0])
+		op := c.finish(t, next, made[0])
+		status = op.Status
+		// The step it was at when its leader died.
+		for _, j := range op.Journal {
+			if !j.At.After(killed) {
+				at = "at " + string(j.Step)
+			}
+		}
+	default:
+		t.Fatalf("random trial %d: one request started %d operations: %v", n, len(made), made)
+	}
+	c.settle(t, sizeAfter(kind, status))
+	ended := "nothing was started"
+	if len(made) == 1 {
+		ended = made[0] + " " + string(status)
+	}
+	t.Logf("random trial %d: %s, %s killed after %s, %s: %s", n, kind, leader.id, delay, at, ended)
+}
+
+// sizeAfter is the cluster's size once an operation of kind ended with
+// status, from 2 nodes before an expansion and 3 before a contraction.
+func sizeAfter(kind plan.OpKind, status plan.OpStatus) int {
+	grew := kind == plan.OpExpand
+	if status != plan.OpDone {
+		grew = !grew
+	}
+	if grew {
+		return 3
+	}
+	return 2
+}
+
+// ask has leader start an operation of kind, as an operator would: a
+// clone of web-1, or the detach of a clone. The answer comes on the
+// channel; it may never come (a leader frozen or killed within it).
+func (c *chaosCluster) ask(t *testing.T, leader *raftAgent, kind plan.OpKind) <-chan error {
+	t.Helper()
+	victim := ""
+	if kind == plan.OpContract {
+		victim = c.cloneNode(t, leader)
+	}
+	asked := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+		defer cancel()
+		var rec plan.DecisionRecord
+		var err error
+		if kind == plan.OpExpand {
+			rec, err = c.clients[leader].Clone(ctx, "web", "web-1")
+		} else {
+			rec, err = c.clients[leader].Detach(ctx, "web", victim)
+		}
+		if err == nil && len(rec.Operations) == 0 {
+			err = fmt.Errorf("no operation started: %+v", rec)
+		}
+		asked <- err
+	}()
+	return asked
+}
+
+// kill kills leader with SIGKILL and returns the agent the other two
+// elect.
+func (c *chaosCluster) kill(t *testing.T, leader *raftAgent) *raftAgent {
+	t.Helper()
+	if err := leader.p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = leader.p.cmd.Wait()
+	var live []*raftAgent
+	for _, ra := range c.agents {
+		if ra != leader {
+			live = append(live, ra)
+		}
+	}
+	return c.leader(t, live, 10*time.Second)
+}
+
+// finish waits until the operation has finished, done or compensated.
+func (c *chaosCluster) finish(t *testing.T, leader *raftAgent, id string) plan.Operation {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		op, err := c.clients[leader].Operation(t.Context(), id)
+		switch {
+		case err == nil && (op.Status == plan.OpDone || op.Status == plan.OpCompensated):
+			if op.Status == plan.OpCompensated {
+				t.Logf("%s compensated: %s", id, op.Error)
+			}
+			return op
+		case err == nil && op.Status.Finished():
+			t.Fatalf("%s ended %s at %s: %s", id, op.Status, op.Step, op.Error)
+		case time.Now().After(deadline):
+			t.Fatalf("%s unfinished after 30 s: %s at %s (%v)", id, op.Status, op.Step, err)
+		}
+	}
+}
+
+// decided waits for a decision committed by leader in its term.
+func (c *chaosCluster) decided(t *testing.T, leader *raftAgent) error {
+	t.Helper()
+	st, err := c.clients[leader].Peers(t.Context())
+	if err != nil {
+		return err
+	}
+	since := time.Now()
+	for deadline := since.Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		recs, err := c.clients[leader].Decisions(t.Context(), "web", 1)
+		if err == nil && len(recs) == 1 && recs[0].At.After(since) {
+			if now, err := c.clients[leader].Peers(t.Context()); err == nil && now.Term == st.Term {
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("%s committed no decision within 10 s", leader.id)
 }
 
 // cloneNode is a node the agents made, to detach.

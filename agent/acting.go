@@ -81,28 +81,29 @@ func (n *NodeAPIConfig) validate() error {
 }
 
 // client reads the token (and CA) and makes the node API's client.
-func (n *NodeAPIConfig) client() (c *node.Client, token string, err error) {
+func (n *NodeAPIConfig) client() (*node.Client, error) {
 	b, err := os.ReadFile(n.TokenFile)
 	if err != nil {
-		return nil, "", fmt.Errorf("node_api.token_file: %w", err)
+		return nil, fmt.Errorf("node_api.token_file: %w", err)
 	}
-	if token = strings.TrimSpace(string(b)); token == "" {
-		return nil, "", fmt.Errorf("node_api.token_file: %s is empty", n.TokenFile)
+	token := strings.TrimSpace(string(b))
+	if token == "" {
+		return nil, fmt.Errorf("node_api.token_file: %s is empty", n.TokenFile)
 	}
 	opt := node.ClientOptions{Timeout: n.Timeout.Duration}
 	if n.CAFile != "" {
 		pem, err := os.ReadFile(n.CAFile)
 		if err != nil {
-			return nil, "", fmt.Errorf("node_api.ca_file: %w", err)
+			return nil, fmt.Errorf("node_api.ca_file: %w", err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, "", fmt.Errorf("node_api.ca_file: %s holds no PEM certificate", n.CAFile)
+			return nil, fmt.Errorf("node_api.ca_file: %s holds no PEM certificate", n.CAFile)
 		}
 		opt.TLS = true
 		opt.HTTP = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
 	}
-	return node.NewClient(token, opt), token, nil
+	return node.NewClient(token, opt), nil
 }
 
 // ProcessConfig is the process hypervisor (hypervisor.kind process): VMs
@@ -154,7 +155,7 @@ func (p *ProcessConfig) validate() error {
 
 // open makes the process hypervisor; nodes is the node API's client,
 // which probes a VM's readiness and asks a template for its state.
-func (p ProcessConfig) open(nodes *node.Client, token string, log *slog.Logger) (*process.Hypervisor, error) {
+func (p ProcessConfig) open(nodes *node.Client, log *slog.Logger) (*process.Hypervisor, error) {
 	expand := func(args []string, r *strings.Replacer) []string {
 		out := make([]string, len(args))
 		for i, a := range args {
@@ -174,21 +175,7 @@ func (p ProcessConfig) open(nodes *node.Client, token string, log *slog.Logger) 
 			return exec.Command(args[0], args[1:]...)
 		},
 		Snapshot: func(ctx context.Context, vm hypervisor.VM, file string) error {
-			u := "http://" + vm.Address + strings.ReplaceAll(p.Snapshot, "{state}", url.QueryEscape(file))
-			req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, nil)
-			if err != nil {
-				return err
-			}
-			req.Header.Set("Authorization", "Bearer "+token)
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				return err
-			}
-			defer resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				return fmt.Errorf("snapshot of %s: %s", vm.Name, resp.Status)
-			}
-			return nil
+			return nodes.Snapshot(ctx, vm.Address, strings.ReplaceAll(p.Snapshot, "{state}", url.QueryEscape(file)))
 		},
 		Ready: func(ctx context.Context, addr string) error {
 			_, err := nodes.Status(ctx, addr)
@@ -235,7 +222,7 @@ type actors struct {
 // openActors connects the hypervisor, the dispatcher and the node API the
 // file configures.
 func openActors(ctx context.Context, cfg Config, log *slog.Logger) (actors, error) {
-	nodes, token, err := cfg.NodeAPI.client()
+	nodes, err := cfg.NodeAPI.client()
 	if err != nil {
 		return actors{}, err
 	}
@@ -246,7 +233,7 @@ func openActors(ctx context.Context, cfg Config, log *slog.Logger) (actors, erro
 	var hv hypervisor.Hypervisor
 	var closeHV func(context.Context) error
 	if cfg.Hypervisor.Kind == KindProcess {
-		p, err := cfg.Hypervisor.Process.open(nodes, token, log.With("hypervisor", "process"))
+		p, err := cfg.Hypervisor.Process.open(nodes, log.With("hypervisor", "process"))
 		if err != nil {
 			return actors{}, fmt.Errorf("hypervisor process: %w", err)
 		}

@@ -236,6 +236,28 @@ func TestClientRetriesTransportErrorsAndServerErrorsOnly(t *testing.T) {
 	}
 }
 
+// Snapshot posts the node's own path and query, with the token, and is
+// retried as the node API's calls are.
+func TestClientSnapshotPostsTheNodesOwnPath(t *testing.T) {
+	var calls atomic.Int32
+	var got atomic.Value
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) == 1 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		got.Store(r.Method + " " + r.URL.RequestURI() + " " + r.Header.Get("Authorization"))
+	}))
+	defer srv.Close()
+	c := node.NewClient(token, node.ClientOptions{Backoff: time.Millisecond})
+	if err := c.Snapshot(context.Background(), strings.TrimPrefix(srv.URL, "http://"), "/-/snapshot?file=%2Fvms%2Fa.state"); err != nil {
+		t.Fatal(err)
+	}
+	if want := "POST /-/snapshot?file=%2Fvms%2Fa.state Bearer " + token; got.Load() != want || calls.Load() != 2 {
+		t.Errorf("%d calls, the last %q; want 2, the last %q", calls.Load(), got.Load(), want)
+	}
+}
+
 func TestClientHonoursItsContext(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusServiceUnavailable)

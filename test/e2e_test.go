@@ -69,7 +69,7 @@ func newWorld(t *testing.T) *world {
 			return exec.Command(bin, args...)
 		},
 		Snapshot: func(ctx context.Context, vm hypervisor.VM, file string) error {
-			return post(ctx, "http://"+vm.Address+"/-/snapshot?file="+url.QueryEscape(file))
+			return w.nodes.Snapshot(ctx, vm.Address, "/-/snapshot?file="+url.QueryEscape(file))
 		},
 		Ready: func(ctx context.Context, addr string) error {
 			_, err := w.nodes.Status(ctx, addr)
@@ -90,21 +90,6 @@ func newWorld(t *testing.T) *world {
 		t.Fatal(err)
 	}
 	return w
-}
-
-func post(ctx context.Context, u string) error {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, u, nil)
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(resp.Body)
-		return fmt.Errorf("%s: %s", resp.Status, b)
-	}
-	return nil
 }
 
 // work sends n requests through HAProxy, each on a new connection, and

@@ -53,7 +53,7 @@ func TestCloneWithTheProcessHypervisor(t *testing.T) {
 			return exec.Command(bin, args...)
 		},
 		Snapshot: func(ctx context.Context, vm hypervisor.VM, file string) error {
-			return snapshot(ctx, vm.Address, file)
+			return api.Snapshot(ctx, vm.Address, "/-/snapshot?file="+url.QueryEscape(file))
 		},
 		Ready: func(ctx context.Context, addr string) error {
 			_, err := api.Status(ctx, addr)
@@ -182,25 +182,6 @@ func work(t *testing.T, c *http.Client, addr string, key uint64) answer {
 	_, _ = io.Copy(io.Discard, resp.Body)
 	units, _ := strconv.Atoi(resp.Header.Get("X-Work-Units"))
 	return answer{code: resp.StatusCode, nodeID: resp.Header.Get("X-Node-ID"), units: units}
-}
-
-// snapshot is the process hypervisor's Config.Snapshot for demo-node.
-func snapshot(ctx context.Context, addr, file string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/-/snapshot?file="+url.QueryEscape(file), nil)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
-		return fmt.Errorf("snapshot: %s: %s", resp.Status, b)
-	}
-	return nil
 }
 
 func awaitState(t *testing.T, api *node.Client, addr string, want node.State) node.Status {

@@ -281,28 +281,10 @@ func (c *chaosCluster) start(t *testing.T, ra *raftAgent) {
 // leader polls until exactly one of live leads and the others agree.
 func (c *chaosCluster) leader(t *testing.T, live []*raftAgent, within time.Duration) *raftAgent {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for time.Now().Before(deadline) {
-		var leader *raftAgent
-		agree := true
-		for _, ra := range live {
-			st, err := c.clients[ra].Peers(t.Context())
-			if err != nil {
-				agree = false
-				break
-			}
-			if st.State == "leader" {
-				agree = agree && leader == nil
-				leader = ra
-			}
-		}
-		if agree && leader != nil {
-			return leader
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("no single leader among %d agents within %s", len(live), within)
-	return nil
+	return singleLeader(t, live, within, func(ra *raftAgent) (string, error) {
+		st, err := c.clients[ra].Peers(t.Context())
+		return st.State, err
+	})
 }
 
 // trial starts one operation, freezes its leader at p, kills it with

@@ -41,6 +41,32 @@ func (ra *raftAgent) get(t *testing.T, path string, v any) error {
 	return json.NewDecoder(resp.Body).Decode(v)
 }
 
+// singleLeader polls until exactly one of live says it leads (state asks
+// one agent) and every other one answers, and returns it.
+func singleLeader(t *testing.T, live []*raftAgent, within time.Duration, state func(*raftAgent) (string, error)) *raftAgent {
+	t.Helper()
+	for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		var leader *raftAgent
+		agree := true
+		for _, ra := range live {
+			st, err := state(ra)
+			if err != nil {
+				agree = false
+				break
+			}
+			if st == "leader" {
+				agree = agree && leader == nil
+				leader = ra
+			}
+		}
+		if agree && leader != nil {
+			return leader
+		}
+	}
+	t.Fatalf("no single leader among %d agents within %s", len(live), within)
+	return nil
+}
+
 // TestThreeAgentsFailOver runs three agents replicating their registry
 // with raft (dry, on metrics that are unavailable: every tick still
 // records a decision). Only the leader decides; the followers hold what
@@ -98,34 +124,18 @@ raft:
 		err := ra.get(t, "/v1/status", &st)
 		return st, err
 	}
-	// leaderAmong polls until exactly one of the agents says it leads and
-	// the others agree, and returns it.
 	leaderAmong := func(live []*raftAgent, within time.Duration) *raftAgent {
 		t.Helper()
-		deadline := time.Now().Add(within)
-		for time.Now().Before(deadline) {
-			var leader *raftAgent
-			agree := true
-			for _, ra := range live {
-				st, err := statusOf(ra)
-				if err != nil || st.Raft == nil {
-					agree = false
-					break
-				}
-				if st.Raft.State == "leader" {
-					if leader != nil {
-						agree = false
-					}
-					leader = ra
-				}
+		return singleLeader(t, live, within, func(ra *raftAgent) (string, error) {
+			st, err := statusOf(ra)
+			if err == nil && st.Raft == nil {
+				err = fmt.Errorf("%s: no raft status", ra.id)
 			}
-			if agree && leader != nil {
-				return leader
+			if err != nil {
+				return "", err
 			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		t.Fatalf("no single leader among %d agents within %s", len(live), within)
-		return nil
+			return st.Raft.State, nil
+		})
 	}
 	decisions := func(ra *raftAgent) []plan.DecisionRecord {
 		var recs []plan.DecisionRecord

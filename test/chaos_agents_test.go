@@ -22,7 +22,6 @@ import (
 	"github.com/mitosis-autoscaler/mitosis/dispatcher/haproxy/haproxytest"
 	"github.com/mitosis-autoscaler/mitosis/hypervisor"
 	"github.com/mitosis-autoscaler/mitosis/hypervisor/process"
-	"github.com/mitosis-autoscaler/mitosis/internal/testenv"
 	"github.com/mitosis-autoscaler/mitosis/node"
 	"github.com/mitosis-autoscaler/mitosis/plan"
 )
@@ -203,12 +202,7 @@ func newChaosCluster(t *testing.T) *chaosCluster {
 		}
 		return "[" + strings.Join(q, ", ") + "]"
 	}
-	c.agents = make([]*raftAgent, 3)
-	var peers []string
-	for i := range c.agents {
-		c.agents[i] = &raftAgent{id: fmt.Sprintf("a%d", i+1), api: testenv.FreeAddr(t), raft: testenv.FreeAddr(t)}
-		peers = append(peers, fmt.Sprintf("{id: %s, address: %q, api: \"http://%s\"}", c.agents[i].id, c.agents[i].raft, c.agents[i].api))
-	}
+	c.agents = newRaftAgents(t, 3)
 	for i, ra := range c.agents {
 		ra.conf = filepath.Join(dir, ra.id+".yaml")
 		// Metrics are unreachable: the policy decides none on every tick,
@@ -236,14 +230,8 @@ dispatcher:
   kind: haproxy
   haproxy: {socket: %q, backend: app, servers: [web-1, web-2], server_options: "pool-purge-delay 200ms", dynamic_cookies: true}
 node_api: {token_file: %q, timeout: 2s}
-raft:
-  node_id: %s
-  bind: %q
-  data_dir: %q
-  bootstrap: %v
-  peers: [%s]
-`, strings.Join(fileNodes, ", "), c.vmDir, quoted(command), c.lb.Socket, c.tokenFile,
-			ra.id, ra.raft, filepath.Join(dir, ra.id), i == 0, strings.Join(peers, ", "))
+%s`, strings.Join(fileNodes, ", "), c.vmDir, quoted(command), c.lb.Socket, c.tokenFile,
+			ra.raftSection(c.agents, filepath.Join(dir, ra.id), i == 0))
 		if err := os.WriteFile(ra.conf, []byte(conf), 0o600); err != nil {
 			t.Fatal(err)
 		}

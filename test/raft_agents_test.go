@@ -41,6 +41,26 @@ func (ra *raftAgent) get(t *testing.T, path string, v any) error {
 	return json.NewDecoder(resp.Body).Decode(v)
 }
 
+// newRaftAgents gives n agents (a1, a2, …) their API and raft addresses
+// on loopback.
+func newRaftAgents(t *testing.T, n int) []*raftAgent {
+	agents := make([]*raftAgent, n)
+	for i := range agents {
+		agents[i] = &raftAgent{id: fmt.Sprintf("a%d", i+1), api: testenv.FreeAddr(t), raft: testenv.FreeAddr(t)}
+	}
+	return agents
+}
+
+// raftSection is the raft section of ra's file, with every agent a peer.
+func (ra *raftAgent) raftSection(agents []*raftAgent, dataDir string, bootstrap bool) string {
+	var peers []string
+	for _, p := range agents {
+		peers = append(peers, fmt.Sprintf("{id: %s, address: %q, api: \"http://%s\"}", p.id, p.raft, p.api))
+	}
+	return fmt.Sprintf("raft:\n  node_id: %s\n  bind: %q\n  data_dir: %q\n  bootstrap: %v\n  peers: [%s]\n",
+		ra.id, ra.raft, dataDir, bootstrap, strings.Join(peers, ", "))
+}
+
 // singleLeader polls until exactly one of live says it leads (state asks
 // one agent) and every other one answers, and returns it.
 func singleLeader(t *testing.T, live []*raftAgent, within time.Duration, state func(*raftAgent) (string, error)) *raftAgent {
@@ -84,12 +104,7 @@ func TestThreeAgentsFailOver(t *testing.T) {
 	if err := os.WriteFile(tokenFile, []byte(token), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	agents := make([]*raftAgent, 3)
-	var peers []string
-	for i := range agents {
-		agents[i] = &raftAgent{id: fmt.Sprintf("a%d", i+1), api: testenv.FreeAddr(t), raft: testenv.FreeAddr(t)}
-		peers = append(peers, fmt.Sprintf("{id: %s, address: %q, api: \"http://%s\"}", agents[i].id, agents[i].raft, agents[i].api))
-	}
+	agents := newRaftAgents(t, 3)
 	for i, ra := range agents {
 		ra.conf = filepath.Join(dir, ra.id+".yaml")
 		conf := fmt.Sprintf(`tick: 200ms
@@ -100,13 +115,7 @@ metrics:
   url: http://127.0.0.1:1
   timeout: 200ms
   queries: [{name: utilization, query: up, per_node: true}]
-raft:
-  node_id: %s
-  bind: %q
-  data_dir: %q
-  bootstrap: %v
-  peers: [%s]
-`, ra.id, ra.raft, filepath.Join(dir, ra.id), i == 0, strings.Join(peers, ", "))
+%s`, ra.raftSection(agents, filepath.Join(dir, ra.id), i == 0))
 		if err := os.WriteFile(ra.conf, []byte(conf), 0o600); err != nil {
 			t.Fatal(err)
 		}

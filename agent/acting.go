@@ -256,5 +256,14 @@ func (c Config) checkActing() error {
 	if err := c.Dispatcher.validate(len(c.Clusters)); err != nil {
 		return err
 	}
+	// The sagas reach a node at its address and clone its VM.
+	for i, n := range c.Nodes {
+		switch {
+		case n.Address == "":
+			return fmt.Errorf("nodes[%d].address: required to act (where node %s's API listens, host:port)", i, n.ID)
+		case n.VM == "":
+			return fmt.Errorf("nodes[%d].vm: required to act (the VM of node %s, as the hypervisor names it)", i, n.ID)
+		}
+	}
 	return c.NodeAPI.validate()
 }

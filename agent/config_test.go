@@ -140,6 +140,8 @@ func TestAnAgentThatActsNeedsADispatcherAndTheNodeAPI(t *testing.T) {
 		{"a port out of range", libvirt + haproxy + "node_api: {token_file: t, port: 70000}", "node_api.port: 70000 is not a port"},
 		{"an unknown key", libvirt + haproxy + "node_api: {token_file: t, token: s3cret}", `unknown key "token"`},
 		{"two clusters, one backend", twoClusters + libvirt + node + haproxy, "one HAProxy backend serves one cluster, and the file has 2"},
+		{"a node without its address", libvirt + node + haproxy + "nodes: [{cluster: web, id: web-1, role: app, vm: web-1}]", "nodes[0].address: required to act"},
+		{"a node without its VM", libvirt + node + haproxy + "nodes: [{cluster: web, id: web-1, role: app, address: '10.0.0.1:80'}]", "nodes[0].vm: required to act"},
 		{"a process hypervisor in a dry run without the node API", "dry_run: true\nhypervisor: {kind: process, process: {dir: /tmp, command: [demo-node]}}", "node_api: required by hypervisor.kind process"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

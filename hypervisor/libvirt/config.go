@@ -8,6 +8,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
+
+	lv "github.com/digitalocean/go-libvirt"
 )
 
 // DefaultURI is the daemon Config.URI names when it is empty.
@@ -61,6 +64,20 @@ type Config struct {
 	// silent cold clone. VM.Method says which a clone is.
 	CloneMode string `yaml:"clone_mode"`
 
+	// AddressSource is where a running VM's address (VM.Address, an IP
+	// to which the agent adds node_api.port) comes from, as `virsh
+	// domifaddr --source` reads it: "lease" (the DHCP leases of libvirt's
+	// own networks; empty means lease), "agent" (the QEMU guest agent in
+	// the guest), "arp" (the host's ARP table, for bridged guests), or
+	// "none": VMs report no address.
+	AddressSource string `yaml:"address_source"`
+
+	// AddressWait bounds how long Clone waits for the clone to have an
+	// address (a guest's DHCP takes a moment); 0 waits not at all. A clone
+	// without one is returned all the same, with a warning: a later
+	// Lookup reports the address once there is one.
+	AddressWait time.Duration `yaml:"address_wait"`
+
 	// Logger receives the client's log lines; nil means slog.Default().
 	Logger *slog.Logger `yaml:"-"`
 }
@@ -80,6 +97,30 @@ func (c Config) cloneMode() (string, error) {
 		return CloneModeCold, nil
 	}
 	return "", fmt.Errorf("libvirt: clone_mode %q: want %q or %q", c.CloneMode, CloneModeLive, CloneModeCold)
+}
+
+// The values of Config.AddressSource.
+const (
+	AddressLease = "lease"
+	AddressAgent = "agent"
+	AddressARP   = "arp"
+	AddressNone  = "none"
+)
+
+// addressSource checks Config.AddressSource and returns libvirt's source,
+// ok=false for none.
+func (c Config) addressSource() (source lv.DomainInterfaceAddressesSource, ok bool, err error) {
+	switch c.AddressSource {
+	case "", AddressLease:
+		return lv.DomainInterfaceAddressesSrcLease, true, nil
+	case AddressAgent:
+		return lv.DomainInterfaceAddressesSrcAgent, true, nil
+	case AddressARP:
+		return lv.DomainInterfaceAddressesSrcArp, true, nil
+	case AddressNone:
+		return 0, false, nil
+	}
+	return 0, false, fmt.Errorf("libvirt: address_source %q: want lease, agent, arp or none", c.AddressSource)
 }
 
 func (c Config) qemuImg() string {

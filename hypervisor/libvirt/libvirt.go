@@ -71,6 +71,10 @@ type Client struct {
 	// driver as ConnectGetType names it ("QEMU", "TEST", …).
 	mode   string
 	driver string
+	// addrSource is Config.AddressSource, checked; withAddr is false for
+	// none.
+	addrSource lv.DomainInterfaceAddressesSource
+	withAddr   bool
 
 	mu sync.Mutex
 	l  *lv.Libvirt
@@ -107,7 +111,11 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{cfg: cfg, uri: u, mode: mode, log: log.With("libvirt", u.Redacted())}
+	src, withAddr, err := cfg.addressSource()
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{cfg: cfg, uri: u, mode: mode, addrSource: src, withAddr: withAddr, log: log.With("libvirt", u.Redacted())}
 	if noVerify(u) {
 		c.log.Warn("libvirt TLS server certificate is not verified (no_verify=1)")
 	}
@@ -199,7 +207,7 @@ func (c *Client) cloneAs(ctx context.Context, req hypervisor.CloneRequest, mode 
 	if err != nil {
 		return hypervisor.VM{}, fmt.Errorf("cloning %s from %s: %w", req.Name, req.Template, err)
 	}
-	return vm, nil
+	return c.awaitAddress(ctx, vm), nil
 }
 
 // canLiveClone reports whether the connection's driver can make a live
@@ -681,6 +689,9 @@ func (c *Client) read(l *lv.Libvirt, dom lv.Domain) (hypervisor.VM, error) {
 		return hypervisor.VM{}, err
 	}
 	vm := hypervisor.VM{Name: dom.Name, ID: uuidString(dom.UUID), Host: c.host, Running: poweredOn(st)}
+	if vm.Running {
+		vm.Address = c.address(l, dom)
+	}
 	s, err := l.DomainGetMetadata(dom, int32(lv.DomainMetadataElement), lv.OptString{Namespace}, 0)
 	switch {
 	case isCode(err, lv.ErrNoDomainMetadata):

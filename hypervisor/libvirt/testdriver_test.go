@@ -44,13 +44,20 @@ type testDriver struct {
 func newTestDriver(t *testing.T) testDriver { return newTestDriverMode(t, "") }
 
 func newTestDriverMode(t *testing.T, mode string) testDriver {
+	return newTestDriverConfig(t, Config{CloneMode: mode})
+}
+
+// newTestDriverConfig is a client of a new test driver with cfg, whose
+// URI, ImageDir and Logger it sets.
+func newTestDriverConfig(t *testing.T, cfg Config) testDriver {
 	t.Helper()
 	d := libvirttest.Start(t, libvirttest.Options{})
 	// The test driver resets when its last connection closes: this one
 	// stays open for the whole test.
 	raw := d.Connect(t, "test:///default")
 	dir := t.TempDir()
-	c, err := New(t.Context(), Config{URI: d.URI("test", "/default"), ImageDir: dir, CloneMode: mode, Logger: testLogger(t)})
+	cfg.URI, cfg.ImageDir, cfg.Logger = d.URI("test", "/default"), dir, testLogger(t)
+	c, err := New(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +160,8 @@ func TestTestDriverLookup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := hypervisor.VM{Name: testTemplate, ID: "6695eb01-f6a4-8304-79aa-97f2502e193f", Running: true, Host: td.c.host}
+	want := hypervisor.VM{Name: testTemplate, ID: "6695eb01-f6a4-8304-79aa-97f2502e193f", Running: true, Host: td.c.host,
+		Address: "192.168.122.3"} // the test driver's lease for domain id 1
 	if vm != want || vm.Host == "" {
 		t.Errorf("Lookup(test) = %+v, want %+v (a domain mitosis did not make: no operation)", vm, want)
 	}
@@ -396,6 +404,64 @@ func TestConformanceTestDriver(t *testing.T) {
 	}
 	if files := td.files(t); len(files) > 0 {
 		t.Errorf("files left after the suite: %v", files)
+	}
+}
+
+// A running VM reports its address from the source configured: the
+// test driver leases each domain on its default network an address of
+// 192.168.122.0/24 after its id (192.168.122.3 for the template, id 1;
+// 192.168.122.23 for id 2, the first clone). With none, VMs report no
+// address.
+func TestTheAddressComesFromTheSourceConfigured(t *testing.T) {
+	for _, c := range []struct{ source, want string }{
+		{"", "192.168.122.23"},
+		{AddressLease, "192.168.122.23"},
+		{AddressNone, ""},
+	} {
+		t.Run("source="+c.source, func(t *testing.T) {
+			td := newTestDriverConfig(t, Config{CloneMode: CloneModeCold, AddressSource: c.source, AddressWait: time.Second})
+			vm, err := td.c.Clone(ctx(t), req("addr", 1))
+			if err != nil {
+				t.Fatal(err)
+			}
+			found, err := td.c.Lookup(ctx(t), vm.Name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if vm.Address != c.want || found.Address != c.want {
+				t.Errorf("clone at %q, looked up at %q; want %q", vm.Address, found.Address, c.want)
+			}
+			if err := td.c.Destroy(ctx(t), vm.Name); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	_, err := New(t.Context(), Config{URI: "test:///default", ImageDir: t.TempDir(), AddressSource: "dns"})
+	if err == nil || !strings.Contains(err.Error(), `address_source "dns"`) {
+		t.Errorf("New with address_source dns: err = %v, want one naming address_source", err)
+	}
+}
+
+func TestPickAddressPrefersAReachableIPv4(t *testing.T) {
+	iface := func(addrs ...string) lv.DomainInterface {
+		var a []lv.DomainIPAddr
+		for _, s := range addrs {
+			a = append(a, lv.DomainIPAddr{Addr: s})
+		}
+		return lv.DomainInterface{Name: "vnet0", Addrs: a}
+	}
+	for _, c := range []struct {
+		ifaces []lv.DomainInterface
+		want   string
+	}{
+		{[]lv.DomainInterface{iface("127.0.0.1"), iface("fe80::1", "2001:db8::7", "10.0.0.7")}, "10.0.0.7"},
+		{[]lv.DomainInterface{iface("fe80::1", "2001:db8::7")}, "2001:db8::7"},
+		{[]lv.DomainInterface{iface("169.254.1.1", "::1", "garbage")}, ""},
+		{nil, ""},
+	} {
+		if got := pickAddress(c.ifaces); got != c.want {
+			t.Errorf("pickAddress(%+v) = %q, want %q", c.ifaces, got, c.want)
+		}
 	}
 }
 

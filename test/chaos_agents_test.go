@@ -48,19 +48,14 @@ func (c chaosPoint) String() string {
 // side effect, every step of both sagas in turn (CHAOS_ROUNDS rounds, at
 // least 5); then CHAOS_RANDOM more times (2 per round by default), at a
 // random moment of an operation, often inside a side effect (a clone half
-// made). After every trial: the operation ended done or compensated,
+// made; CHAOS_SEED replays the moments). After every trial: the operation ended done or compensated,
 // no VM was cloned twice, none is orphaned (every VM is a registered node
 // and every node a VM, and HAProxy serves exactly the registered nodes),
 // no operation was lost, and the three registries are identical.
 func TestChaosKillTheLeaderAtEveryStep(t *testing.T) {
-	rounds := 5
-	if s := os.Getenv("CHAOS_ROUNDS"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 {
-			t.Fatalf("CHAOS_ROUNDS=%q: want a positive number", s)
-		}
-		rounds = n
-	}
+	rounds := envNumber(t, "CHAOS_ROUNDS", 5, 1)
+	random := envNumber(t, "CHAOS_RANDOM", 2*rounds, 0)
+	seed := uint64(envNumber(t, "CHAOS_SEED", int(time.Now().UnixNano()&(1<<62-1)), 0))
 	c := newChaosCluster(t)
 	expand := []plan.Step{autoscaler.StepPrepare, autoscaler.StepAwaitPrepared, autoscaler.StepClone,
 		autoscaler.StepResumeTemplate, autoscaler.StepFinalize, autoscaler.StepJoin}
@@ -85,17 +80,8 @@ func TestChaosKillTheLeaderAtEveryStep(t *testing.T) {
 		}
 	}
 	// Then the leader is killed at a random moment of an operation.
-	random := 2 * rounds
-	if s := os.Getenv("CHAOS_RANDOM"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 0 {
-			t.Fatalf("CHAOS_RANDOM=%q: want a number", s)
-		}
-		random = n
-	}
-	seed := time.Now().UnixNano()
-	r := rand.New(rand.NewPCG(uint64(seed), 0))
-	t.Logf("random trials: seed %d", seed)
+	r := rand.New(rand.NewPCG(seed, 0))
+	t.Logf("random trials: CHAOS_SEED=%d", seed)
 	kind := plan.OpExpand
 	for i := range random {
 		// Within the time an operation takes here (an expansion ~200 ms,
@@ -117,6 +103,21 @@ func TestChaosKillTheLeaderAtEveryStep(t *testing.T) {
 	t.Logf("%d trials (%d rounds over 11 steps × before/after): kill → a new leader: p50 %s, p99 %s, max %s; kill → its first step committed: p50 %s, p99 %s, max %s",
 		trial, rounds, pct(elections, 0.5), pct(elections, 0.99), elections[len(elections)-1].Round(time.Millisecond),
 		pct(failovers, 0.5), pct(failovers, 0.99), failovers[len(failovers)-1].Round(time.Millisecond))
+}
+
+// envNumber is the number in the environment variable name, or def; one
+// below least is an error.
+func envNumber(t *testing.T, name string, def, least int) int {
+	t.Helper()
+	s := os.Getenv(name)
+	if s == "" {
+		return def
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < least {
+		t.Fatalf("%s=%q: want a whole number of at least %d", name, s, least)
+	}
+	return n
 }
 
 // chaosCluster is the world of the chaos test.

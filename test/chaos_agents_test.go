@@ -48,10 +48,11 @@ func (c chaosPoint) String() string {
 // side effect, every step of both sagas in turn (CHAOS_ROUNDS rounds, at
 // least 5); then CHAOS_RANDOM more times (2 per round by default), at a
 // random moment of an operation, often inside a side effect (a clone half
-// made; CHAOS_SEED replays the moments). After every trial: the operation ended done or compensated,
-// no VM was cloned twice, none is orphaned (every VM is a registered node
-// and every node a VM, and HAProxy serves exactly the registered nodes),
-// no operation was lost, and the three registries are identical.
+// made; CHAOS_SEED replays the moments). After every trial: the operation
+// ended done or compensated, no VM was cloned twice, none is orphaned
+// (every VM is a registered node and every node a VM, and HAProxy serves
+// exactly the registered nodes), no operation was lost, and the three
+// registries are identical.
 func TestChaosKillTheLeaderAtEveryStep(t *testing.T) {
 	rounds := envNumber(t, "CHAOS_ROUNDS", 5, 1)
 	random := envNumber(t, "CHAOS_RANDOM", 2*rounds, 0)

@@ -1,8 +1,9 @@
 // Package haproxytest starts a real HAProxy for tests: a frontend on a
 // free loopback port, the backend "app" (least connections, sessions kept
-// on their server by dynamic cookies) with the
-// servers given, a runtime API socket at admin level and another at
-// operator level. It is stopped, by its PID, when the test ends.
+// on their server by dynamic cookies) with the servers given, a runtime
+// API socket at admin level and another at operator level, and HAProxy's
+// Prometheus exporter on another port. It is stopped, by its PID, when
+// the test ends.
 package haproxytest
 
 import (
@@ -29,6 +30,9 @@ type Instance struct {
 	OperatorSocket string
 	// Frontend is the frontend's base URL, http://127.0.0.1:PORT.
 	Frontend string
+	// Metrics is HAProxy's own Prometheus exporter (per-server request
+	// counts, sessions…), http://127.0.0.1:PORT/metrics.
+	Metrics string
 }
 
 // Start runs HAProxy with the backend "app" holding servers (lines such
@@ -39,8 +43,8 @@ func Start(t testing.TB, servers ...string) *Instance {
 	bin := testenv.Binary(t, "haproxy")
 	dir := t.TempDir()
 	in := &Instance{Socket: filepath.Join(dir, "admin.sock"), OperatorSocket: filepath.Join(dir, "operator.sock")}
-	fe := testenv.FreeAddr(t)
-	in.Frontend = "http://" + fe
+	fe, prom := testenv.FreeAddr(t), testenv.FreeAddr(t)
+	in.Frontend, in.Metrics = "http://"+fe, "http://"+prom+"/metrics"
 	var lines strings.Builder
 	for _, s := range servers {
 		fmt.Fprintf(&lines, "    %s\n", s)
@@ -56,6 +60,9 @@ defaults
 frontend fe
     bind %s
     default_backend app
+frontend prometheus
+    bind %s
+    http-request use-service prometheus-exporter if { path /metrics }
 backend app
     balance leastconn
     cookie SRV insert indirect nocache dynamic
@@ -63,7 +70,7 @@ backend app
     default-server pool-purge-delay 200ms
 %sbackend other
     server db-1 127.0.0.1:9
-`, in.Socket, in.OperatorSocket, fe, lines.String())
+`, in.Socket, in.OperatorSocket, fe, prom, lines.String())
 	path := filepath.Join(dir, "haproxy.cfg")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

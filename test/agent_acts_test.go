@@ -1,0 +1,277 @@
+package test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mitosis-autoscaler/mitosis/agent/client"
+	"github.com/mitosis-autoscaler/mitosis/dispatcher/haproxy/haproxytest"
+	"github.com/mitosis-autoscaler/mitosis/hypervisor"
+	"github.com/mitosis-autoscaler/mitosis/hypervisor/process"
+	"github.com/mitosis-autoscaler/mitosis/internal/testenv"
+	"github.com/mitosis-autoscaler/mitosis/node"
+	"github.com/mitosis-autoscaler/mitosis/plan"
+)
+
+// TestTheAgentScalesRealNodesOnHAProxysMetrics is the agent acting on
+// real machines as an operator runs it, with nothing but its file: the
+// default policy decides on utilization that a real Prometheus computes
+// from HAProxy's own per-server metrics, and the agent clones and detaches
+// demo-node processes (the process hypervisor) and attaches and removes
+// them in HAProxy. Under load sent through HAProxy, the cluster grows from
+// one node to its max, and the clones serve; once the load stops, it
+// shrinks back to one node, and the clones' VMs are gone.
+func TestTheAgentScalesRealNodesOnHAProxysMetrics(t *testing.T) {
+	promBin := testenv.Binary(t, "prometheus")
+	demo, err := buildDemoNode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mitosis, err := buildMitosis()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	vmDir := filepath.Join(dir, "vms")
+	if err := os.Mkdir(vmDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	tokenFile := filepath.Join(dir, "token")
+	if err := os.WriteFile(tokenFile, []byte(token), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	// The first node, booted as an operator would: the agent's process
+	// hypervisor then finds it in vmDir and clones it.
+	command := []string{demo, "--id", "{name}", "--listen", "{address}", "--token-file", tokenFile,
+		"--state-dir", vmDir, "--session-idle", "1s"}
+	nodes := node.NewClient(token, node.ClientOptions{Timeout: 2 * time.Second})
+	hv, err := process.New(process.Config{
+		Dir: vmDir, Detached: true,
+		Command: func(name, addr, _ string) *exec.Cmd {
+			r := strings.NewReplacer("{name}", name, "{address}", addr)
+			args := make([]string, len(command))
+			for i, a := range command {
+				args[i] = r.Replace(a)
+			}
+			return exec.Command(args[0], args[1:]...)
+		},
+		Snapshot: func(context.Context, hypervisor.VM, string) error { return errors.New("the test boots, the agent clones") },
+		Ready: func(ctx context.Context, addr string) error {
+			_, err := nodes.Status(ctx, addr)
+			return err
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := hv.StopAll(context.Background()); err != nil {
+			t.Errorf("stopping the VMs: %v", err)
+		}
+	})
+	web1, err := hv.Boot(t.Context(), "web-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lb := haproxytest.Start(t, fmt.Sprintf("server web-1 %s cookie web-1", web1.Address))
+
+	// Prometheus scrapes HAProxy's exporter every second.
+	promAddr := testenv.FreeAddr(t)
+	promConf := filepath.Join(dir, "prometheus.yml")
+	if err := os.WriteFile(promConf, []byte(fmt.Sprintf(`global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+scrape_configs:
+  - job_name: haproxy
+    static_configs:
+      - targets: ["%s"]
+`, strings.TrimSuffix(strings.TrimPrefix(lb.Metrics, "http://"), "/metrics"))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	start(t, "prometheus", promBin, "--config.file="+promConf, "--storage.tsdb.path="+filepath.Join(dir, "tsdb"),
+		"--web.listen-address="+promAddr, "--log.level=warn")
+	waitHTTP(t, "http://"+promAddr+"/-/ready", 10*time.Second)
+
+	// The agent: utilization is each server's responses a second over a
+	// capacity of 10, matched to nodes by HAProxy's server name, which is
+	// the node's id.
+	quoted := make([]string, len(command))
+	for i, a := range command {
+		quoted[i] = strconv.Quote(a)
+	}
+	conf := filepath.Join(dir, "mitosis.yaml")
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf(`tick: 1s
+clusters:
+  - name: web
+    min: 1
+    max: 3
+    scalable_roles: [app]
+    hosts: [{name: localhost}]
+    cooldown: {up: 1s, down: 1s}
+    stabilization: 3s
+nodes: [{cluster: web, id: web-1, role: app, address: %q, host: localhost, vm: web-1}]
+metrics:
+  url: http://%s
+  timeout: 2s
+  scrape_interval: 1s
+  staleness: 5s
+  queries:
+    - name: utilization
+      query: sum by (server) (rate(haproxy_server_http_responses_total{proxy="app"}[4s])) / 10
+      per_node: true
+      node_label: server
+      match: id
+hypervisor:
+  kind: process
+  process: {dir: %q, command: [%s], restore: [--from-state, "{state}"]}
+dispatcher:
+  kind: haproxy
+  haproxy: {socket: %q, backend: app, servers: [web-1], server_options: "pool-purge-delay 200ms", dynamic_cookies: true}
+node_api: {token_file: %q, timeout: 2s}
+`, web1.Address, promAddr, vmDir, strings.Join(quoted, ", "), lb.Socket, tokenFile)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	agentAddr := testenv.FreeAddr(t)
+	start(t, "mitosis agent", mitosis, "agent", "--config", conf, "--token-file", tokenFile, "--listen", agentAddr, "--log-level", "warn")
+	waitHTTP(t, "http://"+agentAddr+"/-/healthy", 10*time.Second)
+	api, err := client.New("http://"+agentAddr, token, client.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// world is the cluster as the registry, the hypervisor and HAProxy
+	// see it; it is settled when all three agree, with every node ready.
+	type world struct {
+		nodes, vms, servers []string
+		settled             bool
+	}
+	look := func() world {
+		var w world
+		ns, err := api.Nodes(t.Context(), "web")
+		if err != nil {
+			return w
+		}
+		ready := true
+		for _, n := range ns {
+			w.nodes = append(w.nodes, n.ID)
+			ready = ready && n.State == plan.NodeReady
+		}
+		vms, _ := hv.List(t.Context())
+		for _, vm := range vms {
+			if vm.Running {
+				w.vms = append(w.vms, vm.Name)
+			}
+		}
+		for _, line := range strings.Split(lb.Servers(t), "\n") {
+			if f := strings.Fields(line); len(f) > 3 && !strings.HasPrefix(line, "#") {
+				w.servers = append(w.servers, f[3])
+			}
+		}
+		for _, s := range [][]string{w.nodes, w.vms, w.servers} {
+			slices.Sort(s)
+		}
+		w.settled = ready && slices.Equal(w.nodes, w.vms) && slices.Equal(w.nodes, w.servers)
+		return w
+	}
+	await := func(what string, within time.Duration, ok func(world) bool) world {
+		t.Helper()
+		var w world
+		for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+			if w = look(); w.settled && ok(w) {
+				return w
+			}
+		}
+		t.Fatalf("not %s within %s: nodes %v, VMs %v, HAProxy %v", what, within, w.nodes, w.vms, w.servers)
+		return w
+	}
+	await("one node at first", 30*time.Second, func(w world) bool { return len(w.nodes) == 1 })
+
+	// Load: ~30 requests a second through HAProxy, three nodes' worth.
+	served := map[string]int{}
+	var mu sync.Mutex
+	ctx, stopLoad := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
+			tick := time.NewTicker(100 * time.Millisecond)
+			defer tick.Stop()
+			for ctx.Err() == nil {
+				if resp, err := c.Get(lb.Frontend + "/work"); err == nil {
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					mu.Lock()
+					served[resp.Header.Get("X-Node-ID")]++
+					mu.Unlock()
+				}
+				<-tick.C
+			}
+		}()
+	}
+	stop := sync.OnceFunc(func() { stopLoad(); wg.Wait() })
+	t.Cleanup(stop)
+
+	grown := await("grown to its max of 3", 90*time.Second, func(w world) bool { return len(w.nodes) == 3 })
+	time.Sleep(2 * time.Second) // the clones take their share
+	stop()
+	mu.Lock()
+	for _, id := range grown.nodes {
+		if served[id] == 0 {
+			t.Errorf("node %s served nothing (served: %v)", id, served)
+		}
+	}
+	t.Logf("grown to %v; requests served by node: %v", grown.nodes, served)
+	mu.Unlock()
+
+	recs, err := api.Decisions(t.Context(), "web", 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var expansions int
+	for _, r := range recs {
+		if r.Decision.Action == plan.ActionExpand && len(r.Operations) > 0 {
+			expansions++
+			if u := r.Observed.NodeMeans["utilization"]; u <= 0.75 {
+				t.Errorf("an expansion on a utilization of %v, at most the high mark: %+v", u, r)
+			}
+		}
+	}
+	if expansions == 0 {
+		t.Error("no expansion decided by the policy")
+	}
+
+	// No load: back to one node, the clones' VMs destroyed.
+	shrunk := await("shrunk back to one node", 90*time.Second, func(w world) bool { return len(w.nodes) == 1 })
+	if !slices.Equal(shrunk.nodes, []string{"web-1"}) {
+		t.Errorf("the node left is %v, want web-1 (never a template's original)", shrunk.nodes)
+	}
+	ops, err := api.Operations(t.Context(), "web", 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[plan.OpKind]int{}
+	for _, op := range ops {
+		if op.Status != plan.OpDone {
+			t.Errorf("operation %s (%s) ended %s at %s: %s", op.ID, op.Kind, op.Status, op.Step, op.Error)
+		}
+		kinds[op.Kind]++
+	}
+	if kinds[plan.OpExpand] != 2 || kinds[plan.OpContract] != 2 {
+		t.Errorf("operations by kind: %v, want 2 expansions and 2 contractions", kinds)
+	}
+}

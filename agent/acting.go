@@ -7,11 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -26,30 +28,61 @@ import (
 // load balancer in front of the nodes (dispatcher) and the way to each
 // node's API (node_api). A dry run needs neither.
 
-// DispatcherConfig chooses the load balancer by kind:
+// DispatcherConfig chooses the load balancer by kind: one HAProxy backend
+// for the file's one cluster, or one per cluster.
 //
 //	dispatcher:
 //	  kind: haproxy
 //	  haproxy: {socket: /run/haproxy/admin.sock, backend: app, servers: [web-1, web-2]}
+//	  # or, a backend per cluster:
+//	  clusters:
+//	    web: {socket: /run/haproxy/admin.sock, backend: web, servers: [web-1]}
+//	    api: {socket: /run/haproxy/admin.sock, backend: api, servers: [api-1]}
 type DispatcherConfig struct {
 	// Kind is haproxy, the one there is.
-	Kind    string          `yaml:"kind"`
-	HAProxy *haproxy.Config `yaml:"haproxy"`
+	Kind     string                     `yaml:"kind"`
+	HAProxy  *haproxy.Config            `yaml:"haproxy"`
+	Clusters map[string]*haproxy.Config `yaml:"clusters"`
 }
 
-func (d *DispatcherConfig) validate(clusters int) error {
+func (d *DispatcherConfig) validate(clusters []string) error {
 	switch {
 	case d.Kind != "haproxy":
 		return fmt.Errorf("dispatcher.kind: %q is not a known dispatcher (want haproxy)", d.Kind)
-	case d.HAProxy == nil:
-		return errors.New("dispatcher.haproxy: required when dispatcher.kind is haproxy")
-	case d.HAProxy.Socket == "":
-		return errors.New("dispatcher.haproxy.socket: required (the runtime API socket, level admin)")
-	case d.HAProxy.Backend == "":
-		return errors.New("dispatcher.haproxy.backend: required")
-	case clusters != 1:
-		// The sagas name a node, not its cluster, to the dispatcher.
-		return fmt.Errorf("dispatcher: one HAProxy backend serves one cluster, and the file has %d: run an agent per cluster", clusters)
+	case d.HAProxy != nil && d.Clusters != nil:
+		return errors.New("dispatcher: haproxy (one backend) or clusters (a backend each), not both")
+	case d.HAProxy == nil && d.Clusters == nil:
+		return errors.New("dispatcher.haproxy: required when dispatcher.kind is haproxy (or dispatcher.clusters, a backend each)")
+	case d.HAProxy != nil && len(clusters) != 1:
+		// The sagas name a node, not its cluster, to a dispatcher.
+		return fmt.Errorf("dispatcher.haproxy: one backend serves one cluster, and the file has %d: give dispatcher.clusters, a backend each", len(clusters))
+	case d.HAProxy != nil:
+		return checkBackend("dispatcher.haproxy", d.HAProxy)
+	}
+	for _, name := range slices.Sorted(maps.Keys(d.Clusters)) {
+		if !slices.Contains(clusters, name) {
+			return fmt.Errorf("dispatcher.clusters.%s: not a configured cluster", name)
+		}
+		if err := checkBackend("dispatcher.clusters."+name, d.Clusters[name]); err != nil {
+			return err
+		}
+	}
+	for _, name := range clusters {
+		if d.Clusters[name] == nil {
+			return fmt.Errorf("dispatcher.clusters.%s: required (every cluster needs its backend)", name)
+		}
+	}
+	return nil
+}
+
+func checkBackend(at string, c *haproxy.Config) error {
+	switch {
+	case c == nil:
+		return fmt.Errorf("%s: empty", at)
+	case c.Socket == "":
+		return fmt.Errorf("%s.socket: required (the runtime API socket, level admin)", at)
+	case c.Backend == "":
+		return fmt.Errorf("%s.backend: required", at)
 	}
 	return nil
 }
@@ -214,7 +247,7 @@ func (w withPort) Lookup(ctx context.Context, name string) (hypervisor.VM, error
 // actors are what acting needs, opened; close releases them.
 type actors struct {
 	hv    hypervisor.Hypervisor
-	disp  autoscaler.Dispatcher
+	disps map[string]autoscaler.Dispatcher // by cluster
 	nodes *node.Client
 	close func(context.Context) error
 }
@@ -226,9 +259,17 @@ func openActors(ctx context.Context, cfg Config, log *slog.Logger) (actors, erro
 	if err != nil {
 		return actors{}, err
 	}
-	d, err := haproxy.New(ctx, *cfg.Dispatcher.HAProxy)
-	if err != nil {
-		return actors{}, fmt.Errorf("dispatcher: %w", err)
+	disps := map[string]autoscaler.Dispatcher{}
+	backends := cfg.Dispatcher.Clusters
+	if cfg.Dispatcher.HAProxy != nil {
+		backends = map[string]*haproxy.Config{cfg.Clusters[0].Name: cfg.Dispatcher.HAProxy}
+	}
+	for name, b := range backends {
+		d, err := haproxy.New(ctx, *b)
+		if err != nil {
+			return actors{}, fmt.Errorf("dispatcher of cluster %s: %w", name, err)
+		}
+		disps[name] = d
 	}
 	var hv hypervisor.Hypervisor
 	var closeHV func(context.Context) error
@@ -241,7 +282,7 @@ func openActors(ctx context.Context, cfg Config, log *slog.Logger) (actors, erro
 	} else if hv, closeHV, err = OpenHypervisor(ctx, cfg.Hypervisor, log); err != nil {
 		return actors{}, err
 	}
-	return actors{hv: withPort{hv, cfg.NodeAPI.Port}, disp: d, nodes: nodes, close: closeHV}, nil
+	return actors{hv: withPort{hv, cfg.NodeAPI.Port}, disps: disps, nodes: nodes, close: closeHV}, nil
 }
 
 // checkActing checks that an agent that acts on real machines has all it
@@ -253,7 +294,11 @@ func (c Config) checkActing() error {
 	case c.NodeAPI == nil:
 		return errors.New("node_api: required to act (or run dry: dry_run: true, --dry-run)")
 	}
-	if err := c.Dispatcher.validate(len(c.Clusters)); err != nil {
+	var names []string
+	for _, cl := range c.Clusters {
+		names = append(names, cl.Name)
+	}
+	if err := c.Dispatcher.validate(names); err != nil {
 		return err
 	}
 	// The sagas reach a node at its address and clone its VM.

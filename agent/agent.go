@@ -141,7 +141,7 @@ func (a *Agent) assemble() error {
 			return fmt.Errorf("agent: %w", err)
 		}
 		a.closeActors = act.close
-		deps.Hypervisor, deps.Dispatcher, deps.Nodes = act.hv, act.disp, act.nodes
+		deps.Hypervisor, deps.Dispatchers, deps.Nodes = act.hv, act.disps, act.nodes
 	}
 	if a.ctl, err = autoscaler.New(a.cfg.Config, deps); err != nil {
 		return fmt.Errorf("agent: %w", err)

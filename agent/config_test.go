@@ -139,7 +139,11 @@ func TestAnAgentThatActsNeedsADispatcherAndTheNodeAPI(t *testing.T) {
 		{"no token", libvirt + haproxy + "node_api: {port: 80}", "node_api.token_file: required"},
 		{"a port out of range", libvirt + haproxy + "node_api: {token_file: t, port: 70000}", "node_api.port: 70000 is not a port"},
 		{"an unknown key", libvirt + haproxy + "node_api: {token_file: t, token: s3cret}", `unknown key "token"`},
-		{"two clusters, one backend", twoClusters + libvirt + node + haproxy, "one HAProxy backend serves one cluster, and the file has 2"},
+		{"two clusters, one backend", twoClusters + libvirt + node + haproxy, "dispatcher.haproxy: one backend serves one cluster, and the file has 2"},
+		{"two clusters, a backend for one", twoClusters + libvirt + node + "dispatcher: {kind: haproxy, clusters: {web: {socket: /s, backend: web}}}", "dispatcher.clusters.db: required"},
+		{"a backend for no cluster", twoClusters + libvirt + node + "dispatcher: {kind: haproxy, clusters: {web: {socket: /s, backend: web}, db: {socket: /s, backend: db}, api: {socket: /s, backend: api}}}", "dispatcher.clusters.api: not a configured cluster"},
+		{"a cluster's backend without its socket", twoClusters + libvirt + node + "dispatcher: {kind: haproxy, clusters: {web: {socket: /s, backend: web}, db: {backend: db}}}", "dispatcher.clusters.db.socket: required"},
+		{"one backend and a backend each", libvirt + node + "dispatcher: {kind: haproxy, haproxy: {socket: /s, backend: app}, clusters: {web: {socket: /s, backend: web}}}", "haproxy (one backend) or clusters (a backend each), not both"},
 		{"a node without its address", libvirt + node + haproxy + "nodes: [{cluster: web, id: web-1, role: app, vm: web-1}]", "nodes[0].address: required to act"},
 		{"a node without its VM", libvirt + node + haproxy + "nodes: [{cluster: web, id: web-1, role: app, address: '10.0.0.1:80'}]", "nodes[0].vm: required to act"},
 		{"a process hypervisor in a dry run without the node API", "dry_run: true\nhypervisor: {kind: process, process: {dir: /tmp, command: [demo-node]}}", "node_api: required by hypervisor.kind process"},
@@ -154,6 +158,13 @@ func TestAnAgentThatActsNeedsADispatcherAndTheNodeAPI(t *testing.T) {
 				t.Errorf("got %v, want an error from agent.yaml naming %q", err, c.want)
 			}
 		})
+	}
+	two, err := agent.Parse([]byte(twoClusters+libvirt+node+"dispatcher: {kind: haproxy, clusters: {web: {socket: /s, backend: web}, db: {socket: /s, backend: db}}}\n"), "agent.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := two.Dispatcher.Clusters; len(b) != 2 || b["db"].Backend != "db" || b["web"].Socket != "/s" {
+		t.Errorf("a backend per cluster: %+v", b)
 	}
 	c, err := agent.Parse([]byte(base+node+haproxy+"hypervisor: {kind: process, process: {dir: /tmp, command: [demo-node, --listen, '{address}']}}\n"), "agent.yaml")
 	if err != nil {

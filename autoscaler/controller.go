@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -29,9 +30,12 @@ type Deps struct {
 	Metrics    MetricsSource
 	Policy     PolicyEngine
 	Hypervisor Hypervisor
-	Dispatcher Dispatcher
-	Nodes      NodeAPI
-	Clock      Clock
+	// Dispatcher is the load balancer of every cluster that Dispatchers
+	// does not name: each cluster is served by one of the two.
+	Dispatcher  Dispatcher
+	Dispatchers map[string]Dispatcher
+	Nodes       NodeAPI
+	Clock       Clock
 	// Log receives structured logs; nil discards them.
 	Log *slog.Logger
 	// Observer is told what the controller did; nil tells no one.
@@ -39,6 +43,14 @@ type Deps struct {
 	// Fence, if set, gives the fencing token new operations carry (and
 	// the VMs they make): with raft, the leader's term.
 	Fence func() uint64
+}
+
+// dispatcher is the load balancer of cluster, nil if none.
+func (d Deps) dispatcher(cluster string) Dispatcher {
+	if disp, ok := d.Dispatchers[cluster]; ok && disp != nil {
+		return disp
+	}
+	return d.Dispatcher
 }
 
 // Controller decides and acts for every configured cluster.
@@ -57,9 +69,19 @@ func New(cfg Config, d Deps) (*Controller, error) {
 	switch {
 	case d.Registry == nil, d.Metrics == nil, d.Policy == nil, d.Clock == nil:
 		return nil, errors.New("autoscaler: the registry, metrics source, policy engine and clock are required")
-	case !cfg.DryRun && (d.Hypervisor == nil || d.Dispatcher == nil || d.Nodes == nil):
+	case !cfg.DryRun && (d.Hypervisor == nil || d.Nodes == nil):
 		// A dry run decides and records, and never acts.
 		return nil, errors.New("autoscaler: acting needs a hypervisor, a dispatcher and the node API (or dry_run)")
+	}
+	for _, cl := range cfg.Clusters {
+		if !cfg.DryRun && d.dispatcher(cl.Name) == nil {
+			return nil, fmt.Errorf("autoscaler: acting needs a dispatcher for cluster %s (or dry_run)", cl.Name)
+		}
+	}
+	for name := range d.Dispatchers {
+		if !slices.ContainsFunc(cfg.Clusters, func(cl ClusterConfig) bool { return cl.Name == name }) {
+			return nil, fmt.Errorf("autoscaler: a dispatcher for %s, which is not a configured cluster", name)
+		}
 	}
 	log := d.Log
 	if log == nil {

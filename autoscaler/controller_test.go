@@ -631,3 +631,81 @@ func TestAPausedClusterDecidesNothingAndAPerClusterDryRunActsOnNothing(t *testin
 		t.Errorf("a configured dry run acted: %+v", rec)
 	}
 }
+
+// clusterLB is a load balancer of one cluster that records what it is
+// asked, and passes it to the world.
+type clusterLB struct {
+	*fakeWorld
+	calls []string
+}
+
+func (lb *clusterLB) Drain(ctx context.Context, n string) error {
+	lb.calls = append(lb.calls, "drain "+n)
+	return lb.fakeWorld.Drain(ctx, n)
+}
+
+func (lb *clusterLB) Attach(ctx context.Context, n, a string) error {
+	lb.calls = append(lb.calls, "attach "+n)
+	return lb.fakeWorld.Attach(ctx, n, a)
+}
+
+func (lb *clusterLB) Remove(ctx context.Context, n string) error {
+	lb.calls = append(lb.calls, "remove "+n)
+	return lb.fakeWorld.Remove(ctx, n)
+}
+
+// Each cluster is attached, drained and removed through its own
+// dispatcher (Deps.Dispatchers), and New refuses a cluster without one
+// or a dispatcher for no cluster.
+func TestEachClusterActsThroughItsOwnDispatcher(t *testing.T) {
+	cfg, err := Parse([]byte(testConfig+`  - name: api
+    min: 1
+    max: 5
+    cooldown: {up: 0s, down: 0s}
+    stabilization: 0s
+`), "test.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, reg := newFakeWorld(), NewMemRegistry()
+	w.addNode(reg, "web", "w1", "app", "h1")
+	w.addNode(reg, "api", "p1", "app", "h1")
+	pol := policyFunc(func(in *policy.Input) (plan.Decision, error) {
+		return plan.Decision{Action: plan.ActionExpand, Count: 1, Template: in.Nodes[0].ID, Reason: "test"}, nil
+	})
+	web, api := &clusterLB{fakeWorld: w}, &clusterLB{fakeWorld: w}
+	deps := Deps{Registry: reg, Metrics: w, Policy: pol, Hypervisor: w, Nodes: w, Clock: w,
+		Dispatchers: map[string]Dispatcher{"web": web, "api": api}}
+	c, err := New(cfg, deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	recs, err := c.Tick(ctx)
+	if err != nil || len(recs) != 2 {
+		t.Fatalf("tick: %d records, %v", len(recs), err)
+	}
+	if err := c.Actuate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, rec := range recs {
+		if op, err := reg.Operation(ctx, rec.Operations[0]); err != nil || op.Status != plan.OpDone {
+			t.Fatalf("%s: %+v, %v", rec.Cluster, op, err)
+		}
+	}
+	for lb, want := range map[*clusterLB]string{web: "w1", api: "p1"} {
+		if len(lb.calls) != 3 || lb.calls[0] != "drain "+want || lb.calls[1] != "attach "+want ||
+			!strings.HasPrefix(lb.calls[2], "attach mitosis-"+map[string]string{"w1": "web", "p1": "api"}[want]) {
+			t.Errorf("the dispatcher of %s's cluster was asked %v", want, lb.calls)
+		}
+	}
+
+	deps.Dispatchers = map[string]Dispatcher{"web": web}
+	if _, err := New(cfg, deps); err == nil || !strings.Contains(err.Error(), "a dispatcher for cluster api") {
+		t.Errorf("no dispatcher for api: %v", err)
+	}
+	deps.Dispatcher, deps.Dispatchers = w, map[string]Dispatcher{"db": web}
+	if _, err := New(cfg, deps); err == nil || !strings.Contains(err.Error(), "db, which is not a configured cluster") {
+		t.Errorf("a dispatcher for an unknown cluster: %v", err)
+	}
+}

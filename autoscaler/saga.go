@@ -123,6 +123,7 @@ func (s *saga) advance(ctx context.Context, op plan.Operation) error {
 
 func (s *saga) step(ctx context.Context, op plan.Operation) outcome {
 	d := s.c.d
+	lb := d.dispatcher(s.cl.Name)
 	switch op.Step {
 	// ---- expand ----
 	case StepPrepare:
@@ -130,7 +131,7 @@ func (s *saga) step(ctx context.Context, op plan.Operation) outcome {
 		if !ok {
 			return fail(StepUndoTemplate, fmt.Errorf("template %s is not registered", op.Template))
 		}
-		if err := d.Dispatcher.Drain(ctx, t.ID); err != nil {
+		if err := lb.Drain(ctx, t.ID); err != nil {
 			return fail(StepUndoTemplate, fmt.Errorf("draining template %s: %w", t.ID, err))
 		}
 		reply, err := d.Nodes.Prepare(ctx, t.Address, node.PrepareRequest{
@@ -196,7 +197,7 @@ func (s *saga) step(ctx context.Context, op plan.Operation) outcome {
 			s.c.log.Warn("resuming template", "op", op.ID, "template", t.ID, "err", err)
 			return wait()
 		}
-		if err := d.Dispatcher.Attach(ctx, t.ID, t.Address); err != nil {
+		if err := lb.Attach(ctx, t.ID, t.Address); err != nil {
 			s.c.log.Warn("re-attaching template", "op", op.ID, "template", t.ID, "err", err)
 			return wait()
 		}
@@ -217,7 +218,7 @@ func (s *saga) step(ctx context.Context, op plan.Operation) outcome {
 		return fail(StepUndoClone, fmt.Errorf("finalizing clone %s: not done within %s: %w", op.Node, s.cl.Finalize.Deadline, err))
 
 	case StepJoin:
-		if err := d.Dispatcher.Attach(ctx, op.Node, op.CloneAddress); err != nil {
+		if err := lb.Attach(ctx, op.Node, op.CloneAddress); err != nil {
 			s.c.log.Warn("attaching clone", "op", op.ID, "node", op.Node, "err", err)
 			return wait()
 		}
@@ -231,7 +232,7 @@ func (s *saga) step(ctx context.Context, op plan.Operation) outcome {
 
 	case StepUndoClone:
 		name := CloneName(op.ID)
-		if err := d.Dispatcher.Remove(ctx, name); err != nil {
+		if err := lb.Remove(ctx, name); err != nil {
 			s.c.log.Warn("removing half-made clone from dispatcher", "op", op.ID, "err", err)
 			return wait()
 		}
@@ -267,7 +268,7 @@ func (s *saga) step(ctx context.Context, op plan.Operation) outcome {
 		if !ok {
 			return outcome{next: StepDone, state: plan.OpCompensated, err: "node is not registered", note: "nothing to contract"}
 		}
-		if err := d.Dispatcher.Drain(ctx, n.ID); err != nil {
+		if err := lb.Drain(ctx, n.ID); err != nil {
 			return fail(StepUndoDrain, fmt.Errorf("draining %s: %w", n.ID, err))
 		}
 		out := goTo(StepDetach, "drained")
@@ -289,7 +290,7 @@ func (s *saga) step(ctx context.Context, op plan.Operation) outcome {
 		st, err := d.Nodes.Status(ctx, n.Address)
 		nodeDone := err == nil && (st.State == node.StateDetached || st.Sessions == 0)
 		open, cerr := 0, error(nil)
-		if sc, ok := d.Dispatcher.(SessionCounter); ok {
+		if sc, ok := lb.(SessionCounter); ok {
 			open, cerr = sc.Sessions(ctx, n.ID)
 		}
 		if nodeDone && cerr == nil && open == 0 {
@@ -301,7 +302,7 @@ func (s *saga) step(ctx context.Context, op plan.Operation) outcome {
 		return goTo(StepRemove, fmt.Sprintf("detach deadline %s passed with %d sessions left (%d open in the dispatcher)", s.cl.Detach.Deadline, st.Sessions, open))
 
 	case StepRemove:
-		if err := d.Dispatcher.Remove(ctx, op.Node); err != nil {
+		if err := lb.Remove(ctx, op.Node); err != nil {
 			s.c.log.Warn("removing node from dispatcher", "op", op.ID, "node", op.Node, "err", err)
 			return wait()
 		}
@@ -324,7 +325,7 @@ func (s *saga) step(ctx context.Context, op plan.Operation) outcome {
 		if !ok {
 			return outcome{next: StepDone, state: plan.OpCompensated, note: "node gone"}
 		}
-		if err := d.Dispatcher.Attach(ctx, n.ID, n.Address); err != nil {
+		if err := lb.Attach(ctx, n.ID, n.Address); err != nil {
 			s.c.log.Warn("re-attaching node", "op", op.ID, "node", n.ID, "err", err)
 			return wait()
 		}

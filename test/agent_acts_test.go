@@ -137,9 +137,10 @@ metrics:
 hypervisor:
   kind: process
   process: {dir: %q, command: [%s], restore: [--from-state, "{state}"]}
-dispatcher:
+dispatcher:              # the form for several clusters (the chaos test has the other)
   kind: haproxy
-  haproxy: {socket: %q, backend: app, servers: [web-1], server_options: "pool-purge-delay 200ms", dynamic_cookies: true}
+  clusters:
+    web: {socket: %q, backend: app, servers: [web-1], server_options: "pool-purge-delay 200ms", dynamic_cookies: true}
 node_api: {token_file: %q, timeout: 2s}
 `, web1.Address, promAddr, vmDir, strings.Join(quoted, ", "), lb.Socket, tokenFile)), 0o600); err != nil {
 		t.Fatal(err)

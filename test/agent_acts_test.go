@@ -68,7 +68,9 @@ func TestTheAgentScalesRealNodesOnHAProxysMetrics(t *testing.T) {
 			}
 			return exec.Command(args[0], args[1:]...)
 		},
-		Snapshot: func(context.Context, hypervisor.VM, string) error { return errors.New("the test boots, the agent clones") },
+		Snapshot: func(context.Context, hypervisor.VM, string) error {
+			return errors.New("the test boots, the agent clones")
+		},
 		Ready: func(ctx context.Context, addr string) error {
 			_, err := nodes.Status(ctx, addr)
 			return err

@@ -2,15 +2,12 @@ package test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -18,10 +15,7 @@ import (
 
 	"github.com/mitosis-autoscaler/mitosis/agent/client"
 	"github.com/mitosis-autoscaler/mitosis/dispatcher/haproxy/haproxytest"
-	"github.com/mitosis-autoscaler/mitosis/hypervisor"
-	"github.com/mitosis-autoscaler/mitosis/hypervisor/process"
 	"github.com/mitosis-autoscaler/mitosis/internal/testenv"
-	"github.com/mitosis-autoscaler/mitosis/node"
 	"github.com/mitosis-autoscaler/mitosis/plan"
 )
 
@@ -35,55 +29,17 @@ import (
 // shrinks back to one node, and the clones' VMs are gone.
 func TestTheAgentScalesRealNodesOnHAProxysMetrics(t *testing.T) {
 	promBin := testenv.Binary(t, "prometheus")
-	demo, err := buildDemoNode()
-	if err != nil {
-		t.Fatal(err)
-	}
-	mitosis, err := buildMitosis()
-	if err != nil {
-		t.Fatal(err)
-	}
+	demo, mitosis := built(t, buildDemoNode), built(t, buildMitosis)
 	dir := t.TempDir()
 	vmDir := filepath.Join(dir, "vms")
 	if err := os.Mkdir(vmDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	tokenFile := filepath.Join(dir, "token")
-	if err := os.WriteFile(tokenFile, []byte(token), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	tokenFile := tokenIn(t, dir)
 
 	// The first node, booted as an operator would: the agent's process
 	// hypervisor then finds it in vmDir and clones it.
-	command := []string{demo, "--id", "{name}", "--listen", "{address}", "--token-file", tokenFile,
-		"--state-dir", vmDir, "--session-idle", "1s"}
-	nodes := node.NewClient(token, node.ClientOptions{Timeout: 2 * time.Second})
-	hv, err := process.New(process.Config{
-		Dir: vmDir, Detached: true,
-		Command: func(name, addr, _ string) *exec.Cmd {
-			r := strings.NewReplacer("{name}", name, "{address}", addr)
-			args := make([]string, len(command))
-			for i, a := range command {
-				args[i] = r.Replace(a)
-			}
-			return exec.Command(args[0], args[1:]...)
-		},
-		Snapshot: func(context.Context, hypervisor.VM, string) error {
-			return errors.New("the test boots, the agent clones")
-		},
-		Ready: func(ctx context.Context, addr string) error {
-			_, err := nodes.Status(ctx, addr)
-			return err
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := hv.StopAll(context.Background()); err != nil {
-			t.Errorf("stopping the VMs: %v", err)
-		}
-	})
+	hv, command := demoVMs(t, demo, vmDir, tokenFile)
 	web1, err := hv.Boot(t.Context(), "web-1")
 	if err != nil {
 		t.Fatal(err)
@@ -91,29 +47,11 @@ func TestTheAgentScalesRealNodesOnHAProxysMetrics(t *testing.T) {
 	lb := haproxytest.Start(t, fmt.Sprintf("server web-1 %s cookie web-1", web1.Address))
 
 	// Prometheus scrapes HAProxy's exporter every second.
-	promAddr := testenv.FreeAddr(t)
-	promConf := filepath.Join(dir, "prometheus.yml")
-	if err := os.WriteFile(promConf, []byte(fmt.Sprintf(`global:
-  scrape_interval: 1s
-  scrape_timeout: 1s
-scrape_configs:
-  - job_name: haproxy
-    static_configs:
-      - targets: ["%s"]
-`, strings.TrimSuffix(strings.TrimPrefix(lb.Metrics, "http://"), "/metrics"))), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	start(t, "prometheus", promBin, "--config.file="+promConf, "--storage.tsdb.path="+filepath.Join(dir, "tsdb"),
-		"--web.listen-address="+promAddr, "--log.level=warn")
-	waitHTTP(t, "http://"+promAddr+"/-/ready", 10*time.Second)
+	promAddr, _, _ := scraping(t, promBin, dir, "haproxy", strings.TrimSuffix(strings.TrimPrefix(lb.Metrics, "http://"), "/metrics"))
 
 	// The agent: utilization is each server's responses a second over a
 	// capacity of 10, matched to nodes by HAProxy's server name, which is
 	// the node's id.
-	quoted := make([]string, len(command))
-	for i, a := range command {
-		quoted[i] = strconv.Quote(a)
-	}
 	conf := filepath.Join(dir, "mitosis.yaml")
 	if err := os.WriteFile(conf, []byte(fmt.Sprintf(`tick: 1s
 clusters:
@@ -138,13 +76,13 @@ metrics:
       match: id
 hypervisor:
   kind: process
-  process: {dir: %q, command: [%s], restore: [--from-state, "{state}"]}
+  process: {dir: %q, command: %s, restore: [--from-state, "{state}"]}
 dispatcher:              # the form for several clusters (the chaos test has the other)
   kind: haproxy
   clusters:
     web: {socket: %q, backend: app, servers: [web-1], server_options: "pool-purge-delay 200ms", dynamic_cookies: true}
 node_api: {token_file: %q, timeout: 2s}
-`, web1.Address, promAddr, vmDir, strings.Join(quoted, ", "), lb.Socket, tokenFile)), 0o600); err != nil {
+`, web1.Address, promAddr, vmDir, yamlList(command), lb.Socket, tokenFile)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	agentAddr := testenv.FreeAddr(t)

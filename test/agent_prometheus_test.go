@@ -81,6 +81,30 @@ func (p *proc) stop() {
 
 func (p *proc) output() string { p.mu.Lock(); defer p.mu.Unlock(); return p.out.String() }
 
+// scraping runs a real Prometheus with its data in dir, scraping targets
+// (host:port) every second as job. It returns its address and its
+// arguments, which start it again on the same data and port.
+func scraping(t *testing.T, bin, dir, job string, targets ...string) (addr string, args []string, p *proc) {
+	t.Helper()
+	addr = testenv.FreeAddr(t)
+	conf := filepath.Join(dir, "prometheus.yml")
+	if err := os.WriteFile(conf, fmt.Appendf(nil, `global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+scrape_configs:
+  - job_name: %s
+    static_configs:
+      - targets: %s
+`, job, yamlList(targets)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args = []string{"--config.file=" + conf, "--storage.tsdb.path=" + filepath.Join(dir, "tsdb"),
+		"--web.listen-address=" + addr, "--log.level=warn"}
+	p = start(t, "prometheus", bin, args...)
+	waitHTTP(t, "http://"+addr+"/-/ready", 10*time.Second)
+	return addr, args, p
+}
+
 func waitHTTP(t *testing.T, u string, within time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(within)
@@ -108,19 +132,9 @@ func waitHTTP(t *testing.T, u string, within time.Duration) {
 func TestAgentDryRunOnARealPrometheus(t *testing.T) {
 	promBin := testenv.Binary(t, "prometheus")
 	promtool := testenv.Binary(t, "promtool")
-	demo, err := buildDemoNode()
-	if err != nil {
-		t.Fatal(err)
-	}
-	mitosis, err := buildMitosis()
-	if err != nil {
-		t.Fatal(err)
-	}
+	demo, mitosis := built(t, buildDemoNode), built(t, buildMitosis)
 	dir := t.TempDir()
-	tokenFile := filepath.Join(dir, "token")
-	if err := os.WriteFile(tokenFile, []byte(token), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	tokenFile := tokenIn(t, dir)
 
 	// Two demo nodes.
 	var nodeAddrs []string
@@ -132,22 +146,7 @@ func TestAgentDryRunOnARealPrometheus(t *testing.T) {
 	}
 
 	// Prometheus scraping them every second.
-	promAddr := testenv.FreeAddr(t)
-	promConf := filepath.Join(dir, "prometheus.yml")
-	if err := os.WriteFile(promConf, []byte(fmt.Sprintf(`global:
-  scrape_interval: 1s
-  scrape_timeout: 1s
-scrape_configs:
-  - job_name: app
-    static_configs:
-      - targets: ["%s", "%s"]
-`, nodeAddrs[0], nodeAddrs[1])), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	promArgs := []string{"--config.file=" + promConf, "--storage.tsdb.path=" + filepath.Join(dir, "tsdb"),
-		"--web.listen-address=" + promAddr, "--log.level=warn"}
-	prom := start(t, "prometheus", promBin, promArgs...)
-	waitHTTP(t, "http://"+promAddr+"/-/ready", 10*time.Second)
+	promAddr, promArgs, prom := scraping(t, promBin, dir, "app", nodeAddrs...)
 
 	// The agent, dry, ticking every second. Utilization is requests per
 	// second over a capacity of 10 a node.

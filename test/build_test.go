@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"testing"
 )
 
 // buildOnce builds a command of the repository once per test binary, with
@@ -37,3 +38,24 @@ var (
 	// (agent/failpoint.go).
 	buildMitosisFailpoints = buildOnce("../cmd/mitosis", "mitosis-failpoints", "failpoints")
 )
+
+// built is the path of a command build made, or the test's end.
+func built(t *testing.T, build func() (string, error)) string {
+	t.Helper()
+	bin, err := build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
+// tokenIn writes the tests' token (the agents' and the nodes') to a file
+// in dir and returns its path.
+func tokenIn(t *testing.T, dir string) string {
+	t.Helper()
+	file := filepath.Join(dir, "token")
+	if err := os.WriteFile(file, []byte(token), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}

@@ -2,11 +2,9 @@ package test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -20,9 +18,7 @@ import (
 	"github.com/mitosis-autoscaler/mitosis/agent/client"
 	"github.com/mitosis-autoscaler/mitosis/autoscaler"
 	"github.com/mitosis-autoscaler/mitosis/dispatcher/haproxy/haproxytest"
-	"github.com/mitosis-autoscaler/mitosis/hypervisor"
 	"github.com/mitosis-autoscaler/mitosis/hypervisor/process"
-	"github.com/mitosis-autoscaler/mitosis/node"
 	"github.com/mitosis-autoscaler/mitosis/plan"
 )
 
@@ -134,58 +130,20 @@ type chaosCluster struct {
 
 func newChaosCluster(t *testing.T) *chaosCluster {
 	t.Helper()
-	demo, err := buildDemoNode()
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin, err := buildMitosisFailpoints()
-	if err != nil {
-		t.Fatal(err)
-	}
+	demo, bin := built(t, buildDemoNode), built(t, buildMitosisFailpoints)
 	dir := t.TempDir()
 	c := &chaosCluster{dir: dir, vmDir: filepath.Join(dir, "vms"), fpDir: filepath.Join(dir, "failpoints"), bin: bin,
-		tokenFile: filepath.Join(dir, "token"), clients: map[*raftAgent]*client.Client{}}
+		tokenFile: tokenIn(t, dir), clients: map[*raftAgent]*client.Client{}}
 	for _, d := range []string{c.vmDir, c.fpDir} {
 		if err := os.Mkdir(d, 0o700); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := os.WriteFile(c.tokenFile, []byte(token), 0o600); err != nil {
-		t.Fatal(err)
-	}
 
 	// The VMs: demo-node processes, recorded in vmDir; the two the
 	// cluster starts with are booted here, the clones by the agents.
-	command := []string{demo, "--id", "{name}", "--listen", "{address}", "--token-file", c.tokenFile,
-		"--state-dir", c.vmDir, "--session-idle", "1s"}
-	nodes := node.NewClient(token, node.ClientOptions{Timeout: 2 * time.Second})
-	c.hv, err = process.New(process.Config{
-		Dir: c.vmDir, Detached: true,
-		Command: func(name, addr, state string) *exec.Cmd {
-			args := strings.NewReplacer("{name}", name, "{address}", addr)
-			cmd := make([]string, len(command))
-			for i, a := range command {
-				cmd[i] = args.Replace(a)
-			}
-			return exec.Command(cmd[0], cmd[1:]...)
-		},
-		Snapshot: func(context.Context, hypervisor.VM, string) error {
-			return errors.New("the test boots, the agents clone")
-		},
-		Ready: func(ctx context.Context, addr string) error {
-			_, err := nodes.Status(ctx, addr)
-			return err
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		// Every VM, the agents' clones included, by its PID.
-		if err := c.hv.StopAll(context.Background()); err != nil {
-			t.Errorf("stopping the VMs: %v", err)
-		}
-	})
+	var command []string
+	c.hv, command = demoVMs(t, demo, c.vmDir, c.tokenFile)
 	var servers, fileNodes []string
 	for _, name := range []string{"web-1", "web-2"} {
 		vm, err := c.hv.Boot(t.Context(), name)
@@ -197,13 +155,6 @@ func newChaosCluster(t *testing.T) *chaosCluster {
 	}
 	c.lb = haproxytest.Start(t, servers...)
 
-	quoted := func(args []string) string {
-		q := make([]string, len(args))
-		for i, a := range args {
-			q[i] = strconv.Quote(a)
-		}
-		return "[" + strings.Join(q, ", ") + "]"
-	}
 	c.agents = newRaftAgents(t, 3)
 	for i, ra := range c.agents {
 		ra.conf = filepath.Join(dir, ra.id+".yaml")
@@ -232,7 +183,7 @@ dispatcher:
   kind: haproxy
   haproxy: {socket: %q, backend: app, servers: [web-1, web-2], server_options: "pool-purge-delay 200ms", dynamic_cookies: true}
 node_api: {token_file: %q, timeout: 2s}
-%s`, strings.Join(fileNodes, ", "), c.vmDir, quoted(command), c.lb.Socket, c.tokenFile,
+%s`, strings.Join(fileNodes, ", "), c.vmDir, yamlList(command), c.lb.Socket, c.tokenFile,
 			ra.raftSection(c.agents, filepath.Join(dir, ra.id), i == 0))
 		if err := os.WriteFile(ra.conf, []byte(conf), 0o600); err != nil {
 			t.Fatal(err)

@@ -95,15 +95,9 @@ func singleLeader(t *testing.T, live []*raftAgent, within time.Duration, state f
 // the same decisions. It reports the failover times (kill → the first
 // decision committed by the new leader).
 func TestThreeAgentsFailOver(t *testing.T) {
-	bin, err := buildMitosis()
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := built(t, buildMitosis)
 	dir := t.TempDir()
-	tokenFile := filepath.Join(dir, "token")
-	if err := os.WriteFile(tokenFile, []byte(token), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	tokenFile := tokenIn(t, dir)
 	agents := newRaftAgents(t, 3)
 	for i, ra := range agents {
 		ra.conf = filepath.Join(dir, ra.id+".yaml")

@@ -255,6 +255,9 @@ type actors struct {
 // openActors connects the hypervisor, the dispatcher and the node API the
 // file configures.
 func openActors(ctx context.Context, cfg Config, log *slog.Logger) (actors, error) {
+	if err := cfg.checkActing(); err != nil { // a Config not made by Parse
+		return actors{}, err
+	}
 	nodes, err := cfg.NodeAPI.client()
 	if err != nil {
 		return actors{}, err

@@ -2,6 +2,10 @@ package agent
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/mitosis-autoscaler/mitosis/hypervisor"
@@ -55,5 +59,30 @@ func TestAClonesBareAddressGetsTheNodeAPIsPort(t *testing.T) {
 		if vm.Address != c.want || found.Address != c.want {
 			t.Errorf("guest at %q, port %d: clone at %q, found at %q; want %q", c.addr, c.port, vm.Address, found.Address, c.want)
 		}
+	}
+}
+
+// An agent that cannot reach what it acts on does not start, and says
+// which and why.
+func TestAnAgentThatCannotReachItsDispatcherDoesNotStart(t *testing.T) {
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "node-token")
+	if err := os.WriteFile(tokenFile, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Parse(fmt.Appendf(nil, `tick: 1s
+clusters: [{name: web, min: 1, max: 3}]
+nodes: [{cluster: web, id: web-1, role: app, address: "127.0.0.1:1", vm: web-1}]
+metrics: {url: "http://127.0.0.1:1", queries: [{name: utilization, query: up, per_node: true}]}
+hypervisor: {kind: process, process: {dir: %q, command: [demo-node]}}
+dispatcher: {kind: haproxy, haproxy: {socket: %q, backend: app}}
+node_api: {token_file: %q}
+`, dir, filepath.Join(dir, "no-haproxy.sock"), tokenFile), "agent.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = New(cfg, Options{Listen: "127.0.0.1:0", Token: "t", Policy: defaultPolicy(t)})
+	if err == nil || !strings.Contains(err.Error(), "dispatcher of cluster web") || !strings.Contains(err.Error(), "no-haproxy.sock") {
+		t.Errorf("New: %v, want an error naming the dispatcher and its socket", err)
 	}
 }

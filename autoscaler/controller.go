@@ -16,7 +16,6 @@ import (
 	"slices"
 	"sort"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/mitosis-autoscaler/mitosis/metrics"
@@ -430,7 +429,8 @@ func hosts(cl ClusterConfig, nodes []plan.Node) []plan.Host {
 // operators' selections of the same second, and those a new leader
 // starts just after its predecessor's (the registry refuses a duplicate).
 func opID(cluster string, now time.Time, i int) string {
-	return fmt.Sprintf("%s-%s-%d", cluster, strings.Replace(now.UTC().Format("20060102t150405.000"), ".", "", 1), i+1)
+	now = now.UTC()
+	return fmt.Sprintf("%s-%s%03d-%d", cluster, now.Format("20060102t150405"), now.Nanosecond()/1e6, i+1)
 }
 
 // digest identifies a policy input, so that a decision can be tied to

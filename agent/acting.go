@@ -168,10 +168,13 @@ type ProcessConfig struct {
 	BootTimeout autoscaler.Duration `yaml:"boot_timeout"`
 }
 
-func (p *ProcessConfig) validate() error {
+func (p *ProcessConfig) applyDefaults() {
 	if p.Snapshot == "" {
 		p.Snapshot = "/-/snapshot?file={state}"
 	}
+}
+
+func (p *ProcessConfig) validate() error {
 	switch {
 	case p.Dir == "":
 		return errors.New("hypervisor.process.dir: required")

@@ -184,6 +184,7 @@ func (h HypervisorConfig) Validate() error {
 		}
 	}
 	if h.Kind == KindProcess {
+		h.Process.applyDefaults()
 		return h.Process.validate()
 	}
 	return nil

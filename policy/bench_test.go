@@ -198,3 +198,20 @@ func BenchmarkToValue(b *testing.B) {
 }
 
 var benchSizes = []int{10, 1000, 10000}
+
+// BenchmarkFloor is what the engine costs on its own, whatever the
+// policy: whole Decides of a policy that reads nothing (empty) and of one
+// that reads one field of every node (walk), which any policy ranking
+// templates or victims in Rego pays at least (the conversion of every
+// node, and OPA's evaluator visiting each).
+func BenchmarkFloor(b *testing.B) {
+	for _, name := range []string{"empty", "walk"} {
+		e, err := policy.Load("testdata/floor-" + name)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, n := range benchSizes {
+			benchTicks(b, e, fmt.Sprintf("%s/nodes=%d", name, n), ticks(n, 0.6, 8), plan.ActionNone)
+		}
+	}
+}

@@ -125,9 +125,10 @@ func loadTokens(c APIConfig, extra map[string]principal) (tokens, error) {
 
 // who is the request's principal: RoleNone without a known bearer token.
 func (ts tokens) who(r *http.Request) principal {
-	h := r.Header.Get("Authorization")
-	tok, ok := strings.CutPrefix(h, "Bearer ")
-	if !ok || tok == "" {
+	// The scheme is case-insensitive (RFC 7235, 2.1): "bearer" is "Bearer".
+	scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	tok = strings.TrimLeft(tok, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || tok == "" {
 		return principal{}
 	}
 	return ts[sha256.Sum256([]byte(tok))]

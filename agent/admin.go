@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"path"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing/fstest"
 	"time"
@@ -79,7 +82,7 @@ func (a *Agent) change(w http.ResponseWriter, r *http.Request, p principal, acti
 	if err != nil {
 		return err
 	}
-	now := time.Now().UTC()
+	now := a.now()
 	edit(&s)
 	s.By, s.At = p.Name, now
 	if err := a.reg.PutSettings(r.Context(), c, s, plan.AuditRecord{At: now, By: p.Name, Cluster: c, Action: action, Detail: detail}); err != nil {
@@ -98,8 +101,24 @@ func (a *Agent) change(w http.ResponseWriter, r *http.Request, p principal, acti
 func (a *Agent) setPaused(paused bool) func(w http.ResponseWriter, r *http.Request, p principal) error {
 	action := map[bool]string{true: "pause", false: "resume"}[paused]
 	return func(w http.ResponseWriter, r *http.Request, p principal) error {
+		if err := noBody(r); err != nil {
+			return err
+		}
 		return a.change(w, r, p, action, "", func(s *plan.ClusterSettings) { s.Paused = paused })
 	}
+}
+
+// noBody refuses a body on an endpoint that takes none; an empty one or
+// {} is no body.
+func noBody(r *http.Request) error {
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		return err
+	}
+	if t := strings.TrimSpace(string(b)); t != "" && t != "{}" {
+		return bad("request body: %s %s takes none (or {})", r.Method, r.URL.Path)
+	}
+	return nil
 }
 
 // DryRunRequest is PUT /v1/clusters/{cluster}/dry-run.
@@ -207,6 +226,9 @@ func (a *Agent) check(ctx context.Context, files map[string]string) (*policy.Eng
 	if res.Tests.Failed > 0 {
 		return nil, res, nil
 	}
+	if res.Problems = a.policy.tryOn(tctx, engine); len(res.Problems) > 0 {
+		return nil, res, nil
+	}
 	return engine, res, nil
 }
 
@@ -259,7 +281,7 @@ func (a *Agent) pushPolicy(w http.ResponseWriter, r *http.Request, p principal) 
 	if engine == nil {
 		return replyCheck(w, false, res)
 	}
-	now := time.Now().UTC()
+	now := a.now()
 	old := a.policy.current().engine.Version()
 	if err := a.reg.PutPolicy(r.Context(), plan.PolicyVersion{Version: engine.Version(), Files: files, By: p.Name, At: now},
 		plan.AuditRecord{At: now, By: p.Name, Action: "policy-push", Detail: fmt.Sprintf("%s -> %s (%d tests passed)", old, engine.Version(), res.Tests.Passed)}); err != nil {
@@ -277,7 +299,7 @@ func replyCheck(w http.ResponseWriter, ok bool, res PolicyCheck) error {
 		if len(res.Problems) == 0 {
 			res.Problems = []string{"refused"}
 		}
-		return writeJSON(w, map[string]any{"error": "the policy does not compile or its tests fail", "problems": res.Problems, "tests": res.Tests, "version": res.Version})
+		return writeJSON(w, map[string]any{"error": "the policy does not compile, its tests fail, or it fails on a cluster's latest input", "problems": res.Problems, "tests": res.Tests, "version": res.Version})
 	}
 	return writeJSON(w, res)
 }
@@ -286,6 +308,15 @@ func replyCheck(w http.ResponseWriter, ok bool, res PolicyCheck) error {
 // when one is pushed: a tick uses the one it found when it began.
 type livePolicy struct {
 	cur atomic.Pointer[policyInUse]
+	// last is each cluster's latest input and time (cluster name →
+	// lastInput), on which a policy pushed to replace this one must
+	// decide.
+	last sync.Map
+}
+
+type lastInput struct {
+	in  *policy.Input
+	now time.Time
 }
 
 type policyInUse struct {
@@ -296,7 +327,25 @@ type policyInUse struct {
 func (p *livePolicy) current() *policyInUse { return p.cur.Load() }
 
 func (p *livePolicy) Decide(ctx context.Context, in *policy.Input, now time.Time) (plan.Decision, error) {
+	p.last.Store(in.Cluster.Name, lastInput{in, now}) // never modified after: the controller builds one a tick
 	return p.cur.Load().engine.Decide(ctx, in, now)
+}
+
+// tryOn decides with engine on each cluster's latest input, and says
+// where it fails: a policy that compiles and passes its own tests may
+// still break on the inputs it is pushed to decide on (a decision of the
+// wrong shape, params it does not accept).
+func (p *livePolicy) tryOn(ctx context.Context, engine *policy.Engine) []string {
+	var problems []string
+	p.last.Range(func(k, v any) bool {
+		l := v.(lastInput)
+		if _, err := engine.Decide(ctx, l.in, l.now); err != nil {
+			problems = append(problems, fmt.Sprintf("cluster %s: on its input of %s: %v", k, l.now.UTC().Format(time.RFC3339), err))
+		}
+		return true
+	})
+	slices.Sort(problems)
+	return problems
 }
 
 func (p *livePolicy) Version() string { return p.cur.Load().engine.Version() }

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/mitosis-autoscaler/mitosis/autoscaler"
@@ -63,6 +64,10 @@ type Agent struct {
 	loop func(ctx context.Context) error
 	// closeActors releases the hypervisor when the agent acts.
 	closeActors func(context.Context) error
+	// simNow is the simulated world's time (Unix ns) after its latest
+	// step, 0 on real machines: what the API stamps writes with, so that
+	// they sort with the decisions.
+	simNow atomic.Int64
 }
 
 // New assembles an agent, connects what it acts on (nothing in a dry run)
@@ -244,6 +249,16 @@ func (a *Agent) resumePolicy() error {
 	return nil
 }
 
+// now is the agent's time: the simulated world's in a simulation, this
+// machine's otherwise. Decisions are stamped with it, and so are the
+// API's writes and its default "now".
+func (a *Agent) now() time.Time {
+	if ns := a.simNow.Load(); ns != 0 {
+		return time.Unix(0, ns).UTC()
+	}
+	return time.Now().UTC()
+}
+
 type wallClock struct{}
 
 func (wallClock) Now() time.Time { return time.Now() }
@@ -366,6 +381,7 @@ type manualResult struct {
 
 // serveManual runs the selections waiting, without waiting for more.
 func (a *Agent) serveManual(ctx context.Context, c *autoscaler.Controller) {
+	a.simNow.Store(c.Now().UnixNano())
 	for {
 		select {
 		case m := <-a.manual:

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/mitosis-autoscaler/mitosis/autoscaler"
@@ -36,8 +37,39 @@ func (a *Agent) Handler() http.Handler {
 		mux.Handle(rt.pattern, a.guard(rt.min, rt.h))
 	}
 	a.mountWeb(mux)
-	return mux
+	return jsonMisses(mux)
 }
+
+// jsonMisses answers a request under /v1 that no route takes (an unknown
+// path, a method the path does not have) as the API answers every error:
+// in JSON, with the mux's status and Allow header.
+func jsonMisses(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := mux.Handler(r); pattern != "" || !strings.HasPrefix(r.URL.Path, "/v1/") {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		miss := &missed{header: http.Header{}, code: http.StatusOK}
+		mux.ServeHTTP(miss, r)
+		msg := fmt.Sprintf("no endpoint %s (docs/api.md lists them)", r.URL.Path)
+		if allow := miss.header.Get("Allow"); miss.code == http.StatusMethodNotAllowed {
+			w.Header().Set("Allow", allow)
+			msg = fmt.Sprintf("%s %s: method not allowed (allowed: %s)", r.Method, r.URL.Path, allow)
+		}
+		writeError(w, miss.code, msg)
+	})
+}
+
+// missed keeps the status and headers of the mux's own answer to a miss,
+// and drops its plain-text body.
+type missed struct {
+	header http.Header
+	code   int
+}
+
+func (m *missed) Header() http.Header         { return m.header }
+func (m *missed) WriteHeader(code int)        { m.code = code }
+func (m *missed) Write(b []byte) (int, error) { return len(b), nil }
 
 // route is one endpoint: its method and path, the least role it needs.
 type route struct {
@@ -312,7 +344,7 @@ func (a *Agent) why(w http.ResponseWriter, r *http.Request, _ principal) error {
 	if err != nil {
 		return err
 	}
-	at := time.Now()
+	at := a.now()
 	if s := r.URL.Query().Get("at"); s != "" {
 		if at, err = time.Parse(time.RFC3339, s); err != nil {
 			return bad("at: %q is not an RFC 3339 time (e.g. 2026-11-27T14:02:00Z)", s)
@@ -351,6 +383,9 @@ func decode(r *http.Request, v any) error {
 		if errors.As(err, &mb) {
 			return err
 		}
+		if err == io.EOF {
+			return bad("request body: empty; a JSON object is expected (docs/api.md)")
+		}
 		return bad("request body: %v", err)
 	}
 	if err := dec.Decode(&struct{}{}); err != io.EOF {
@@ -374,6 +409,9 @@ func (a *Agent) clone(w http.ResponseWriter, r *http.Request, p principal) error
 	if req.Template == "" {
 		return bad("template: required")
 	}
+	if err := a.knownNode(r.Context(), c, req.Template); err != nil {
+		return err
+	}
 	return a.manualReply(w, r, autoscaler.ManualRequest{Cluster: c, Action: plan.ActionExpand, Template: req.Template, By: p.Name})
 }
 
@@ -390,7 +428,23 @@ func (a *Agent) detach(w http.ResponseWriter, r *http.Request, p principal) erro
 	if req.Node == "" {
 		return bad("node: required")
 	}
+	if err := a.knownNode(r.Context(), c, req.Node); err != nil {
+		return err
+	}
 	return a.manualReply(w, r, autoscaler.ManualRequest{Cluster: c, Action: plan.ActionContract, Node: req.Node, By: p.Name})
+}
+
+// knownNode is 404 for a node the cluster does not have: a mistyped name
+// is the operator's mistake, not a guardrail's refusal.
+func (a *Agent) knownNode(ctx context.Context, cluster, id string) error {
+	st, err := a.reg.State(ctx, cluster)
+	if err != nil {
+		return err
+	}
+	if !slices.ContainsFunc(st.Nodes, func(n plan.Node) bool { return n.ID == id }) {
+		return notFound("node %q is not a node of cluster %s (mitosis nodes %s lists them)", id, cluster, cluster)
+	}
+	return nil
 }
 
 func (a *Agent) manualReply(w http.ResponseWriter, r *http.Request, req autoscaler.ManualRequest) error {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/mitosis-autoscaler/mitosis/plan"
+	"github.com/mitosis-autoscaler/mitosis/policy"
 )
 
 // apiRig is an agent on a simulated world that is not running: its API
@@ -202,4 +203,81 @@ func FuzzDecodeRequest(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A request the API has no endpoint for is answered as every error is: in
+// JSON, saying what was wrong.
+func TestRequestsNoEndpointTakesAreAnsweredInJSON(t *testing.T) {
+	rig := newAPIRig(t)
+	for _, c := range []struct {
+		method, path string
+		code         int
+		want         string
+	}{
+		{http.MethodGet, "/v1/nosuch", http.StatusNotFound, "no endpoint /v1/nosuch"},
+		{http.MethodGet, "/v1/clusters/web", http.StatusNotFound, "no endpoint"},
+		{http.MethodGet, "/v1/clusters/web/clone", http.StatusMethodNotAllowed, "allowed: POST"},
+		{http.MethodPost, "/v1/policy", http.StatusMethodNotAllowed, "method not allowed"},
+	} {
+		code, b := rig.do(t, c.method, c.path, RoleAdmin, "")
+		var e struct{ Error string }
+		if code != c.code || json.Unmarshal(b, &e) != nil || !strings.Contains(e.Error, c.want) {
+			t.Errorf("%s %s: %d %s, want %d and a JSON error with %q", c.method, c.path, code, b, c.code, c.want)
+		}
+	}
+}
+
+// Bodies are checked alike everywhere: an empty one where an object is
+// needed says so, and an endpoint that takes none refuses one.
+func TestRequestBodiesAreCheckedOnEveryWrite(t *testing.T) {
+	rig := newAPIRig(t)
+	for _, c := range []struct {
+		method, path, body string
+		code               int
+		want               string
+	}{
+		{http.MethodPost, "/v1/clusters/web/clone", "", 400, "request body: empty"},
+		{http.MethodPut, "/v1/clusters/web/dry-run", "", 400, "request body: empty"},
+		{http.MethodPost, "/v1/clusters/web/pause", "garbage", 400, "takes none"},
+		{http.MethodPost, "/v1/clusters/web/resume", `{"x": 1}`, 400, "takes none"},
+		{http.MethodPost, "/v1/clusters/web/pause", "", 200, ""},
+		{http.MethodPost, "/v1/clusters/web/resume", "{}", 200, ""},
+	} {
+		code, b := rig.do(t, c.method, c.path, RoleOperate, c.body)
+		if code != c.code || !strings.Contains(string(b), c.want) {
+			t.Errorf("%s %s with %q: %d %s, want %d with %q", c.method, c.path, c.body, code, b, c.code, c.want)
+		}
+	}
+	if audits, _ := rig.a.reg.Audits(t.Context(), 10); len(audits) != 2 {
+		t.Errorf("%d writes audited, want the 2 accepted", len(audits))
+	}
+}
+
+// A policy that compiles and passes its own tests is still refused if it
+// cannot decide on what a cluster's last tick saw.
+func TestAPolicyThatFailsOnAClustersLatestInputIsRefused(t *testing.T) {
+	rig := newAPIRig(t)
+	now := time.Date(2026, 1, 1, 0, 10, 0, 0, time.UTC)
+	in := &policy.Input{Schema: policy.SchemaVersion, Now: now.Unix(),
+		Cluster: policy.Cluster{Name: "web", Min: 2, Max: 20, Size: 2, Roles: []string{"app"}},
+		Health:  policy.Health{MetricsAvailable: true}}
+	if _, err := rig.a.policy.Decide(t.Context(), in, now); err != nil {
+		t.Fatal(err)
+	}
+	before := rig.a.policy.Version()
+	for _, c := range []struct{ name, rego, want string }{
+		{"a decision of the wrong shape", "package mitosis\n\ndecision := 42\n", "must be an object"},
+		{"an expansion with no template", "package mitosis\n\ndecision := {\"action\": \"expand\", \"count\": 1, \"reason\": \"x\"}\n", "template"},
+	} {
+		body, _ := json.Marshal(PolicyFiles{Files: map[string]string{"p.rego": c.rego}})
+		for _, ep := range []struct{ method, path string }{{http.MethodPost, "/v1/policy/validate"}, {http.MethodPut, "/v1/policy"}} {
+			code, b := rig.do(t, ep.method, ep.path, RoleAdmin, string(body))
+			if code != http.StatusUnprocessableEntity || !strings.Contains(string(b), "cluster web") || !strings.Contains(string(b), c.want) {
+				t.Errorf("%s, %s %s: %d %s, want 422 naming the cluster and %q", c.name, ep.method, ep.path, code, b, c.want)
+			}
+		}
+	}
+	if rig.a.policy.Version() != before {
+		t.Error("a policy that fails on the latest input was put in use")
+	}
 }

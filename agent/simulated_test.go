@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -107,6 +108,11 @@ func TestAnOperatorClonesAndDetachesThroughTheAPI(t *testing.T) {
 	if code != http.StatusCreated || rec.By != "admin" || len(rec.Operations) != 1 {
 		t.Fatalf("clone: %d %+v", code, rec)
 	}
+	// The answer is the record as stored, numbered as the decisions list it.
+	if recs, _ := a.reg.Decisions(context.Background(), "web", 100); rec.Seq == 0 ||
+		!slices.ContainsFunc(recs, func(r plan.DecisionRecord) bool { return r.Seq == rec.Seq && r.By == "admin" }) {
+		t.Errorf("the clone's record has seq %d, not that of a stored decision", rec.Seq)
+	}
 	deadline := time.Now().Add(10 * time.Second)
 	var op plan.Operation
 	for time.Now().Before(deadline) {
@@ -121,8 +127,14 @@ func TestAnOperatorClonesAndDetachesThroughTheAPI(t *testing.T) {
 	if code, rec := post("/v1/clusters/web/detach", `{"node": "`+op.Node+`"}`); code != http.StatusCreated || len(rec.Operations) != 1 {
 		t.Fatalf("detach of the clone %s: %d %+v", op.Node, code, rec)
 	}
-	if code, rec := post("/v1/clusters/web/clone", `{"template": "no-such-node"}`); code != http.StatusConflict || len(rec.Reasons) == 0 {
-		t.Errorf("clone of a node that does not exist: %d %+v", code, rec)
+	for _, path := range []string{"/v1/clusters/web/clone", "/v1/clusters/web/detach"} {
+		body := `{"template": "no-such-node"}`
+		if strings.HasSuffix(path, "detach") {
+			body = `{"node": "no-such-node"}`
+		}
+		if code, _ := post(path, body); code != http.StatusNotFound {
+			t.Errorf("%s of a node that does not exist: %d, want 404", path, code)
+		}
 	}
 	for body, want := range map[string]int{`{"template": ""}`: 400, `{"tempate": "web-1"}`: 400, `[]`: 400, `{"template": "web-1"} {}`: 400} {
 		if code, _ := post("/v1/clusters/web/clone", body); code != want {
@@ -154,5 +166,40 @@ func TestTheEmbeddedDefaultsExpandAndContractWithinTwoMinutes(t *testing.T) {
 	}
 	if count("expand") == 0 || count("contract") == 0 {
 		t.Fatalf("within 120 simulated minutes: %v clones and %v detaches done", count("expand"), count("contract"))
+	}
+}
+
+// On a simulated world the API stamps its writes with the world's clock,
+// as the decisions are: the audit trail and the settings sort with them.
+func TestASimulatedAgentStampsItsWritesWithTheWorldsClock(t *testing.T) {
+	cfg, err := Parse([]byte(simulatedFile), "sim.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Hypervisor.Sim.Speed = 600
+	a := runAgent(t, cfg)
+	ctx := context.Background()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if recs, _ := a.reg.Decisions(ctx, "web", 1); len(recs) == 1 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	req, _ := http.NewRequest(http.MethodPost, "http://"+a.Addr()+"/v1/clusters/web/pause", nil)
+	req.Header.Set("Authorization", "Bearer t0k")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	recs, _ := a.reg.Decisions(ctx, "web", 1)
+	audits, _ := a.reg.Audits(ctx, 1)
+	if resp.StatusCode != http.StatusOK || len(recs) != 1 || len(audits) != 1 {
+		t.Fatalf("pause: %s; %d decisions, %d audit records", resp.Status, len(recs), len(audits))
+	}
+	// ×600: a second of this machine is 10 simulated minutes.
+	if gap := audits[0].At.Sub(recs[0].At).Abs(); gap > 30*time.Minute {
+		t.Errorf("the pause is stamped %s, the newest decision %s: %s apart", audits[0].At, recs[0].At, gap)
 	}
 }

@@ -93,6 +93,10 @@ func New(cfg Config, d Deps) (*Controller, error) {
 	return c, nil
 }
 
+// Now is the controller's time, by its clock: a simulated world's in a
+// simulation.
+func (c *Controller) Now() time.Time { return c.d.Clock.Now() }
+
 // Tick runs one leader tick for every cluster and returns the decisions
 // it recorded. A cluster whose tick fails still gets a record saying why
 // (no action is taken for it); the error is returned too.
@@ -166,7 +170,11 @@ func (c *Controller) tick(ctx context.Context, cl ClusterConfig) (*plan.Decision
 	if c.d.Observer != nil {
 		c.d.Observer.Ticked(TickReport{Record: rec, State: st, Limits: limits})
 	}
-	c.log.Info("decision", "cluster", cl.Name, "action", dec.Action, "count", dec.Count,
+	level := slog.LevelInfo
+	if rec.Error != "" { // the policy failed: the cluster does not scale until it is fixed
+		level = slog.LevelWarn
+	}
+	c.log.Log(ctx, level, "decision", "cluster", cl.Name, "action", dec.Action, "count", dec.Count,
 		"operations", len(ops), "dry_run", dry, "reason", dec.Reason, "capped", len(res.Reasons), "error", rec.Error)
 	if perr != nil {
 		return &rec, fmt.Errorf("policy: %w", perr)
@@ -229,6 +237,11 @@ func (c *Controller) Manual(ctx context.Context, req ManualRequest) (plan.Decisi
 	}
 	if err := c.d.Registry.Decide(ctx, rec, res.Scaling, ops); err != nil {
 		return plan.DecisionRecord{}, fmt.Errorf("recording decision: %w", err)
+	}
+	// The record as stored has its sequence number; this goroutine is the
+	// only one that decides, so the newest record is this one.
+	if recs, err := c.d.Registry.Decisions(ctx, cl.Name, 1); err == nil && len(recs) == 1 && recs[0].At.Equal(now) && recs[0].By == req.By {
+		rec.Seq = recs[0].Seq
 	}
 	c.log.Info("manual decision", "cluster", cl.Name, "action", dec.Action, "by", req.By,
 		"operations", len(ops), "dry_run", dry, "reasons", len(res.Reasons))

@@ -590,6 +590,11 @@ func TestAManualCloneAndDetachAreRecordedWithWhoAskedAndRun(t *testing.T) {
 	if len(got) != 2 || got[0].By != "bob" || got[1].By != "alice" {
 		t.Errorf("recorded decisions %+v", got)
 	}
+	// The record answered is the one stored, numbered: an operator can
+	// find it among the decisions.
+	if len(got) == 2 && (rec.Seq == 0 || rec.Seq != got[0].Seq) {
+		t.Errorf("answered seq %d, stored %d", rec.Seq, got[0].Seq)
+	}
 }
 
 func TestAPausedClusterDecidesNothingAndAPerClusterDryRunActsOnNothing(t *testing.T) {

@@ -91,3 +91,26 @@ func TestTheAuditTrailIsBounded(t *testing.T) {
 		t.Errorf("%d records kept, newest %q", len(all), all[0].Detail)
 	}
 }
+
+func TestTheAuditTrailSaysWhatAnOperatorsSelectionCameTo(t *testing.T) {
+	var l Ledger
+	sel := func(dry bool, ops []string, reasons []Reason) string {
+		t.Helper()
+		if _, err := l.Decide(DecisionRecord{Cluster: "web", By: "bob", DryRun: dry, Operations: ops, Reasons: reasons,
+			Decision: Decision{Action: ActionContract, Count: 1, Nodes: []string{"web-2"}, Reason: "manual detach of web-2 by bob"}},
+			ScalingState{}, nil); err != nil {
+			t.Fatal(err)
+		}
+		return l.Audits(1)[0].Detail
+	}
+	if got := sel(false, []string{"web-op-1"}, nil); got != "manual detach of web-2 by bob" {
+		t.Errorf("accepted: %q", got)
+	}
+	if got := sel(true, nil, nil); got != "manual detach of web-2 by bob (dry run)" {
+		t.Errorf("dry run: %q", got)
+	}
+	got := sel(false, nil, []Reason{{CodeMinSize, "size 2 may not go below 2"}, {CodeNotEnoughVictims, "0 of 1"}})
+	if got != "manual detach of web-2 by bob; refused: min_size: size 2 may not go below 2; not_enough_victims: 0 of 1" {
+		t.Errorf("refused: %q", got)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 )
 
 // DecisionHistory is how many decisions a Ledger keeps per cluster (it
@@ -137,7 +138,7 @@ func (l *Ledger) Decide(rec DecisionRecord, scaling ScalingState, ops []Operatio
 	rec = CloneDecisionRecord(rec)
 	rec.Seq = l.seq
 	if rec.By != "" { // an operator's: its audit record goes with it
-		l.audit(AuditRecord{At: rec.At, By: rec.By, Cluster: rec.Cluster, Action: manualAction(rec), Detail: rec.Decision.Reason})
+		l.audit(AuditRecord{At: rec.At, By: rec.By, Cluster: rec.Cluster, Action: manualAction(rec), Detail: manualDetail(rec)})
 	}
 	d := append(l.decisions[rec.Cluster], rec)
 	if len(d) >= 2*DecisionHistory { // trim in bulk, not on every decision
@@ -372,6 +373,23 @@ func manualAction(rec DecisionRecord) string {
 		return "detach"
 	}
 	return string(rec.Decision.Action)
+}
+
+// manualDetail is what an operator's selection came to, for the audit
+// trail: the request, and whether it ran dry or what refused it.
+func manualDetail(rec DecisionRecord) string {
+	d := rec.Decision.Reason
+	switch {
+	case rec.DryRun:
+		return d + " (dry run)"
+	case len(rec.Operations) == 0 && len(rec.Reasons) > 0:
+		why := make([]string, len(rec.Reasons))
+		for i, r := range rec.Reasons {
+			why[i] = string(r.Code) + ": " + r.Message
+		}
+		return d + "; refused: " + strings.Join(why, "; ")
+	}
+	return d
 }
 
 // CloneOperation returns a copy of op that shares no memory with it.

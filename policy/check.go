@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -12,8 +13,9 @@ import (
 
 // Check is `opa fmt --list` and `opa check --strict` for the .rego files
 // directly in dir, tests included: every file must parse and all must
-// compile together in strict mode with the policies' capabilities (else a
-// *LoadError), and the files whose text differs from what `opa fmt` writes
+// compile together in strict mode with the policies' capabilities, and
+// define decision in package mitosis outside the tests (else a
+// *LoadError, as Load's), and the files whose text differs from what `opa fmt` writes
 // are listed, as errors name them.
 func Check(dir string) (unformatted []string, err error) {
 	return CheckFS(os.DirFS(dir), filepath.ToSlash(filepath.Clean(dir)))
@@ -26,8 +28,20 @@ func CheckFS(fsys fs.FS, name string) (unformatted []string, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := compile(srcs, true); err != nil {
+	c, err := compile(srcs, true)
+	if err != nil {
 		return nil, err
+	}
+	// As Load refuses it: a directory of policy files must decide (a
+	// decision in a test file would not count there).
+	decides := false
+	for _, r := range c.GetRules(decisionRef) {
+		if r.Location == nil || !isTest(path.Base(r.Location.File)) {
+			decides = true
+		}
+	}
+	if !decides {
+		return nil, &LoadError{Problems: []Problem{{File: name, Message: noDecision}}}
 	}
 	for _, s := range srcs {
 		ok, err := Formatted(s.label, s.text)
@@ -49,3 +63,7 @@ func Formatted(filename string, src []byte) (bool, error) {
 	}
 	return bytes.Equal(out, src), nil
 }
+
+// noDecision is why Load and Check refuse a directory that decides
+// nothing.
+const noDecision = "no decision: a policy must define `decision` in `package mitosis` (" + DecisionQuery + ")"

@@ -161,12 +161,12 @@ func TestReadInput(t *testing.T) {
 		},
 		{
 			name: "an unknown field deep in a node",
-			doc:  "{\"nodes\": [{\"id\": \"a\"},\n {\"id\": \"b\", \"metrics\": {\"cpu\": {\"value\": 1, \"agee\": 2}}}]}",
+			doc:  "{\"nodes\": [" + nodeA + ",\n {\"id\": \"b\", \"metrics\": {\"cpu\": {\"value\": 1, \"agee\": 2}}}]}",
 			want: `in.json:2:46: nodes[1].metrics.cpu: unknown field "agee" (the fields are "value", "age_s")`,
 		},
 		{
 			name: "params are free-form",
-			doc:  `{"params": {"anything": {"goes": [1, {"here": true}]}}}`,
+			doc:  strings.Replace(complete, `"params": {}`, `"params": {"anything": {"goes": [1, {"here": true}], "even": null}}`, 1),
 		},
 		{
 			name: "bad JSON names line and column",
@@ -181,12 +181,17 @@ func TestReadInput(t *testing.T) {
 		{
 			name: "a value of the wrong type",
 			doc:  "{\"cluster\": {\n \"max\": \"ten\"}}",
-			want: "in.json:2:14: cluster.max: cannot use a JSON string as int",
+			want: "in.json:2:9: cluster.max: cannot use a JSON string as int",
+		},
+		{
+			name: "a metric's value of the wrong type names the node and the metric",
+			doc:  "{\"nodes\": [" + nodeA + ",\n {\"metrics\": {\"utilization\": {\"value\": \"high\"}}}]}",
+			want: "in.json:2:40: nodes[1].metrics.utilization.value: cannot use a JSON string as float64",
 		},
 		{
 			name: "data after the document",
-			doc:  "{} {}",
-			want: "in.json:1:4: unexpected data after the input document",
+			doc:  complete + " {}",
+			want: "in.json:1:" + strconv.Itoa(len(complete)+2) + ": unexpected data after the input document",
 		},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -196,7 +201,7 @@ func TestReadInput(t *testing.T) {
 					t.Fatal(err)
 				}
 				if in.Schema != policy.SchemaVersion {
-					t.Errorf("schema %d, want the default %d", in.Schema, policy.SchemaVersion)
+					t.Errorf("schema %d, want %d", in.Schema, policy.SchemaVersion)
 				}
 				return
 			}
@@ -206,6 +211,75 @@ func TestReadInput(t *testing.T) {
 			}
 			if err.Error() != c.want {
 				t.Errorf("error\n%s\nwant\n%s", err, c.want)
+			}
+		})
+	}
+}
+
+// complete is a whole input document on one line, nodeA and nodeB its
+// nodes.
+const (
+	nodeB    = `{"id": "b", "role": "app", "state": "ready", "host": "h1", "vm": "vm-b", "age_s": 60, "parent": "a", "lineage_depth": 1, "metrics": {}}`
+	nodeA    = `{"id": "a", "role": "app", "state": "ready", "host": "h1", "vm": "vm-a", "age_s": 60, "parent": "", "lineage_depth": 0, "metrics": {"utilization": {"value": 0.5, "age_s": 4}}}`
+	complete = `{"schema": 1, "now": 1767258000, "cluster": {"name": "web", "min": 1, "max": 4, "size": 2, "roles": ["app"]}, ` +
+		`"nodes": [` + nodeA + `, ` + nodeB + `], ` +
+		`"hosts": [{"name": "h1", "capacity": 0, "vms": 2}], "metrics": {}, "health": {"metrics_available": true, "reason": ""}, ` +
+		`"history": {"last_expand_s_ago": -1, "last_contract_s_ago": -1, "recent": []}, "estimates": {"clone_seconds": 0, "drain_seconds": 0}, ` +
+		`"operations": [], "params": {}}`
+)
+
+// TestReadInputRefusesWhatBreaksTheContract: every field is always present,
+// the schema is 1, no key is given twice, nothing is null where the
+// contract wants a value, and the fields the engine relies on agree with
+// each other; each error names the field and its place.
+func TestReadInputRefusesWhatBreaksTheContract(t *testing.T) {
+	if _, err := policy.ReadInput(strings.NewReader(complete), "in.json"); err != nil {
+		t.Fatalf("the complete document: %v", err)
+	}
+	for _, c := range []struct {
+		name     string
+		doc      string
+		old, new string // replaced in doc (complete when doc is "")
+		want     string // the error, after "in.json:"
+	}{
+		{name: "null", doc: "null", want: "1:1: the input must be a JSON object, not null"},
+		{name: "an array", doc: "[]", want: "1:1: the input must be a JSON object, not an array"},
+		{name: "an empty object", doc: "{}", want: `1:1: missing field "schema": every field of the contract is always present`},
+		{name: "schema 0", old: `"schema": 1`, new: `"schema": 0`, want: "1:12: schema: contract version 0 is not supported: want 1"},
+		{name: "schema 2", old: `"schema": 1`, new: `"schema": 2`, want: "schema: contract version 2 is not supported: want 1"},
+		{name: "no schema", old: `"schema": 1, `, want: `1:1: missing field "schema"`},
+		{name: "no now", old: `"now": 1767258000, `, want: `1:1: missing field "now"`},
+		{name: "no nodes", old: `"nodes": [` + nodeA + `, ` + nodeB + `], `, want: `1:1: missing field "nodes"`},
+		{name: "no health", old: `"health": {"metrics_available": true, "reason": ""}, `, want: `1:1: missing field "health"`},
+		{name: "no metrics", old: `"metrics": {}, "health"`, new: `"health"`, want: `1:1: missing field "metrics"`},
+		{name: "a node without its state", old: `"state": "ready", "host": "h1", "vm": "vm-a"`, new: `"host": "h1", "vm": "vm-a"`, want: `nodes[0]: missing field "state"`},
+		{name: "a health without its flag", old: `"metrics_available": true, `, want: `health: missing field "metrics_available"`},
+		{name: "null nodes", old: `[` + nodeA + `, ` + nodeB + `]`, new: "null", want: "nodes: cannot use a JSON null as an array"},
+		{name: "a null number", old: `"now": 1767258000`, new: `"now": null`, want: "now: cannot use a JSON null as int64"},
+		{name: "a fraction where a count is wanted", old: `"size": 2`, new: `"size": 2.5`, want: "cluster.size: cannot use the JSON number 2.5 as int: want a whole number"},
+		{name: "a key given twice", old: `"schema": 1, `, new: `"schema": 1, "schema": 1, `, want: `1:15: field "schema" is given twice`},
+		{name: "a metric given twice", old: `"metrics": {"utilization": {"value": 0.5, "age_s": 4}}`, new: `"metrics": {"utilization": {"value": 0.5, "age_s": 4}, "utilization": {"value": 0.9, "age_s": 4}}`, want: `nodes[0].metrics: field "utilization" is given twice`},
+		{name: "two nodes with one id", old: `"id": "b"`, new: `"id": "a"`, want: `nodes[1].id: "a" is also the id of nodes[0]: node ids are unique`},
+		{name: "an unknown node state", old: `"state": "ready", "host": "h1", "vm": "vm-b"`, new: `"state": "running", "host": "h1", "vm": "vm-b"`, want: `nodes[1].state: "running" is not a node state (ready, preparing, draining, failed)`},
+		{name: "min above max", old: `"min": 1, "max": 4`, new: `"min": 5, "max": 4`, want: "cluster.max: 4 is below cluster.min, 5"},
+		{name: "a negative min", old: `"min": 1`, new: `"min": -1`, want: "cluster.min: -1 is negative"},
+		{name: "a negative size", old: `"size": 2`, new: `"size": -1`, want: "cluster.size: -1 is negative"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			doc := c.doc
+			if doc == "" {
+				if !strings.Contains(complete, c.old) {
+					t.Fatalf("%q is not in the document", c.old)
+				}
+				doc = strings.Replace(complete, c.old, c.new, 1)
+			}
+			_, err := policy.ReadInput(strings.NewReader(doc), "in.json")
+			var ie *policy.InputError
+			if !errors.As(err, &ie) {
+				t.Fatalf("got %v, want an *InputError", err)
+			}
+			if !strings.Contains(err.Error(), c.want) || !strings.HasPrefix(err.Error(), "in.json:") {
+				t.Errorf("error\n%s\nwant it to hold\n%s", err, c.want)
 			}
 		})
 	}

@@ -167,7 +167,13 @@ func printTests(w io.Writer, results []policy.TestResult) {
 	for _, r := range results {
 		fmt.Fprintf(w, "%s %s (%s)\n", r.Outcome, r.FullName(), ms(r.Duration))
 		if r.Outcome == policy.Fail || r.Outcome == policy.Error {
-			fmt.Fprintf(w, "    %s:%d: %s\n", r.File, r.Row, indent(r.Message))
+			// A failure's message names the expression's place, a line
+			// more precise than the rule's: the place is shown once.
+			where := fmt.Sprintf("%s:%d: ", r.File, r.Row)
+			if strings.HasPrefix(r.Message, r.File+":") {
+				where = ""
+			}
+			fmt.Fprintf(w, "    %s%s\n", where, indent(r.Message))
 			if r.Output != "" {
 				fmt.Fprintf(w, "    printed: %s\n", indent(r.Output))
 			}
@@ -221,15 +227,18 @@ evaluates the policy on it as the agent does, and prints the decision, checked a
 the policy contract, as JSON; the reason goes to standard error too.
 
 The input is read strictly: a field the contract does not define is an error that
-names it, and bad JSON is named by line and column. time.now_ns is pinned to --now,
-else to the input's "now", else to the current time.
+names it, and so is a field it defines that is missing (every field is always
+present), a schema other than 1, or an input that contradicts itself (two nodes with
+one id, a node state the contract does not define, cluster.min above cluster.max, a
+negative size); bad JSON is named by line and column. time.now_ns is pinned to --now,
+else to the input's "now".
 
 Exit status: 0 with a decision, 2 when the input or the policy cannot be used (or the
 policy's decision breaks the contract), with the file and line at fault.`,
 		Example: `  mitosis policy eval --input policy/testdata/input-4-nodes.json
   mitosis policy eval --policy my-policies/ --input tick.json --now 2026-01-01T12:00:00Z
   mitosis policy eval --input - < tick.json`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runPolicyEval(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), cmd.InOrStdin(), f)
 		},
@@ -257,7 +266,7 @@ func runPolicyEval(ctx context.Context, stdout, stderr io.Writer, stdin io.Reade
 	var now time.Time
 	if f.now != "" {
 		if now, err = time.Parse(time.RFC3339Nano, f.now); err != nil {
-			return withCode(2, fmt.Errorf("--now: %w", err))
+			return withCode(2, fmt.Errorf("--now %q: want RFC 3339, e.g. 2026-11-27T14:02:00Z", f.now))
 		}
 	}
 
@@ -274,14 +283,8 @@ func runPolicyEval(ctx context.Context, stdout, stderr io.Writer, stdin io.Reade
 	if err != nil {
 		return withCode(2, err)
 	}
-	switch {
-	case now.IsZero() && in.Now != 0:
+	if now.IsZero() { // the input always has its now
 		now = time.Unix(in.Now, 0)
-	case now.IsZero():
-		now = time.Now()
-		in.Now = now.Unix()
-	case in.Now == 0:
-		in.Now = now.Unix()
 	}
 
 	d, err := engine.Decide(ctx, in, now)
@@ -341,7 +344,11 @@ Exit status: 0 when all is well, 1 when files need formatting (they are listed),
 				for _, f := range unformatted {
 					fmt.Fprintf(out, "%s: not formatted\n", f)
 				}
-				return withCode(1, fmt.Errorf("%d files are not formatted as `opa fmt` formats them (opa fmt -w fixes them)", len(unformatted)))
+				files := fmt.Sprintf("%d files are", len(unformatted))
+				if len(unformatted) == 1 {
+					files = "1 file is"
+				}
+				return withCode(1, fmt.Errorf("%s not formatted as `opa fmt` formats them (opa fmt -w fixes them)", files))
 			}
 			fmt.Fprintf(out, "%d policy directories: formatted, strict compilation clean\n", len(dirs))
 			return nil

@@ -102,12 +102,15 @@ func TestPolicyTest(t *testing.T) {
 		for _, want := range []string{
 			"PASS data.mitosis_test.test_decides_nothing (",
 			"FAIL data.mitosis_test.test_broken (",
-			filepath.ToSlash(filepath.Join(dir, "p_test.rego")) + ":9: " + filepath.ToSlash(filepath.Join(dir, "p_test.rego")) + `:10: mitosis.decision.action == "expand" is false`,
+			"    " + filepath.ToSlash(filepath.Join(dir, "p_test.rego")) + `:10: mitosis.decision.action == "expand" is false` + "\n",
 			"1 passed, 1 failed\n",
 		} {
 			if !strings.Contains(out, want) {
 				t.Errorf("output does not say %q:\n%s", want, out)
 			}
+		}
+		if strings.Contains(out, "p_test.rego:9:") {
+			t.Errorf("the failure's place is shown twice:\n%s", out)
 		}
 		if !strings.Contains(err.Error(), "data.mitosis_test.test_broken") {
 			t.Errorf("error %q does not name the test", err)
@@ -134,6 +137,15 @@ func TestPolicyTest(t *testing.T) {
 	})
 }
 
+// evalInput is a whole input document: a cluster web of one ready app node
+// n1, sizes 1 to 3.
+const evalInput = `{"schema": 1, "now": 1767258000, "cluster": {"name": "web", "min": 1, "max": 3, "size": 1, "roles": ["app"]},
+ "nodes": [{"id": "n1", "role": "app", "state": "ready", "host": "h1", "vm": "vm-n1", "age_s": 60, "parent": "", "lineage_depth": 0, "metrics": {}}],
+ "hosts": [], "metrics": {}, "health": {"metrics_available": true, "reason": ""},
+ "history": {"last_expand_s_ago": -1, "last_contract_s_ago": -1, "recent": []},
+ "estimates": {"clone_seconds": 0, "drain_seconds": 0}, "operations": [], "params": {}}
+`
+
 func TestPolicyEval(t *testing.T) {
 	input := "../../policy/testdata/input-4-nodes.json"
 	t.Run("the default policy on the 4-node example", func(t *testing.T) {
@@ -151,6 +163,18 @@ func TestPolicyEval(t *testing.T) {
 		if !strings.Contains(out, `"reason": "mean utilization 0.82 > 0.75 over 4 nodes: desired 6, size 4"`) ||
 			!strings.Contains(stderr, "expand: mean utilization 0.82 > 0.75") {
 			t.Errorf("output:\n%s\n%s", out, stderr)
+		}
+	})
+	t.Run("--now that is not RFC 3339 exits 2 saying what it wants", func(t *testing.T) {
+		_, _, code, err := mitosis(t, "policy", "eval", "--input", input, "--now", "yesterday")
+		if code != 2 || err == nil || err.Error() != `--now "yesterday": want RFC 3339, e.g. 2026-11-27T14:02:00Z` {
+			t.Errorf("exit %d, error %v", code, err)
+		}
+	})
+	t.Run("an argument exits 2 saying eval takes none", func(t *testing.T) {
+		_, _, code, err := mitosis(t, "policy", "eval", "--input", input, "extra")
+		if code != 2 || err == nil || err.Error() != `mitosis policy eval takes no arguments; got ["extra"]` {
+			t.Errorf("exit %d, error %v", code, err)
 		}
 	})
 	t.Run("--now pins time.now_ns", func(t *testing.T) {
@@ -178,7 +202,7 @@ func TestPolicyEval(t *testing.T) {
 		},
 		{
 			name:   "an invalid decision exits 2 naming the policy's file and line",
-			input:  `{"cluster": {"name": "web", "min": 1, "max": 3, "size": 1, "roles": ["app"]}, "nodes": [{"id": "n1", "role": "app", "state": "ready"}]}`,
+			input:  evalInput,
 			policy: map[string]string{"scale.rego": "package mitosis\n\n# always clone\ndecision := {\"action\": \"expand\", \"count\": 1, \"template\": \"n9\"}\n"},
 			want:   `scale.rego:4: decision: template "n9" is not a ready node of the cluster`,
 		},
@@ -187,6 +211,36 @@ func TestPolicyEval(t *testing.T) {
 			input:  `{}`,
 			policy: map[string]string{"scale.rego": "package mitosis\n\ndecision := http.send({})\n"},
 			want:   "scale.rego:3: http.send is not allowed",
+		},
+		{
+			name:  "an empty object exits 2 naming the first missing field",
+			input: "{}",
+			want:  `in.json:1:1: missing field "schema"`,
+		},
+		{
+			name:  "null exits 2",
+			input: "null",
+			want:  "in.json:1:1: the input must be a JSON object, not null",
+		},
+		{
+			name:  "an input without health exits 2 naming it",
+			input: strings.Replace(evalInput, `"health": {"metrics_available": true, "reason": ""},`, "", 1),
+			want:  `in.json:1:1: missing field "health"`,
+		},
+		{
+			name:  "schema 0 exits 2",
+			input: strings.Replace(evalInput, `"schema": 1`, `"schema": 0`, 1),
+			want:  "in.json:1:12: schema: contract version 0 is not supported: want 1",
+		},
+		{
+			name:  "an unknown node state exits 2 naming the node",
+			input: strings.Replace(evalInput, `"state": "ready"`, `"state": "up"`, 1),
+			want:  `nodes[0].state: "up" is not a node state (ready, preparing, draining, failed)`,
+		},
+		{
+			name:  "a metric of the wrong type names the node and the metric",
+			input: strings.Replace(evalInput, `"metrics": {}}]`, `"metrics": {"utilization": {"value": "high", "age_s": 1}}}]`, 1),
+			want:  `nodes[0].metrics.utilization.value: cannot use a JSON string as float64`,
 		},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -211,12 +265,32 @@ func TestPolicyCheck(t *testing.T) {
 		}
 	})
 	t.Run("unformatted files exit 1, listed", func(t *testing.T) {
-		dir := policyDir(t, map[string]string{"p.rego": okPolicy, "sub/lib.rego": "package lib\n\nx:=1\n"})
-		out, _, code, _ := mitosis(t, "policy", "check", dir)
+		dir := policyDir(t, map[string]string{"p.rego": okPolicy, "sub/lib.rego": "package mitosis\n\ndecision:={}\n"})
+		out, _, code, err := mitosis(t, "policy", "check", dir)
 		if want := filepath.ToSlash(filepath.Join(dir, "sub/lib.rego")) + ": not formatted\n"; code != 1 || out != want {
 			t.Errorf("exit %d, output %q; want 1 and %q", code, out, want)
 		}
+		if err == nil || !strings.HasPrefix(err.Error(), "1 file is not formatted") {
+			t.Errorf("error %v; want it to start with %q", err, "1 file is not formatted")
+		}
 	})
+	for _, c := range []struct{ name, policy string }{
+		{"a policy without a decision exits 2 as eval refuses it", "package mitosis\n\nfoo := 1\n"},
+		{"a policy of another package exits 2 as eval refuses it", "package other\n\ndecision := {}\n"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := policyDir(t, map[string]string{"p.rego": c.policy, "p_test.rego": "package mitosis\n\ndecision := {}\n\ntest_x if true\n"})
+			out, _, code, err := mitosis(t, "policy", "check", dir)
+			want := filepath.ToSlash(dir) + ": no decision: a policy must define `decision` in `package mitosis`"
+			if code != 2 || err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("exit %d, error %v, output %q; want 2 and %q", code, err, out, want)
+			}
+			_, _, code, err = mitosis(t, "policy", "eval", "--policy", dir, "--input", "../../policy/testdata/input-4-nodes.json")
+			if code != 2 || err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("eval: exit %d, error %v; want 2 and %q", code, err, want)
+			}
+		})
+	}
 	t.Run("a strict-mode error exits 2 naming file and line", func(t *testing.T) {
 		dir := policyDir(t, map[string]string{"p.rego": okPolicy, "p_test.rego": "package mitosis_test\n\ntest_x if {\n\tx := 1\n}\n"})
 		_, _, code, err := mitosis(t, "policy", "check", dir)

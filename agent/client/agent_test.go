@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"net/http"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -84,10 +85,11 @@ func TestAgainstARealAgent(t *testing.T) {
 	if op, err := reader.Operation(ctx, id); err != nil || op.Kind != plan.OpExpand {
 		t.Errorf("operation %s: %+v %v", id, op, err)
 	}
-	refused, err := admin.Clone(ctx, "web", "no-such-node")
+	// A node that does not exist is no selection to refuse: 404, named.
+	_, err = admin.Clone(ctx, "web", "no-such-node")
 	var e *client.Error
-	if !errors.As(err, &e) || e.Status != http.StatusConflict || len(e.Reasons) == 0 || len(refused.Reasons) == 0 {
-		t.Errorf("clone of no node: %+v %v", refused, err)
+	if !errors.As(err, &e) || e.Status != http.StatusNotFound || !strings.Contains(e.Message, `"no-such-node"`) {
+		t.Errorf("clone of no node: %v", err)
 	}
 	recs, err := reader.Decisions(ctx, "web", 5)
 	if err != nil || !slices.ContainsFunc(recs, func(r plan.DecisionRecord) bool { return slices.Contains(r.Operations, id) }) {

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -50,6 +51,9 @@ func apiCmd(use, short string, args cobra.PositionalArgs, run func(ctx context.C
 		RunE: func(cmd *cobra.Command, a []string) error {
 			if f.output != "table" && f.output != "json" {
 				return withCode(2, fmt.Errorf("-o %q: want table or json", f.output))
+			}
+			if f.timeout <= 0 {
+				return withCode(2, fmt.Errorf("--timeout %s: want a positive duration, such as 30s", f.timeout))
 			}
 			c, err := f.client()
 			if err != nil {
@@ -94,6 +98,9 @@ func (f apiFlags) client() (*client.Client, error) {
 			return nil, fmt.Errorf("--token-file: %w", err)
 		}
 		token = strings.TrimSpace(string(b))
+		if token == "" {
+			return nil, fmt.Errorf("--token-file %s: the file is empty", f.tokenFile)
+		}
 	}
 	if token == "" {
 		return nil, errors.New("no token: give --token-file, or set MITOSIS_TOKEN_FILE or MITOSIS_TOKEN")
@@ -106,12 +113,12 @@ func apiExit(err error) error {
 	if err == nil {
 		return nil
 	}
+	var ee *exitError
+	if errors.As(err, &ee) { // the command chose the code
+		return err
+	}
 	var ce *client.Error
 	if !errors.As(err, &ce) {
-		var ee *exitError
-		if errors.As(err, &ee) {
-			return err
-		}
 		return withCode(3, err) // could not reach it
 	}
 	switch {
@@ -192,6 +199,33 @@ func (o *out) askAgentClock(ctx context.Context, c *client.Client) {
 	}
 }
 
+// positive is a flag of a whole number that, when given, must be at least
+// 1 (0, its default, leaves the choice to the agent).
+type positive int
+
+func (p *positive) String() string { return strconv.Itoa(int(*p)) }
+func (p *positive) Type() string   { return "int" }
+func (p *positive) Set(s string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return errors.New("want a whole number")
+	}
+	if n <= 0 {
+		return errors.New("want at least 1")
+	}
+	*p = positive(n)
+	return nil
+}
+
+// reasonOf is what a decision record says of itself: the policy's reason,
+// or the error that kept the policy from deciding.
+func reasonOf(r plan.DecisionRecord) string {
+	if r.Error != "" {
+		return "error: " + r.Error
+	}
+	return r.Decision.Reason
+}
+
 func dash(s string) string {
 	if s == "" {
 		return "-"
@@ -228,7 +262,7 @@ func newOperatorCmds() []*cobra.Command {
 			})
 		})
 	nodes.Flags().BoolVar(&tree, "tree", false, "print the clone lineage as an indented tree")
-	var opsLimit, decLimit int
+	var opsLimit, decLimit, auditLimit positive
 	ops := apiCmd("ops [CLUSTER]", "List a cluster's (every cluster's without CLUSTER) latest operations and their steps", cobra.MaximumNArgs(1),
 		func(ctx context.Context, c *client.Client, o *out, a []string) error {
 			o.askAgentClock(ctx, c) // first: the last request is the listing
@@ -238,7 +272,7 @@ func newOperatorCmds() []*cobra.Command {
 			}
 			list := []plan.Operation{}
 			for _, name := range names {
-				more, err := c.Operations(ctx, name, opsLimit)
+				more, err := c.Operations(ctx, name, int(opsLimit))
 				if err != nil {
 					return err
 				}
@@ -259,7 +293,7 @@ func newOperatorCmds() []*cobra.Command {
 			})
 		})
 	ops.Aliases = []string{"operations"}
-	ops.Flags().IntVar(&opsLimit, "limit", 0, "at most this many (default the agent's, 50)")
+	ops.Flags().Var(&opsLimit, "limit", "at most this many, 1 to 1000 (default the agent's, 50)")
 	decisions := apiCmd("decisions [CLUSTER]", "List a cluster's (every cluster's without CLUSTER) latest decisions with their reasons", cobra.MaximumNArgs(1),
 		func(ctx context.Context, c *client.Client, o *out, a []string) error {
 			names, err := clusterNames(ctx, c, a)
@@ -268,7 +302,7 @@ func newOperatorCmds() []*cobra.Command {
 			}
 			recs := []plan.DecisionRecord{}
 			for _, name := range names {
-				more, err := c.Decisions(ctx, name, decLimit)
+				more, err := c.Decisions(ctx, name, int(decLimit))
 				if err != nil {
 					return err
 				}
@@ -278,17 +312,17 @@ func newOperatorCmds() []*cobra.Command {
 			all := len(a) == 0
 			return o.print(recs, clusterColumn(all)+"AT\tACTION\tCOUNT\tOPS\tBY\tREASON", func(tw io.Writer) {
 				for _, r := range recs {
-					fmt.Fprintf(tw, "%s%s\t%s\t%d\t%d\t%s\t%s\n", clusterCell(all, r.Cluster), r.At.UTC().Format(time.RFC3339), r.Decision.Action, r.Decision.Count, len(r.Operations), dash(r.By), r.Decision.Reason)
+					fmt.Fprintf(tw, "%s%s\t%s\t%d\t%d\t%s\t%s\n", clusterCell(all, r.Cluster), r.At.UTC().Format(time.RFC3339), r.Decision.Action, r.Decision.Count, len(r.Operations), dash(r.By), reasonOf(r))
 				}
 			})
 		})
-	decisions.Flags().IntVar(&decLimit, "limit", 0, "at most this many (default the agent's, 20)")
+	decisions.Flags().Var(&decLimit, "limit", "at most this many (default the agent's, 20)")
 	var at string
 	why := apiCmd("why CLUSTER", "Show the decision in force at a time, with its reasons and what the metrics said", cobra.ExactArgs(1),
 		func(ctx context.Context, c *client.Client, o *out, a []string) error {
 			path := client.ClusterPath(a[0], "why")
 			if at != "" {
-				t, err := whenAt(at, time.Now())
+				t, err := whenAt(at, agentNow(ctx, c, at))
 				if err != nil {
 					return withCode(2, err)
 				}
@@ -301,7 +335,7 @@ func newOperatorCmds() []*cobra.Command {
 			return o.print(r, "", func(tw io.Writer) {
 				fmt.Fprintf(tw, "at\t%s\n", r.At.UTC().Format(time.RFC3339))
 				fmt.Fprintf(tw, "decision\t%s %d (%s)\n", r.Decision.Action, r.Decision.Count, dash(r.By))
-				fmt.Fprintf(tw, "reason\t%s\n", r.Decision.Reason)
+				fmt.Fprintf(tw, "reason\t%s\n", reasonOf(r))
 				metrics := "trusted"
 				switch {
 				case r.PolicyVersion == "manual":
@@ -321,7 +355,7 @@ func newOperatorCmds() []*cobra.Command {
 		})
 	why.Flags().StringVar(&at, "at", "", "a time (RFC 3339) or how long ago (15m); default now")
 
-	status := apiCmd("status", "Show the agent and its clusters", cobra.NoArgs,
+	status := apiCmd("status", "Show the agent and its clusters", noArgs,
 		func(ctx context.Context, c *client.Client, o *out, _ []string) error {
 			var st agent.Status
 			if err := c.Get(ctx, "/v1/status", &st); err != nil {
@@ -332,7 +366,7 @@ func newOperatorCmds() []*cobra.Command {
 				for _, cl := range st.Clusters {
 					last := "-"
 					if d := cl.LastDecision; d != nil {
-						last = fmt.Sprintf("%s %s: %s", o.ago(d.At), d.Decision.Action, d.Decision.Reason)
+						last = fmt.Sprintf("%s %s: %s", o.ago(d.At), d.Decision.Action, reasonOf(*d))
 					}
 					fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%v\t%v\t%s\n", cl.Name, cl.Size, cl.Min, cl.Max, cl.Nodes[plan.NodeReady], cl.InFlight, cl.Paused, cl.DryRun, last)
 				}
@@ -345,10 +379,16 @@ func newOperatorCmds() []*cobra.Command {
 			err := c.Do(ctx, http.MethodPost, client.ClusterPath(a[0], path), map[string]string{field: a[1]}, &rec)
 			var ce *client.Error
 			if errors.As(err, &ce) && ce.Status == http.StatusConflict && json.Unmarshal(ce.Body, &rec) == nil && len(rec.Reasons) > 0 {
+				if o.json { // the API's answer; the error says it was refused
+					if perr := o.print(rec, "", nil); perr != nil {
+						return perr
+					}
+					return err
+				}
 				for _, r := range rec.Reasons {
 					fmt.Fprintf(o.w, "refused: %s: %s\n", r.Code, r.Message)
 				}
-				return err
+				return shown(1, err) // the reasons are the message
 			}
 			if err != nil {
 				return err
@@ -392,10 +432,10 @@ func newOperatorCmds() []*cobra.Command {
 		}
 		return nil, fmt.Errorf("%q: want on or off", a[1])
 	})
-	audit := apiCmd("audit", "List the audit trail: who changed what, when", cobra.NoArgs,
+	audit := apiCmd("audit", "List the audit trail: who changed what, when", noArgs,
 		func(ctx context.Context, c *client.Client, o *out, _ []string) error {
-			var recs []plan.AuditRecord
-			if err := c.Get(ctx, "/v1/audit", &recs); err != nil {
+			recs, err := c.Audit(ctx, int(auditLimit))
+			if err != nil {
 				return err
 			}
 			return o.print(recs, "AT\tBY\tACTION\tCLUSTER\tDETAIL", func(tw io.Writer) {
@@ -404,6 +444,7 @@ func newOperatorCmds() []*cobra.Command {
 				}
 			})
 		})
+	audit.Flags().Var(&auditLimit, "limit", "at most this many (default the agent's, 100)")
 	return []*cobra.Command{status, nodes, ops, decisions, why,
 		selection("clone CLUSTER NODE", "Clone a node of your choice", "template", "clone"),
 		selection("detach CLUSTER NODE", "Detach a node and destroy its VM", "node", "detach"),
@@ -446,8 +487,9 @@ func clusterCell(all bool, cluster string) string {
 }
 
 // printLineage writes nodes as a tree of clones under their templates,
-// oldest first; a node whose parent is not listed (or is gone) is a root.
-// With every cluster's nodes, each cluster heads its own trees.
+// oldest first; a node whose parent is not listed (is gone) is a root,
+// marked "from PARENT (gone)" as the dashboard marks it. With every
+// cluster's nodes, each cluster heads its own trees.
 func printLineage(w io.Writer, nodes []plan.Node, byCluster bool, ago func(time.Time) string) {
 	listed := map[string]bool{}
 	children := map[string][]plan.Node{}
@@ -464,7 +506,11 @@ func printLineage(w io.Writer, nodes []plan.Node, byCluster bool, ago func(time.
 	}
 	var walk func(n plan.Node, lead, branch string)
 	walk = func(n plan.Node, lead, branch string) {
-		fmt.Fprintf(w, "%s%s%s  %s %s %s\n", lead, branch, n.ID, n.State, dash(n.Host), ago(n.CreatedAt))
+		gone := ""
+		if n.Parent != "" && !listed[n.Cluster+"/"+n.Parent] {
+			gone = "  from " + n.Parent + " (gone)"
+		}
+		fmt.Fprintf(w, "%s%s%s  %s %s %s%s\n", lead, branch, n.ID, n.State, dash(n.Host), ago(n.CreatedAt), gone)
 		kids := children[n.Cluster+"/"+n.ID]
 		next := lead
 		switch branch {
@@ -495,6 +541,23 @@ func printLineage(w io.Writer, nodes []plan.Node, byCluster bool, ago func(time.
 	}
 }
 
+// agentNow is the time a duration ago counts back from: the agent's clock
+// (on a simulated world, its newest decision's time), else this
+// machine's. at in RFC 3339 needs no clock and asks nothing.
+func agentNow(ctx context.Context, c *client.Client, at string) time.Time {
+	if _, err := time.Parse(time.RFC3339, at); err == nil {
+		return time.Time{}
+	}
+	var clock out
+	if st, err := c.Status(ctx); err == nil {
+		clock.agentClock(st)
+	}
+	if clock.now.IsZero() {
+		return time.Now()
+	}
+	return clock.now
+}
+
 // whenAt reads a time: RFC 3339, or a duration ago.
 func whenAt(s string, now time.Time) (time.Time, error) {
 	if t, err := time.Parse(time.RFC3339, s); err == nil {
@@ -516,7 +579,7 @@ func newPeersCmd() *cobra.Command {
 		})
 	}
 	peers.AddCommand(
-		apiCmd("list", "List the voters and the leader", cobra.NoArgs, func(ctx context.Context, c *client.Client, o *out, _ []string) error {
+		apiCmd("list", "List the voters and the leader", noArgs, func(ctx context.Context, c *client.Client, o *out, _ []string) error {
 			var st agent.RaftStatus
 			if err := c.Get(ctx, "/v1/peers", &st); err != nil {
 				return err
@@ -546,6 +609,14 @@ func newPeersCmd() *cobra.Command {
 func newPolicyPushCmd() *cobra.Command {
 	return apiCmd("push DIR", "Push a policy directory to the agent: compiled and its tests run there first", cobra.ExactArgs(1),
 		func(ctx context.Context, c *client.Client, o *out, a []string) error {
+			switch st, err := os.Stat(a[0]); {
+			case errors.Is(err, fs.ErrNotExist):
+				return withCode(2, fmt.Errorf("%s: no such directory", a[0]))
+			case err != nil:
+				return withCode(2, err)
+			case !st.IsDir():
+				return withCode(2, fmt.Errorf("%s is a file; give the directory that holds it", a[0]))
+			}
 			fsys := os.DirFS(a[0])
 			names, err := fs.Glob(fsys, "*.rego")
 			if err != nil || len(names) == 0 {
@@ -581,7 +652,7 @@ func newPolicyPushCmd() *cobra.Command {
 }
 
 func newPolicyShowCmd() *cobra.Command {
-	return apiCmd("show", "Show the policy the agent decides with", cobra.NoArgs,
+	return apiCmd("show", "Show the policy the agent decides with", noArgs,
 		func(ctx context.Context, c *client.Client, o *out, _ []string) error {
 			var p agent.PolicyFiles
 			if err := c.Get(ctx, "/v1/policy", &p); err != nil {

@@ -61,8 +61,9 @@ func TestTheOperatorsCommands(t *testing.T) {
 	if !strings.Contains(out, opID) || !strings.Contains(out, "expand") {
 		t.Errorf("ops does not list %s:\n%s", opID, out)
 	}
-	if out, code, _ := as(admin, "clone", "web", "no-such-node"); code != 1 || !strings.Contains(out, "refused: ineligible_template") {
-		t.Errorf("clone of a node that does not exist: exit %d\n%s", code, out)
+	// A node that does not exist is a 404: bad input, exit 2, named.
+	if out, code, err := as(admin, "clone", "web", "no-such-node"); code != 2 || !strings.Contains(fmt.Sprint(err), `"no-such-node" is not a node of cluster web`) {
+		t.Errorf("clone of a node that does not exist: exit %d, %v\n%s", code, err, out)
 	}
 	out, _, _ = as(reader, "why", "web", "--at", "0s")
 	if !strings.Contains(out, "reason") || !strings.Contains(out, "metrics") {

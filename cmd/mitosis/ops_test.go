@@ -596,3 +596,147 @@ func TestOpsCommandsHelpNamesTheExitCodes(t *testing.T) {
 		}
 	}
 }
+
+// TestOpsCommandsWhyCountsBackOnTheAgentsClock: on a simulated world
+// "--at 15m" is 15 minutes before the world's now (its newest decision),
+// not before this machine's.
+func TestOpsCommandsWhyCountsBackOnTheAgentsClock(t *testing.T) {
+	c := newContract(t)
+	c.fail["GET /v1/status"] = stubAnswer{200, `{"simulated": true, "clusters": [{"name": "web", "min": 2, "max": 20,
+		"last_decision": {"at": "2026-01-01T02:10:00Z", "decision": {"action": "none", "reason": "within"}}}]}`}
+	for _, args := range [][]string{{"why", "web", "--at", "15m"}, {"why", "web", "--at", "15m", "-o", "json"}} {
+		if _, code, err := c.run(args...); code != 0 {
+			t.Fatalf("%v: exit %d: %v", args, code, err)
+		}
+		if r := c.last(); r.path != "/v1/clusters/web/why" || r.query != "at=2026-01-01T01%3A55%3A00Z" {
+			t.Errorf("%v sent %+v, want at=2026-01-01T01:55:00Z", args, r)
+		}
+	}
+}
+
+// TestOpsCommandsShowDecisionErrors: a decision whose policy failed shows
+// its error where the reason would be, in status, decisions and why.
+func TestOpsCommandsShowDecisionErrors(t *testing.T) {
+	c := newContract(t)
+	failed := `{"seq": 50, "cluster": "web", "at": "2026-01-01T02:10:00Z", "policy_version": "abc", "decision": {"action": "none", "count": 0}, "error": "decision: must be an object"}`
+	c.fail["GET /v1/status"] = stubAnswer{200, `{"clusters": [{"name": "web", "min": 2, "max": 20, "last_decision": ` + failed + `}]}`}
+	c.fail["GET /v1/clusters/web/decisions"] = stubAnswer{200, `[` + failed + `]`}
+	c.fail["GET /v1/clusters/web/why"] = stubAnswer{200, failed}
+	out, _, _ := c.run("status")
+	if !strings.Contains(out, "none: error: decision: must be an object") {
+		t.Errorf("status:\n%s", out)
+	}
+	out, _, _ = c.run("decisions", "web")
+	if rs := rows(t, out); len(rs) != 2 || strings.Join(rs[1][5:], " ") != "error: decision: must be an object" {
+		t.Errorf("decisions:\n%s", out)
+	}
+	out, _, _ = c.run("why", "web")
+	hasRow(t, out, "reason", "error:", "decision:", "must", "be", "an", "object")
+}
+
+// TestOpsCommandsRefusalIsToldOnce: a refused clone prints its reasons on
+// standard output and nothing more on standard error; with -o json it
+// prints the decision record the agent answered, and exits 1 all the same.
+func TestOpsCommandsRefusalIsToldOnce(t *testing.T) {
+	c := newContract(t)
+	c.fail["POST /v1/clusters/web/clone"] = stubAnswer{409, `{"seq":5,"decision":{"action":"expand","count":1},"reasons":[{"code":"host_full","message":"no host has room"}]}`}
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	os.WriteFile(tokenFile, []byte(stubToken), 0o600)
+	var stdout, stderr strings.Builder
+	code := run([]string{"clone", "web", "web-1", "--server", c.srv.URL, "--token-file", tokenFile}, &stdout, &stderr)
+	if code != 1 || stdout.String() != "refused: host_full: no host has room\n" || stderr.String() != "" {
+		t.Errorf("exit %d\nstdout %q\nstderr %q", code, stdout.String(), stderr.String())
+	}
+	stdout.Reset()
+	stderr.Reset()
+	code = run([]string{"clone", "web", "web-1", "-o", "json", "--server", c.srv.URL, "--token-file", tokenFile}, &stdout, &stderr)
+	var rec plan.DecisionRecord
+	if err := json.Unmarshal([]byte(stdout.String()), &rec); code != 1 || err != nil || rec.Seq != 5 || len(rec.Reasons) != 1 || rec.Reasons[0].Code != "host_full" {
+		t.Errorf("-o json: exit %d (%v)\nstdout %q", code, err, stdout.String())
+	}
+	if !strings.Contains(stderr.String(), "409") {
+		t.Errorf("-o json: stderr %q does not say it was refused", stderr.String())
+	}
+}
+
+// TestOpsCommandsLimits: --limit below 1 is refused naming it, exit 2,
+// before the agent is asked; audit takes --limit too.
+func TestOpsCommandsLimits(t *testing.T) {
+	c := newContract(t)
+	for _, args := range [][]string{{"decisions", "web", "--limit", "0"}, {"decisions", "web", "--limit", "-1"},
+		{"ops", "web", "--limit", "0"}, {"audit", "--limit", "-5"}} {
+		_, code, err := c.run(args...)
+		if code != 2 || err == nil || !strings.Contains(err.Error(), `"--limit"`) || !strings.Contains(err.Error(), "want at least 1") {
+			t.Errorf("%v: exit %d, error %v", args, code, err)
+		}
+	}
+	c.mu.Lock()
+	seen := len(c.seen)
+	c.mu.Unlock()
+	if seen != 0 {
+		t.Errorf("the agent was asked %d times", seen)
+	}
+	if _, code, err := c.run("audit", "--limit", "7"); code != 0 {
+		t.Fatalf("audit --limit 7: exit %d: %v", code, err)
+	}
+	if r := c.last(); r.path != "/v1/audit" || r.query != "limit=7" {
+		t.Errorf("audit --limit 7 sent %+v", r)
+	}
+	c.run("audit")
+	if r := c.last(); r.path != "/v1/audit" || r.query != "" {
+		t.Errorf("audit sent %+v", r)
+	}
+}
+
+// TestOpsCommandsTreeMarksGoneTemplates: a clone whose template is gone is
+// a root marked "from TEMPLATE (gone)", as the dashboard marks it; an
+// original is not marked.
+func TestOpsCommandsTreeMarksGoneTemplates(t *testing.T) {
+	c := newContract(t)
+	c.fail["GET /v1/clusters/web/nodes"] = stubAnswer{200, `[{"id": "web-0", "cluster": "web", "state": "ready", "host": "esx-1"},
+		{"id": "web-5", "cluster": "web", "state": "ready", "host": "esx-2", "parent": "web-3", "lineage_depth": 2},
+		{"id": "web-6", "cluster": "web", "state": "ready", "host": "esx-2", "parent": "web-5", "lineage_depth": 3}]`}
+	out, code, err := c.run("nodes", "web", "--tree")
+	if code != 0 {
+		t.Fatalf("exit %d: %v", code, err)
+	}
+	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+	if len(lines) != 3 || strings.Contains(lines[0], "gone") || !strings.HasPrefix(lines[1], "web-5  ready esx-2") ||
+		!strings.HasSuffix(lines[1], "  from web-3 (gone)") || !strings.HasPrefix(lines[2], "└─ web-6") || strings.Contains(lines[2], "gone") {
+		t.Errorf("tree:\n%s", out)
+	}
+}
+
+// TestOpsCommandsRefuseBadFlagsAndFiles: a --timeout that is not positive,
+// an empty token file, and policy push of a path that is no directory
+// are refused with exit 2, saying what is wrong.
+func TestOpsCommandsRefuseBadFlagsAndFiles(t *testing.T) {
+	c := newContract(t)
+	dir := t.TempDir()
+	empty := filepath.Join(dir, "empty")
+	os.WriteFile(empty, []byte(" \n"), 0o600)
+	rego := filepath.Join(dir, "p.rego")
+	os.WriteFile(rego, []byte("package mitosis\n"), 0o600)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"status", "--timeout", "-1s"}, "--timeout -1s: want a positive duration"},
+		{[]string{"status", "--timeout", "0s"}, "--timeout 0s: want a positive duration"},
+		{[]string{"policy", "push", filepath.Join(dir, "nope")}, filepath.Join(dir, "nope") + ": no such directory"},
+		{[]string{"policy", "push", rego}, rego + " is a file; give the directory that holds it"},
+		{[]string{"status", "extra"}, `mitosis status takes no arguments; got ["extra"]`},
+	} {
+		_, code, err := c.run(tc.args...)
+		if code != 2 || err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: exit %d, error %v; want 2 and %q", tc.args, code, err, tc.want)
+		}
+	}
+	_, _, code, err := mitosis(t, "status", "--server", c.srv.URL, "--token-file", empty)
+	if want := "--token-file " + empty + ": the file is empty"; code != 2 || err == nil || err.Error() != want {
+		t.Errorf("an empty token file: exit %d, error %v; want 2 and %q", code, err, want)
+	}
+	if _, _, code, err := mitosis(t, "agent", "extra"); code != 2 || err == nil || err.Error() != `mitosis agent takes no arguments; got ["extra"]` {
+		t.Errorf("agent extra: exit %d, error %v", code, err)
+	}
+}

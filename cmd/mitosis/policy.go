@@ -317,7 +317,8 @@ lists the files that are not formatted as "opa fmt" formats them. Without DIR it
 checks ./policies, or the embedded default policies when there is no such directory.
 
 Exit status: 0 when all is well, 1 when files need formatting (they are listed),
-2 when a file does not parse or compile.`,
+2 when a file does not parse or compile, or a directory defines no decision in
+package mitosis (the agent and eval refuse such a policy).`,
 		Example: `  mitosis policy check policies`,
 		Args:    cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"reflect"
+	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -34,13 +36,72 @@ const (
 	ColdBoot Mode = "cold-boot"
 )
 
+// zeroKeys records the keys a config file gave as 0, which ApplyDefaults
+// leaves for Validate to refuse rather than replace with their default.
+type zeroKeys uint8
+
+// defaultFloat sets *v to d unless it is set, or was given as 0 (bit).
+func (z zeroKeys) defaultFloat(v *float64, bit zeroKeys, d float64) {
+	if *v == 0 && z&bit == 0 {
+		*v = d
+	}
+}
+
+// decodeStrict decodes a mapping into v (a pointer to a struct of
+// yaml-tagged fields) as autoscaler.DecodeStrict would: the decoder does
+// not check the keys under a type that unmarshals itself, so they are
+// checked here. It returns the keys given as 0 among zeroable (key →
+// field), as bits.
+func decodeStrict(n *yaml.Node, v any, zeroable map[string]zeroKeys) (zeroKeys, error) {
+	known := map[string]bool{"<<": true}
+	t := reflect.TypeOf(v).Elem()
+	for i := range t.NumField() {
+		if name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ","); name != "" && name != "-" {
+			known[name] = true
+		}
+	}
+	var msgs []string
+	var zero zeroKeys
+	if n.Kind == yaml.MappingNode {
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, val := n.Content[i], n.Content[i+1]
+			if !known[k.Value] {
+				msgs = append(msgs, fmt.Sprintf("line %d: field %s not found in type %s", k.Line, k.Value, t))
+				continue
+			}
+			if bit, ok := zeroable[k.Value]; ok && val.Kind == yaml.ScalarNode {
+				if f, err := parseYAMLFloat(val); err == nil && f == 0 {
+					zero |= bit
+				}
+			}
+		}
+	}
+	if err := n.Decode(v); err != nil {
+		te, ok := err.(*yaml.TypeError)
+		if !ok {
+			return 0, err
+		}
+		msgs = append(msgs, te.Errors...)
+	}
+	if len(msgs) > 0 {
+		return 0, &yaml.TypeError{Errors: msgs}
+	}
+	return zero, nil
+}
+
+func parseYAMLFloat(n *yaml.Node) (float64, error) {
+	var f float64
+	err := n.Decode(&f)
+	return f, err
+}
+
 // ParseMode checks a mode name.
 func ParseMode(s string) (Mode, error) {
 	switch m := Mode(s); m {
 	case LiveClone, ColdBoot:
 		return m, nil
 	}
-	return "", fmt.Errorf("unknown mode %q (want live-clone or cold-boot)", s)
+	return "", fmt.Errorf("unknown mode %q (want %s or %s)", s, LiveClone, ColdBoot)
 }
 
 // Params are the world's parameters: the `simulation:` section of a
@@ -84,6 +145,28 @@ type Params struct {
 	CloneFailureProbability  float64 `yaml:"clone_failure_probability"`  // 0
 	// Synthetic shapes --synthetic workloads.
 	Synthetic SyntheticParams `yaml:"synthetic"`
+
+	// zero: the keys a file gave as 0 (a mistake, not "the default").
+	zero zeroKeys
+}
+
+const (
+	zeroNodeCapacity zeroKeys = 1 << iota
+	zeroColdFraction
+	zeroSessionSeconds
+	zeroRequestsPerSession
+)
+
+// UnmarshalYAML decodes the section strictly, telling a key given as 0,
+// which Validate refuses, from an absent one, which takes its default.
+func (p *Params) UnmarshalYAML(n *yaml.Node) error {
+	type plain Params
+	zero, err := decodeStrict(n, (*plain)(p), map[string]zeroKeys{
+		"node_capacity": zeroNodeCapacity, "cold_fraction": zeroColdFraction,
+		"session_seconds": zeroSessionSeconds, "requests_per_session": zeroRequestsPerSession,
+	})
+	p.zero |= zero
+	return err
 }
 
 // DefaultParams are the parameters of a file without a simulation section.
@@ -93,27 +176,20 @@ func DefaultParams() Params {
 	return p
 }
 
-// ApplyDefaults fills the unset fields.
+// ApplyDefaults fills the unset fields. A field decoded from a file as 0
+// stays 0, for Validate to refuse.
 func (p *Params) ApplyDefaults() {
 	setDefault(&p.Step, 5*time.Second)
 	setDefault(&p.Window, 60*time.Second)
-	if p.NodeCapacity == 0 {
-		p.NodeCapacity = 100
-	}
-	if p.ColdFraction == 0 {
-		p.ColdFraction = 0.3
-	}
+	p.zero.defaultFloat(&p.NodeCapacity, zeroNodeCapacity, 100)
+	p.zero.defaultFloat(&p.ColdFraction, zeroColdFraction, 0.3)
 	setDefault(&p.Warmup, 10*time.Minute)
 	setDefault(&p.Stun, time.Second)
 	setDefault(&p.Prepare, 2*time.Second)
 	setDefault(&p.LiveClone, 10*time.Second)
 	setDefault(&p.ColdBoot, 120*time.Second)
-	if p.SessionSeconds == 0 {
-		p.SessionSeconds = 60
-	}
-	if p.RequestsPerSession == 0 {
-		p.RequestsPerSession = 20
-	}
+	p.zero.defaultFloat(&p.SessionSeconds, zeroSessionSeconds, 60)
+	p.zero.defaultFloat(&p.RequestsPerSession, zeroRequestsPerSession, 20)
 	setDefault(&p.MaxQueueWait, 10*time.Second)
 	p.Synthetic.ApplyDefaults()
 }

@@ -5,6 +5,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // Synthetic workload kinds.
@@ -42,16 +44,30 @@ type SyntheticParams struct {
 	SpikeEvery Duration `yaml:"spike_every"` // default 3h
 	SpikeRise  Duration `yaml:"spike_rise"`  // default 2m
 	SpikeDecay Duration `yaml:"spike_decay"` // default 15m
+
+	// zero: the keys a file gave as 0, which keep 0.
+	zero zeroKeys
 }
 
-// ApplyDefaults fills the unset fields.
+const (
+	zeroBaseRPS zeroKeys = 1 << iota
+	zeroPeakRPS
+)
+
+// UnmarshalYAML decodes the section strictly, telling a key given as 0
+// (no load at the base, say) from an absent one, which takes its default.
+func (p *SyntheticParams) UnmarshalYAML(n *yaml.Node) error {
+	type plain SyntheticParams
+	zero, err := decodeStrict(n, (*plain)(p), map[string]zeroKeys{"base_rps": zeroBaseRPS, "peak_rps": zeroPeakRPS})
+	p.zero |= zero
+	return err
+}
+
+// ApplyDefaults fills the unset fields. A field decoded from a file as 0
+// stays 0.
 func (p *SyntheticParams) ApplyDefaults() {
-	if p.BaseRPS == 0 {
-		p.BaseRPS = 100
-	}
-	if p.PeakRPS == 0 {
-		p.PeakRPS = 800
-	}
+	p.zero.defaultFloat(&p.BaseRPS, zeroBaseRPS, 100)
+	p.zero.defaultFloat(&p.PeakRPS, zeroPeakRPS, 800)
 	if p.Noise == nil {
 		n := 0.05
 		p.Noise = &n
@@ -68,6 +84,8 @@ func (p SyntheticParams) Validate() error {
 		return fmt.Errorf("synthetic.base_rps: must be >= 0")
 	case p.PeakRPS < p.BaseRPS || math.IsNaN(p.PeakRPS):
 		return fmt.Errorf("synthetic.peak_rps: %g is below base_rps %g", p.PeakRPS, p.BaseRPS)
+	case p.PeakRPS > MaxDemandRPS:
+		return fmt.Errorf("synthetic.peak_rps: %g is above the most the simulator takes (%g requests per second)", p.PeakRPS, float64(MaxDemandRPS))
 	case p.Noise != nil && (*p.Noise < 0 || *p.Noise > 1):
 		return fmt.Errorf("synthetic.noise: must be within [0, 1]")
 	case p.SpikeEvery.Duration <= 0:
@@ -85,8 +103,13 @@ func Synthetic(kind string, p SyntheticParams, d time.Duration, seed uint64) (*W
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
-	if d < time.Minute {
+	switch {
+	case d < time.Minute:
 		return nil, fmt.Errorf("duration %s: must be at least 1m", d)
+	case d%time.Minute != 0:
+		return nil, fmt.Errorf("duration %s: must be a whole number of minutes (a synthetic workload has a point a minute)", d)
+	case d > defaultMaxPoints*time.Minute:
+		return nil, fmt.Errorf("duration %s: must be at most %s", d, defaultMaxPoints*time.Minute)
 	}
 	n := int(d / time.Minute)
 	rng := rand.New(rand.NewPCG(seed, seed^0x6d69746f736973))

@@ -57,9 +57,15 @@ func (w *Workload) Slice(from, to time.Time) *Workload {
 // TraceOptions say how to read a trace.
 type TraceOptions struct {
 	// Step is the interval of each value. It is required for a trace of
-	// bare numbers; for a CSV trace it overrides the step inferred from
-	// the first two timestamps.
+	// bare numbers and for a CSV trace of a single row; for a CSV trace it
+	// overrides the step inferred from the first two timestamps.
 	Step time.Duration
+	// MinStep is the shortest interval a trace may have: the world's step
+	// (default 5s, DefaultParams' step), which cannot resolve less.
+	MinStep time.Duration
+	// Scale is what the simulation multiplies every value by (default 1);
+	// a value whose demand, scaled, is above MaxDemandRPS is refused.
+	Scale float64
 	// Start is when a trace of bare numbers begins (default TraceEpoch).
 	Start time.Time
 	// MaxPoints bounds the length of the series, gaps included
@@ -71,6 +77,22 @@ type TraceOptions struct {
 var TraceEpoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
 const defaultMaxPoints = 5_000_000
+
+// Limits on what a workload may ask of the simulator.
+const (
+	// MaxDemandRPS is the highest demand, in requests per second after
+	// scaling, that the simulator takes: far above any cluster, and far
+	// below where its sums lose their meaning.
+	MaxDemandRPS = 1e12
+	// MaxStep is the longest interval of a workload: a coarser series
+	// cannot show what an autoscaler does.
+	MaxStep = 24 * time.Hour
+	// A gap in a CSV trace may last at most maxGapSteps intervals or
+	// maxGap, whichever is longer; a longer one is a stray timestamp,
+	// not missing points to fill.
+	maxGapSteps = 1000
+	maxGap      = 24 * time.Hour
+)
 
 // TraceError is a trace that cannot be used, with the file and line at
 // fault (Line 0 for the file as a whole).
@@ -90,26 +112,72 @@ func (e *TraceError) Error() string {
 // ReadTrace reads a trace of request counts, one per interval, in one of
 // two formats:
 //
-//   - CSV "timestamp,value" with a header row (any names). A timestamp is
+//   - CSV "timestamp,value", with an optional header row: the first row
+//     is a header when its first field holds no digit (e.g. "t,v"); a
+//     first row that looks like data must parse as data. A timestamp is
 //     RFC 3339, "YYYY-MM-DD HH:MM:SS" (UTC) or Unix seconds. The step is
-//     the gap between the first two timestamps unless opts.Step is set
-//     (1m for a single row); timestamps must increase, and a missing point
-//     takes the previous value (Workload.Filled counts them).
+//     the gap between the first two timestamps unless opts.Step is set (a
+//     single row needs it); timestamps must increase, and a missing point
+//     takes the previous value (Workload.Filled counts them). A gap longer
+//     than both 1000 steps and a day is an error.
 //   - Bare numbers separated by white space, one per opts.Step.
 //
 // Blank lines and lines starting with '#' are skipped. A value must be a
-// finite number >= 0. Any malformed line is a *TraceError naming the file
-// (name) and line.
+// finite number >= 0 whose demand, times opts.Scale, is at most
+// MaxDemandRPS; the step must be within [opts.MinStep, MaxStep]. Any
+// malformed line is a *TraceError naming the file (name) and line.
 func ReadTrace(r io.Reader, name string, opts TraceOptions) (*Workload, error) {
 	if opts.MaxPoints <= 0 {
 		opts.MaxPoints = defaultMaxPoints
 	}
-	if opts.Step < 0 {
+	if opts.MinStep <= 0 {
+		opts.MinStep = DefaultParams().Step.Duration
+	}
+	if opts.Scale == 0 {
+		opts.Scale = 1
+	}
+	switch {
+	case opts.Step < 0:
 		return nil, &TraceError{File: name, Msg: fmt.Sprintf("step %s is negative", opts.Step)}
+	case opts.Step > 0:
+		if err := checkStep(opts.Step, opts.MinStep); err != nil {
+			return nil, &TraceError{File: name, Msg: "step " + err.Error()}
+		}
+	}
+	if !(opts.Scale > 0) || math.IsInf(opts.Scale, 0) {
+		return nil, &TraceError{File: name, Msg: fmt.Sprintf("scale %g: must be a positive finite number", opts.Scale)}
 	}
 	p := traceParser{name: name, opts: opts, sc: bufio.NewScanner(r)}
 	p.sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
 	return p.parse()
+}
+
+// checkStep says what is wrong with the interval of a workload, if
+// anything: below minStep (the world's step) or above MaxStep.
+func checkStep(step, minStep time.Duration) error {
+	switch {
+	case step < minStep:
+		return fmt.Errorf("%s is shorter than the world's step, %s (the shortest interval a trace may have)", step, minStep)
+	case step > MaxStep:
+		return fmt.Errorf("%s is longer than %s (the longest interval a trace may have)", step, MaxStep)
+	}
+	return nil
+}
+
+// CheckWorkload says what is wrong with a workload for a world of the
+// given step at the given scale, if anything: an interval outside
+// [worldStep, MaxStep], or a peak demand, scaled, above MaxDemandRPS.
+func CheckWorkload(w *Workload, worldStep time.Duration, scale float64) error {
+	if w == nil || len(w.Values) == 0 || w.Step <= 0 {
+		return errors.New("the workload is empty")
+	}
+	if err := checkStep(w.Step, worldStep); err != nil {
+		return fmt.Errorf("the workload's interval %w", err)
+	}
+	if d := w.PeakRPS() * scale; !(d <= MaxDemandRPS) {
+		return fmt.Errorf("the workload's peak demand, %.4g requests per second × scale %g, is %.4g, above the most the simulator takes (%g)", w.PeakRPS(), scale, d, float64(MaxDemandRPS))
+	}
+	return nil
 }
 
 type traceParser struct {
@@ -117,6 +185,19 @@ type traceParser struct {
 	opts TraceOptions
 	sc   *bufio.Scanner
 	line int
+}
+
+// demand checks that value v, over one step, scaled, is not more demand
+// than the simulator takes.
+func (p *traceParser) demand(v float64, step time.Duration, line int) error {
+	if d := v * p.opts.Scale / step.Seconds(); !(d <= MaxDemandRPS) {
+		scaled := ""
+		if p.opts.Scale != 1 {
+			scaled = fmt.Sprintf(" × scale %g", p.opts.Scale)
+		}
+		return &TraceError{File: p.name, Line: line, Msg: fmt.Sprintf("value %g per %s%s is %.4g requests per second, above the most the simulator takes (%g)", v, step, scaled, d, float64(MaxDemandRPS))}
+	}
+	return nil
 }
 
 func (p *traceParser) errorf(format string, args ...any) error {
@@ -157,7 +238,17 @@ func (p *traceParser) parse() (*Workload, error) {
 	return p.parseNumbers(first)
 }
 
+// notATrace is the error for a line that is neither CSV nor bare numbers.
+func (p *traceParser) notATrace(line string) error {
+	return p.errorf("%q is neither two comma-separated fields (timestamp,value) nor bare numbers separated by white space (with --step)", clip(line))
+}
+
 func (p *traceParser) parseNumbers(line string) (*Workload, error) {
+	for _, f := range strings.Fields(line) {
+		if _, err := strconv.ParseFloat(f, 64); err != nil && !errors.Is(err, strconv.ErrRange) {
+			return nil, p.notATrace(line)
+		}
+	}
 	if p.opts.Step == 0 {
 		return nil, &TraceError{File: p.name, Line: p.line, Msg: "a trace of bare numbers needs a step (--step, e.g. 1m)"}
 	}
@@ -167,9 +258,15 @@ func (p *traceParser) parseNumbers(line string) (*Workload, error) {
 	}
 	w := &Workload{Name: p.name, Start: start, Step: p.opts.Step}
 	for {
+		if strings.Contains(line, ",") {
+			return nil, p.errorf("%q has a comma, in a trace of bare numbers", clip(line))
+		}
 		for _, f := range strings.Fields(line) {
 			v, err := p.value(f)
 			if err != nil {
+				return nil, err
+			}
+			if err := p.demand(v, w.Step, p.line); err != nil {
 				return nil, err
 			}
 			if len(w.Values) >= p.opts.MaxPoints {
@@ -189,8 +286,11 @@ func (p *traceParser) parseNumbers(line string) (*Workload, error) {
 
 func (p *traceParser) parseCSV(line string) (*Workload, error) {
 	c := csvSeries{p: p, w: &Workload{Name: p.name, Step: p.opts.Step}}
-	// The first row is a header unless it reads as data.
-	if t, v, err := p.row(line); err == nil {
+	if !isHeader(line) {
+		t, v, err := p.row(line)
+		if err != nil {
+			return nil, err
+		}
 		if err := c.add(t, v); err != nil {
 			return nil, err
 		}
@@ -212,8 +312,7 @@ func (p *traceParser) parseCSV(line string) (*Workload, error) {
 		}
 	}
 	if c.pending { // a single row and no step given
-		c.w.Step = time.Minute
-		c.begin()
+		return nil, &TraceError{File: p.name, Line: c.firstLine, Msg: "a single row: a trace needs two rows to know its interval, or a step (--step)"}
 	}
 	if len(c.w.Values) == 0 {
 		return nil, &TraceError{File: p.name, Msg: "no data rows after the header"}
@@ -230,23 +329,35 @@ type csvSeries struct {
 	prevT   time.Time
 	prevV   float64
 	slot    int
+	// firstLine is the line of the first point.
+	firstLine int
 }
 
-func (c *csvSeries) begin() {
+func (c *csvSeries) begin() error {
+	if err := c.p.demand(c.prevV, c.w.Step, c.firstLine); err != nil {
+		return err
+	}
 	c.w.Start = c.prevT
 	c.w.Values = append(c.w.Values, c.prevV)
 	c.pending = false
+	return nil
+}
+
+// isHeader tells a header row from data: a header's first field holds no
+// digit (a timestamp always does).
+func isHeader(line string) bool {
+	first, _, _ := strings.Cut(line, ",")
+	return !strings.ContainsAny(first, "0123456789")
 }
 
 func (c *csvSeries) add(t time.Time, v float64) error {
 	p, w := c.p, c.w
 	switch {
 	case len(w.Values) == 0 && !c.pending && w.Step > 0:
-		c.prevT, c.prevV = t, v
-		c.begin()
-		return nil
+		c.prevT, c.prevV, c.firstLine = t, v, p.line
+		return c.begin()
 	case len(w.Values) == 0 && !c.pending:
-		c.prevT, c.prevV, c.pending = t, v, true
+		c.prevT, c.prevV, c.pending, c.firstLine = t, v, true, p.line
 		return nil
 	}
 	if !t.After(c.prevT) {
@@ -254,7 +365,18 @@ func (c *csvSeries) add(t time.Time, v float64) error {
 	}
 	if c.pending {
 		w.Step = t.Sub(c.prevT)
-		c.begin()
+		if err := checkStep(w.Step, p.opts.MinStep); err != nil {
+			return p.errorf("the interval from the first row (line %d), %v", c.firstLine, err)
+		}
+		if err := c.begin(); err != nil {
+			return err
+		}
+	}
+	if gap := t.Sub(c.prevT); gap > maxGapSteps*w.Step && gap > maxGap {
+		return p.errorf("timestamp %s is %s after the previous one (%s): a gap longer than both %d intervals of %s and %s is not filled", fmtTime(t), gap, fmtTime(c.prevT), maxGapSteps, w.Step, maxGap)
+	}
+	if err := p.demand(v, w.Step, p.line); err != nil {
+		return err
 	}
 	// Round to the nearest step, so that a little jitter is harmless.
 	off := t.Sub(w.Start)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
@@ -39,8 +40,9 @@ type simulateFlags struct {
 	// cloneTime, when set, is a measured live-clone time (how long a clone
 	// takes to answer its node API) that replaces the world's.
 	cloneTime time.Duration
-	// durationSet: --duration was given (a trace is then cut to it).
-	durationSet bool
+	// durationSet: --duration was given (a trace is then cut to it);
+	// stepSet: --step was given.
+	durationSet, stepSet bool
 }
 
 func newSimulateCmd() *cobra.Command {
@@ -53,8 +55,10 @@ simulated cluster and a virtual clock, replaying a trace of requests per interva
 synthetic workload, or a series from Prometheus (a backtest). It prints a summary and writes
 timeline.csv and report.html to --out.
 
-A trace is CSV "timestamp,value" with a header row (timestamps RFC 3339,
-"YYYY-MM-DD HH:MM:SS" or Unix seconds), or bare numbers with --step. --config is the
+A trace is CSV "timestamp,value" with an optional header row (timestamps RFC 3339,
+"YYYY-MM-DD HH:MM:SS" or Unix seconds; a one-row trace needs --step), or bare numbers
+with --step. Its interval is at least the world's step (5s) and at most a day, and
+--duration, if given, is a whole number of it. --config is the
 agent's configuration with an optional "simulation:" section for the world's
 parameters (docs/simulation.md).
 
@@ -81,6 +85,7 @@ metrics section's when its url is the same as --prometheus.`,
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			f.durationSet = cmd.Flags().Changed("duration")
+			f.stepSet = cmd.Flags().Changed("step")
 			if f.compare != "" && len(args) == 1 {
 				f.compare += "," + args[0]
 			}
@@ -90,12 +95,12 @@ metrics section's when its url is the same as --prometheus.`,
 	fl := cmd.Flags()
 	fl.StringVar(&f.trace, "trace", "", "trace `FILE` of requests per interval (CSV timestamp,value, or bare numbers with --step)")
 	fl.StringVar(&f.synthetic, "synthetic", "", "synthetic workload: diurnal, spike or ramp")
-	fl.DurationVar(&f.duration, "duration", 24*time.Hour, "length of a synthetic workload; with --trace, replay only its beginning")
+	fl.DurationVar(&f.duration, "duration", 24*time.Hour, "length of a synthetic workload (whole minutes); with --trace or --prometheus, replay only its beginning (a whole number of its interval)")
 	fl.Uint64Var(&f.seed, "seed", 1, "seed of the synthetic workload and of the simulated faults")
 	fl.StringVar(&f.policy, "policy", "", "policy `DIR` (default: the embedded default policies)")
 	fl.StringVar(&f.config, "config", "", "configuration `FILE` (the agent's, plus a simulation: section)")
 	fl.Float64Var(&f.scale, "scale", 1, "requests per unit of the trace")
-	fl.DurationVar(&f.step, "step", 0, "interval of each value of a trace of bare numbers (e.g. 1m), or of the --prometheus query's series (default 1m)")
+	fl.DurationVar(&f.step, "step", 0, "interval of each value of a trace (e.g. 1m; needed for bare numbers or a one-row CSV), or of the --prometheus query's series (default 1m); at least the world's step (5s)")
 	fl.StringVar(&f.prometheus, "prometheus", "", "backtest: replay a series from the Prometheus at `URL` (with --query, --from, --to)")
 	fl.StringVar(&f.query, "query", "", "with --prometheus: the `PROMQL` query, one series of requests per second (e.g. 'sum(rate(http_requests_total[1m]))')")
 	fl.StringVar(&f.from, "from", "", "with --prometheus: the start of the range, RFC 3339 or Unix seconds")
@@ -118,7 +123,10 @@ func runSimulate(ctx context.Context, stdout, stderr io.Writer, f simulateFlags)
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	load, err := simWorkload(ctx, f)
+	if err := checkSimulateFlags(f); err != nil {
+		return withCode(2, err)
+	}
+	runs, err := simRuns(f)
 	if err != nil {
 		return withCode(2, err)
 	}
@@ -128,18 +136,25 @@ func runSimulate(ctx context.Context, stdout, stderr io.Writer, f simulateFlags)
 			return withCode(2, err)
 		}
 	}
-	if f.cloneTime < 0 {
-		return withCode(2, fmt.Errorf("--clone-time %s: must not be negative", f.cloneTime))
-	}
 	if f.cloneTime > 0 {
 		fc.Simulation.LiveClone = autoscaler.Dur(f.cloneTime)
 	}
-	if !(f.scale > 0) {
-		return withCode(2, fmt.Errorf("--scale %g: must be positive", f.scale))
+	worldStep := fc.Simulation.Step.Duration
+	switch {
+	case f.stepSet && f.step < worldStep:
+		return withCode(2, fmt.Errorf("--step %s: must be at least the world's step, %s (simulation.step)", f.step, worldStep))
+	case f.stepSet && f.step > sim.MaxStep:
+		return withCode(2, fmt.Errorf("--step %s: must be at most %s", f.step, sim.MaxStep))
 	}
-	runs, err := simRuns(f)
+	load, err := simWorkload(ctx, f, fc)
 	if err != nil {
 		return withCode(2, err)
+	}
+	if err := sim.CheckWorkload(load, worldStep, 1); err != nil {
+		return withCode(2, fmt.Errorf("%s: %w", load.Name, err))
+	}
+	if d := load.PeakRPS() * f.scale; d > sim.MaxDemandRPS {
+		return withCode(2, fmt.Errorf("--scale %g: makes the workload's peak demand, %.4g requests per second, %.4g: above the most the simulator takes (%g)", f.scale, load.PeakRPS(), d, float64(sim.MaxDemandRPS)))
 	}
 	opts := make([]sim.Options, len(runs))
 	for i, r := range runs {
@@ -159,6 +174,15 @@ func runSimulate(ctx context.Context, stdout, stderr io.Writer, f simulateFlags)
 		}
 	}
 
+	// Refuse an --out that cannot be written before the run, not after.
+	if err := os.MkdirAll(f.out, 0o755); err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = fmt.Errorf("%s: %w", pe.Path, pe.Err)
+		}
+		return withCode(2, fmt.Errorf("--out %s: %w", f.out, err))
+	}
+
 	bar := newProgress(stderr, load.Duration(), len(runs))
 	results := make([]*sim.Result, len(runs))
 	errs := make([]error, len(runs))
@@ -174,9 +198,6 @@ func runSimulate(ctx context.Context, stdout, stderr io.Writer, f simulateFlags)
 	}
 
 	if err := sim.WriteSummaryTable(stdout, results...); err != nil {
-		return err
-	}
-	if err := os.MkdirAll(f.out, 0o755); err != nil {
 		return err
 	}
 	title := "mitosis simulate: " + load.Name
@@ -212,9 +233,50 @@ func writeFile(path string, write func(io.Writer) error) error {
 	return fh.Close()
 }
 
+// checkSimulateFlags checks what the flags say on their own, before
+// anything is read or run, naming the flag at fault.
+func checkSimulateFlags(f simulateFlags) error {
+	switch {
+	case !(f.scale > 0) || math.IsInf(f.scale, 0):
+		return fmt.Errorf("--scale %g: must be a positive finite number", f.scale)
+	case f.stepSet && f.step <= 0:
+		return fmt.Errorf("--step %s: must be positive", f.step)
+	case f.stepSet && f.synthetic != "":
+		return errors.New("--step goes with --trace or --prometheus: a synthetic workload has a point a minute")
+	case f.durationSet && f.duration <= 0:
+		return fmt.Errorf("--duration %s: must be positive", f.duration)
+	case f.synthetic != "" && f.duration%time.Minute != 0:
+		return fmt.Errorf("--duration %s: a synthetic workload has a point a minute: give a whole number of minutes", f.duration)
+	case f.cloneTime < 0:
+		return fmt.Errorf("--clone-time %s: must not be negative", f.cloneTime)
+	case f.out == "":
+		return errors.New("--out is empty: give the directory to write timeline.csv and report.html to")
+	}
+	if fi, err := os.Stat(f.out); err == nil && !fi.IsDir() {
+		return fmt.Errorf("--out %s: not a directory", f.out)
+	}
+	return nil
+}
+
+// cut replays only the first --duration of a trace or backtest, which must
+// be a whole number of its interval and no longer than it.
+func cut(w *sim.Workload, f simulateFlags) (*sim.Workload, error) {
+	switch {
+	case !f.durationSet:
+		return w, nil
+	case f.duration%w.Step != 0:
+		return nil, fmt.Errorf("--duration %s: must be a whole number of the workload's interval, %s", f.duration, w.Step)
+	case f.duration > w.Duration():
+		return nil, fmt.Errorf("--duration %s: longer than the workload, %s (%s)", f.duration, w.Duration(), w.Name)
+	case f.duration < w.Duration():
+		return w.Slice(w.Start, w.Start.Add(f.duration)), nil
+	}
+	return w, nil
+}
+
 // simWorkload reads the trace, queries Prometheus or makes the synthetic
-// workload.
-func simWorkload(ctx context.Context, f simulateFlags) (*sim.Workload, error) {
+// workload, for the world of fc.
+func simWorkload(ctx context.Context, f simulateFlags, fc sim.FileConfig) (*sim.Workload, error) {
 	if f.prometheus == "" {
 		for _, fl := range []struct{ name, v string }{{"--query", f.query}, {"--from", f.from}, {"--to", f.to}} {
 			if fl.v != "" {
@@ -232,33 +294,24 @@ func simWorkload(ctx context.Context, f simulateFlags) (*sim.Workload, error) {
 		if err != nil {
 			return nil, err
 		}
-		if f.durationSet && f.duration > 0 && f.duration < w.Duration() {
-			w = w.Slice(w.Start, w.Start.Add(f.duration))
-		}
-		return w, nil
+		return cut(w, f)
 	case f.trace != "":
 		fh, err := os.Open(f.trace)
 		if err != nil {
 			return nil, err
 		}
 		defer fh.Close()
-		w, err := sim.ReadTrace(fh, f.trace, sim.TraceOptions{Step: f.step})
+		w, err := sim.ReadTrace(fh, f.trace, sim.TraceOptions{Step: f.step, MinStep: fc.Simulation.Step.Duration, Scale: f.scale})
 		if err != nil {
 			return nil, err
 		}
-		if f.durationSet && f.duration > 0 && f.duration < w.Duration() {
-			w = w.Slice(w.Start, w.Start.Add(f.duration))
-		}
-		return w, nil
+		return cut(w, f)
 	case f.synthetic != "":
-		fc := sim.DefaultFileConfig()
-		if f.config != "" {
-			var err error
-			if fc, err = sim.LoadConfig(f.config); err != nil {
-				return nil, err
-			}
+		w, err := sim.Synthetic(f.synthetic, fc.Simulation.Synthetic, f.duration, f.seed)
+		if err != nil && strings.HasPrefix(err.Error(), "duration ") {
+			return nil, fmt.Errorf("--%w", err)
 		}
-		return sim.Synthetic(f.synthetic, fc.Simulation.Synthetic, f.duration, f.seed)
+		return w, err
 	}
 	return nil, errors.New("give a workload: --trace FILE, --synthetic diurnal|spike|ramp or --prometheus URL --query PROMQL --from T --to T")
 }
@@ -288,10 +341,10 @@ func prometheusWorkload(ctx context.Context, f simulateFlags) (*sim.Workload, er
 		return nil, fmt.Errorf("--to %s: must be after --from %s", f.to, f.from)
 	}
 	step := f.step
-	if step == 0 {
+	if !f.stepSet {
 		step = defaultPrometheusStep
 	}
-	if step < time.Second || step%time.Second != 0 {
+	if step%time.Second != 0 {
 		return nil, fmt.Errorf("--step %s: a backtest's step must be a whole number of seconds", step)
 	}
 	cfg, err := prometheusConnection(f)
@@ -365,7 +418,7 @@ func simRuns(f simulateFlags) ([]simRun, error) {
 	} else {
 		m, err := sim.ParseMode(f.mode)
 		if err != nil {
-			return nil, fmt.Errorf("--mode: %w", err)
+			return nil, fmt.Errorf("--mode %q: want %s, %s or both", f.mode, sim.LiveClone, sim.ColdBoot)
 		}
 		modes = append(modes, m)
 	}

@@ -70,7 +70,7 @@ func TestSimulateBadInputExitsTwoNamingFileAndLine(t *testing.T) {
 		{"a param the policy does not know", []string{"simulate", "--synthetic", "ramp", "--config", badPolicyParam}, []string{`cluster web: policy_params: invalid policy params: unknown param "traget"`}},
 		{"no workload", []string{"simulate"}, []string{"--trace FILE, --synthetic", "--prometheus URL"}},
 		{"an unknown synthetic workload", []string{"simulate", "--synthetic", "tides"}, []string{`unknown synthetic workload "tides"`}},
-		{"an unknown mode", []string{"simulate", "--synthetic", "ramp", "--mode", "teleport"}, []string{`unknown mode "teleport"`}},
+		{"an unknown mode", []string{"simulate", "--synthetic", "ramp", "--mode", "teleport"}, []string{`--mode "teleport": want live-clone, cold-boot or both`}},
 		{"compare with one directory", []string{"simulate", "--synthetic", "ramp", "--compare", "a"}, []string{"--compare takes two policy directories"}},
 		{"bare numbers without a step", []string{"simulate", "--trace", writeTemp(t, "n.txt", "1 2 3\n")}, []string{"n.txt:1: a trace of bare numbers needs a step"}},
 	}
@@ -86,6 +86,114 @@ func TestSimulateBadInputExitsTwoNamingFileAndLine(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Each case once ran, silently dropping, replacing or ignoring part of its
+// input, or failed for the wrong reason or only after the whole run.
+func TestSimulateRefusesBadInputNamingItBeforeRunning(t *testing.T) {
+	dir := t.TempDir()
+	file := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	rows := "2026-01-01T00:01:00Z,1\n2026-01-01T00:02:00Z,2\n"
+	badDate := file("bad-date.csv", "2026-13-01T00:00:00Z,5000\n"+rows)
+	badValue := file("bad-value.csv", "2026-01-01T00:00:00Z,abc\n"+rows)
+	huge := file("huge.csv", "t,v\n2026-01-01T00:00:00Z,1e300\n"+rows)
+	ok := file("ok.csv", "t,v\n2026-01-01T00:00:00Z,1\n"+rows)
+	ms := file("ms.csv", "t,v\n2026-01-01T00:00:00.000Z,1\n2026-01-01T00:00:00.001Z,1\n")
+	one := file("one.csv", "t,v\n2026-01-01T00:00:00Z,1\n")
+	gap := file("gap.csv", "2026-01-01T00:00:00Z,1\n2036-01-01T00:01:00Z,1\n")
+	semi := file("semi.csv", "time;value\n2026-01-01T00:00:00Z;5\n")
+	garbage := file("garbage.bin", "\x89PNG\r\n\x1a\n\x00\x00")
+	bare := file("bare.txt", "1 2 3\n")
+	aFile := file("afile", "")
+	zeroCap := file("zero.yaml", "clusters:\n  - name: app\n    max: 4\nsimulation: {node_capacity: 0}\n")
+	zeroRPS := file("zero-rps.yaml", "clusters:\n  - name: app\n    max: 4\nsimulation: {requests_per_session: 0}\n")
+	slowWorld := file("slow.yaml", "clusters:\n  - name: app\n    max: 4\nsimulation: {step: 2m, window: 10m}\n")
+	prom := httptest.NewServer(&promFake{rps: func(time.Time) float64 { return 10 }})
+	defer prom.Close()
+	u := prom.URL
+	q := []string{"--query", "x", "--from", "1700000000", "--to", "1700003600"}
+	cases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"a first row with a bad date", []string{"--trace", badDate}, badDate + `:1: "2026-13-01T00:00:00Z" is not a timestamp`},
+		{"a first row with a bad value", []string{"--trace", badValue}, badValue + `:1: "abc" is not a number`},
+		{"a huge value", []string{"--trace", huge}, huge + ":2: value 1e+300 per 1m0s is 1.667e+298 requests per second, above the most the simulator takes"},
+		{"a huge --scale on a trace", []string{"--trace", ok, "--scale", "1e300"}, ok + ":2: value 1 per 1m0s × scale 1e+300"},
+		{"a huge --scale on a synthetic workload", []string{"--synthetic", "ramp", "--scale", "1e300"}, "--scale 1e+300: makes the workload's peak demand"},
+		{"an infinite --scale", []string{"--synthetic", "ramp", "--scale", "Inf"}, "--scale +Inf: must be a positive finite number"},
+		{"a --step below the world's", []string{"--trace", bare, "--step", "1ns"}, "--step 1ns: must be at least the world's step, 5s (simulation.step)"},
+		{"a --step below a configured world step", []string{"--trace", bare, "--step", "1m", "--config", slowWorld}, "--step 1m0s: must be at least the world's step, 2m0s"},
+		{"timestamps a millisecond apart", []string{"--trace", ms}, ms + ":3: the interval from the first row (line 2), 1ms is shorter than the world's step, 5s"},
+		{"a trace finer than a configured world step", []string{"--trace", ok, "--config", slowWorld}, ok + ":3: the interval from the first row (line 2), 1m0s is shorter than the world's step, 2m0s"},
+		{"a backtest finer than a configured world step", append([]string{"--prometheus", u, "--config", slowWorld}, q...), "the workload's interval 1m0s is shorter than the world's step, 2m0s"},
+		{"a single row", []string{"--trace", one}, one + ":2: a single row: a trace needs two rows to know its interval, or a step (--step)"},
+		{"an interval of ten years", []string{"--trace", gap}, gap + ":2: the interval from the first row (line 1), 87648h1m0s is longer than 24h0m0s"},
+		{"a gap of ten years", []string{"--trace", file("gap2.csv", "t,v\n2026-01-01T00:00:00Z,1\n2026-01-01T00:01:00Z,1\n2036-01-01T00:01:00Z,1\n")}, ":4: timestamp 2036-01-01T00:01:00Z is 87648h0m0s after the previous one (2026-01-01T00:01:00Z): a gap longer than both 1000 intervals of 1m0s and 24h0m0s is not filled"},
+		{"semicolons", []string{"--trace", semi}, semi + `:1: "time;value" is neither two comma-separated fields (timestamp,value) nor bare numbers`},
+		{"binary garbage", []string{"--trace", garbage}, garbage + `:1: "\x89PNG" is neither two comma-separated fields`},
+		{"an unknown mode", []string{"--synthetic", "ramp", "--mode", "warp"}, `--mode "warp": want live-clone, cold-boot or both`},
+		{"a negative --duration with a trace", []string{"--trace", ok, "--duration", "-5m"}, "--duration -5m0s: must be positive"},
+		{"a zero --duration with a trace", []string{"--trace", ok, "--duration", "0"}, "--duration 0s: must be positive"},
+		{"a zero --duration with a synthetic workload", []string{"--synthetic", "ramp", "--duration", "0"}, "--duration 0s: must be positive"},
+		{"a --duration not in whole minutes with a synthetic workload", []string{"--synthetic", "ramp", "--duration", "90s"}, "--duration 1m30s: a synthetic workload has a point a minute"},
+		{"a --duration not a whole number of a trace's interval", []string{"--trace", ok, "--duration", "30s"}, "--duration 30s: must be a whole number of the workload's interval, 1m0s"},
+		{"a --duration longer than the trace", []string{"--trace", ok, "--duration", "1h"}, "--duration 1h0m0s: longer than the workload, 3m0s"},
+		{"an --out that is a file", []string{"--synthetic", "ramp", "--out", aFile}, "--out " + aFile + ": not a directory"},
+		{"an empty --out", []string{"--synthetic", "ramp", "--out", ""}, "--out is empty"},
+		{"an --out that cannot be made", []string{"--synthetic", "ramp", "--out", filepath.Join(aFile, "sub")}, "--out " + filepath.Join(aFile, "sub") + ": "},
+		{"a negative --step with a synthetic workload", []string{"--synthetic", "ramp", "--step", "-1m"}, "--step -1m0s: must be positive"},
+		{"a zero --step with a synthetic workload", []string{"--synthetic", "ramp", "--step", "0"}, "--step 0s: must be positive"},
+		{"a --step with a synthetic workload", []string{"--synthetic", "ramp", "--step", "1m"}, "--step goes with --trace or --prometheus"},
+		{"a negative --step with a backtest", append([]string{"--prometheus", u, "--step", "-1m"}, q...), "--step -1m0s: must be positive"},
+		{"node_capacity given as 0", []string{"--synthetic", "ramp", "--config", zeroCap}, "simulation.node_capacity: must be positive"},
+		{"requests_per_session given as 0", []string{"--synthetic", "ramp", "--config", zeroRPS}, "simulation.requests_per_session: must be positive"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			args := append([]string{"simulate"}, c.args...)
+			if !strings.Contains(strings.Join(c.args, " "), "--out") {
+				args = append(args, "--out", t.TempDir())
+			}
+			stdout, code, err := runCLI(t, args...)
+			if code != 2 || err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("exit %d, %v; want 2 and an error with %q", code, err, c.want)
+			}
+			if stdout != "" {
+				t.Errorf("it ran:\n%s", stdout)
+			}
+		})
+	}
+}
+
+// --duration cuts a trace, and sets a synthetic workload's length, to
+// exactly what it says.
+func TestSimulateRunsExactlyTheDurationAsked(t *testing.T) {
+	var rows strings.Builder
+	for i := range 60 {
+		fmt.Fprintf(&rows, "2026-01-01T00:%02d:00Z,600\n", i)
+	}
+	trace := writeTemp(t, "t.csv", "t,v\n"+rows.String())
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--trace", trace, "--duration", "30m"}, "30.0 min"},
+		{[]string{"--trace", trace, "--duration", "1h"}, "60.0 min"},
+		{[]string{"--synthetic", "ramp", "--duration", "90m"}, "90.0 min"},
+	} {
+		stdout, code, err := runCLI(t, append(append([]string{"simulate"}, c.args...), "--out", t.TempDir())...)
+		if code != 0 || !strings.Contains(stdout, "simulated                       "+c.want) {
+			t.Errorf("%v: exit %d, %v; want %s simulated:\n%s", c.args, code, err, c.want, stdout)
+		}
 	}
 }
 
@@ -302,7 +410,7 @@ func TestSimulateBacktestFlagErrorsExitTwo(t *testing.T) {
 		{"a bad time", []string{"simulate", "--prometheus", u, "--query", "x", "--from", "yesterday", "--to", "1700003600"}, `--from: "yesterday" is not a time`},
 		{"an empty range", []string{"simulate", "--prometheus", u, "--query", "x", "--from", "2026-01-02T00:00:00Z", "--to", "2026-01-01T00:00:00Z"}, "must be after --from"},
 		{"a query without --prometheus", []string{"simulate", "--synthetic", "ramp", "--query", "x"}, "--query goes with --prometheus"},
-		{"a sub-second step", append([]string{"simulate", "--prometheus", u, "--step", "1500ms"}, q...), "whole number of seconds"},
+		{"a step in fractions of a second", append([]string{"simulate", "--prometheus", u, "--step", "7500ms"}, q...), "whole number of seconds"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

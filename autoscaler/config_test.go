@@ -49,6 +49,20 @@ func TestParseConfig(t *testing.T) {
 		{name: "a negative budget", yaml: "clusters: [{name: a, max: 2, budget: {host: -1}}]", wantErr: "clusters[0] (a).budget.host: must not be negative"},
 		{name: "a negative cooldown names its key", yaml: "clusters: [{name: a, max: 2, cooldown: {down: -1s}}]", wantErr: "clusters[0] (a).cooldown.down: must not be negative"},
 		{name: "not yaml", yaml: "clusters: [", wantErr: "line"},
+		{name: "a prepare deadline of zero is refused", yaml: "clusters: [{name: a, max: 2, prepare: {deadline: 0s}}]", wantErr: "clusters[0] (a).prepare.deadline: must be positive, got 0s"},
+		{name: "a negative finalize deadline is refused", yaml: "clusters: [{name: a, max: 2, finalize: {deadline: -1s}}]", wantErr: "clusters[0] (a).finalize.deadline: must be positive"},
+		{name: "a detach deadline of zero is refused", yaml: "clusters: [{name: a, max: 2, detach: {deadline: 0s}}]", wantErr: "clusters[0] (a).detach.deadline: must be positive"},
+		{name: "a host listed twice is named", yaml: "clusters: [{name: a, max: 2, hosts: [{name: esx-1}, {name: esx-2}, {name: esx-1}]}]", wantErr: `clusters[0] (a).hosts[2].name: host "esx-1" is listed twice`},
+		{name: "an empty role name is refused", yaml: "clusters: [{name: a, max: 2, scalable_roles: ['']}]", wantErr: "clusters[0] (a).scalable_roles[0]: an empty role name"},
+		{name: "an explicitly empty role list is refused, not defaulted", yaml: "clusters: [{name: a, max: 2, scalable_roles: []}]", wantErr: "clusters[0] (a).scalable_roles: an empty list scales no node"},
+		{name: "a role listed twice is named", yaml: "clusters: [{name: a, max: 2, scalable_roles: [app, web, app]}]", wantErr: `scalable_roles[2]: "app" is listed twice`},
+		{name: "a second document is refused with its line", yaml: "tick: 5s\nclusters: [{name: a, max: 2}]\n---\ntick: 1s\n", wantErr: "line 3: a second YAML document"},
+		{name: "a second document that is empty too", yaml: "---\n---\nclusters: [{name: a, max: 2}]\n", wantErr: "line 2: a second YAML document"},
+		{name: "a mapping where a list goes names the key, not the Go type", yaml: "clusters: {name: a}", wantErr: "line 1: clusters: a list is expected, not a mapping"},
+		{name: "a word where a number goes names the key", yaml: "clusters:\n  - name: a\n    max: lots\n", wantErr: `line 3: clusters[0].max: a whole number is expected, not "lots"`},
+		{name: "a list where a mapping goes, in flow style", yaml: "clusters: [{name: a, max: 2, cooldown: [1s]}]", wantErr: "line 1: clusters[0].cooldown: a mapping (key: value) is expected, not a list"},
+		{name: "a bare word for a file", yaml: "hello", wantErr: `line 1: the file must be a mapping of keys (such as tick: and clusters:), not "hello"`},
+		{name: "text that is not UTF-8 is named with its line", yaml: "tick: 5s\nclusters: [{name: a, max: 2}]\n# caf\xe9\n", wantErr: "line 3: not UTF-8 text"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -64,6 +78,21 @@ func TestParseConfig(t *testing.T) {
 				t.Fatalf("error %v, want it to name the file and say %q", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+func TestAbsentRolesAndAnEmptySecondDocumentAreFine(t *testing.T) {
+	c, err := Parse([]byte("clusters: [{name: a, max: 2, scalable_roles: }]\n---\n"), "mitosis.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := c.Clusters[0].ScalableRoles; len(r) != 1 || r[0] != "app" {
+		t.Errorf("scalable_roles left empty: %v, want the default [app]", r)
+	}
+	any := ClusterConfig{Name: "a"}
+	listed := ClusterConfig{Name: "a", Hosts: []HostConfig{{Name: "h"}}}
+	if !any.HasHost("h") || !listed.HasHost("h") || listed.HasHost("other") {
+		t.Error("HasHost: a cluster that lists no hosts takes any; one that lists them, only those")
 	}
 }
 

@@ -10,8 +10,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -64,26 +66,67 @@ type NodeConfig struct {
 	VM      string `yaml:"vm"`
 }
 
-// validateNodes checks that every node names a configured cluster and
-// that ids are given and unique.
+// validateNodes checks that every node names a configured cluster, that
+// ids are given and unique, that an address given is a host:port and a
+// VM given is no other node's, and that a host given is one of the
+// cluster's hosts when it lists them.
 func (c Config) validateNodes() error {
-	clusters := map[string]bool{}
+	clusters := map[string]autoscaler.ClusterConfig{}
 	for _, cl := range c.Clusters {
-		clusters[cl.Name] = true
+		clusters[cl.Name] = cl
 	}
 	seen := map[string]bool{}
+	addrs, vms := map[string]int{}, map[string]int{}
 	for i, n := range c.Nodes {
+		cl, known := clusters[n.Cluster]
 		switch {
 		case n.ID == "":
 			return fmt.Errorf("nodes[%d].id: required", i)
 		case seen[n.ID]:
 			return fmt.Errorf("nodes[%d].id: %q is listed twice", i, n.ID)
-		case !clusters[n.Cluster]:
+		case !known:
 			return fmt.Errorf("nodes[%d].cluster: %q is not a configured cluster", i, n.Cluster)
 		case n.Role == "":
 			return fmt.Errorf("nodes[%d].role: required", i)
 		}
 		seen[n.ID] = true
+		if n.Address != "" {
+			if err := checkHostPort(n.Address); err != nil {
+				return fmt.Errorf("nodes[%d].address: node %s's %q is not host:port: %w", i, n.ID, n.Address, err)
+			}
+			if j, ok := addrs[n.Address]; ok {
+				return fmt.Errorf("nodes[%d].address: node %s's %q is node %s's too (nodes[%d]): each node has its own", i, n.ID, n.Address, c.Nodes[j].ID, j)
+			}
+			addrs[n.Address] = i
+		}
+		if n.VM != "" {
+			if j, ok := vms[n.VM]; ok {
+				return fmt.Errorf("nodes[%d].vm: node %s's %q is node %s's too (nodes[%d]): each node is its own VM", i, n.ID, n.VM, c.Nodes[j].ID, j)
+			}
+			vms[n.VM] = i
+		}
+		if n.Host != "" && !cl.HasHost(n.Host) {
+			names := make([]string, len(cl.Hosts))
+			for j, h := range cl.Hosts {
+				names[j] = h.Name
+			}
+			return fmt.Errorf("nodes[%d].host: node %s's %q is not one of cluster %s's hosts (%s)", i, n.ID, n.Host, cl.Name, strings.Join(names, ", "))
+		}
+	}
+	return nil
+}
+
+// checkHostPort checks that addr is a host and a port, 1 to 65535.
+func checkHostPort(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return errors.New(strings.TrimPrefix(err.Error(), "address "+addr+": "))
+	}
+	if host == "" {
+		return errors.New("no host")
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+		return fmt.Errorf("port %q is not 1 to 65535", port)
 	}
 	return nil
 }
@@ -190,60 +233,115 @@ func (h HypervisorConfig) Validate() error {
 	return nil
 }
 
+// ParseOption is what the command line says about a file that counts
+// before the file is checked.
+type ParseOption func(*Config)
+
+// AsDryRun checks the file as a dry run's (--dry-run), whatever its
+// dry_run says: it then needs no hypervisor, dispatcher or node API.
+func AsDryRun() ParseOption { return func(c *Config) { c.DryRun = true } }
+
 // Parse reads an agent configuration strictly (an unknown key anywhere
 // is an error naming it and its line), applies the defaults and checks
 // it; name labels errors.
-func Parse(data []byte, name string) (Config, error) {
+func Parse(data []byte, name string, opts ...ParseOption) (Config, error) {
+	c, err := parse(data, opts)
+	if err != nil {
+		return Config{}, fmt.Errorf("%s: %w", name, err)
+	}
+	return c, nil
+}
+
+func parse(data []byte, opts []ParseOption) (Config, error) {
 	var c Config
 	if err := autoscaler.DecodeStrict(data, &c); err != nil {
-		return Config{}, fmt.Errorf("%s: %w", name, err)
+		return Config{}, err
+	}
+	for _, o := range opts {
+		o(&c)
 	}
 	c.Config.ApplyDefaults()
 	if err := c.Config.Validate(); err != nil {
-		return Config{}, fmt.Errorf("%s: %w", name, err)
+		return Config{}, err
 	}
 	// A dry run touches no VM: it needs no hypervisor, but a section
 	// given is still checked.
-	if !c.DryRun || c.Hypervisor.Kind != "" || c.Hypervisor.VSphere != nil || c.Hypervisor.Libvirt != nil || c.Hypervisor.Process != nil {
-		if err := c.Hypervisor.Validate(); err != nil {
-			return Config{}, fmt.Errorf("%s: %w", name, err)
+	h := c.Hypervisor
+	if !c.DryRun || h.Kind != "" || h.VSphere != nil || h.Libvirt != nil || h.Process != nil || h.Sim != nil {
+		if err := h.Validate(); err != nil {
+			return Config{}, err
 		}
 	}
 	if err := c.validateNodes(); err != nil {
-		return Config{}, fmt.Errorf("%s: %w", name, err)
+		return Config{}, err
 	}
 	if err := c.API.validate(); err != nil {
-		return Config{}, fmt.Errorf("%s: %w", name, err)
+		return Config{}, err
 	}
 	if c.Raft != nil {
 		if err := c.Raft.validate(); err != nil {
-			return Config{}, fmt.Errorf("%s: %w", name, err)
+			return Config{}, err
 		}
 		if c.Simulated() {
-			return Config{}, fmt.Errorf("%s: raft: not with hypervisor.kind sim: a simulated world lives in one agent's memory", name)
+			return Config{}, errors.New("raft: not with hypervisor.kind sim: a simulated world lives in one agent's memory")
 		}
 	}
 	if c.Simulated() {
 		if err := c.checkSimulated(); err != nil {
-			return Config{}, fmt.Errorf("%s: %w", name, err)
+			return Config{}, err
 		}
 		return c, nil
 	}
 	if c.Simulation != (sim.Params{}) {
-		return Config{}, fmt.Errorf("%s: simulation: given, but hypervisor.kind is %s, not sim", name, c.Hypervisor.Kind)
+		return Config{}, fmt.Errorf("simulation: given, but %s: the section is for a simulated world (hypervisor.kind: sim)", h.kindIs())
 	}
 	c.Metrics.ApplyDefaults()
 	if err := c.Metrics.Validate(); err != nil {
-		return Config{}, fmt.Errorf("%s: metrics: %w", name, err)
+		return Config{}, fmt.Errorf("metrics: %w", err)
 	}
-	if !c.DryRun || c.Dispatcher != nil || c.NodeAPI != nil {
-		if err := c.checkActing(); err != nil {
-			return Config{}, fmt.Errorf("%s: %w", name, err)
+	// Each section given is checked on its own, dry or not, so that its
+	// own error is the one named; an agent that acts needs them all.
+	if c.Dispatcher != nil {
+		if err := c.Dispatcher.validate(c.clusterNames()); err != nil {
+			return Config{}, err
 		}
-	} else if c.Hypervisor.Kind == KindProcess {
-		return Config{}, fmt.Errorf("%s: node_api: required by hypervisor.kind process (it asks the VMs for their state)", name)
+	}
+	if c.NodeAPI != nil {
+		// The port first: a bad one is named even when the token file
+		// is missing too.
+		if p := c.NodeAPI.Port; p < 0 || p > 65535 {
+			return Config{}, fmt.Errorf("node_api.port: %d is not a port", p)
+		}
+		if err := c.NodeAPI.validate(); err != nil {
+			return Config{}, err
+		}
+	}
+	switch {
+	case !c.DryRun:
+		if err := c.checkActing(); err != nil {
+			return Config{}, err
+		}
+	case h.Kind == KindProcess && c.NodeAPI == nil:
+		return Config{}, errors.New("node_api: required by hypervisor.kind process (it asks the VMs for their state)")
 	}
 	return c, nil
+}
+
+func (c Config) clusterNames() []string {
+	names := make([]string, len(c.Clusters))
+	for i, cl := range c.Clusters {
+		names[i] = cl.Name
+	}
+	return names
+}
+
+// kindIs says what the kind is, in an error: "hypervisor.kind is
+// libvirt", or "hypervisor.kind is not set".
+func (h HypervisorConfig) kindIs() string {
+	if h.Kind == "" {
+		return "hypervisor.kind is not set"
+	}
+	return "hypervisor.kind is " + h.Kind
 }
 
 // checkSimulated applies the simulated world's defaults and checks that
@@ -268,16 +366,19 @@ func (c *Config) checkSimulated() error {
 	if err := c.Simulation.Validate(); err != nil {
 		return err // it names simulation.<key>
 	}
+	if cl := c.Clusters[0]; c.Simulation.InitialNodes > cl.Max {
+		return fmt.Errorf("simulation.initial_nodes: %d is above clusters[0] (%s).max %d", c.Simulation.InitialNodes, cl.Name, cl.Max)
+	}
 	return c.Hypervisor.Sim.validate()
 }
 
 // LoadFile reads and parses an agent configuration file.
-func LoadFile(path string) (Config, error) {
+func LoadFile(path string, opts ...ParseOption) (Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return Config{}, err
 	}
-	return Parse(data, path)
+	return Parse(data, path, opts...)
 }
 
 // OpenHypervisor connects the back-end the configuration chooses. close

@@ -98,7 +98,7 @@ func TestParseNamesWhatIsWrong(t *testing.T) {
 		{"another kind's section", "hypervisor: {kind: libvirt, libvirt: {uri: x}, vsphere: {url: y}}", "hypervisor.vsphere: given, but hypervisor.kind is libvirt"},
 		{"an unknown key in a section", "hypervisor:\n  kind: libvirt\n  libvirt:\n    uri: x\n    imagedir: /tmp\n", `line 15: unknown key "imagedir"`},
 		{"a secret in the file", "hypervisor: {kind: vsphere, vsphere: {url: y, password: hunter2}}", `unknown key "password"`},
-		{"a bad duration", "hypervisor: {kind: vsphere, vsphere: {url: y, address_wait: soon}}", "line 11: cannot unmarshal !!str `soon` into time.Duration"},
+		{"a bad duration", "hypervisor: {kind: vsphere, vsphere: {url: y, address_wait: soon}}", `line 11: hypervisor.vsphere.address_wait: a duration such as 30s is expected, not "soon"`},
 		{"no hypervisor for an agent that acts", "", "hypervisor.kind: required"},
 		{"a node of an unknown cluster", "dry_run: true\nnodes: [{cluster: db, id: n1, role: app}]", `nodes[0].cluster: "db" is not a configured cluster`},
 		{"a node listed twice", "dry_run: true\nnodes: [{cluster: web, id: n1, role: app}, {cluster: web, id: n1, role: app}]", `nodes[1].id: "n1" is listed twice`},
@@ -107,6 +107,10 @@ func TestParseNamesWhatIsWrong(t *testing.T) {
 		{"a simulated world with metrics", "hypervisor: {kind: sim}", "metrics: not with hypervisor.kind sim"},
 		{"a simulated world with another kind's section", "hypervisor: {kind: sim, libvirt: {uri: x}}", "hypervisor.libvirt: given, but hypervisor.kind is sim"},
 		{"a simulation section on real machines", "hypervisor: {kind: libvirt, libvirt: {uri: x}}\nsimulation: {node_capacity: 50}", "simulation: given, but hypervisor.kind is libvirt"},
+		{"a simulation section without a kind", "dry_run: true\nsimulation: {node_capacity: 50}", "simulation: given, but hypervisor.kind is not set"},
+		{"a sim section without a kind in a dry run", "dry_run: true\nhypervisor: {sim: {speed: 10}}", "hypervisor.kind: required"},
+		{"a second document", "---\ntick: 1s", "line 11: a second YAML document"},
+		{"nodes as a mapping", "dry_run: true\nnodes: {cluster: web}", "line 12: nodes: a list is expected, not a mapping"},
 		{"a process hypervisor without its command", "hypervisor: {kind: process, process: {dir: /tmp}}", "hypervisor.process.command: required"},
 		{"a process hypervisor without its directory", "hypervisor: {kind: process, process: {dir: /no/such/dir, command: [demo-node]}}", `hypervisor.process.dir: "/no/such/dir" must be an existing directory`},
 		{"a snapshot path without the state", "hypervisor: {kind: process, process: {dir: /tmp, command: [demo-node], snapshot: /-/snapshot}}", "hypervisor.process.snapshot"},
@@ -120,6 +124,88 @@ func TestParseNamesWhatIsWrong(t *testing.T) {
 				t.Errorf("the error quotes the secret: %v", err)
 			}
 		})
+	}
+}
+
+// A dry run asked for on the command line counts before the file is
+// checked, as dry_run: true in the file does.
+func TestADryRunAskedForByTheCommandLineNeedsNoHypervisor(t *testing.T) {
+	if _, err := agent.Parse([]byte(base), "agent.yaml"); err == nil || !strings.Contains(err.Error(), "hypervisor.kind: required") {
+		t.Fatalf("an agent that acts without a hypervisor: %v", err)
+	}
+	c, err := agent.Parse([]byte(base), "agent.yaml", agent.AsDryRun())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.DryRun {
+		t.Error("the config does not say it runs dry")
+	}
+	p := filepath.Join(t.TempDir(), "min.yaml")
+	if err := os.WriteFile(p, []byte(base), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := agent.LoadFile(p, agent.AsDryRun()); err != nil {
+		t.Errorf("LoadFile as a dry run: %v", err)
+	}
+	if _, err := agent.Parse([]byte(base+"hypervisor: {kind: xen}\n"), "agent.yaml", agent.AsDryRun()); err == nil || !strings.Contains(err.Error(), `unknown kind "xen"`) {
+		t.Errorf("a bad hypervisor given in a dry run is still checked: %v", err)
+	}
+}
+
+// In a dry run each acting section given is checked on its own, and its
+// own error named; none demands the others.
+func TestADryRunChecksEachActingSectionOnItsOwn(t *testing.T) {
+	for _, c := range []struct{ name, yaml, want string }{
+		{"a node API without its token", "node_api: {port: 9100}", "agent.yaml: node_api.token_file: required"},
+		{"a node API with a bad port", "node_api: {port: 99999}", "agent.yaml: node_api.port: 99999 is not a port"},
+		{"an unknown dispatcher", "dispatcher: {kind: nginx}", `agent.yaml: dispatcher.kind: "nginx" is not a known dispatcher`},
+		{"a dispatcher without its socket", "dispatcher: {kind: haproxy, haproxy: {backend: app}}", "agent.yaml: dispatcher.haproxy.socket: required"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := agent.Parse([]byte(base+"dry_run: true\n"+c.yaml+"\n"), "agent.yaml")
+			if err == nil || !strings.HasPrefix(err.Error(), c.want) {
+				t.Errorf("got %v, want %q", err, c.want)
+			}
+			if err != nil && strings.Contains(err.Error(), "required to act") {
+				t.Errorf("a dry run is told it needs what acting needs: %v", err)
+			}
+		})
+	}
+	for _, ok := range []string{"node_api: {token_file: /etc/mitosis/node-token, port: 9100}", "dispatcher: {kind: haproxy, haproxy: {socket: /s, backend: app}}"} {
+		if _, err := agent.Parse([]byte(base+"dry_run: true\n"+ok+"\n"), "agent.yaml"); err != nil {
+			t.Errorf("%s alone in a dry run: %v", ok, err)
+		}
+	}
+}
+
+// Nodes that would collide, or that name a host the cluster does not
+// have, are refused, naming the node and the key.
+func TestNodesThatCollideAreRefused(t *testing.T) {
+	hosts := strings.Replace(base, "    max: 8\n", "    max: 8\n    hosts: [{name: esx-1}, {name: esx-2}]\n", 1)
+	for _, c := range []struct{ name, nodes, want string }{
+		{"two nodes at one address", "{cluster: web, id: web-1, role: app, address: '10.0.0.1:80'}, {cluster: web, id: web-2, role: app, address: '10.0.0.1:80'}",
+			`nodes[1].address: node web-2's "10.0.0.1:80" is node web-1's too (nodes[0])`},
+		{"two nodes of one VM", "{cluster: web, id: web-1, role: app, vm: vm-1}, {cluster: web, id: web-2, role: app, vm: vm-1}",
+			`nodes[1].vm: node web-2's "vm-1" is node web-1's too (nodes[0])`},
+		{"an address that is not one", "{cluster: web, id: web-1, role: app, address: 'not an address::'}",
+			`nodes[0].address: node web-1's "not an address::" is not host:port`},
+		{"an address without its port", "{cluster: web, id: web-1, role: app, address: '10.0.0.1'}",
+			`nodes[0].address: node web-1's "10.0.0.1" is not host:port`},
+		{"a port out of range", "{cluster: web, id: web-1, role: app, address: '10.0.0.1:70000'}",
+			`nodes[0].address: node web-1's "10.0.0.1:70000" is not host:port: port "70000" is not 1 to 65535`},
+		{"a host the cluster does not list", "{cluster: web, id: web-1, role: app, host: esx-9}",
+			`nodes[0].host: node web-1's "esx-9" is not one of cluster web's hosts (esx-1, esx-2)`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := agent.Parse([]byte(hosts+"dry_run: true\nnodes: ["+c.nodes+"]\n"), "agent.yaml")
+			if err == nil || !strings.HasPrefix(err.Error(), "agent.yaml: "+c.want) {
+				t.Errorf("got %v, want %q", err, c.want)
+			}
+		})
+	}
+	// A cluster that lists no hosts takes any; IPv6 addresses are fine.
+	if _, err := agent.Parse([]byte(base+"dry_run: true\nnodes: [{cluster: web, id: web-1, role: app, host: esx-9, address: '[fd00::1]:8080', vm: a}, {cluster: web, id: web-2, role: app, address: 'web-2.example:8080', vm: b}]\n"), "agent.yaml"); err != nil {
+		t.Errorf("distinct nodes: %v", err)
 	}
 }
 
@@ -251,6 +337,10 @@ func TestASimulatedWorldIsCheckedWithItsDefaults(t *testing.T) {
 		if _, err := agent.Parse([]byte(head+bad.yaml+"\n"), "sim.yaml"); err == nil || !strings.Contains(err.Error(), bad.want) {
 			t.Errorf("%s: error %v, want %q", bad.yaml, err, bad.want)
 		}
+	}
+	if _, err := agent.Parse([]byte(head+"hypervisor: {kind: sim}\nsimulation: {initial_nodes: 50}\n"), "sim.yaml"); err == nil ||
+		!strings.HasPrefix(err.Error(), "sim.yaml: simulation.initial_nodes: 50 is above clusters[0] (web).max 4") {
+		t.Errorf("more initial nodes than the max: %v", err)
 	}
 	two := "clusters: [{name: a, max: 2}, {name: b, max: 2}]\nhypervisor: {kind: sim}\n"
 	if _, err := agent.Parse([]byte(two), "sim.yaml"); err == nil || !strings.Contains(err.Error(), "exactly one cluster") {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -49,18 +50,26 @@ simulated minute every second. Without --token-file it makes a token and prints 
 				return withCode(2, fmt.Errorf("--log-level: %q is not debug, info, warn or error", logLevel))
 			}
 			log := slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
+			var opts []agent.ParseOption
+			if dryRun { // before the file is checked: a dry run needs less
+				opts = append(opts, agent.AsDryRun())
+			}
 			var cfg agent.Config
 			var err error
 			if config != "" {
-				cfg, err = agent.LoadFile(config)
+				cfg, err = agent.LoadFile(config, opts...)
 			} else {
-				cfg, err = agent.Parse(agent.SimulatedDefaults, "embedded defaults")
+				cfg, err = agent.Parse(agent.SimulatedDefaults, "embedded defaults", opts...)
 			}
 			if err != nil {
 				return withCode(2, err)
 			}
 			if simulate && !cfg.Simulated() {
-				return withCode(2, fmt.Errorf("--simulate: %s has hypervisor.kind %s, not sim", config, cfg.Hypervisor.Kind))
+				kind := "is not set"
+				if cfg.Hypervisor.Kind != "" {
+					kind = "is " + cfg.Hypervisor.Kind
+				}
+				return withCode(2, fmt.Errorf("--simulate: %s: hypervisor.kind %s, not sim", config, kind))
 			}
 			token, made, err := readToken(tokenFile, cfg.Simulated(), len(cfg.API.Tokens) > 0)
 			if err != nil {
@@ -69,6 +78,17 @@ simulated minute every second. Without --token-file it makes a token and prints 
 			engine, err := loadPolicy(policyDir)
 			if err != nil {
 				return withCode(2, err)
+			}
+			// Params the policy refuses would fail every tick: refuse the
+			// file now, naming it.
+			for i, cl := range cfg.Clusters {
+				if err := engine.CheckParams(context.Background(), cl.PolicyParams); err != nil {
+					file := config
+					if file == "" {
+						file = "embedded defaults"
+					}
+					return withCode(2, fmt.Errorf("%s: clusters[%d] (%s).policy_params: %w", file, i, cl.Name, err))
+				}
 			}
 			files, err := policyFiles(policyDir)
 			if err != nil {

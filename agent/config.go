@@ -17,6 +17,8 @@ import (
 	"strings"
 	"time"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/mitosis-autoscaler/mitosis/autoscaler"
 	"github.com/mitosis-autoscaler/mitosis/hypervisor"
 	"github.com/mitosis-autoscaler/mitosis/hypervisor/libvirt"
@@ -175,6 +177,19 @@ type SimConfig struct {
 	Mode sim.Mode `yaml:"mode"`
 }
 
+// zeroSpeed says whether the file gives hypervisor.sim.speed as 0 (the
+// file decoded strictly already: this looks at that one key).
+func zeroSpeed(data []byte) bool {
+	var f struct {
+		Hypervisor struct {
+			Sim struct {
+				Speed *float64 `yaml:"speed"`
+			} `yaml:"sim"`
+		} `yaml:"hypervisor"`
+	}
+	return yaml.Unmarshal(data, &f) == nil && f.Hypervisor.Sim.Speed != nil && *f.Hypervisor.Sim.Speed == 0
+}
+
 func (s *SimConfig) applyDefaults() {
 	if s.Speed == 0 {
 		s.Speed = 60
@@ -256,6 +271,9 @@ func parse(data []byte, opts []ParseOption) (Config, error) {
 	var c Config
 	if err := autoscaler.DecodeStrict(data, &c); err != nil {
 		return Config{}, err
+	}
+	if zeroSpeed(data) { // 0 would otherwise read as "the default"
+		return Config{}, errors.New("hypervisor.sim.speed: 0 must be above 0 (leave it out for 60)")
 	}
 	for _, o := range opts {
 		o(&c)

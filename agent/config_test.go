@@ -110,6 +110,7 @@ func TestParseNamesWhatIsWrong(t *testing.T) {
 		{"a simulation section without a kind", "dry_run: true\nsimulation: {node_capacity: 50}", "simulation: given, but hypervisor.kind is not set"},
 		{"a sim section without a kind in a dry run", "dry_run: true\nhypervisor: {sim: {speed: 10}}", "hypervisor.kind: required"},
 		{"a second document", "---\ntick: 1s", "line 11: a second YAML document"},
+		{"a simulated world at speed 0", "hypervisor: {kind: sim, sim: {speed: 0}}", "hypervisor.sim.speed: 0 must be above 0"},
 		{"nodes as a mapping", "dry_run: true\nnodes: {cluster: web}", "line 12: nodes: a list is expected, not a mapping"},
 		{"a process hypervisor without its command", "hypervisor: {kind: process, process: {dir: /tmp}}", "hypervisor.process.command: required"},
 		{"a process hypervisor without its directory", "hypervisor: {kind: process, process: {dir: /no/such/dir, command: [demo-node]}}", `hypervisor.process.dir: "/no/such/dir" must be an existing directory`},

@@ -278,6 +278,9 @@ func ParseConfig(data []byte, name string) (FileConfig, error) {
 	if err := fc.Simulation.Validate(); err != nil {
 		return FileConfig{}, &ConfigError{name, err}
 	}
+	if n, c := fc.Simulation.InitialNodes, fc.Clusters[0]; n > c.Max {
+		return FileConfig{}, &ConfigError{name, fmt.Errorf("simulation.initial_nodes: %d is above cluster %s's max %d", n, c.Name, c.Max)}
+	}
 	return fc, nil
 }
 

@@ -165,7 +165,11 @@ func runSimulate(ctx context.Context, stdout, stderr io.Writer, f simulateFlags)
 		// Refuse params the policy rejects now, not as an error on every tick.
 		for _, cl := range fc.Clusters {
 			if err := engine.CheckParams(ctx, cl.PolicyParams); err != nil {
-				return withCode(2, fmt.Errorf("cluster %s: policy_params: %w", cl.Name, err))
+				where := "the default cluster"
+				if f.config != "" {
+					where = f.config
+				}
+				return withCode(2, fmt.Errorf("%s: cluster %s: policy_params: %w", where, cl.Name, err))
 			}
 		}
 		opts[i] = sim.Options{

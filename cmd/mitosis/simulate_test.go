@@ -56,6 +56,7 @@ func TestSimulateBadInputExitsTwoNamingFileAndLine(t *testing.T) {
 	badKey := writeTemp(t, "sim.yaml", "tick: 30s\nclusters:\n  - name: app\n    min: 1\n    max: 4\nsimulation:\n  node_capacity: 50\n  warmpu: 5m\n")
 	minMax := writeTemp(t, "minmax.yaml", "clusters:\n  - name: web\n    min: 5\n    max: 3\n")
 	badPolicyParam := writeTemp(t, "pp.yaml", "clusters:\n  - name: web\n    max: 3\n    policy_params:\n      traget: 0.6\n")
+	badInitial := writeTemp(t, "initial.yaml", "clusters:\n  - name: web\n    max: 3\nsimulation:\n  initial_nodes: 5\n")
 	badParam := writeTemp(t, "param.yaml", "clusters:\n  - name: web\n    max: 3\nsimulation:\n  cold_fraction: 1.5\n")
 	cases := []struct {
 		name string
@@ -67,7 +68,8 @@ func TestSimulateBadInputExitsTwoNamingFileAndLine(t *testing.T) {
 		{"an unknown key in the simulation section", []string{"simulate", "--synthetic", "ramp", "--config", badKey}, []string{badKey, `line 8: unknown key "warmpu"`}},
 		{"min above max", []string{"simulate", "--synthetic", "ramp", "--config", minMax}, []string{minMax, "clusters[0] (web).min: 5 is above max 3"}},
 		{"a bad world parameter", []string{"simulate", "--synthetic", "ramp", "--config", badParam}, []string{"simulation.cold_fraction"}},
-		{"a param the policy does not know", []string{"simulate", "--synthetic", "ramp", "--config", badPolicyParam}, []string{`cluster web: policy_params: invalid policy params: unknown param "traget"`}},
+		{"a param the policy does not know", []string{"simulate", "--synthetic", "ramp", "--config", badPolicyParam}, []string{badPolicyParam + `: cluster web: policy_params: invalid policy params: unknown param "traget"`}},
+		{"more initial nodes than the max", []string{"simulate", "--synthetic", "ramp", "--config", badInitial}, []string{badInitial, "simulation.initial_nodes: 5 is above cluster web's max 3"}},
 		{"no workload", []string{"simulate"}, []string{"--trace FILE, --synthetic", "--prometheus URL"}},
 		{"an unknown synthetic workload", []string{"simulate", "--synthetic", "tides"}, []string{`unknown synthetic workload "tides"`}},
 		{"an unknown mode", []string{"simulate", "--synthetic", "ramp", "--mode", "teleport"}, []string{`--mode "teleport": want live-clone, cold-boot or both`}},

@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -157,8 +159,9 @@ var states = []State{StateReady, StatePreparing, StatePrepared, StateCloned, Sta
 
 // ServeHTTP authenticates the call and serves it.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || subtle.ConstantTimeCompare([]byte(got), s.token) != 1 {
+	// The scheme is case-insensitive (RFC 7235).
+	scheme, got, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare([]byte(got), s.token) != 1 {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="mitosis node API"`)
 		writeJSON(w, http.StatusUnauthorized, Problem{Error: "missing or wrong bearer token"})
 		return
@@ -252,6 +255,16 @@ func (s *Server) prepare(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, *rec.Reply)
 		return
 	}
+	if _, ok := s.recorded("resume", req.Operation); ok {
+		// A prepare that arrives after its operation resumed the node (a
+		// request its client gave up on, then compensated) is stale:
+		// preparing now would hold the node for an operation that has
+		// moved on, and its resume is already spent.
+		reply := PrepareReply{Accepted: false, Reason: fmt.Sprintf("operation %s has resumed this node already: its prepare comes too late", req.Operation)}
+		s.record(Record{Call: "prepare", Operation: req.Operation, Reply: &reply})
+		writeJSON(w, http.StatusOK, reply)
+		return
+	}
 	if st := s.statusLocked(); st.State != StateReady {
 		s.conflict(w, "prepare", "a node prepares only from ready")
 		return
@@ -330,6 +343,9 @@ func (s *Server) finalize(w http.ResponseWriter, r *http.Request) {
 	case req.Address == "":
 		writeJSON(w, http.StatusBadRequest, Problem{Error: "address: required"})
 		return
+	case !hostPort(req.Address):
+		writeJSON(w, http.StatusBadRequest, Problem{Error: fmt.Sprintf("address: %q is not host:port with a port in 1-65535", req.Address)})
+		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -400,12 +416,30 @@ func (s *Server) conflict(w http.ResponseWriter, call, why string) {
 	writeJSON(w, http.StatusConflict, Problem{Error: call + ": " + why, State: s.state, Operation: s.operation})
 }
 
+// maxOperation bounds an operation id: mitosis makes ids of some tens
+// of characters, and each is remembered (and saved with the state).
+const maxOperation = 256
+
 func hasOperation(w http.ResponseWriter, op string) bool {
-	if op == "" {
+	switch {
+	case op == "":
 		writeJSON(w, http.StatusBadRequest, Problem{Error: "operation: required"})
+		return false
+	case len(op) > maxOperation:
+		writeJSON(w, http.StatusBadRequest, Problem{Error: fmt.Sprintf("operation: %d bytes, at most %d", len(op), maxOperation)})
 		return false
 	}
 	return true
+}
+
+// hostPort says whether addr is host:port with a decimal port in range.
+func hostPort(addr string) bool {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || host == "" || port == "" || strings.TrimLeft(port, "0123456789") != "" {
+		return false
+	}
+	n, err := strconv.Atoi(port)
+	return err == nil && n >= 1 && n <= 65535
 }
 
 // decode reads a JSON body strictly: unknown fields, trailing data and
@@ -418,7 +452,11 @@ func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 		return false
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		writeJSON(w, http.StatusBadRequest, Problem{Error: "request body: unexpected data after the JSON object"})
+		msg := "unexpected data after the JSON object"
+		if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
+			msg = describe(err)
+		}
+		writeJSON(w, http.StatusBadRequest, Problem{Error: "request body: " + msg})
 		return false
 	}
 	return true
@@ -432,6 +470,10 @@ func describe(err error) string {
 	switch {
 	case errors.As(err, &te) && te.Field != "":
 		return fmt.Sprintf("%s: must be a JSON %s, not %s", te.Field, te.Type, te.Value)
+	case errors.As(err, &te):
+		return fmt.Sprintf("want a JSON object, not %s", te.Value)
+	case strings.Contains(err.Error(), "Time.UnmarshalJSON"): // the only time in a request
+		return "deadline: must be an RFC 3339 time in a JSON string"
 	case errors.As(err, &pe): // the only time in a request
 		return fmt.Sprintf("deadline: %q is not an RFC 3339 time", pe.Value)
 	case errors.As(err, &mbe):

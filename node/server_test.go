@@ -263,3 +263,70 @@ func TestClientCarriesTheStateAndOperationOfA409(t *testing.T) {
 		t.Errorf("error %v, want a StateError in prepared, held by op-1", err)
 	}
 }
+
+// A prepare that arrives after its operation's resume (sent, given up on,
+// compensated, and only then applied) is refused: the node stays ready
+// instead of held for an operation that has moved on, with its resume
+// spent.
+func TestAPrepareAfterItsOperationsResumeIsRefused(t *testing.T) {
+	a := &app{settle: -1}
+	s, err := node.NewServer(a, node.ServerOptions{ID: "web-1", Token: token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, body := post(t, s, "/v1/resume", `{"operation":"op-1"}`); code != 200 {
+		t.Fatalf("resume: %d %s", code, body)
+	}
+	for range 2 { // and its retry answers the same
+		code, body := post(t, s, "/v1/prepare", `{"operation":"op-1","mode":"suspend"}`)
+		var reply node.PrepareReply
+		if code != 200 || json.Unmarshal(body, &reply) != nil || reply.Accepted || !strings.Contains(reply.Reason, "too late") {
+			t.Fatalf("a late prepare: %d %s, want a refusal", code, body)
+		}
+	}
+	if st := s.Status(); st.State != node.StateReady || len(a.calls) != 0 {
+		t.Errorf("status %+v, app asked %v: want ready, untouched", st, a.calls)
+	}
+	// Another operation still prepares it.
+	if code, body := post(t, s, "/v1/prepare", `{"operation":"op-2","mode":"suspend"}`); code != 200 || !strings.Contains(string(body), `"accepted":true`) {
+		t.Errorf("op-2's prepare: %d %s", code, body)
+	}
+}
+
+// Bad requests are refused naming what is wrong, in the caller's terms.
+func TestBadRequestsAreNamed(t *testing.T) {
+	long := strings.Repeat("x", 300)
+	for _, c := range []struct{ path, body, want string }{
+		{"/v1/prepare", `{"operation":"a","mode":"suspend","deadline":5}`, "deadline: must be an RFC 3339 time"},
+		{"/v1/prepare", `[]`, "want a JSON object, not array"},
+		{"/v1/resume", `{"operation":"a"}` + strings.Repeat(" ", 70000), "larger than 65536 bytes"},
+		{"/v1/resume", `{"operation":"` + long + `"}`, "operation: 300 bytes, at most 256"},
+		{"/v1/finalize", `{"operation":"a","id":"c1","address":"nonsense"}`, "nonsense"},
+		{"/v1/finalize", `{"operation":"a","id":"c1","address":"127.0.0.1:+80"}`, "is not host:port with a port in 1-65535"},
+	} {
+		s, err := node.NewServer(&app{settle: -1}, node.ServerOptions{ID: "web-1", Token: token})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if code, body := post(t, s, c.path, c.body); code != 400 || !strings.Contains(string(body), c.want) {
+			t.Errorf("%s %.60s: %d %s, want 400 with %q", c.path, c.body, code, body, c.want)
+		}
+	}
+}
+
+// The bearer scheme is case-insensitive (RFC 7235); the token is not.
+func TestTheBearerSchemeIsCaseInsensitive(t *testing.T) {
+	s, err := node.NewServer(&app{}, node.ServerOptions{ID: "web-1", Token: token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for auth, want := range map[string]int{"bearer " + token: 200, "BEARER " + token: 200, "Bearer " + strings.ToUpper(token): 401, "Basic " + token: 401} {
+		req := httptest.NewRequest(http.MethodGet, "/v1/status", nil)
+		req.Header.Set("Authorization", auth)
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, req)
+		if rec.Code != want {
+			t.Errorf("Authorization %q: %d, want %d", auth, rec.Code, want)
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -77,6 +78,9 @@ func ParseConfig(args []string, getenv func(string) string, out io.Writer) (Conf
 	if err := checkListen(c.Listen, c.AllowRemote); err != nil {
 		return c, err
 	}
+	if err := checkStateDir(c.StateDir); err != nil {
+		return c, err
+	}
 	switch {
 	case c.CacheSize < 1:
 		return c, errors.New("--cache-size: must be at least 1")
@@ -102,6 +106,22 @@ func ParseConfig(args []string, getenv func(string) string, out io.Writer) (Conf
 	return c, nil
 }
 
+// checkStateDir refuses a --state-dir that is not an existing directory:
+// every snapshot would fail in it.
+func checkStateDir(dir string) error {
+	if dir == "" {
+		return nil
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("--state-dir: %w", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("--state-dir %s: not a directory", dir)
+	}
+	return nil
+}
+
 // readToken takes the token from the file, else from the environment.
 func readToken(file string, getenv func(string) string) (secret, string, error) {
 	if file != "" {
@@ -121,12 +141,25 @@ func readToken(file string, getenv func(string) string) (secret, string, error) 
 	return "", "", fmt.Errorf("no token: give --token-file or set %s", TokenEnv)
 }
 
+// validPort reports whether port is decimal digits only (no sign, no
+// service name) with a value from 0 to 65535.
+func validPort(port string) bool {
+	if port == "" || strings.Trim(port, "0123456789") != "" {
+		return false
+	}
+	p, err := strconv.Atoi(port)
+	return err == nil && p <= 65535
+}
+
 // checkListen refuses an address that is not loopback unless allowed:
 // the work endpoint and /metrics answer anyone who can reach them.
 func checkListen(addr string, allowRemote bool) error {
-	host, _, err := net.SplitHostPort(addr)
+	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return fmt.Errorf("--listen %q: %w", addr, err)
+	}
+	if !validPort(port) {
+		return fmt.Errorf("--listen %q: the port must be a number from 0 to 65535 (0: any free port)", addr)
 	}
 	if allowRemote || host == "localhost" {
 		return nil

@@ -199,3 +199,62 @@ func awaitAddr(t *testing.T, logs *syncBuffer) string {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// A --listen port that is not decimal digits from 0 to 65535 is a bad
+// flag (exit 2, naming --listen), found before listening.
+func TestListenPortMustBeADecimalNumberInRange(t *testing.T) {
+	env := func(string) string { return "t" }
+	for _, tc := range []struct {
+		addr string
+		ok   bool
+	}{
+		{"127.0.0.1:0", true},
+		{"127.0.0.1:65535", true},
+		{"127.0.0.1:8080", true},
+		{"127.0.0.1:abc", false},
+		{"127.0.0.1:http", false},
+		{"127.0.0.1:99999", false},
+		{"127.0.0.1:65536", false},
+		{"127.0.0.1:-1", false},
+		{"127.0.0.1:+80", false},
+		{"127.0.0.1: 80", false},
+		{"127.0.0.1:", false},
+		{"127.0.0.1:99999999999999999999999", false},
+	} {
+		_, err := ParseConfig([]string{"--id", "n", "--listen", tc.addr}, env, io.Discard)
+		if (err == nil) != tc.ok || (err != nil && !strings.Contains(err.Error(), "--listen")) {
+			t.Errorf("--listen %q: %v, want ok %v (an error naming --listen)", tc.addr, err, tc.ok)
+		}
+		if tc.ok {
+			continue
+		}
+		var out bytes.Buffer
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel() // a node that did start would stop at once, with 0
+		if code := Main(ctx, []string{"--id", "n", "--listen", tc.addr}, env, &out); code != 2 || !strings.Contains(out.String(), "--listen") {
+			t.Errorf("demo-node --listen %q: exit %d, %q; want 2 naming --listen", tc.addr, code, out.String())
+		}
+	}
+}
+
+// A --state-dir that is not an existing directory is a bad flag: every
+// snapshot would fail in it.
+func TestStateDirMustBeAnExistingDirectory(t *testing.T) {
+	env := func(string) string { return "t" }
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // a node that did start would stop at once, with 0
+	for _, dir := range []string{filepath.Join(t.TempDir(), "nonexistent"), file} {
+		var out bytes.Buffer
+		if code := Main(ctx, []string{"--id", "n", "--listen", "127.0.0.1:0", "--state-dir", dir}, env, &out); code != 2 ||
+			!strings.Contains(out.String(), "--state-dir") {
+			t.Errorf("--state-dir %s: exit %d, %q; want 2 naming --state-dir", dir, code, out.String())
+		}
+	}
+	if _, err := ParseConfig([]string{"--id", "n", "--state-dir", t.TempDir()}, env, io.Discard); err != nil {
+		t.Errorf("an existing --state-dir: %v", err)
+	}
+}

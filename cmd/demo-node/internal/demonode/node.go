@@ -3,6 +3,7 @@ package demonode
 import (
 	"crypto/subtle"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -64,6 +65,7 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{}))
 	mux.Handle("/v1/", n.logCalls(api))
 	mux.Handle("POST /-/snapshot", n.logCalls(http.HandlerFunc(n.snapshot)))
+	mux.Handle("/-/snapshot", n.logCalls(http.HandlerFunc(onlyPost))) // the other methods: a JSON 405
 	n.handler = mux
 	return n, nil
 }
@@ -139,7 +141,7 @@ func (n *Node) snapshot(w http.ResponseWriter, r *http.Request) {
 	_ = n.API.Save(func(snap node.Snapshot) error { st = n.App.State(snap); return nil })
 	if err := WriteState(n.cfg.StateDir, file, st); err != nil {
 		code := http.StatusInternalServerError
-		if _, perr := inside(n.cfg.StateDir, file); perr != nil {
+		if errors.Is(err, errOutside) || errors.Is(err, errSnapshotsOff) {
 			code = http.StatusBadRequest
 		}
 		n.log.Warn("snapshot refused", "file", file, "err", err)
@@ -149,6 +151,13 @@ func (n *Node) snapshot(w http.ResponseWriter, r *http.Request) {
 	n.log.Info("snapshot written", "file", file, "id", st.Node.ID, "state", st.Node.State,
 		"generation", st.Node.Generation, "cache_entries", len(st.Cache), "sessions", len(st.Sessions))
 	writeJSON(w, http.StatusOK, map[string]any{"file": file, "cache_entries": len(st.Cache), "sessions": len(st.Sessions)})
+}
+
+// onlyPost answers 405 in JSON, like every other error of the node API,
+// with the Allow header ServeMux would have set.
+func onlyPost(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Allow", http.MethodPost)
+	writeJSON(w, http.StatusMethodNotAllowed, node.Problem{Error: r.Method + " " + r.URL.Path + ": method not allowed, use POST"})
 }
 
 func (n *Node) authorized(r *http.Request) bool {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -116,13 +117,20 @@ func ReadState(file string) (State, error) {
 	return s, nil
 }
 
-// errOutside is a snapshot file outside the state directory.
-var errOutside = errors.New("must be a file inside the state directory")
+// errOutside is a snapshot file outside the state directory, and
+// errSnapshotsOff a snapshot asked of a node without one: the caller's
+// mistakes, answered 400.
+var (
+	errOutside      = errors.New("must be a file inside the state directory")
+	errSnapshotsOff = errors.New("snapshots are off: the node has no --state-dir")
+)
 
 // WriteState writes s to file, which must lie inside dir, atomically:
 // a temporary file in the same directory, synced, then renamed over it.
-// The writes go through an os.Root on dir, so neither ".." nor a symbolic
-// link leads out of it.
+// A path that is not inside dir, also through a symbolic link, is
+// refused with an error wrapping errOutside. The writes go through an
+// os.Root on dir, so that neither ".." nor a symbolic link leads out of
+// it even if the directory changes meanwhile.
 func WriteState(dir, file string, s State) error {
 	rel, err := inside(dir, file)
 	if err != nil {
@@ -159,11 +167,12 @@ func WriteState(dir, file string, s State) error {
 	return nil
 }
 
-// inside returns file's path relative to dir, refusing a path that is not
-// absolute or not strictly below dir.
+// inside returns file's path relative to dir, refusing with errOutside a
+// path that is not absolute, not strictly below dir, or that goes
+// through a symbolic link leading out of dir (or nowhere).
 func inside(dir, file string) (string, error) {
 	if dir == "" {
-		return "", errors.New("snapshots are off: the node has no --state-dir")
+		return "", errSnapshotsOff
 	}
 	if !filepath.IsAbs(file) {
 		return "", fmt.Errorf("file %q: must be an absolute path: %w", file, errOutside)
@@ -176,5 +185,48 @@ func inside(dir, file string) (string, error) {
 	if err != nil || rel == "." || !filepath.IsLocal(rel) {
 		return "", fmt.Errorf("file %q: %w", file, errOutside)
 	}
+	if why := linkOut(absDir, rel); why != "" {
+		return "", fmt.Errorf("file %q: %s: %w", file, why, errOutside)
+	}
 	return rel, nil
+}
+
+// linkOut follows the directories of rel below dir and says why the
+// first symbolic link among them that os.Root would not follow is
+// refused: one that leads out of dir, or nowhere, or has an absolute
+// target (os.Root follows relative links only). It returns "" when there
+// is none. The last element is not followed: the rename replaces a link
+// there, it does not write through it. A directory that does not exist
+// ends the walk (the write then fails on it); os.Root guards the write
+// itself, also against a link that changes meanwhile.
+func linkOut(dir, rel string) string {
+	realDir, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return "" // the write fails on the directory itself
+	}
+	p := dir
+	for _, part := range strings.Split(filepath.Dir(rel), string(filepath.Separator)) {
+		if part == "." {
+			break
+		}
+		p = filepath.Join(p, part)
+		fi, err := os.Lstat(p)
+		if err != nil {
+			break
+		}
+		if fi.Mode()&fs.ModeSymlink == 0 {
+			continue
+		}
+		real, err := filepath.EvalSymlinks(p)
+		if err != nil {
+			return p + " is a symbolic link that leads nowhere"
+		}
+		if r, err := filepath.Rel(realDir, real); err != nil || !(r == "." || filepath.IsLocal(r)) {
+			return p + " is a symbolic link out of the state directory"
+		}
+		if target, err := os.Readlink(p); err == nil && filepath.IsAbs(target) {
+			return p + " is a symbolic link to an absolute path (only relative links within the state directory are followed)"
+		}
+	}
+	return ""
 }

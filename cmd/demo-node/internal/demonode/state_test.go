@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -154,5 +155,77 @@ func TestSnapshotEndpoint(t *testing.T) {
 	off := start(t, cfg)
 	if code, _ := off.post(t, "/-/snapshot?file="+file, testToken); code != http.StatusBadRequest {
 		t.Errorf("a node without --state-dir: %d, want 400", code)
+	}
+}
+
+// A snapshot path through a symbolic link that os.Root would not follow
+// (out of the state directory, nowhere, or absolute) is the caller's
+// mistake: 400 naming the file, nothing written. A relative link that
+// stays inside is followed.
+func TestSnapshotThroughALinkOutOfTheStateDirIsABadRequestNamingTheFile(t *testing.T) {
+	cfg := testConfig(t)
+	h := start(t, cfg)
+	outside := t.TempDir()
+	dir := cfg.StateDir
+	if err := os.Mkdir(filepath.Join(dir, "sub"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for link, target := range map[string]string{
+		"out":      outside,
+		"out-rel":  "../" + filepath.Base(outside),
+		"nowhere":  filepath.Join(outside, "gone"),
+		"abs-in":   filepath.Join(dir, "sub"),
+		"relative": "sub",
+	} {
+		if err := os.Symlink(target, filepath.Join(dir, link)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		file string
+		want int
+	}{
+		{filepath.Join(dir, "out", "x.state"), http.StatusBadRequest},
+		{filepath.Join(dir, "out", "deeper", "x.state"), http.StatusBadRequest},
+		{filepath.Join(dir, "out-rel", "x.state"), http.StatusBadRequest},
+		{filepath.Join(dir, "nowhere", "x.state"), http.StatusBadRequest},
+		{filepath.Join(dir, "abs-in", "x.state"), http.StatusBadRequest},
+		{filepath.Join(dir, "relative", "x.state"), http.StatusOK},
+	} {
+		code, body := h.post(t, "/-/snapshot?file="+url.QueryEscape(tc.file), testToken)
+		if code != tc.want {
+			t.Errorf("%s: %d %s, want %d", tc.file, code, body, tc.want)
+			continue
+		}
+		var p node.Problem
+		if code != http.StatusOK && (json.Unmarshal([]byte(body), &p) != nil || !strings.Contains(p.Error, tc.file) ||
+			!strings.Contains(p.Error, "symbolic link")) {
+			t.Errorf("%s: %s, want a JSON error naming the file and the link", tc.file, body)
+		}
+	}
+	if entries, _ := os.ReadDir(outside); len(entries) != 0 {
+		t.Errorf("files written outside the state directory: %v", entries)
+	}
+	if _, err := ReadState(filepath.Join(dir, "sub", "x.state")); err != nil {
+		t.Errorf("the snapshot through the relative link: %v", err)
+	}
+}
+
+func TestSnapshotAnswersOtherMethodsWithAJSON405(t *testing.T) {
+	h := start(t, testConfig(t))
+	for _, method := range []string{http.MethodGet, http.MethodPut, http.MethodDelete} {
+		req, _ := http.NewRequestWithContext(t.Context(), method, h.srv.URL+"/-/snapshot", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var p node.Problem
+		err = json.NewDecoder(resp.Body).Decode(&p)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != http.MethodPost ||
+			resp.Header.Get("Content-Type") != "application/json" || err != nil || p.Error == "" {
+			t.Errorf("%s /-/snapshot: %d, Allow %q, Content-Type %q, %+v %v; want a JSON 405 allowing POST", method,
+				resp.StatusCode, resp.Header.Get("Allow"), resp.Header.Get("Content-Type"), p, err)
+		}
 	}
 }

@@ -374,7 +374,9 @@ func (d *Dispatcher) state(ctx context.Context, node string) (serverState, bool,
 
 // splitAddress accepts an IP literal and a port: dynamic servers with a
 // host name would need HAProxy resolvers, and a name is not what a clone
-// is given.
+// is given. The port is decimal digits only (no sign, no service name)
+// from 1 to 65535, returned without leading zeros, as HAProxy shows it:
+// "080" is port 80, and a re-attach with it is not a move.
 func splitAddress(address string) (ip, port string, err error) {
 	host, port, err := net.SplitHostPort(address)
 	if err != nil {
@@ -383,8 +385,13 @@ func splitAddress(address string) (ip, port string, err error) {
 	if net.ParseIP(host) == nil {
 		return "", "", fmt.Errorf("address %q: the host must be an IP address", address)
 	}
-	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
-		return "", "", fmt.Errorf("address %q: bad port", address)
+	bad := fmt.Errorf("address %q: bad port: want decimal digits from 1 to 65535", address)
+	if port == "" || strings.Trim(port, "0123456789") != "" {
+		return "", "", bad
 	}
-	return host, port, nil
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 1 || p > 65535 {
+		return "", "", bad
+	}
+	return host, strconv.Itoa(p), nil
 }

@@ -334,3 +334,78 @@ func ask(t *testing.T, c *http.Client, frontend string) string {
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
 }
+
+// A port with a sign, a service name or out of range is refused before
+// HAProxy is asked anything (HAProxy refuses "+80" only once told to add
+// it): the fake answers New alone, so any command would time out.
+func TestAttachTakesOnlyAPortOfDecimalDigitsInRange(t *testing.T) {
+	sock := fakeAPI(t, map[string]string{"show backend": backends})
+	d, err := haproxy.New(context.Background(), haproxy.Config{Socket: sock, Backend: "app", Timeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, addr := range []string{"127.0.0.1:+80", "127.0.0.1:-80", "127.0.0.1:0", "127.0.0.1:000", "127.0.0.1:65536",
+		"127.0.0.1:99999999999999999999", "127.0.0.1:0x50", "127.0.0.1: 80", "127.0.0.1:", "127.0.0.1:http", "[::1]:+80"} {
+		err := d.Attach(context.Background(), "mitosis-z", addr)
+		if err == nil || errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "bad port") {
+			t.Errorf("Attach at %q: %v, want refused for its port before any command", addr, err)
+		}
+	}
+}
+
+// A port written with leading zeros is the same port: attaching a server
+// HAProxy has at 127.0.0.1 port 80 with "127.0.0.1:080" only sets it
+// ready. The fake knows no "set server … addr" command: a move would time
+// out.
+func TestAttachWithLeadingZerosInThePortIsNotAMove(t *testing.T) {
+	header := "# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord srv_use_ssl srv_check_port srv_check_addr srv_agent_addr srv_agent_port\n"
+	line := "3 app 2 mitosis-z 127.0.0.1 2 0 1 1 5 1 0 0 0 0 0 0 - 80 - 0 0 - - 0\n"
+	sock := fakeAPI(t, map[string]string{
+		"show backend":                         backends,
+		"show servers state app":               "1\n" + header + line + "\n",
+		"set server app/mitosis-z state ready": "\n",
+	})
+	d, err := haproxy.New(context.Background(), haproxy.Config{Socket: sock, Backend: "app", Timeout: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, addr := range []string{"127.0.0.1:80", "127.0.0.1:080", "127.0.0.1:00080"} {
+		if err := d.Attach(context.Background(), "mitosis-z", addr); err != nil {
+			t.Errorf("Attach at %q of a server at 127.0.0.1 port 80: %v, want only set ready", addr, err)
+		}
+	}
+}
+
+// Against HAProxy: a clone attached with "0PORT" is added at PORT and
+// takes work there.
+func TestAttachNormalisesLeadingZerosForHAProxy(t *testing.T) {
+	l := startHAProxy(t)
+	d := l.dispatcher(t)
+	ctx := context.Background()
+	z := newBackend(t, "z")
+	ip, port, _ := strings.Cut(z.addr(), ":")
+	if err := d.Attach(ctx, "mitosis-z", ip+":0"+port); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Drain(ctx, "web-1"); err != nil {
+		t.Fatal(err)
+	}
+	if got := l.who(t); got != "z" {
+		t.Errorf("answered by %s, want the clone attached at %s:0%s", got, ip, port)
+	}
+	if err := d.Attach(ctx, "mitosis-z", z.addr()); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, line := range strings.Split(l.servers(t), "\n") {
+		if f := strings.Fields(line); len(f) > 18 && f[3] == "mitosis-z" { // srv_name, srv_addr … srv_port
+			found = true
+			if f[4] != ip || f[18] != port {
+				t.Errorf("mitosis-z in HAProxy: %q, want at %s port %s", line, ip, port)
+			}
+		}
+	}
+	if !found {
+		t.Error("mitosis-z is not in HAProxy")
+	}
+}

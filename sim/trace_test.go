@@ -87,12 +87,32 @@ func equal(a, b []float64) bool {
 	return true
 }
 
+// traceErrorCase is a trace the reader refuses, and the start of the
+// error it must give.
+type traceErrorCase struct {
+	name, in string
+	opts     TraceOptions
+	want     string
+}
+
+func checkTraceErrors(t *testing.T, cases []traceErrorCase) {
+	t.Helper()
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := readString(c.in, c.opts)
+			var te *TraceError
+			if !errors.As(err, &te) {
+				t.Fatalf("error %v is not a *TraceError", err)
+			}
+			if !strings.HasPrefix(err.Error(), c.want) {
+				t.Errorf("error %q, want it to start with %q", err, c.want)
+			}
+		})
+	}
+}
+
 func TestReadTraceErrorsNameFileAndLine(t *testing.T) {
-	cases := []struct {
-		name, in string
-		opts     TraceOptions
-		want     string
-	}{
+	cases := []traceErrorCase{
 		{"bad value", "t,v\n1000,1\n1060,abc\n", TraceOptions{}, `t.csv:3: "abc" is not a number`},
 		{"bad timestamp", "t,v\n1000,1\nyesterday,2\n", TraceOptions{}, `t.csv:3: "yesterday" is not a timestamp`},
 		{"too many fields", "t,v\n1000,1,2\n", TraceOptions{}, "t.csv:2: want 2 fields (timestamp,value), got 3"},
@@ -108,29 +128,14 @@ func TestReadTraceErrorsNameFileAndLine(t *testing.T) {
 		{"bad bare number", "1 2\n3 x\n", TraceOptions{Step: time.Minute}, `t.csv:2: "x" is not a number`},
 		{"too long", "t,v\n1000,1\n1060,1\n61060,1\n", TraceOptions{MaxPoints: 1000}, "t.csv:4: timestamp 1970-01-01T16:57:40Z is more than 1000 steps"},
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			_, err := readString(c.in, c.opts)
-			var te *TraceError
-			if !errors.As(err, &te) {
-				t.Fatalf("error %v is not a *TraceError", err)
-			}
-			if !strings.HasPrefix(err.Error(), c.want) {
-				t.Errorf("error %q, want it to start with %q", err, c.want)
-			}
-		})
-	}
+	checkTraceErrors(t, cases)
 }
 
 // Each case is input the reader once took silently: dropped, replaced,
 // compressed or misnamed.
 func TestReadTraceRefusesWhatItOnceTookSilently(t *testing.T) {
 	const rows = "2026-01-01T00:01:00Z,1\n2026-01-01T00:02:00Z,2\n"
-	cases := []struct {
-		name, in string
-		opts     TraceOptions
-		want     string
-	}{
+	cases := []traceErrorCase{
 		// A first row that looks like data is data, not a header to drop.
 		{"a first row with a bad date", "2026-13-01T00:00:00Z,5000\n" + rows, TraceOptions{}, `t.csv:1: "2026-13-01T00:00:00Z" is not a timestamp`},
 		{"a first row with a bad value", "2026-01-01T00:00:00Z,abc\n" + rows, TraceOptions{}, `t.csv:1: "abc" is not a number`},
@@ -156,18 +161,7 @@ func TestReadTraceRefusesWhatItOnceTookSilently(t *testing.T) {
 		{"binary garbage", "\x00\x01\xff\xfeGIF89a\n", TraceOptions{}, `t.csv:1: "\x00\x01\xff\xfeGIF89a" is neither`},
 		{"a comma among bare numbers", "1 2\n3,4\n", TraceOptions{Step: time.Minute}, `t.csv:2: "3,4" has a comma, in a trace of bare numbers`},
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			_, err := readString(c.in, c.opts)
-			var te *TraceError
-			if !errors.As(err, &te) {
-				t.Fatalf("error %v is not a *TraceError", err)
-			}
-			if !strings.HasPrefix(err.Error(), c.want) {
-				t.Errorf("error %q, want it to start with %q", err, c.want)
-			}
-		})
-	}
+	checkTraceErrors(t, cases)
 }
 
 func TestReadTraceTakesAHeaderOnlyWhenItHoldsNoDigit(t *testing.T) {

@@ -89,6 +89,11 @@ func New(cfg Config, opt Options) (*Agent, error) {
 	a := &Agent{cfg: cfg, opt: opt, log: log, reg: autoscaler.NewMemRegistry(), telemetry: NewTelemetry(opt.Version),
 		manual: make(chan manualCall)}
 	a.usePolicy(opt.Policy, opt.PolicyFiles)
+	names := make([]string, len(cfg.Clusters))
+	for i, cl := range cfg.Clusters {
+		names[i] = cl.Name
+	}
+	a.telemetry.forClusters(names)
 	if cfg.Raft != nil {
 		st, err := raftstore.Open(cfg.Raft.store(log))
 		if err != nil {
@@ -306,6 +311,9 @@ func (a *Agent) tickLoop(ctx context.Context) error {
 	for {
 		switch {
 		case !a.leading():
+			if led {
+				a.telemetry.steppedDown()
+			}
 			led = false
 		case !led:
 			if err := a.lead(ctx); err != nil {

@@ -88,6 +88,41 @@ func NewTelemetry(version string) *Telemetry {
 	return t
 }
 
+// forClusters creates every counter series of the clusters at 0, so
+// that their first event is an increase Prometheus can see (a series
+// that first appears at 1 has no increase) and a healthy agent exports
+// its zero failures.
+func (t *Telemetry) forClusters(names []string) {
+	kinds := []plan.OpKind{plan.OpExpand, plan.OpContract}
+	for _, cl := range names {
+		t.ticks.WithLabelValues(cl)
+		t.decisionErrors.WithLabelValues(cl)
+		t.unavailable.WithLabelValues(cl)
+		for _, k := range kinds {
+			for _, r := range []plan.OpStatus{plan.OpDone, plan.OpCompensated, plan.OpFailed} {
+				t.operations.WithLabelValues(cl, string(k), string(r))
+			}
+			for _, dry := range []string{"false", "true"} {
+				t.proposals.WithLabelValues(cl, string(k), dry)
+			}
+		}
+		for _, a := range []plan.Action{plan.ActionNone, plan.ActionExpand, plan.ActionContract} {
+			for _, dry := range []string{"false", "true"} {
+				t.decisions.WithLabelValues(cl, string(a), dry)
+			}
+		}
+	}
+}
+
+// steppedDown drops the gauges that describe the clusters as the leader
+// last saw them: a follower does not tick, and gauges frozen at its last
+// tick as leader would look like a cluster that stopped deciding.
+func (t *Telemetry) steppedDown() {
+	for _, g := range []*prometheus.GaugeVec{t.lastTick, t.available, t.size, t.minSize, t.maxSize, t.nodes, t.inFlight} {
+		g.Reset()
+	}
+}
+
 // raftState is what watchRaft reads.
 type raftState interface {
 	IsLeader() bool

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/mitosis-autoscaler/mitosis/autoscaler"
@@ -96,4 +97,44 @@ func histogram(name, help, labels string, buckets []float64, v float64) string {
 	}
 	fmt.Fprintf(&b, "%s_bucket{%s,le=\"+Inf\"} 1\n%s_sum{%s} %g\n%s_count{%s} 1\n", name, labels, name, labels, v, name, labels)
 	return b.String()
+}
+
+// A healthy agent exports its counters at 0 from the start, so that the
+// first failure is an increase the alerts see; a leader that steps down
+// drops the gauges of its last tick, which would look frozen.
+func TestCountersStartAtZeroAndASteppedDownLeaderDropsItsTickGauges(t *testing.T) {
+	tel := NewTelemetry("v-test")
+	tel.forClusters([]string{"web", "shop"})
+	for name, c := range map[string]struct {
+		v    prometheus.Collector
+		want int
+	}{
+		"ticks":       {tel.ticks, 2},
+		"unavailable": {tel.unavailable, 2},
+		"errors":      {tel.decisionErrors, 2},
+		"operations":  {tel.operations, 2 * 2 * 3}, // clusters × kinds × results
+		"proposals":   {tel.proposals, 2 * 2 * 2},  // clusters × kinds × dry runs
+		"decisions":   {tel.decisions, 2 * 3 * 2},  // clusters × actions × dry runs
+	} {
+		if n := testutil.CollectAndCount(c.v); n != c.want {
+			t.Errorf("%s: %d series before any event, want %d", name, n, c.want)
+		}
+	}
+	if v := testutil.ToFloat64(tel.operations.WithLabelValues("web", "expand", "failed")); v != 0 {
+		t.Errorf("failed expansions of a healthy agent: %v", v)
+	}
+
+	tel.Ticked(autoscaler.TickReport{
+		Record: plan.DecisionRecord{Cluster: "web", At: time.Unix(1767258000, 0), Size: 3, Metrics: plan.MetricsHealth{Available: true}},
+		Limits: plan.Limits{Min: 2, Max: 6},
+	})
+	tel.steppedDown()
+	for name, g := range map[string]*prometheus.GaugeVec{"last tick": tel.lastTick, "available": tel.available, "size": tel.size, "nodes": tel.nodes} {
+		if n := testutil.CollectAndCount(g); n != 0 {
+			t.Errorf("%s: %d series after stepping down, want none", name, n)
+		}
+	}
+	if v := testutil.ToFloat64(tel.ticks.WithLabelValues("web")); v != 1 {
+		t.Errorf("ticks after stepping down: %v, want the 1 counted", v)
+	}
 }

@@ -76,7 +76,8 @@ func TestRulesPassPromtool(t *testing.T) {
 		{"one operation is enough for critical", `[30m])) >= 2`, `[30m])) >= 1`},
 		{"metrics available alerts", `mitosis_metrics_available == 0`, `mitosis_metrics_available == 1`},
 		{"at max alerts sooner", "for: 15m", "for: 1m"},
-		{"not ticking tolerates more", `mitosis_last_tick_timestamp_seconds > 300`, `mitosis_last_tick_timestamp_seconds > 3000`},
+		{"not ticking tolerates more", `(mitosis_last_tick_timestamp_seconds) > 300`, `(mitosis_last_tick_timestamp_seconds) > 3000`},
+		{"not ticking per agent, not per cluster", `max by (cluster) (mitosis_last_tick_timestamp_seconds)`, `(mitosis_last_tick_timestamp_seconds)`},
 		{"a recording rule's window", `rate(mitosis_metrics_unavailable_total[15m])`, `increase(mitosis_metrics_unavailable_total[15m])`},
 	}
 	for _, m := range mutations {

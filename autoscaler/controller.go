@@ -342,9 +342,9 @@ func observed(in *policy.Input) plan.Observed {
 	}
 	for name, m := range st.Metrics {
 		if o.NodeMeans == nil {
-			o.NodeMeans = map[string]float64{}
+			o.NodeMeans, o.NodeCounts = map[string]float64{}, map[string]int{}
 		}
-		o.NodeMeans[name] = m.Mean
+		o.NodeMeans[name], o.NodeCounts[name] = m.Mean, m.Count
 	}
 	return o
 }

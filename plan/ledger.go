@@ -408,6 +408,7 @@ func CloneScalingState(s ScalingState) ScalingState {
 func CloneDecisionRecord(r DecisionRecord) DecisionRecord {
 	r.Observed.Cluster = maps.Clone(r.Observed.Cluster)
 	r.Observed.NodeMeans = maps.Clone(r.Observed.NodeMeans)
+	r.Observed.NodeCounts = maps.Clone(r.Observed.NodeCounts)
 	r.Decision.Templates = slices.Clone(r.Decision.Templates)
 	r.Decision.Hosts = slices.Clone(r.Decision.Hosts)
 	r.Decision.Nodes = slices.Clone(r.Decision.Nodes)

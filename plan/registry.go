@@ -81,6 +81,9 @@ type DecisionRecord struct {
 type Observed struct {
 	Cluster   map[string]float64 `json:"cluster,omitempty"`
 	NodeMeans map[string]float64 `json:"node_means,omitempty"`
+	// NodeCounts counts, per metric, the ready nodes of scalable roles
+	// whose mean NodeMeans gives (those that report it).
+	NodeCounts map[string]int `json:"node_counts,omitempty"`
 	// ReadyNodes counts the ready nodes of scalable roles.
 	ReadyNodes int `json:"ready_nodes"`
 }

@@ -345,7 +345,11 @@ func newOperatorCmds() []*cobra.Command {
 				}
 				fmt.Fprintf(tw, "metrics\t%s\n", metrics)
 				for _, name := range slices.Sorted(maps.Keys(r.Observed.NodeMeans)) {
-					fmt.Fprintf(tw, "mean %s\t%.3g over %d ready nodes\n", name, r.Observed.NodeMeans[name], r.Observed.ReadyNodes)
+					over := fmt.Sprintf("%d ready nodes", r.Observed.ReadyNodes)
+					if n, ok := r.Observed.NodeCounts[name]; ok && n != r.Observed.ReadyNodes {
+						over = fmt.Sprintf("the %d of %d ready nodes that report it", n, r.Observed.ReadyNodes)
+					}
+					fmt.Fprintf(tw, "mean %s\t%.3g over %s\n", name, r.Observed.NodeMeans[name], over)
 				}
 				for _, rs := range r.Reasons {
 					fmt.Fprintf(tw, "guardrail\t%s: %s\n", rs.Code, rs.Message)

@@ -52,7 +52,7 @@ func newContract(t *testing.T) *contract {
 	}
 	last := plan.DecisionRecord{Seq: 42, Cluster: "web", At: ago(2 * time.Minute), PolicyVersion: "abc123def456",
 		Metrics:  plan.MetricsHealth{Available: true},
-		Observed: plan.Observed{NodeMeans: map[string]float64{"cpu": 0.81}, ReadyNodes: 3},
+		Observed: plan.Observed{NodeMeans: map[string]float64{"cpu": 0.81, "mem": 0.5}, NodeCounts: map[string]int{"cpu": 3, "mem": 2}, ReadyNodes: 3},
 		Decision: plan.Decision{Action: plan.ActionExpand, Count: 1, Reason: "cpu 0.81 over 0.75"},
 		Size:     4, Operations: []string{"op-7"},
 		Reasons: []plan.Reason{{Code: "max_step", Message: "one clone at a time"}}}
@@ -244,7 +244,7 @@ func TestOpsCommandsTables(t *testing.T) {
 	if r.path != "/v1/clusters/web/why" || err != nil || time.Since(at) < 14*time.Minute || time.Since(at) > 16*time.Minute {
 		t.Errorf("why --at 15m sent %+v (%v)", r, err)
 	}
-	for _, want := range []string{"decision", "expand 1", "cpu 0.81 over 0.75", "metrics", "trusted", "mean cpu", "0.81 over 3 ready nodes", "guardrail", "max_step: one clone at a time", "op-7"} {
+	for _, want := range []string{"decision", "expand 1", "cpu 0.81 over 0.75", "metrics", "trusted", "mean cpu", "0.81 over 3 ready nodes", "mean mem", "0.5 over the 2 of 3 ready nodes that report it", "guardrail", "max_step: one clone at a time", "op-7"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("why lacks %q:\n%s", want, out)
 		}

@@ -348,3 +348,38 @@ func TestASimulatedWorldIsCheckedWithItsDefaults(t *testing.T) {
 		t.Errorf("two clusters: %v", err)
 	}
 }
+
+// The metrics section's files are checked when the file is parsed, so
+// that a bad one is named with the configuration file and its key, as
+// every other configuration error is, and not at assembly.
+func TestParseNamesTheFileOfABadMetricsSecretOrTLSFile(t *testing.T) {
+	dir := t.TempDir()
+	notPEM := filepath.Join(dir, "ca.txt")
+	empty := filepath.Join(dir, "password")
+	for p, content := range map[string]string{notPEM: "not a certificate", empty: ""} {
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	head := strings.Split(base, "metrics:")[0]
+	query := "  queries: [{name: q, query: up, per_node: true}]\n"
+	for _, c := range []struct{ name, metrics, want string }{
+		{"a CA file that is not PEM", "  url: https://127.0.0.1:9090\n  tls: {ca_file: " + notPEM + "}\n",
+			"agent.yaml: metrics: tls.ca_file: " + notPEM + " holds no PEM certificate"},
+		{"a missing CA file", "  url: https://127.0.0.1:9090\n  tls: {ca_file: /nonexistent/ca.pem}\n",
+			"agent.yaml: metrics: tls.ca_file: cannot open /nonexistent/ca.pem"},
+		{"a password file that is a directory", "  url: http://127.0.0.1:9090\n  basic_auth: {username: m, password_file: " + dir + "}\n",
+			"agent.yaml: metrics: basic_auth.password_file: " + dir + " is a directory"},
+		{"an empty password file", "  url: http://127.0.0.1:9090\n  basic_auth: {username: m, password_file: " + empty + "}\n",
+			"agent.yaml: metrics: basic_auth.password_file: " + empty + " is empty"},
+		{"a token file that is a directory", "  url: http://127.0.0.1:9090\n  bearer_token_file: " + dir + "\n",
+			"agent.yaml: metrics: bearer_token_file: " + dir + " is a directory"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			yaml := head + "metrics:\n" + c.metrics + query + "dry_run: true\n"
+			if _, err := agent.Parse([]byte(yaml), "agent.yaml"); err == nil || !strings.HasPrefix(err.Error(), c.want) {
+				t.Errorf("got %v, want %q", err, c.want)
+			}
+		})
+	}
+}

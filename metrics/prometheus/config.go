@@ -1,10 +1,13 @@
 package prometheus
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/url"
 	"os"
+	"strings"
 	"time"
 )
 
@@ -158,12 +161,12 @@ func (c Config) Validate() error {
 		if b.PasswordFile == "" {
 			return errors.New("basic_auth.password_file: required")
 		}
-		if err := readable(b.PasswordFile); err != nil {
+		if _, err := readSecret(b.PasswordFile); err != nil {
 			return fmt.Errorf("basic_auth.password_file: %w", err)
 		}
 	}
 	if c.BearerTokenFile != "" {
-		if err := readable(c.BearerTokenFile); err != nil {
+		if _, err := readSecret(c.BearerTokenFile); err != nil {
 			return fmt.Errorf("bearer_token_file: %w", err)
 		}
 	}
@@ -172,6 +175,12 @@ func (c Config) Validate() error {
 	}
 	if u.Scheme == "http" && c.TLS != (TLS{}) {
 		return errors.New("tls: given, but url is http")
+	}
+	// The TLS material is loaded as the transport will load it, so that a
+	// file that is missing, not PEM or a key that does not match its
+	// certificate is refused at start, naming its key.
+	if _, err := c.TLS.config(); err != nil {
+		return err
 	}
 	if len(c.Queries) == 0 {
 		return errors.New("queries: at least one is needed")
@@ -207,12 +216,82 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// readable checks that a secret file can be read, without reading it into
-// any message.
-func readable(path string) error {
+// regularFile checks that path names a regular file (following symbolic
+// links) that can be opened for reading: not a directory, a device or a
+// pipe, which would fail or block on every request.
+func regularFile(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("cannot open %s: %w", path, errors.Unwrap(err))
+	}
+	if fi.IsDir() {
+		return fmt.Errorf("%s is a directory, want a file", path)
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file", path)
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("cannot open %s: %w", path, errors.Unwrap(err))
 	}
 	return f.Close()
+}
+
+// readSecret reads a secret file (a regular file, not empty once its
+// trailing newline is dropped); its errors never hold the contents.
+func readSecret(path string) (string, error) {
+	if err := regularFile(path); err != nil {
+		return "", err
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("cannot read %s: %w", path, errors.Unwrap(err))
+	}
+	s := strings.TrimRight(string(b), "\r\n")
+	if s == "" {
+		return "", fmt.Errorf("%s is empty", path)
+	}
+	return s, nil
+}
+
+// config loads the TLS material from its files; nil when t is empty. Its
+// errors name the key at fault and the file, never a key's contents.
+func (t TLS) config() (*tls.Config, error) {
+	if t == (TLS{}) {
+		return nil, nil
+	}
+	tc := &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		ServerName:         t.ServerName,
+		InsecureSkipVerify: t.InsecureSkipVerify, //nolint:gosec // the operator's explicit choice
+	}
+	if t.CAFile != "" {
+		if err := regularFile(t.CAFile); err != nil {
+			return nil, fmt.Errorf("tls.ca_file: %w", err)
+		}
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls.ca_file: cannot read %s: %w", t.CAFile, errors.Unwrap(err))
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("tls.ca_file: %s holds no PEM certificate", t.CAFile)
+		}
+		tc.RootCAs = pool
+	}
+	if t.CertFile != "" || t.KeyFile != "" {
+		if err := regularFile(t.CertFile); err != nil {
+			return nil, fmt.Errorf("tls.cert_file: %w", err)
+		}
+		if _, err := readSecret(t.KeyFile); err != nil {
+			return nil, fmt.Errorf("tls.key_file: %w", err)
+		}
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			// LoadX509KeyPair's errors name the files' problems, not their contents.
+			return nil, fmt.Errorf("tls.cert_file, tls.key_file: %s, %s: %w", t.CertFile, t.KeyFile, err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
 }

@@ -9,8 +9,6 @@ package prometheus
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -18,7 +16,6 @@ import (
 	"math"
 	"net"
 	"net/http"
-	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -65,31 +62,11 @@ func New(cfg Config, logger *slog.Logger) (*Source, error) {
 // credentials added to every request.
 func transport(cfg Config) (http.RoundTripper, error) {
 	t := http.DefaultTransport.(*http.Transport).Clone()
-	if cfg.TLS != (TLS{}) {
-		tc := &tls.Config{
-			MinVersion:         tls.VersionTLS12,
-			ServerName:         cfg.TLS.ServerName,
-			InsecureSkipVerify: cfg.TLS.InsecureSkipVerify, //nolint:gosec // the operator's explicit choice
-		}
-		if cfg.TLS.CAFile != "" {
-			pem, err := os.ReadFile(cfg.TLS.CAFile)
-			if err != nil {
-				return nil, fmt.Errorf("tls.ca_file: %w", err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("tls.ca_file: %s holds no PEM certificate", cfg.TLS.CAFile)
-			}
-			tc.RootCAs = pool
-		}
-		if cfg.TLS.CertFile != "" {
-			cert, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
-			if err != nil {
-				// LoadX509KeyPair's errors name the files' problems, not their contents.
-				return nil, fmt.Errorf("tls.cert_file, tls.key_file: %w", err)
-			}
-			tc.Certificates = []tls.Certificate{cert}
-		}
+	tc, err := cfg.TLS.config()
+	if err != nil {
+		return nil, err
+	}
+	if tc != nil {
 		t.TLSClientConfig = tc
 	}
 	return &authTransport{next: t, basic: cfg.BasicAuth, tokenFile: cfg.BearerTokenFile}, nil
@@ -122,19 +99,6 @@ func (a *authTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 		r.Header.Set("Authorization", "Bearer "+tok)
 	}
 	return a.next.RoundTrip(r)
-}
-
-// readSecret reads a secret file; its errors never hold the contents.
-func readSecret(path string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Errorf("cannot read %s: %w", path, errors.Unwrap(err))
-	}
-	s := strings.TrimRight(string(b), "\r\n")
-	if s == "" {
-		return "", fmt.Errorf("%s is empty", path)
-	}
-	return s, nil
 }
 
 // ClusterVar in a query is replaced by the name of the cluster the

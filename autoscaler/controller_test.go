@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mitosis-autoscaler/mitosis/node"
 	"github.com/mitosis-autoscaler/mitosis/plan"
 	"github.com/mitosis-autoscaler/mitosis/policy"
 )
@@ -256,6 +257,44 @@ func TestUndoTemplateLeavesATemplateAnotherOperationHolds(t *testing.T) {
 	if slices.Contains(r.w.calls, "attach a1") {
 		t.Errorf("re-attached a template another operation holds: %q", r.w.calls)
 	}
+}
+
+// An undo that cannot resume its template ends instead of holding the
+// cluster (the template protected, the budget spent) for ever.
+func TestAnUndoThatCannotResumeTheTemplateEnds(t *testing.T) {
+	t.Run("a template that stopped answering is marked failed after the prepare deadline", func(t *testing.T) {
+		r := newRig(t, always(expandOne), nil)
+		r.w.neverSettles, r.w.resumeErr = true, errUnreachable
+		rec := r.tick()
+		r.actuate()
+		r.w.advance(31 * time.Second) // the template did not settle: undo
+		r.actuate()
+		if op := r.op(rec.Operations[0]); op.Status != plan.OpRunning || op.Step != StepUndoTemplate {
+			t.Fatalf("status %s at %s: the first failed resumes are retried", op.Status, op.Step)
+		}
+		r.w.advance(31 * time.Second)
+		r.actuate()
+		op := r.op(rec.Operations[0])
+		if op.Status != plan.OpFailed || !strings.Contains(op.Error, "did not resume within 30s") {
+			t.Fatalf("status %s at %s, error %q: want failed, naming the deadline", op.Status, op.Step, op.Error)
+		}
+		if n := r.nodes()["a1"]; n.State != plan.NodeFailed || r.w.attached["a1"] {
+			t.Errorf("template: state %s, attached %v; want failed and out of the dispatcher", n.State, r.w.attached["a1"])
+		}
+	})
+	t.Run("a node API that refuses the token gets its template back as it was", func(t *testing.T) {
+		r := newRig(t, always(expandOne), nil)
+		r.w.refusePrepare, r.w.resumeErr = true, node.ErrUnauthorized
+		rec := r.tick()
+		r.actuate()
+		op := r.op(rec.Operations[0])
+		if op.Status != plan.OpFailed || !strings.Contains(op.Error, "node_api.token_file") {
+			t.Fatalf("status %s at %s, error %q: want failed at once, naming the token", op.Status, op.Step, op.Error)
+		}
+		if n := r.nodes()["a1"]; n.State != plan.NodeReady || !r.w.attached["a1"] {
+			t.Errorf("template: state %s, attached %v; want ready and attached again", n.State, r.w.attached["a1"])
+		}
+	})
 }
 
 func TestTheCloneIsRegisteredOnTheHostItLandedOn(t *testing.T) {

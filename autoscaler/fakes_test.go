@@ -37,6 +37,7 @@ type fakeWorld struct {
 	cloneMadeErr   error  // clone happens, then this error is returned
 	landOn         string // the host clones land on, whatever was asked
 	heldBy         string // the operation templates are prepared for, refusing others' resume
+	resumeErr      error  // what every resume answers, if set
 	finalizeNever  bool
 	drainErr       error
 	unavailable    string
@@ -215,6 +216,9 @@ func (w *fakeWorld) Resume(_ context.Context, a, _ string) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.record("resume %s", a)
+	if w.resumeErr != nil {
+		return w.resumeErr
+	}
 	if w.heldBy != "" {
 		return &node.StateError{Call: "POST /v1/resume", State: node.StatePrepared, Operation: w.heldBy, Message: "prepared for another operation"}
 	}

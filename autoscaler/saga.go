@@ -81,6 +81,37 @@ func fail(s plan.Step, err error) outcome {
 	return outcome{next: s, state: plan.OpRunning, err: err.Error(), note: "failed: " + err.Error()}
 }
 
+// resumeGivenUp ends the retries of a template's resume that cannot
+// succeed, so that an operation never holds its cluster forever:
+//   - the node API refuses mitosis's token: it refused every call of
+//     the operation, so the template is as it was before; it is
+//     re-attached (the drain step detached it) and the operation fails,
+//     naming the token;
+//   - the template has not answered for the prepare deadline: it is
+//     marked failed and left out of the dispatcher, for an operator to
+//     look at or detach (a failed node may be contracted).
+//
+// Undoing, the operation fails; going forward, the clone goes on.
+func (s *saga) resumeGivenUp(ctx context.Context, op plan.Operation, t plan.Node, next plan.Step, state plan.OpStatus, err error) (outcome, bool) {
+	if op.Step == StepUndoTemplate {
+		state = plan.OpFailed
+	}
+	switch {
+	case errors.Is(err, node.ErrUnauthorized):
+		if aerr := s.c.d.dispatcher(s.cl.Name).Attach(ctx, t.ID, t.Address); aerr != nil {
+			return outcome{}, false // retried until the dispatcher takes it back
+		}
+		return outcome{next: next, state: state, note: "template not resumed: re-attached as it was",
+			err: fmt.Sprintf("template %s: its node API refuses mitosis's token (node_api.token_file): %v", t.ID, err)}, true
+	case s.now.Sub(op.StepAt) >= s.cl.Prepare.Deadline.Duration:
+		out := outcome{next: next, state: state, note: "template not resumed: marked failed",
+			err: fmt.Sprintf("template %s did not resume within %s (%v): marked failed, left out of the dispatcher", t.ID, s.cl.Prepare.Deadline, err)}
+		out.put = []plan.Node{withState(t, plan.NodeFailed)}
+		return out, true
+	}
+	return outcome{}, false
+}
+
 // saga runs the steps of one operation against the backends.
 type saga struct {
 	c     *Controller
@@ -193,6 +224,9 @@ func (s *saga) step(ctx context.Context, op plan.Operation) outcome {
 			// holder. Anything else is retried.
 			if se, ok := errors.AsType[*node.StateError](err); ok {
 				return outcome{next: next, state: state, note: "template not resumed: " + se.Error()}
+			}
+			if out, done := s.resumeGivenUp(ctx, op, t, next, state, err); done {
+				return out
 			}
 			s.c.log.Warn("resuming template", "op", op.ID, "template", t.ID, "err", err)
 			return wait()

@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/mitosis-autoscaler/mitosis/autoscaler"
 	"github.com/mitosis-autoscaler/mitosis/dispatcher/haproxy"
@@ -265,6 +266,9 @@ func openActors(ctx context.Context, cfg Config, log *slog.Logger) (actors, erro
 	if err != nil {
 		return actors{}, err
 	}
+	if err := checkToken(ctx, nodes, cfg, log); err != nil {
+		return actors{}, err
+	}
 	disps := map[string]autoscaler.Dispatcher{}
 	backends := cfg.Dispatcher.Clusters
 	if cfg.Dispatcher.HAProxy != nil {
@@ -289,6 +293,25 @@ func openActors(ctx context.Context, cfg Config, log *slog.Logger) (actors, erro
 		return actors{}, err
 	}
 	return actors{hv: withPort{hv, cfg.NodeAPI.Port}, disps: disps, nodes: nodes, close: closeHV}, nil
+}
+
+// checkToken asks each node of the file for its status: a node that
+// refuses the token would refuse every step of every operation (after the
+// first has drained it from the dispatcher), so the agent does not start.
+// A node that does not answer may be restarting: it is only logged.
+func checkToken(ctx context.Context, nodes *node.Client, cfg Config, log *slog.Logger) error {
+	for i, n := range cfg.Nodes {
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := nodes.Status(sctx, n.Address)
+		cancel()
+		switch {
+		case errors.Is(err, node.ErrUnauthorized):
+			return fmt.Errorf("node_api.token_file: nodes[%d] (%s at %s) refuses the token in %s", i, n.ID, n.Address, cfg.NodeAPI.TokenFile)
+		case err != nil:
+			log.Warn("node API not answering at start", "node", n.ID, "address", n.Address, "err", err)
+		}
+	}
+	return nil
 }
 
 // checkActing checks that an agent that acts on real machines has all it

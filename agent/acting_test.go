@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/mitosis-autoscaler/mitosis/hypervisor"
 	"github.com/mitosis-autoscaler/mitosis/hypervisor/hypervisortest"
+	"github.com/mitosis-autoscaler/mitosis/node"
 )
 
 // guestIP is a hypervisor that reports addr for every VM, as vSphere
@@ -86,3 +88,47 @@ node_api: {token_file: %q}
 		t.Errorf("New: %v, want an error naming the dispatcher and its socket", err)
 	}
 }
+
+// A node that refuses the node API's token would refuse every step of
+// every operation, after the first had drained it: the agent does not
+// start, and says which node and which file.
+func TestAnAgentWhoseTokenANodeRefusesDoesNotStart(t *testing.T) {
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "node-token")
+	if err := os.WriteFile(tokenFile, []byte("stale-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := node.NewServer(refusingApp{}, node.ServerOptions{ID: "web-1", Token: "the-nodes-token"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodeAPI := httptest.NewServer(srv)
+	defer nodeAPI.Close()
+	cfg, err := Parse(fmt.Appendf(nil, `tick: 1s
+clusters: [{name: web, min: 1, max: 3}]
+nodes: [{cluster: web, id: web-1, role: app, address: %q, vm: web-1}]
+metrics: {url: "http://127.0.0.1:1", queries: [{name: utilization, query: up, per_node: true}]}
+hypervisor: {kind: process, process: {dir: %q, command: [demo-node]}}
+dispatcher: {kind: haproxy, haproxy: {socket: %q, backend: app}}
+node_api: {token_file: %q}
+`, strings.TrimPrefix(nodeAPI.URL, "http://"), dir, filepath.Join(dir, "no-haproxy.sock"), tokenFile), "agent.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = New(cfg, Options{Listen: "127.0.0.1:0", Token: "t", Policy: defaultPolicy(t)})
+	if err == nil || !strings.Contains(err.Error(), "web-1") || !strings.Contains(err.Error(), "refuses the token in "+tokenFile) {
+		t.Errorf("New: %v, want an error naming the node and the token file", err)
+	}
+}
+
+// refusingApp is an application that is never asked anything: its node
+// API refuses the caller's token first.
+type refusingApp struct{}
+
+func (refusingApp) Prepare(context.Context, node.PrepareMode) error { return nil }
+func (refusingApp) Settled() bool                                   { return true }
+func (refusingApp) Resume(context.Context) error                    { return nil }
+func (refusingApp) Finalize(context.Context, string, string) error  { return nil }
+func (refusingApp) Detach(context.Context) error                    { return nil }
+func (refusingApp) Sessions() int                                   { return 0 }
+func (refusingApp) Warmth() node.Warmth                             { return node.Warmth{} }

@@ -82,9 +82,9 @@ func (f *fakeProm) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.Form.Get("query")
-	stamp := strings.HasPrefix(q, "timestamp(") && strings.HasSuffix(q, ")")
+	stamp := strings.HasPrefix(q, "timestamp(") && strings.HasSuffix(q, "\n)")
 	if stamp {
-		q = strings.TrimSuffix(strings.TrimPrefix(q, "timestamp("), ")")
+		q = strings.TrimSuffix(strings.TrimPrefix(q, "timestamp("), "\n)")
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()

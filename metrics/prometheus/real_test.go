@@ -92,6 +92,12 @@ func (tg *target) stop() {
 // startPrometheus runs the real server on a free loopback port, scraping
 // the targets every 200ms, and kills it by its PID when the test ends.
 func startPrometheus(t testing.TB, targets []*target) string {
+	return startPrometheusWithRules(t, targets, "")
+}
+
+// startPrometheusWithRules is startPrometheus with a rule file's groups
+// (YAML under "groups:"), if any.
+func startPrometheusWithRules(t testing.TB, targets []*target, groups string) string {
 	bin := testenv.Binary(t, "prometheus")
 	dir := t.TempDir()
 	var addrs []string
@@ -106,6 +112,13 @@ scrape_configs:
     static_configs:
       - targets: [%s]
 `, strings.Join(addrs, ", "))
+	if groups != "" {
+		rules := filepath.Join(dir, "rules.yml")
+		if err := os.WriteFile(rules, []byte("groups:\n"+groups), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		conf += fmt.Sprintf("rule_files: [%q]\n", rules)
+	}
 	confFile := filepath.Join(dir, "prometheus.yml")
 	if err := os.WriteFile(confFile, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)

@@ -188,7 +188,7 @@ func (s *Source) run(ctx context.Context, q Query) (result, string) {
 	}()
 	go func() {
 		defer wg.Done()
-		ts, tsWarn, _, tsErr = s.api.Query(ctx, "timestamp("+q.Query+")", time.Time{}, v1.WithTimeout(s.cfg.Timeout))
+		ts, tsWarn, _, tsErr = s.api.Query(ctx, timestampOf(q.Query), time.Time{}, v1.WithTimeout(s.cfg.Timeout))
 	}()
 	wg.Wait()
 	for _, w := range append(valWarn, tsWarn...) {
@@ -234,6 +234,13 @@ func (s *Source) run(ctx context.Context, q Query) (result, string) {
 	}
 }
 
+// timestampOf wraps a query in timestamp(). The closing parenthesis goes
+// on a line of its own: a query may end in a # comment (a YAML block
+// scalar invites one), which would otherwise swallow it.
+func timestampOf(query string) string {
+	return "timestamp(" + query + "\n)"
+}
+
 func withoutName(m model.Metric) model.Metric {
 	if _, ok := m[model.MetricNameLabel]; !ok {
 		return m
@@ -253,6 +260,12 @@ func (s *Source) describe(ctx context.Context, err error) string {
 	case errors.Is(err, context.Canceled):
 		return "canceled"
 	case errors.As(err, &apiErr):
+		// client_golang decodes only scalars, vectors and matrices: a
+		// string result comes back as its bad_response, which is the
+		// query's fault, not Prometheus's.
+		if t, ok := strings.CutPrefix(apiErr.Msg, "unexpected value type "); ok && apiErr.Type == v1.ErrBadResponse {
+			return fmt.Sprintf("returned a %s, want a vector or a scalar", strings.Trim(t, `"`))
+		}
 		return fmt.Sprintf("prometheus answered with an error: %s", apiErr.Error())
 	case errors.As(err, &netErr):
 		return fmt.Sprintf("prometheus unreachable: %v", err)
@@ -295,6 +308,8 @@ func (s *Source) clusterLevel(q Query, r result, out map[string]metrics.Sample) 
 // snapshot is unavailable when the query returns no series at all, or no
 // node has a usable sample (the policy could not decide on it), or a node
 // has two series (the query is ambiguous: aggregate it by the label).
+// An ambiguous node gets no value for the query, whichever series came
+// first; the other nodes' good values are kept, for the record.
 func (s *Source) perNode(q Query, r result, nodes []plan.Node, out map[string]map[string]metrics.Sample) string {
 	if len(r.series) == 0 {
 		return "no series (empty result)"
@@ -309,9 +324,11 @@ func (s *Source) perNode(q Query, r result, nodes []plan.Node, out map[string]ma
 			byKey[k] = append(byKey[k], n.ID)
 		}
 	}
-	got := map[string]bool{}
-	var unmatched, bad int
-	var badWhy []string
+	// Group the series by node first: a node with two series is
+	// ambiguous, and neither value may be kept for it.
+	perID := map[string][]series{}
+	var order []string // node ids in the order of their first series
+	var unmatched int
 	for _, se := range r.series {
 		ids := byKey[string(se.labels[model.LabelName(q.NodeLabel)])]
 		if len(ids) == 0 {
@@ -319,32 +336,46 @@ func (s *Source) perNode(q Query, r result, nodes []plan.Node, out map[string]ma
 			continue
 		}
 		for _, id := range ids {
-			if got[id] {
-				return fmt.Sprintf("two series for node %s (%s=%q): aggregate the query by %s", id, q.NodeLabel, se.labels[model.LabelName(q.NodeLabel)], q.NodeLabel)
+			if perID[id] == nil {
+				order = append(order, id)
 			}
-			got[id] = true
+			perID[id] = append(perID[id], se)
 		}
-		if p := s.check(se); p != "" {
-			bad++
-			badWhy = append(badWhy, fmt.Sprintf("%s: %s", strings.Join(ids, ","), p))
+	}
+	var ambiguous string
+	var bad int
+	var badWhy []string
+	for _, id := range order {
+		ss := perID[id]
+		if len(ss) > 1 {
+			if ambiguous == "" {
+				v := ss[1].labels[model.LabelName(q.NodeLabel)]
+				ambiguous = fmt.Sprintf("two series for node %s (%s=%q): aggregate the query by %s", id, q.NodeLabel, v, q.NodeLabel)
+			}
 			continue
 		}
-		for _, id := range ids {
-			m := out[id]
-			if m == nil {
-				m = map[string]metrics.Sample{}
-				out[id] = m
-			}
-			m[q.Name] = metrics.Sample{Value: se.value, Age: se.age}
+		se := ss[0]
+		if p := s.check(se); p != "" {
+			bad++
+			badWhy = append(badWhy, fmt.Sprintf("%s: %s", id, p))
+			continue
 		}
+		m := out[id]
+		if m == nil {
+			m = map[string]metrics.Sample{}
+			out[id] = m
+		}
+		m[q.Name] = metrics.Sample{Value: se.value, Age: se.age}
 	}
 	sort.Strings(badWhy)
-	s.log.Debug("per-node query mapped", "query", q.Name, "series", len(r.series), "nodes", len(got)-bad,
+	s.log.Debug("per-node query mapped", "query", q.Name, "series", len(r.series), "nodes", len(perID),
 		"unmatched_series", unmatched, "unusable", badWhy)
-	if len(got) == 0 {
+	switch {
+	case ambiguous != "":
+		return ambiguous
+	case len(perID) == 0:
 		return fmt.Sprintf("none of its %d series matches a node by %s (label %s)", len(r.series), q.Match, q.NodeLabel)
-	}
-	if len(got) == bad {
+	case len(perID) == bad:
 		return "no node has a usable sample: " + strings.Join(badWhy, "; ")
 	}
 	return ""

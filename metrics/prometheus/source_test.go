@@ -416,3 +416,29 @@ func TestAQueryNamesItsClusterWithTheClusterVariable(t *testing.T) {
 		}
 	}
 }
+
+// An ambiguous per-node query makes the snapshot unavailable, and the
+// value of a node with two series is not kept for the record: neither of
+// them is good. The other nodes' values are.
+func TestANodeWithTwoSeriesKeepsNoValueForTheQuery(t *testing.T) {
+	f := newFake()
+	good(f)
+	f.set("cpu",
+		node("instance", "10.0.0.1:9100", 0, 0), // first: would have been written before the second was seen
+		node("instance", "10.0.0.2:9100", 0.7, time.Second),
+		fakeSeries{labels: map[string]string{"instance": "10.0.0.1:9100", "cpu": "1"}, value: 2},
+		node("instance", "10.0.0.3:9100", 0.9, 0),
+		fakeSeries{labels: map[string]string{"instance": "10.0.0.3:9100", "cpu": "1"}, value: 3})
+	s := newSource(t, f.serve(t).URL, nil)
+	snap := s.Snapshot(context.Background(), "c", threeNodes)
+	if want := `query "cpu": two series for node n1 (instance="10.0.0.1:9100"): aggregate the query by instance`; snap.Unavailable != want {
+		t.Errorf("Unavailable = %q, want %q", snap.Unavailable, want)
+	}
+	for _, id := range []string{"n1", "n3"} {
+		if v, ok := snap.Nodes[id]["cpu"]; ok {
+			t.Errorf("%s cpu = %+v from one of its two series, want it missing", id, v)
+		}
+		near(t, id+" queue", snap.Nodes[id]["queue"], map[string]float64{"n1": 3, "n3": 5}[id], time.Second)
+	}
+	near(t, "n2 cpu", snap.Nodes["n2"]["cpu"], 0.7, time.Second)
+}

@@ -383,3 +383,54 @@ func TestParseNamesTheFileOfABadMetricsSecretOrTLSFile(t *testing.T) {
 		})
 	}
 }
+
+// TestTheRaftSectionIsCheckedAgainstItself: what raft would refuse when
+// the node starts, or write for good into a bootstrap configuration, is
+// refused at parse time, naming the file and the key.
+func TestTheRaftSectionIsCheckedAgainstItself(t *testing.T) {
+	const base = `tick: 200ms
+dry_run: true
+clusters: [{name: web, min: 1, max: 4, scalable_roles: [app]}]
+nodes: [{cluster: web, id: web-1, role: app, address: "127.0.0.1:1"}]
+metrics:
+  url: http://127.0.0.1:1
+  queries: [{name: utilization, query: up, per_node: true}]
+raft:
+`
+	section := func(bind, extra string, peers ...string) string {
+		return base + fmt.Sprintf("  node_id: a1\n  bind: %q\n  data_dir: /tmp/fixr-unused\n  bootstrap: true\n  peers: [%s]\n%s", bind, strings.Join(peers, ", "), extra)
+	}
+	a1 := `{id: a1, address: "127.0.0.1:7001"}`
+	for _, c := range []struct{ name, file, want string }{
+		{"a peer address without a port", section("127.0.0.1:7001", "", a1, `{id: a2, address: "127.0.0.2"}`), `raft.yaml: raft.peers[1].address: "127.0.0.2" is not host:port`},
+		{"a peer address at port 0", section("127.0.0.1:7001", "", a1, `{id: a2, address: "127.0.0.2:0"}`), `raft.peers[1].address: "127.0.0.2:0" is not host:port: port "0" is not 1 to 65535`},
+		{"a peer address that does not resolve", section("127.0.0.1:7001", "", a1, `{id: a2, address: "no-such-host.invalid:7001"}`), "raft.peers[1].address: no-such-host.invalid:7001: host no-such-host.invalid does not resolve"},
+		{"its own entry at another address than bind", section("127.0.0.1:7001", "", `{id: a1, address: "127.0.0.1:7009"}`), "raft.peers[0].address: 127.0.0.1:7009 is this agent's own entry (a1), but it is reached at 127.0.0.1:7001 (raft.bind)"},
+		{"an api that is no URL", section("127.0.0.1:7001", "", a1, `{id: a2, address: "127.0.0.2:7001", api: "127.0.0.2:9808"}`), `raft.peers[1].api: "127.0.0.2:9808" is not an http(s)://host:port URL`},
+		{"an api of another scheme", section("127.0.0.1:7001", "", a1, `{id: a2, address: "127.0.0.2:7001", api: "ftp://127.0.0.2:9808"}`), `raft.peers[1].api: "ftp://127.0.0.2:9808"`},
+		{"an id twice", section("127.0.0.1:7001", "", a1, `{id: a2, address: "127.0.0.2:7001"}`, `{id: a2, address: "127.0.0.3:7001"}`), "raft.peers[2].id: a2 is raft.peers[1]'s id too"},
+		{"an address twice", section("127.0.0.1:7001", "", a1, `{id: a2, address: "127.0.0.2:7001"}`, `{id: a3, address: "127.0.0.2:7001"}`), "raft.peers[2].address: 127.0.0.2:7001 is raft.peers[1]'s address too"},
+		{"a bind without a port", section("127.0.0.1", ""), `raft.bind: "127.0.0.1" is not host:port`},
+		{"a bind nobody can dial", section("0.0.0.0:7001", ""), "raft.bind: 0.0.0.0:7001 is not an address the other nodes can dial: set raft.advertise"},
+		{"a negative heartbeat timeout", section("127.0.0.1:7001", "  heartbeat_timeout: -1s\n"), "raft.heartbeat_timeout: -1s must be positive (leave it out for 100ms)"},
+		{"a heartbeat timeout raft finds too low", section("127.0.0.1:7001", "  heartbeat_timeout: 1ms\n  leader_lease_timeout: 1ms\n"), "raft.heartbeat_timeout: 1ms is too low: at least 5ms"},
+		{"a lease above the heartbeat", section("127.0.0.1:7001", "  leader_lease_timeout: 200ms\n"), "raft.leader_lease_timeout: 200ms cannot be above the heartbeat timeout (raft.heartbeat_timeout, 100ms)"},
+		{"an election below the heartbeat", section("127.0.0.1:7001", "  heartbeat_timeout: 1s\n  election_timeout: 500ms\n"), "raft.election_timeout: 500ms cannot be below the heartbeat timeout (raft.heartbeat_timeout, 1s)"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := agent.Parse([]byte(c.file), "raft.yaml")
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("got %v, want %q", err, c.want)
+			}
+		})
+	}
+	for name, file := range map[string]string{
+		"its own entry by name":        section("127.0.0.1:7001", "", `{id: a1, address: "localhost:7001", api: "https://localhost:9808/"}`),
+		"an advertised address":        section("0.0.0.0:7001", "  advertise: 127.0.0.1:7001\n", a1),
+		"raft's own defaults, spelled": section("127.0.0.1:7001", "  heartbeat_timeout: 1s\n  election_timeout: 1s\n  leader_lease_timeout: 500ms\n", a1),
+	} {
+		if _, err := agent.Parse([]byte(file), "raft.yaml"); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}

@@ -1,12 +1,18 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -48,6 +54,9 @@ type RaftConfig struct {
 	LeaderLeaseTimeout autoscaler.Duration `yaml:"leader_lease_timeout"`
 }
 
+// validate checks the section against itself, naming the key at fault:
+// what raft would refuse later (or, for a bootstrap configuration, write
+// for good) is refused here.
 func (r *RaftConfig) validate() error {
 	switch {
 	case r.NodeID == "":
@@ -57,10 +66,47 @@ func (r *RaftConfig) validate() error {
 	case r.DataDir == "":
 		return errors.New("raft.data_dir: required")
 	}
+	if err := hostPort(r.Bind); err != nil {
+		return fmt.Errorf("raft.bind: %w", err)
+	}
+	self, selfKey := r.Bind, "raft.bind"
+	if r.Advertise != "" {
+		if err := hostPort(r.Advertise); err != nil {
+			return fmt.Errorf("raft.advertise: %w", err)
+		}
+		self, selfKey = r.Advertise, "raft.advertise"
+	} else if host, _, _ := net.SplitHostPort(r.Bind); net.ParseIP(host) != nil && net.ParseIP(host).IsUnspecified() {
+		return fmt.Errorf("raft.bind: %s is not an address the other nodes can dial: set raft.advertise to this node's address", r.Bind)
+	}
+	ids, addrs := map[string]int{}, map[string]int{}
 	for i, p := range r.Peers {
 		if p.ID == "" || p.Address == "" {
 			return fmt.Errorf("raft.peers[%d]: id and address are required", i)
 		}
+		if j, dup := ids[p.ID]; dup {
+			return fmt.Errorf("raft.peers[%d].id: %s is raft.peers[%d]'s id too", i, p.ID, j)
+		}
+		if err := hostPort(p.Address); err != nil {
+			return fmt.Errorf("raft.peers[%d].address: %w", i, err)
+		}
+		if err := resolves(p.Address); err != nil {
+			return fmt.Errorf("raft.peers[%d].address: %w", i, err)
+		}
+		if j, dup := addrs[p.Address]; dup {
+			return fmt.Errorf("raft.peers[%d].address: %s is raft.peers[%d]'s address too", i, p.Address, j)
+		}
+		if p.ID == r.NodeID && !sameAddr(p.Address, self) {
+			return fmt.Errorf("raft.peers[%d].address: %s is this agent's own entry (%s), but it is reached at %s (%s): the others would dial the wrong address", i, p.Address, p.ID, self, selfKey)
+		}
+		if p.API != "" {
+			if u, err := url.Parse(p.API); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+				return fmt.Errorf("raft.peers[%d].api: %q is not an http(s)://host:port URL (the peer's API address)", i, p.API)
+			}
+		}
+		ids[p.ID], addrs[p.Address] = i, i
+	}
+	if err := r.validateTimeouts(); err != nil {
+		return err
 	}
 	if r.TLS != nil {
 		return r.TLS.Validate()
@@ -68,12 +114,88 @@ func (r *RaftConfig) validate() error {
 	return nil
 }
 
+// validateTimeouts checks what raft.ValidateConfig would refuse when the
+// node starts, on the values raft will have (a zero keeps the default).
+func (r *RaftConfig) validateTimeouts() error {
+	const floor = 5 * time.Millisecond // raft's
+	hb, el, lease := r.HeartbeatTimeout.Duration, r.ElectionTimeout.Duration, r.LeaderLeaseTimeout.Duration
+	for _, t := range []struct {
+		key string
+		d   *time.Duration
+		def time.Duration
+	}{
+		{"raft.heartbeat_timeout", &hb, raftstore.DefaultHeartbeatTimeout},
+		{"raft.election_timeout", &el, raftstore.DefaultElectionTimeout},
+		{"raft.leader_lease_timeout", &lease, raftstore.DefaultLeaderLeaseTimeout},
+	} {
+		switch {
+		case *t.d < 0:
+			return fmt.Errorf("%s: %s must be positive (leave it out for %s)", t.key, *t.d, t.def)
+		case *t.d == 0:
+			*t.d = t.def
+		case *t.d < floor:
+			return fmt.Errorf("%s: %s is too low: at least %s (leave it out for %s)", t.key, *t.d, floor, t.def)
+		}
+	}
+	if lease > hb {
+		return fmt.Errorf("raft.leader_lease_timeout: %s cannot be above the heartbeat timeout (raft.heartbeat_timeout, %s)", lease, hb)
+	}
+	if el < hb {
+		return fmt.Errorf("raft.election_timeout: %s cannot be below the heartbeat timeout (raft.heartbeat_timeout, %s)", el, hb)
+	}
+	return nil
+}
+
+// hostPort refuses an address that is not host:port with a port in
+// 1-65535 (checkHostPort), quoting it.
+func hostPort(addr string) error {
+	if err := checkHostPort(addr); err != nil {
+		return fmt.Errorf("%q is not host:port: %w", addr, err)
+	}
+	return nil
+}
+
+// resolves refuses an address whose host does not resolve (within 3 s).
+func resolves(addr string) error {
+	host, _, _ := net.SplitHostPort(addr)
+	if net.ParseIP(host) != nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if _, err := net.DefaultResolver.LookupHost(ctx, host); err != nil {
+		return fmt.Errorf("%s: host %s does not resolve: %w", addr, host, err)
+	}
+	return nil
+}
+
+// sameAddr reports whether a and b are one address: equal, or resolving
+// to the same TCP address (localhost:7001 and 127.0.0.1:7001).
+func sameAddr(a, b string) bool {
+	if a == b {
+		return true
+	}
+	ta, errA := net.ResolveTCPAddr("tcp", a)
+	tb, errB := net.ResolveTCPAddr("tcp", b)
+	return errA == nil && errB == nil && ta.String() == tb.String()
+}
+
+// open starts this agent's raft node, naming the file's key when the data
+// directory is another process's.
+func (r *RaftConfig) open(log *slog.Logger) (*raftstore.Store, error) {
+	st, err := raftstore.Open(r.store(log))
+	if inUse := (*raftstore.DataDirInUseError)(nil); errors.As(err, &inUse) {
+		return nil, fmt.Errorf("raft.data_dir: %s is in use by another process (its raft.db stayed locked for %s): is another agent running on it?", inUse.Dir, inUse.Waited)
+	}
+	return st, err
+}
+
 func (r *RaftConfig) store(log *slog.Logger) raftstore.Config {
 	c := raftstore.Config{
 		NodeID: r.NodeID, BindAddr: r.Bind, AdvertiseAddr: r.Advertise, DataDir: r.DataDir, Bootstrap: r.Bootstrap,
 		HeartbeatTimeout: r.HeartbeatTimeout.Duration, ElectionTimeout: r.ElectionTimeout.Duration,
 		LeaderLeaseTimeout: r.LeaderLeaseTimeout.Duration,
-		Logger:             hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: slogWriter{log}}),
+		Logger:             hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: newSlogWriter(log), DisableTime: true}),
 	}
 	for _, p := range r.Peers {
 		c.Peers = append(c.Peers, raftstore.Peer{ID: p.ID, Address: p.Address})
@@ -84,20 +206,80 @@ func (r *RaftConfig) store(log *slog.Logger) raftstore.Config {
 	return c
 }
 
-// slogWriter hands raft's log lines to the agent's logger.
-type slogWriter struct{ log *slog.Logger }
+// slogWriter hands raft's log lines to the agent's logger, at their
+// level, and holds back repeats: raft logs every failed heartbeat and
+// election (a node alone logs ~18 lines a second, for ever). A line like
+// one logged in the last repeatWindow (the same but for its numbers:
+// times, backoffs, ports) is counted, not logged; the next one logged
+// after the window says how many were held back ("repeated").
+type slogWriter struct {
+	log *slog.Logger
+	now func() time.Time
 
-func (w slogWriter) Write(p []byte) (int, error) {
-	w.log.Warn("raft", "line", string(trimNewline(p)))
+	mu   sync.Mutex
+	seen map[string]*logRepeat
+}
+
+type logRepeat struct {
+	at   time.Time // when it was last logged
+	held int       // held back since
+}
+
+const repeatWindow = 10 * time.Second
+
+var digitRuns = regexp.MustCompile(`[0-9]+`)
+
+func newSlogWriter(log *slog.Logger) *slogWriter {
+	return &slogWriter{log: log, now: time.Now, seen: map[string]*logRepeat{}}
+}
+
+func (w *slogWriter) Write(p []byte) (int, error) {
+	line := string(trimNewline(p))
+	level, msg := hclogLevel(line)
+	key := digitRuns.ReplaceAllLiteralString(msg, "#")
+	now := w.now()
+	w.mu.Lock()
+	rep, ok := w.seen[key]
+	if ok && now.Sub(rep.at) < repeatWindow {
+		rep.held++
+		w.mu.Unlock()
+		return len(p), nil
+	}
+	held := 0
+	if ok {
+		held = rep.held
+	}
+	if len(w.seen) >= 1024 { // forget what no longer repeats
+		for k, r := range w.seen {
+			if now.Sub(r.at) >= repeatWindow {
+				delete(w.seen, k)
+			}
+		}
+	}
+	w.seen[key] = &logRepeat{at: now}
+	w.mu.Unlock()
+	attrs := []any{"line", msg}
+	if held > 0 {
+		attrs = append(attrs, "repeated", held, "within", repeatWindow.String())
+	}
+	w.log.Log(context.Background(), level, "raft", attrs...)
 	return len(p), nil
 }
 
-func trimNewline(p []byte) []byte {
-	for len(p) > 0 && (p[len(p)-1] == '\n' || p[len(p)-1] == '\r') {
-		p = p[:len(p)-1]
+// hclogLevel splits hclog's "[WARN]  raft: …" into its level and the rest.
+func hclogLevel(line string) (slog.Level, string) {
+	for _, l := range []struct {
+		tag   string
+		level slog.Level
+	}{{"[ERROR]", slog.LevelError}, {"[WARN]", slog.LevelWarn}, {"[INFO]", slog.LevelInfo}, {"[DEBUG]", slog.LevelDebug}, {"[TRACE]", slog.LevelDebug}} {
+		if rest, ok := strings.CutPrefix(line, l.tag); ok {
+			return l.level, strings.TrimSpace(rest)
+		}
 	}
-	return p
+	return slog.LevelWarn, line
 }
+
+func trimNewline(p []byte) []byte { return bytes.TrimRight(p, "\r\n") }
 
 // leading reports whether this agent may decide and act: always without
 // raft; with it, only while it leads.
@@ -119,7 +301,7 @@ func (a *Agent) takeOver(ctx context.Context) error {
 // RaftStatus is the raft part of GET /v1/status.
 type RaftStatus struct {
 	Node   string           `json:"node"`
-	State  string           `json:"state"` // leader or follower
+	State  string           `json:"state"` // leader, follower, candidate or shutdown
 	Leader string           `json:"leader"`
 	Term   uint64           `json:"term"`
 	Peers  []raftstore.Peer `json:"peers"`
@@ -134,10 +316,7 @@ func (a *Agent) raftStatus() *RaftStatus {
 	if a.raft == nil {
 		return nil
 	}
-	st := &RaftStatus{Node: a.raft.ID(), State: "follower", Term: a.raft.Term()}
-	if a.raft.IsLeader() {
-		st.State = "leader"
-	}
+	st := &RaftStatus{Node: a.raft.ID(), State: a.raft.RaftState(), Term: a.raft.Term()}
 	st.Leader, _ = a.raft.Leader()
 	st.Peers, _ = a.raft.Peers()
 	return st
@@ -156,9 +335,15 @@ func (a *Agent) leaderAPI(id string) string {
 	return ""
 }
 
+// raftServes reports whether this agent's raft (if any) still runs: it
+// is shut down once the agent was removed from the cluster, and the agent
+// is then not ready (/-/ready).
+func (a *Agent) raftServes() bool { return a.raft == nil || !a.raft.IsShutdown() }
+
 // notLeader answers a write made on a follower with where the leader is:
 // its API address when the file's peers give it (also in a Location
-// header, by writeNotLeader), else its raft address.
+// header, by writeNotLeader), else its raft address; without a leader,
+// how many voters one needs.
 func (a *Agent) notLeader(err error) error {
 	var nl *raftstore.NotLeaderError
 	if errors.As(err, &nl) && nl.LeaderID != "" {
@@ -167,22 +352,55 @@ func (a *Agent) notLeader(err error) error {
 				msg: fmt.Sprintf("this agent is not the leader; the leader is %s at %s: send writes there", nl.LeaderID, api)}
 		}
 	}
+	if errors.Is(err, raftstore.ErrNotLeader) && !errors.Is(err, raftstore.ErrShutdown) && (nl == nil || nl.LeaderID == "") && a.raft != nil {
+		return &apiError{code: http.StatusServiceUnavailable, msg: a.noLeader()}
+	}
 	return notLeader(err)
+}
+
+// noLeader says why no leader takes writes: how many of the voters one
+// needs, and what this agent is doing.
+func (a *Agent) noLeader() string {
+	peers, _ := a.raft.Peers()
+	ids := make([]string, len(peers))
+	for i, p := range peers {
+		ids[i] = p.ID
+	}
+	if len(ids) == 0 {
+		return fmt.Sprintf("no leader is elected yet, and this agent (%s) knows no voter: it was not joined to a cluster yet (peers join on the leader, or raft.bootstrap on the first node)", a.raft.RaftState())
+	}
+	return fmt.Sprintf("no leader is elected yet: a leader needs %d of the %d voters (%s) up and reachable from each other, and this agent is a %s: retry, and start those that are down",
+		len(ids)/2+1, len(ids), strings.Join(ids, ", "), a.raft.RaftState())
 }
 
 // notLeader answers a write made on a follower with where the leader is.
 func notLeader(err error) error {
 	var nl *raftstore.NotLeaderError
-	if errors.As(err, &nl) {
+	switch {
+	case errors.Is(err, raftstore.ErrShutdown):
+		return &apiError{code: http.StatusServiceUnavailable, msg: "this agent was removed from the raft cluster (or is stopping): its raft is shut down and it takes no writes; send them to the leader, and restart this agent and join it again (peers join) to bring it back"}
+	case errors.As(err, &nl) && nl.LeaderID != "":
 		return &apiError{code: http.StatusServiceUnavailable, msg: fmt.Sprintf("this agent is not the leader; the leader is %s (raft address %s): send writes there", nl.LeaderID, nl.LeaderAddr)}
-	}
-	if errors.Is(err, raftstore.ErrNotLeader) {
-		return &apiError{code: http.StatusServiceUnavailable, msg: "this agent is not the leader, and no leader is known yet: retry"}
+	case errors.Is(err, raftstore.ErrNotLeader):
+		return &apiError{code: http.StatusServiceUnavailable, msg: "this agent is not the leader, and no leader is elected yet: retry"}
 	}
 	return err
 }
 
-var _ io.Writer = slogWriter{}
+// membershipError is the answer to a refused membership change: 404 for
+// an id that is not a member, 409 for a change the configuration forbids.
+func membershipError(err error) error {
+	var me *raftstore.MembershipError
+	switch {
+	case !errors.As(err, &me):
+		return err
+	case errors.Is(err, raftstore.ErrNoSuchPeer):
+		return notFound("%s", me.Msg)
+	}
+	return &apiError{code: http.StatusConflict, msg: me.Msg}
+}
+
+var _ io.Writer = (*slogWriter)(nil)
 
 // PeerRequest is POST /v1/peers.
 type PeerRequest struct {
@@ -215,8 +433,11 @@ func (a *Agent) joinPeer(w http.ResponseWriter, r *http.Request, p principal) er
 	if req.ID == "" || req.Address == "" {
 		return bad("id and address: required")
 	}
+	if err := hostPort(req.Address); err != nil {
+		return bad("address: %v (the peer's raft address)", err)
+	}
 	if err := a.raft.AddVoter(r.Context(), req.ID, req.Address); err != nil {
-		return err
+		return membershipError(err)
 	}
 	a.log.Info("api: peer joined", "who", p.Name, "peer", req.ID, "address", req.Address)
 	return reply(w, a.raftStatus())
@@ -229,7 +450,7 @@ func (a *Agent) removePeer(w http.ResponseWriter, r *http.Request, p principal) 
 	}
 	id := r.PathValue("id")
 	if err := a.raft.RemoveServer(r.Context(), id); err != nil {
-		return err
+		return membershipError(err)
 	}
 	a.log.Info("api: peer removed", "who", p.Name, "peer", id)
 	return reply(w, a.raftStatus())

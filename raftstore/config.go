@@ -31,6 +31,9 @@ const (
 	DefaultRetainSnapshots   = 2
 	DefaultTransportTimeout  = 2 * time.Second
 	DefaultMaxPool           = 3
+	// DefaultLockTimeout is how long Open waits for the data directory's
+	// log (raft.db), which one process at a time may hold.
+	DefaultLockTimeout = time.Second
 )
 
 // Peer is one voting member of the cluster.
@@ -86,6 +89,10 @@ type Config struct {
 	// TransportTimeout and MaxPool tune the TCP or TLS transport.
 	TransportTimeout time.Duration
 	MaxPool          int
+	// LockTimeout bounds the wait for the data directory's log, locked
+	// by the process that has it open: Open fails with a
+	// *DataDirInUseError after it.
+	LockTimeout time.Duration
 
 	// Logger receives raft's logs; nil means Info and above on stderr.
 	Logger hclog.Logger
@@ -105,6 +112,7 @@ func (c Config) withDefaults() Config {
 	def(&c.ApplyTimeout, DefaultApplyTimeout)
 	def(&c.SnapshotInterval, DefaultSnapshotInterval)
 	def(&c.TransportTimeout, DefaultTransportTimeout)
+	def(&c.LockTimeout, DefaultLockTimeout)
 	if c.SnapshotThreshold == 0 {
 		c.SnapshotThreshold = DefaultSnapshotThreshold
 	}
@@ -139,10 +147,19 @@ func (c Config) validate() error {
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("data dir: required"))
 	}
+	ids, addrs := map[string]int{}, map[string]int{}
 	for i, p := range c.Peers {
 		if p.ID == "" || p.Address == "" {
 			errs = append(errs, fmt.Errorf("peers[%d]: needs an id and an address", i))
+			continue
 		}
+		if j, dup := ids[p.ID]; dup {
+			errs = append(errs, fmt.Errorf("peers[%d]: id %s is peers[%d]'s too", i, p.ID, j))
+		}
+		if j, dup := addrs[p.Address]; dup {
+			errs = append(errs, fmt.Errorf("peers[%d]: address %s is peers[%d]'s too", i, p.Address, j))
+		}
+		ids[p.ID], addrs[p.Address] = i, i
 	}
 	if c.RetainSnapshots < 1 {
 		errs = append(errs, errors.New("retain snapshots: must be at least 1"))

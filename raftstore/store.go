@@ -26,6 +26,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -33,6 +34,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
 
 	"github.com/mitosis-autoscaler/mitosis/plan"
 )
@@ -97,7 +99,13 @@ func Open(cfg Config) (*Store, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("raftstore: %w", err)
 	}
-	logs, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.DataDir, "raft.db")})
+	// bolt locks raft.db (flock): without a timeout a second process on
+	// the same directory would wait for it forever, saying nothing.
+	db := filepath.Join(cfg.DataDir, "raft.db")
+	logs, err := raftboltdb.New(raftboltdb.Options{Path: db, BoltOptions: &bbolt.Options{Timeout: cfg.LockTimeout}})
+	if errors.Is(err, bbolt.ErrTimeout) {
+		return nil, &DataDirInUseError{Dir: cfg.DataDir, Waited: cfg.LockTimeout}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("raftstore: log store: %w", err)
 	}
@@ -131,7 +139,11 @@ func Open(cfg Config) (*Store, error) {
 			return nil, fmt.Errorf("raftstore: %w", err)
 		}
 		if !has {
-			if err := raft.BootstrapCluster(rc, logs, logs, snaps, trans, s.bootstrapConfiguration()); err != nil {
+			boot, err := s.bootstrapConfiguration()
+			if err == nil {
+				err = raft.BootstrapCluster(rc, logs, logs, snaps, trans, boot)
+			}
+			if err != nil {
 				closeTrans()
 				logs.Close()
 				return nil, fmt.Errorf("raftstore: bootstrap: %w", err)
@@ -148,17 +160,48 @@ func Open(cfg Config) (*Store, error) {
 	return s, nil
 }
 
-func (s *Store) bootstrapConfiguration() raft.Configuration {
+// bootstrapConfiguration is the first configuration: Peers, this node
+// added if missing. It is written once and for good, so this node's own
+// entry must give the address its transport has (validate checked the
+// rest: no id nor address twice).
+func (s *Store) bootstrapConfiguration() (raft.Configuration, error) {
 	var c raft.Configuration
 	self := false
 	for _, p := range s.cfg.Peers {
-		self = self || p.ID == s.cfg.NodeID
+		if p.ID == s.cfg.NodeID {
+			self = true
+			if !sameAddr(p.Address, string(s.trans.LocalAddr())) {
+				return c, fmt.Errorf("this node's peer entry (%s) gives the address %s, but the others reach it at %s", p.ID, p.Address, s.trans.LocalAddr())
+			}
+		}
 		c.Servers = append(c.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.Address)})
 	}
 	if !self {
 		c.Servers = append(c.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(s.cfg.NodeID), Address: s.trans.LocalAddr()})
 	}
-	return c
+	return c, nil
+}
+
+// sameAddr reports whether a and b are one address: equal, or resolving
+// to the same TCP address (localhost:7000 and 127.0.0.1:7000).
+func sameAddr(a, b string) bool {
+	if a == b {
+		return true
+	}
+	ta, errA := net.ResolveTCPAddr("tcp", a)
+	tb, errB := net.ResolveTCPAddr("tcp", b)
+	return errA == nil && errB == nil && ta.String() == tb.String()
+}
+
+// DataDirInUseError is Open's error when another process (or another
+// Store) holds the data directory's log.
+type DataDirInUseError struct {
+	Dir    string
+	Waited time.Duration
+}
+
+func (e *DataDirInUseError) Error() string {
+	return fmt.Sprintf("raftstore: data dir %s is in use by another process (its raft.db stayed locked for %s): is another agent running on it?", e.Dir, e.Waited)
 }
 
 // Close stops the node: raft, its transport and its log store. The data
@@ -220,14 +263,36 @@ func (s *Store) Sync(ctx context.Context) error {
 	return s.wait(ctx, "sync", s.raft.Barrier(s.timeout(ctx)))
 }
 
-// AddVoter adds (or updates) a voting member; leader only.
+// AddVoter adds a voting member (or promotes a non-voter at the same
+// address); leader only. It refuses, with a *MembershipError matching
+// ErrMembershipConflict, an id that is already a voter (remove it first
+// to move it) and an address another member has.
 func (s *Store) AddVoter(ctx context.Context, id, addr string) error {
-	return s.wait(ctx, "add voter "+id, s.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, s.timeout(ctx)))
+	what := "add voter " + id
+	servers, err := s.leaderConfiguration(what)
+	if err != nil {
+		return err
+	}
+	if err := checkAdd(servers, id, addr); err != nil {
+		return err
+	}
+	return s.wait(ctx, what, s.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, s.timeout(ctx)))
 }
 
-// RemoveServer removes a member; leader only.
+// RemoveServer removes a member; leader only. It refuses an id that is
+// not a member (a *MembershipError matching ErrNoSuchPeer) and the last
+// voter (ErrMembershipConflict). A leader that removes itself steps down
+// and its raft shuts down (IsShutdown).
 func (s *Store) RemoveServer(ctx context.Context, id string) error {
-	return s.wait(ctx, "remove server "+id, s.raft.RemoveServer(raft.ServerID(id), 0, s.timeout(ctx)))
+	what := "remove server " + id
+	servers, err := s.leaderConfiguration(what)
+	if err != nil {
+		return err
+	}
+	if err := checkRemove(servers, id); err != nil {
+		return err
+	}
+	return s.wait(ctx, what, s.raft.RemoveServer(raft.ServerID(id), 0, s.timeout(ctx)))
 }
 
 // Peers returns the cluster's members as the latest configuration has
@@ -296,6 +361,11 @@ func (s *Store) wrap(what string, err error) error {
 	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrLeadershipTransferInProgress):
 		id, addr := s.Leader()
 		return fmt.Errorf("%s: %w", what, &NotLeaderError{LeaderID: id, LeaderAddr: addr, Err: err})
+	case errors.Is(err, raft.ErrRaftShutdown):
+		return fmt.Errorf("%s: %w", what, ErrShutdown)
+	}
+	if me := raftRefusal(err); me != nil {
+		return fmt.Errorf("%s: %w", what, me)
 	}
 	return fmt.Errorf("raftstore: %s: %w", what, err)
 }

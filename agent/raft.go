@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -335,10 +336,24 @@ func (a *Agent) leaderAPI(id string) string {
 	return ""
 }
 
-// raftServes reports whether this agent's raft (if any) still runs: it
-// is shut down once the agent was removed from the cluster, and the agent
-// is then not ready (/-/ready).
-func (a *Agent) raftServes() bool { return a.raft == nil || !a.raft.IsShutdown() }
+// raftServes reports whether this agent's raft (if any) still serves
+// the cluster, for /-/ready: not once it was removed from the cluster, as
+// a leader (raft shuts it down) or as a follower (it stays a follower
+// that no leader contacts, its configuration without it). An agent not
+// joined yet (no configuration) is let be.
+func (a *Agent) raftServes() bool {
+	if a.raft == nil {
+		return true
+	}
+	if a.raft.IsShutdown() {
+		return false
+	}
+	peers, err := a.raft.Peers()
+	if err != nil {
+		return false
+	}
+	return len(peers) == 0 || slices.ContainsFunc(peers, func(p raftstore.Peer) bool { return p.ID == a.raft.ID() })
+}
 
 // notLeader answers a write made on a follower with where the leader is:
 // its API address when the file's peers give it (also in a Location
@@ -368,6 +383,9 @@ func (a *Agent) noLeader() string {
 	}
 	if len(ids) == 0 {
 		return fmt.Sprintf("no leader is elected yet, and this agent (%s) knows no voter: it was not joined to a cluster yet (peers join on the leader, or raft.bootstrap on the first node)", a.raft.RaftState())
+	}
+	if !slices.Contains(ids, a.raft.ID()) {
+		return fmt.Sprintf("this agent (%s) is not a voter of the cluster (%s): it was removed from it, or is not joined yet; send writes to the leader", a.raft.ID(), strings.Join(ids, ", "))
 	}
 	return fmt.Sprintf("no leader is elected yet: a leader needs %d of the %d voters (%s) up and reachable from each other, and this agent is a %s: retry, and start those that are down",
 		len(ids)/2+1, len(ids), strings.Join(ids, ", "), a.raft.RaftState())

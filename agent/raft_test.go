@@ -214,3 +214,39 @@ func TestRepeatedRaftLogLinesAreHeldBack(t *testing.T) {
 		t.Error("a new line was held back")
 	}
 }
+
+func TestARemovedFollowerIsNotReadyAndSaysSo(t *testing.T) {
+	nodes := startRaftAgents(t, 3, 3)
+	var leader, removed raftNode
+	for deadline := time.Now().Add(10 * time.Second); leader.a == nil && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		for i, n := range nodes {
+			if stateOf(t, n.a) == "leader" {
+				leader, removed = n, nodes[(i+1)%3]
+			}
+		}
+	}
+	if leader.a == nil {
+		t.Fatal("no leader")
+	}
+	if !removed.a.raftServes() {
+		t.Fatal("a voter does not serve")
+	}
+	if code, body := call(t, leader.a, http.MethodDelete, "/v1/peers/"+removed.id, ""); code != http.StatusOK {
+		t.Fatalf("remove %s: %d %s", removed.id, code, body)
+	}
+	for deadline := time.Now().Add(10 * time.Second); removed.a.raftServes() && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+	}
+	if removed.a.raftServes() {
+		t.Fatal("the removed follower still serves (it would be ready)")
+	}
+	var code int
+	var body string
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if code, body = call(t, removed.a, http.MethodPost, "/v1/clusters/web/pause", ""); strings.Contains(body, "is not a voter of the cluster") {
+			break
+		}
+	}
+	if want := fmt.Sprintf("this agent (%s) is not a voter of the cluster", removed.id); code != http.StatusServiceUnavailable || !strings.Contains(body, want) {
+		t.Errorf("a write on the removed follower: %d %s; want 503 saying %q", code, body, want)
+	}
+}

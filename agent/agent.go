@@ -95,7 +95,7 @@ func New(cfg Config, opt Options) (*Agent, error) {
 	}
 	a.telemetry.forClusters(names)
 	if cfg.Raft != nil {
-		st, err := raftstore.Open(cfg.Raft.store(log))
+		st, err := cfg.Raft.open(log)
 		if err != nil {
 			return nil, fmt.Errorf("agent: raft: %w", err)
 		}
@@ -440,6 +440,9 @@ func proposals(ps []plan.Proposal) string {
 
 // ready: every cluster has a decision recorded.
 func (a *Agent) ready(ctx context.Context) bool {
+	if !a.raftServes() { // removed from the cluster: it serves nothing current
+		return false
+	}
 	for _, cl := range a.cfg.Clusters {
 		if recs, err := a.reg.Decisions(ctx, cl.Name, 1); err != nil || len(recs) == 0 {
 			return false

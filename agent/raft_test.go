@@ -2,6 +2,7 @@ package agent
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -145,8 +146,8 @@ func TestARemovedAgentSaysShutdownIsNotReadyAndRefusesWrites(t *testing.T) {
 	}
 	waitState(t, leader.a, "shutdown")
 	waitState(t, other.a, "leader")
-	if leader.a.raftServes() {
-		t.Error("the removed agent's raft still serves (it would be ready)")
+	if leader.a.raftServes() || leader.a.ready(context.Background()) {
+		t.Error("the removed agent's raft still serves, or it says it is ready")
 	}
 	if !other.a.raftServes() {
 		t.Error("the remaining leader's raft does not serve")
@@ -236,8 +237,8 @@ func TestARemovedFollowerIsNotReadyAndSaysSo(t *testing.T) {
 	}
 	for deadline := time.Now().Add(10 * time.Second); removed.a.raftServes() && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 	}
-	if removed.a.raftServes() {
-		t.Fatal("the removed follower still serves (it would be ready)")
+	if removed.a.raftServes() || removed.a.ready(context.Background()) {
+		t.Fatal("the removed follower still serves, or it says it is ready")
 	}
 	var code int
 	var body string

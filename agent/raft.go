@@ -96,7 +96,7 @@ func (r *RaftConfig) validate() error {
 		if j, dup := addrs[p.Address]; dup {
 			return fmt.Errorf("raft.peers[%d].address: %s is raft.peers[%d]'s address too", i, p.Address, j)
 		}
-		if p.ID == r.NodeID && !sameAddr(p.Address, self) {
+		if p.ID == r.NodeID && !raftstore.SameAddress(p.Address, self) {
 			return fmt.Errorf("raft.peers[%d].address: %s is this agent's own entry (%s), but it is reached at %s (%s): the others would dial the wrong address", i, p.Address, p.ID, self, selfKey)
 		}
 		if p.API != "" {
@@ -168,17 +168,6 @@ func resolves(addr string) error {
 		return fmt.Errorf("%s: host %s does not resolve: %w", addr, host, err)
 	}
 	return nil
-}
-
-// sameAddr reports whether a and b are one address: equal, or resolving
-// to the same TCP address (localhost:7001 and 127.0.0.1:7001).
-func sameAddr(a, b string) bool {
-	if a == b {
-		return true
-	}
-	ta, errA := net.ResolveTCPAddr("tcp", a)
-	tb, errB := net.ResolveTCPAddr("tcp", b)
-	return errA == nil && errB == nil && ta.String() == tb.String()
 }
 
 // open starts this agent's raft node, naming the file's key when the data

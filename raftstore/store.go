@@ -170,7 +170,7 @@ func (s *Store) bootstrapConfiguration() (raft.Configuration, error) {
 	for _, p := range s.cfg.Peers {
 		if p.ID == s.cfg.NodeID {
 			self = true
-			if !sameAddr(p.Address, string(s.trans.LocalAddr())) {
+			if !SameAddress(p.Address, string(s.trans.LocalAddr())) {
 				return c, fmt.Errorf("this node's peer entry (%s) gives the address %s, but the others reach it at %s", p.ID, p.Address, s.trans.LocalAddr())
 			}
 		}
@@ -182,9 +182,9 @@ func (s *Store) bootstrapConfiguration() (raft.Configuration, error) {
 	return c, nil
 }
 
-// sameAddr reports whether a and b are one address: equal, or resolving
-// to the same TCP address (localhost:7000 and 127.0.0.1:7000).
-func sameAddr(a, b string) bool {
+// SameAddress reports whether a and b are one address: equal, or
+// resolving to the same TCP address (localhost:7000 and 127.0.0.1:7000).
+func SameAddress(a, b string) bool {
 	if a == b {
 		return true
 	}

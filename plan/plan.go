@@ -229,8 +229,8 @@ func (v *view) expand(res *Result) {
 				short = append(short, Reason{CodeTemplateBudget, fmt.Sprintf("template %s has %d clones in flight (budget %d)", t, v.opsByTemplate[t], l.MaxOpsPerTemplate)})
 				break
 			}
-			h, why := v.pickHost(hosts)
-			if h == "" {
+			h, ok, why := v.pickHost(hosts)
+			if !ok {
 				short = append(short, why)
 				break
 			}
@@ -260,7 +260,10 @@ func (v *view) templateIneligible(id string, n Node, ok bool) string {
 }
 
 // pickHost returns the first host with budget and capacity left, or why none.
-func (v *view) pickHost(hosts []string) (string, Reason) {
+// pickHost is the first of hosts with room. A node registered without a
+// host has "": the hypervisor places its clones, and host-less
+// operations share one host budget.
+func (v *view) pickHost(hosts []string) (string, bool, Reason) {
 	l := v.in.Limits
 	why := Reason{CodeHostBudget, "no host given"}
 	for _, h := range hosts {
@@ -272,9 +275,9 @@ func (v *view) pickHost(hosts []string) (string, Reason) {
 			why = Reason{CodeHostFull, fmt.Sprintf("host %s is full (%d VMs, capacity %d)", h, v.hostVMs(h)+v.clonesByHost[h], c)}
 			continue
 		}
-		return h, Reason{}
+		return h, true, Reason{}
 	}
-	return "", why
+	return "", false, why
 }
 
 func (v *view) hostCapacity(name string) int {

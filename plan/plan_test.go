@@ -137,6 +137,15 @@ func TestPlanExpand(t *testing.T) {
 			scaling: ScalingState{LastExpand: t0},
 		},
 		{
+			name: "a template registered without a host is cloned where the hypervisor puts it",
+			edit: func(in *Input) {
+				in.Nodes[1].Host = ""
+				in.Decision = expand(1, "a1")
+			},
+			want:    []Proposal{clone("a1", "")},
+			scaling: ScalingState{LastExpand: t0},
+		},
+		{
 			name:    "expand clones as many as asked",
 			edit:    func(in *Input) { in.Decision = expand(3, "a1") },
 			want:    []Proposal{clone("a1", "h1"), clone("a1", "h1"), clone("a1", "h1")},

@@ -34,6 +34,7 @@ type simulateFlags struct {
 	step             time.Duration
 	mode             string
 	compare          string
+	compareWith      string // the second directory of --compare, its argument
 	out              string
 	// prometheus, query, from, to: a backtest on a Prometheus series.
 	prometheus, query, from, to string
@@ -72,7 +73,7 @@ metrics section's when its url is the same as --prometheus.`,
   mitosis simulate --prometheus http://prometheus:9090 --query 'sum(rate(http_requests_total[1m]))' \
     --from 2026-11-01T00:00:00Z --to 2026-11-08T00:00:00Z --step 1m --mode both`,
 		Args: func(cmd *cobra.Command, args []string) error {
-			if f.compare != "" && !strings.Contains(f.compare, ",") {
+			if f.compare != "" {
 				if len(args) != 1 {
 					return withCode(2, errors.New("--compare takes two policy directories: --compare DIR_A DIR_B"))
 				}
@@ -87,7 +88,7 @@ metrics section's when its url is the same as --prometheus.`,
 			f.durationSet = cmd.Flags().Changed("duration")
 			f.stepSet = cmd.Flags().Changed("step")
 			if f.compare != "" && len(args) == 1 {
-				f.compare += "," + args[0]
+				f.compareWith = args[0]
 			}
 			return runSimulate(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), f)
 		},
@@ -152,6 +153,9 @@ func runSimulate(ctx context.Context, stdout, stderr io.Writer, f simulateFlags)
 	}
 	if err := sim.CheckWorkload(load, worldStep, 1); err != nil {
 		return withCode(2, fmt.Errorf("%s: %w", load.Name, err))
+	}
+	if load.Filled > 0 {
+		fmt.Fprintf(stderr, "%s: %d missing points filled with the previous value\n", load.Name, load.Filled)
 	}
 	if d := load.PeakRPS() * f.scale; d > sim.MaxDemandRPS {
 		return withCode(2, fmt.Errorf("--scale %g: makes the workload's peak demand, %.4g requests per second, %.4g: above the most the simulator takes (%g)", f.scale, load.PeakRPS(), d, float64(sim.MaxDemandRPS)))
@@ -433,8 +437,8 @@ func simRuns(f simulateFlags) ([]simRun, error) {
 		}
 		return runs, nil
 	}
-	dirs := strings.Split(f.compare, ",")
-	if len(dirs) != 2 || dirs[0] == "" || dirs[1] == "" {
+	dirs := []string{f.compare, f.compareWith}
+	if dirs[1] == "" {
 		return nil, errors.New("--compare takes two policy directories: --compare DIR_A DIR_B")
 	}
 	if len(modes) != 1 {

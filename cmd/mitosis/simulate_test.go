@@ -238,7 +238,11 @@ func TestSimulateComparesTwoPolicies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, b := t.TempDir(), t.TempDir()
+	// A directory may have a comma in its name: --compare takes two arguments.
+	a, b := filepath.Join(t.TempDir(), "policy,a"), t.TempDir()
+	if err := os.Mkdir(a, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.WriteFile(filepath.Join(a, "p.rego"), src, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -421,5 +425,22 @@ func TestSimulateBacktestFlagErrorsExitTwo(t *testing.T) {
 				t.Errorf("exit %d, %v; want 2 and an error with %q", code, err, c.want)
 			}
 		})
+	}
+}
+
+// Points a trace lacks are filled with the previous value, and the
+// command says how many: a result that rests on filled minutes says so.
+func TestSimulateSaysHowManyMissingPointsItFilled(t *testing.T) {
+	trace := writeTemp(t, "gaps.csv", "t,v\n2026-01-01T00:00:00Z,100\n2026-01-01T00:01:00Z,100\n2026-01-01T00:05:00Z,100\n")
+	cmd := newRootCmd()
+	var out, errOut bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&errOut)
+	cmd.SetArgs([]string{"simulate", "--trace", trace, "--out", t.TempDir()})
+	if err := cmd.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(errOut.String(), "3 missing points filled with the previous value") {
+		t.Errorf("standard error does not say what was filled:\n%s", errOut.String())
 	}
 }

@@ -48,7 +48,8 @@
 
   function clock(t) {
     const d = new Date(t);
-    return isNaN(d) ? '' : d.toLocaleTimeString([], { hour12: false });
+    // UTC, as the API, the command line and a simulated world's clock are.
+    return isNaN(d) ? '' : d.toISOString().slice(11, 19);
   }
 
   function age(t) {
@@ -114,7 +115,12 @@
     } catch (e) {
       return showLogin('the agent did not answer: ' + e.message);
     }
-    if (r.status === 401) return showLogin('this token is not known to the agent');
+    if (r.status === 401) {
+      // A refused token replaces the one kept: a reload must not sign in
+      // silently with the token given before it.
+      sessionStorage.removeItem(TOKEN_KEY);
+      return showLogin('this token is not known to the agent');
+    }
     if (!r.ok || !r.body) return showLogin(apiError(r, 'whoami').message);
     sessionStorage.setItem(TOKEN_KEY, state.token);
     state.role = r.body.role;

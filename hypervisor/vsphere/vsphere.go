@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -31,6 +32,7 @@ import (
 	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/property"
 	"github.com/vmware/govmomi/session"
+	"github.com/vmware/govmomi/view"
 	"github.com/vmware/govmomi/vim25"
 	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/soap"
@@ -58,7 +60,7 @@ const (
 )
 
 // vmProps are the properties a VM is read with.
-var vmProps = []string{"name", "runtime.powerState", "runtime.host", "guest.ipAddress", "config.extraConfig"}
+var vmProps = []string{"name", "runtime.powerState", "runtime.host", "guest.ipAddress", "guest.net", "config.extraConfig"}
 
 // Client is a logged-in connection to vSphere that implements the
 // hypervisor roles. It is safe for concurrent use.
@@ -68,7 +70,8 @@ type Client struct {
 	vc     *vim25.Client
 	sm     *session.Manager
 	finder *find.Finder
-	folder *object.Folder
+	dc     *object.Datacenter   // where VMs are looked up by name
+	folder *object.Folder       // where clones are made
 	pool   *object.ResourcePool // nil: the template's
 	host   *object.HostSystem   // nil: the template's
 
@@ -93,6 +96,9 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	if log == nil {
 		log = slog.Default()
 	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	u, err := cfg.apiURL()
 	if err != nil {
 		return nil, err
@@ -103,7 +109,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	sc.UserAgent = "mitosis"
 	if cfg.CAFile != "" {
 		if err := sc.SetRootCAs(cfg.CAFile); err != nil {
-			return nil, fmt.Errorf("vsphere: ca file: %w", err)
+			return nil, fmt.Errorf("vsphere: ca_file: %w", err)
 		}
 	}
 	vc, err := vim25.NewClient(ctx, sc)
@@ -167,6 +173,7 @@ func (c *Client) resolve(ctx context.Context) error {
 		return fmt.Errorf("vsphere: datacenter: %w", err)
 	}
 	c.finder.SetDatacenter(dc)
+	c.dc = dc
 	if c.folder, err = c.finder.FolderOrDefault(ctx, c.cfg.Folder); err != nil {
 		return fmt.Errorf("vsphere: folder: %w", err)
 	}
@@ -224,6 +231,9 @@ func (c *Client) clone(ctx context.Context, req hypervisor.CloneRequest, fallbac
 	if req.Name == "" || req.Operation == "" || req.Template == "" {
 		return hypervisor.VM{}, fmt.Errorf("cloning %q from %q: a clone needs a name, an operation and a template", req.Name, req.Template)
 	}
+	if !validName(req.Name) {
+		return hypervisor.VM{}, fmt.Errorf("cloning %q from %q: a VM name must not contain %q or be %q or %q", req.Name, req.Template, "/", ".", "..")
+	}
 	err = c.call(ctx, func() error {
 		vm, err = c.cloneOnce(ctx, req, fallback)
 		return err
@@ -236,7 +246,7 @@ func (c *Client) clone(ctx context.Context, req hypervisor.CloneRequest, fallbac
 
 func (c *Client) cloneOnce(ctx context.Context, req hypervisor.CloneRequest, fallback bool) (hypervisor.VM, error) {
 	log := c.log.With("vm", req.Name, "template", req.Template, "op", req.Operation, "fence", req.Fence)
-	if vm, ok, err := c.existing(ctx, req, log); ok || err != nil {
+	if vm, ok, err := c.existing(ctx, req, !fallback, log); ok || err != nil {
 		return vm, err
 	}
 	tmpl, err := c.findVM(ctx, req.Template)
@@ -261,7 +271,7 @@ func (c *Client) cloneOnce(ctx context.Context, req hypervisor.CloneRequest, fal
 	}
 	if fault.Is(err, &types.DuplicateName{}) {
 		// Another call for the same name won the race; it may be ours.
-		if vm, ok, err := c.existing(ctx, req, log); ok || err != nil {
+		if vm, ok, err := c.existing(ctx, req, !fallback, log); ok || err != nil {
 			return vm, err
 		}
 	}
@@ -278,13 +288,22 @@ func (c *Client) cloneOnce(ctx context.Context, req hypervisor.CloneRequest, fal
 }
 
 // existing returns the clone of req's operation if one is made (powered on
-// if it was not), reports ok=false if no VM has req.Name in the folder,
-// and refuses a VM of that name made for another operation.
-func (c *Client) existing(ctx context.Context, req hypervisor.CloneRequest, log *slog.Logger) (hypervisor.VM, bool, error) {
-	obj, err := c.inFolder(ctx, req.Name)
-	if err != nil || obj == nil {
+// if it was not), and reports ok=false if no VM of the datacenter has
+// req.Name. It looks where Lookup and Destroy look (the whole datacenter,
+// not only the clone folder), so a VM of that name made for another
+// operation, or not by mitosis, wherever it is, is refused with
+// ErrNameTaken, as are several VMs of that name. With live (InstantClone)
+// the clone found must be an Instant Clone: InstantClone promised the
+// template's memory, and a linked clone has none.
+func (c *Client) existing(ctx context.Context, req hypervisor.CloneRequest, live bool, log *slog.Logger) (hypervisor.VM, bool, error) {
+	objs, err := c.vmsNamed(ctx, req.Name)
+	if err != nil || len(objs) == 0 {
 		return hypervisor.VM{}, false, err
 	}
+	if len(objs) > 1 {
+		return hypervisor.VM{}, false, fmt.Errorf("%d VMs are named %s (%s): %w", len(objs), req.Name, ids(objs), hypervisor.ErrNameTaken)
+	}
+	obj := objs[0]
 	vm, err := c.read(ctx, obj)
 	if errors.Is(err, hypervisor.ErrNotFound) {
 		return hypervisor.VM{}, false, nil // destroyed meanwhile
@@ -295,6 +314,9 @@ func (c *Client) existing(ctx context.Context, req hypervisor.CloneRequest, log 
 	if vm.Operation != req.Operation {
 		return hypervisor.VM{}, false, fmt.Errorf("%s (%s) was made by operation %q: %w", req.Name, vm.ID, vm.Operation, hypervisor.ErrNameTaken)
 	}
+	if live && vm.Method != MethodInstantClone {
+		return hypervisor.VM{}, false, fmt.Errorf("%s (%s) of this operation is a %s, not an Instant Clone (a cold clone, not a live one)", req.Name, vm.ID, orUnknown(vm.Method))
+	}
 	if !vm.Running {
 		log.Info("vsphere clone already made but off; powering it on", "id", vm.ID)
 		if err := powerOn(ctx, obj); err != nil {
@@ -304,6 +326,13 @@ func (c *Client) existing(ctx context.Context, req hypervisor.CloneRequest, log 
 	}
 	log.Info("vsphere clone already made", "id", vm.ID, "method", vm.Method)
 	return c.waitAddress(ctx, vm, log), true, nil
+}
+
+func orUnknown(method string) string {
+	if method == "" {
+		return "clone of unknown method"
+	}
+	return method
 }
 
 func (c *Client) metadata(req hypervisor.CloneRequest, method string) []types.BaseOptionValue {
@@ -433,20 +462,65 @@ func findSnapshot(ctx context.Context, vm *object.VirtualMachine, name string) (
 	return walk(o.Snapshot.RootSnapshotList), nil
 }
 
-// waitAddress waits up to Config.AddressWait for the guest's IP address.
+// waitAddress waits up to Config.AddressWait for the guest to report an
+// address a peer can reach (see pickAddress).
 func (c *Client) waitAddress(ctx context.Context, vm hypervisor.VM, log *slog.Logger) hypervisor.VM {
 	if vm.Address != "" || c.cfg.AddressWait <= 0 {
 		return vm
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.AddressWait)
 	defer cancel()
-	ip, err := object.NewVirtualMachine(c.vc, vmRef(vm.ID)).WaitForIP(ctx, true)
-	if err != nil {
+	var (
+		ip   string
+		nets []types.GuestNicInfo
+		addr string
+	)
+	err := property.Wait(ctx, property.DefaultCollector(c.vc), vmRef(vm.ID), []string{"guest.ipAddress", "guest.net"}, func(changes []types.PropertyChange) bool {
+		for _, ch := range changes {
+			switch ch.Name {
+			case "guest.ipAddress":
+				ip, _ = ch.Val.(string)
+			case "guest.net":
+				a, _ := ch.Val.(types.ArrayOfGuestNicInfo)
+				nets = a.GuestNicInfo
+			}
+		}
+		addr = pickAddress(ip, nets)
+		return addr != ""
+	})
+	if err != nil || addr == "" {
 		log.Warn("vsphere clone has no address yet", "id", vm.ID, "waited", c.cfg.AddressWait, "err", err)
 		return vm
 	}
-	vm.Address = ip
+	vm.Address = addr
 	return vm
+}
+
+// pickAddress is the address of a guest that a peer can reach: the first
+// IPv4 one of the primary address and the NICs' addresses, else the first
+// IPv6 one. Loopback, link-local (fe80::/10, 169.254.0.0/16) and
+// unspecified addresses never are: a guest reports them before its
+// network is up, and an address wait must go on waiting.
+func pickAddress(primary string, nets []types.GuestNicInfo) string {
+	cands := []string{primary}
+	for _, n := range nets {
+		cands = append(cands, n.IpAddress...)
+	}
+	var v6 string
+	for _, a := range cands {
+		ip, err := netip.ParseAddr(a)
+		if err != nil || ip.IsLoopback() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsUnspecified() || ip.IsMulticast() {
+			continue
+		}
+		ip = ip.Unmap()
+		if ip.Is4() {
+			return ip.String()
+		}
+		if v6 == "" {
+			v6 = ip.String()
+		}
+	}
+	return v6
 }
 
 // Destroy keeps hypervisor.Destroyer's contract: power off (if on), then
@@ -466,7 +540,7 @@ func (c *Client) destroyOnce(ctx context.Context, name string) error {
 		return nil
 	}
 	if err != nil {
-		return err
+		return err // several VMs of that name among them: never a guess
 	}
 	start := time.Now()
 	state, err := vm.PowerState(ctx)
@@ -519,42 +593,64 @@ func (c *Client) Lookup(ctx context.Context, name string) (vm hypervisor.VM, err
 	return vm, nil
 }
 
-// inFolder returns the VM named name in the clone folder, or nil. It asks
-// the server's search index, one call whatever the inventory's size.
-func (c *Client) inFolder(ctx context.Context, name string) (*object.VirtualMachine, error) {
-	ref, err := object.NewSearchIndex(c.vc).FindChild(ctx, c.folder, name)
-	if err != nil {
-		return nil, err
-	}
-	if ref == nil || ref.Reference().Type != "VirtualMachine" {
-		return nil, nil
-	}
-	return object.NewVirtualMachine(c.vc, ref.Reference()), nil
+// validName reports whether name can be a VM's name here. Names are
+// names, never inventory paths: "/" (which vSphere would store as %2f,
+// and govmomi's finder takes for a path), "." and ".." are refused by
+// Clone and are nobody's name for Lookup and Destroy.
+func validName(name string) bool {
+	return name != "" && name != "." && name != ".." && !strings.Contains(name, "/")
 }
 
-// findVM finds a VM by name: in the clone folder first, else anywhere in
-// the datacenter (templates and the nodes a cluster started with may live
-// elsewhere). A name found twice is an error rather than a guess.
-func (c *Client) findVM(ctx context.Context, name string) (*object.VirtualMachine, error) {
-	if vm, err := c.inFolder(ctx, name); err != nil || vm != nil {
-		return vm, err
+// vmsNamed returns every VM of the datacenter (any folder) whose name is
+// exactly name: no pattern, no path. vSphere keeps "%" and "\" in a name
+// escaped (%25, %5c); either spelling matches.
+func (c *Client) vmsNamed(ctx context.Context, name string) ([]*object.VirtualMachine, error) {
+	if !validName(name) {
+		return nil, nil
 	}
-	if strings.ContainsAny(name, `*?[\`) {
-		// The finder would take it for a pattern; only exact names here.
-		return nil, hypervisor.ErrNotFound
-	}
-	vms, err := c.finder.VirtualMachineList(ctx, name)
-	var nf *find.NotFoundError
-	if errors.As(err, &nf) {
-		return nil, hypervisor.ErrNotFound
-	}
+	escaped := strings.NewReplacer("%", "%25", `\`, "%5c").Replace(name)
+	v, err := view.NewManager(c.vc).CreateContainerView(ctx, c.dc.Reference(), []string{"VirtualMachine"}, true)
 	if err != nil {
 		return nil, err
 	}
-	if len(vms) > 1 {
-		return nil, fmt.Errorf("%d VMs are named %s outside folder %s", len(vms), name, c.folder.InventoryPath)
+	defer func() { _ = v.Destroy(context.WithoutCancel(ctx)) }()
+	var all []mo.VirtualMachine
+	if err := v.Retrieve(ctx, []string{"VirtualMachine"}, []string{"name"}, &all); err != nil {
+		return nil, err
 	}
-	return vms[0], nil
+	var out []*object.VirtualMachine
+	for _, o := range all {
+		if o.Name == name || o.Name == escaped {
+			out = append(out, object.NewVirtualMachine(c.vc, o.Self))
+		}
+	}
+	return out, nil
+}
+
+// findVM finds the VM named name anywhere in the datacenter (templates and
+// the nodes a cluster started with may live outside the clone folder). No
+// such VM, or an invalid name, is ErrNotFound; several VMs of that name is
+// an error (not ErrNotFound) rather than a guess.
+func (c *Client) findVM(ctx context.Context, name string) (*object.VirtualMachine, error) {
+	vms, err := c.vmsNamed(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	switch len(vms) {
+	case 0:
+		return nil, hypervisor.ErrNotFound
+	case 1:
+		return vms[0], nil
+	}
+	return nil, fmt.Errorf("%d VMs are named %s (%s); refusing to choose one", len(vms), name, ids(vms))
+}
+
+func ids(vms []*object.VirtualMachine) string {
+	s := make([]string, len(vms))
+	for i, vm := range vms {
+		s[i] = vm.Reference().Value
+	}
+	return strings.Join(s, ", ")
 }
 
 // read reads a VM's state and metadata.
@@ -569,7 +665,7 @@ func (c *Client) read(ctx context.Context, obj *object.VirtualMachine) (hypervis
 		Running: o.Runtime.PowerState == types.VirtualMachinePowerStatePoweredOn,
 	}
 	if o.Guest != nil {
-		vm.Address = o.Guest.IpAddress
+		vm.Address = pickAddress(o.Guest.IpAddress, o.Guest.Net)
 	}
 	if o.Config != nil {
 		for _, b := range o.Config.ExtraConfig {

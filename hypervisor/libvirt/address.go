@@ -63,14 +63,16 @@ func (c *Client) awaitAddress(ctx context.Context, vm hypervisor.VM) hypervisor.
 			return vm
 		case <-tick.C:
 		}
-		l, err := c.conn(ctx)
+		l, done, err := c.conn(ctx)
 		if err != nil {
 			continue
 		}
 		if dom, err := l.DomainLookupByName(vm.Name); err == nil {
-			if vm.Address = c.address(l, dom); vm.Address != "" {
-				return vm
-			}
+			vm.Address = c.address(l, dom)
+		}
+		_ = done(nil)
+		if vm.Address != "" {
+			return vm
 		}
 	}
 }

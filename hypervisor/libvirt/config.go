@@ -73,13 +73,44 @@ type Config struct {
 	AddressSource string `yaml:"address_source"`
 
 	// AddressWait bounds how long Clone waits for the clone to have an
-	// address (a guest's DHCP takes a moment); 0 waits not at all. A clone
+	// address (a guest's DHCP takes a moment); 0 waits not at all, and a
+	// negative one is refused. A clone
 	// without one is returned all the same, with a warning: a later
 	// Lookup reports the address once there is one.
 	AddressWait time.Duration `yaml:"address_wait"`
 
 	// Logger receives the client's log lines; nil means slog.Default().
 	Logger *slog.Logger `yaml:"-"`
+}
+
+// Validate performs every check of the section that needs neither a
+// connection nor the file system: uri (its form and transport; not that
+// the daemon answers), image_dir (given, absolute; not that it exists,
+// which New checks), clone_mode, address_source and address_wait (not
+// negative). Its errors name the key as the agent's file names it, e.g.
+// `libvirt: clone_mode "warm": want "live" or "cold"`. New calls it, and
+// a configuration parser can call it so that a dry run checks the section
+// too.
+func (c Config) Validate() error {
+	if _, err := c.connectURI(); err != nil {
+		return err
+	}
+	if c.ImageDir == "" {
+		return errors.New("libvirt: image_dir is required")
+	}
+	if !filepath.IsAbs(c.ImageDir) {
+		return errors.New("libvirt: image_dir must be an absolute path (the daemon resolves it, not this process)")
+	}
+	if _, err := c.cloneMode(); err != nil {
+		return err
+	}
+	if _, _, err := c.addressSource(); err != nil {
+		return err
+	}
+	if c.AddressWait < 0 {
+		return fmt.Errorf("libvirt: address_wait %v: must not be negative (0 waits not at all)", c.AddressWait)
+	}
+	return nil
 }
 
 // The values of Config.CloneMode.
@@ -200,13 +231,9 @@ func (c Config) connectURI() (*url.URL, error) {
 // certificate.
 func noVerify(u *url.URL) bool { return u.Query().Get("no_verify") == "1" }
 
+// checkImageDir checks that image_dir (which Validate found absolute) is
+// a directory.
 func (c Config) checkImageDir() error {
-	if c.ImageDir == "" {
-		return errors.New("libvirt: image_dir is required")
-	}
-	if !filepath.IsAbs(c.ImageDir) {
-		return errors.New("libvirt: image_dir must be an absolute path (the daemon resolves it, not this process)")
-	}
 	fi, err := os.Stat(c.ImageDir)
 	if err != nil {
 		return fmt.Errorf("libvirt: image_dir: %w", err)

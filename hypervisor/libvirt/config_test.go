@@ -86,8 +86,15 @@ func TestImageDirChecks(t *testing.T) {
 		t.Fatal(err)
 	}
 	for in, want := range map[string]string{
-		"":                           "required",
-		"images":                     "absolute",
+		"":       "image_dir is required",
+		"images": "image_dir must be an absolute path",
+	} {
+		err := Config{ImageDir: in}.Validate()
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate of image_dir %q: %v, want one saying %q", in, err, want)
+		}
+	}
+	for in, want := range map[string]string{
 		filepath.Join(dir, "absent"): "no such file",
 		file:                         "not a directory",
 	} {
@@ -105,6 +112,44 @@ func TestImageDirChecks(t *testing.T) {
 	}
 	if _, err := New(t.Context(), Config{URI: "test:///default", ImageDir: "rel"}); err == nil {
 		t.Error("New accepted a relative image_dir")
+	}
+}
+
+func TestValidateNamesTheKeyOfEachBadValue(t *testing.T) {
+	good := Config{URI: "qemu:///system", ImageDir: "/var/lib/mitosis/images"}
+	if err := good.Validate(); err != nil {
+		t.Fatalf("Validate(%+v): %v", good, err)
+	}
+	// Validate touches neither the file system nor a daemon: image_dir
+	// need not exist (New checks that).
+	if err := (Config{ImageDir: "/nonexistent/mitosis", CloneMode: CloneModeCold, AddressSource: AddressNone, AddressWait: time.Minute}).Validate(); err != nil {
+		t.Errorf("Validate of a good section with a missing image_dir: %v", err)
+	}
+	for _, c := range []struct {
+		edit func(*Config)
+		want string
+	}{
+		{func(c *Config) { c.URI = "qemu+tcp://h/system" }, "libvirt: uri: the tcp transport"},
+		{func(c *Config) { c.ImageDir = "" }, "libvirt: image_dir is required"},
+		{func(c *Config) { c.ImageDir = "images" }, "libvirt: image_dir must be an absolute path"},
+		{func(c *Config) { c.CloneMode = "warm" }, `libvirt: clone_mode "warm": want "live" or "cold"`},
+		{func(c *Config) { c.AddressSource = "dns" }, `libvirt: address_source "dns": want lease, agent, arp or none`},
+		{func(c *Config) { c.AddressWait = -time.Second }, "libvirt: address_wait -1s: must not be negative"},
+	} {
+		cfg := good
+		c.edit(&cfg)
+		err := cfg.Validate()
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("Validate(%+v) = %v, want an error saying %q", cfg, err, c.want)
+		}
+	}
+}
+
+func TestNewRefusesANegativeAddressWait(t *testing.T) {
+	// Refused before dialling: the daemon named does not exist.
+	_, err := New(t.Context(), Config{URI: "test+unix:///default?socket=/nonexistent/sock", ImageDir: t.TempDir(), AddressWait: -time.Second})
+	if err == nil || !strings.Contains(err.Error(), "address_wait") {
+		t.Errorf("New with address_wait -1s: err = %v, want one naming address_wait", err)
 	}
 }
 

@@ -76,8 +76,11 @@ type Client struct {
 	addrSource lv.DomainInterfaceAddressesSource
 	withAddr   bool
 
-	mu sync.Mutex
-	l  *lv.Libvirt
+	// dialing serializes dials (see conn.go); smu guards s and closed.
+	dialing chan struct{}
+	smu     sync.Mutex
+	s       *session
+	closed  bool
 
 	names keyedMutex
 
@@ -94,11 +97,17 @@ var (
 	_ hypervisor.InstantCloner = (*Client)(nil)
 )
 
-// New connects to the daemon of cfg.URI. Close disconnects.
-func New(ctx context.Context, cfg Config) (*Client, error) {
+// New checks cfg (Config.Validate, and that image_dir is a directory) and
+// connects to the daemon of cfg.URI within ctx: a daemon that does not
+// answer before ctx ends makes New fail with an error wrapping ctx's.
+// Close disconnects.
+func New(ctx context.Context, cfg Config) (_ *Client, err error) {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	u, err := cfg.connectURI()
 	if err != nil {
@@ -115,23 +124,28 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{cfg: cfg, uri: u, mode: mode, addrSource: src, withAddr: withAddr, log: log.With("libvirt", u.Redacted())}
+	c := &Client{cfg: cfg, uri: u, mode: mode, addrSource: src, withAddr: withAddr, log: log.With("libvirt", u.Redacted()),
+		dialing: make(chan struct{}, 1)}
 	if noVerify(u) {
 		c.log.Warn("libvirt TLS server certificate is not verified (no_verify=1)")
 	}
-	l, err := c.conn(ctx)
+	l, done, err := c.conn(ctx)
 	if err != nil {
 		return nil, err
 	}
+	defer func() {
+		err = done(err)
+		if err != nil {
+			_ = c.Close()
+		}
+	}()
 	c.host = cfg.Host
 	if c.host == "" {
 		if c.host, err = l.ConnectGetHostname(); err != nil {
-			_ = c.Close()
 			return nil, fmt.Errorf("libvirt: hostname: %w", err)
 		}
 	}
 	if c.driver, err = l.ConnectGetType(); err != nil {
-		_ = c.Close()
 		return nil, fmt.Errorf("libvirt: driver type: %w", err)
 	}
 	c.log.Info("libvirt connected", "host", c.host, "driver", c.driver, "clone_mode", mode, "image_dir", cfg.ImageDir)
@@ -141,43 +155,6 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		c.log.Warn("libvirt driver cannot live-clone; Clone will fail unless clone_mode is cold", "driver", c.driver)
 	}
 	return c, nil
-}
-
-// Close disconnects from the daemon.
-func (c *Client) Close() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.l == nil {
-		return nil
-	}
-	err := c.l.Disconnect()
-	c.l = nil
-	if err != nil {
-		return fmt.Errorf("libvirt: disconnecting: %w", err)
-	}
-	return nil
-}
-
-// conn returns the connection, dialling again if the daemon dropped it
-// (a restarted libvirtd keeps its domains; the client just reconnects).
-func (c *Client) conn(ctx context.Context) (*lv.Libvirt, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.l != nil && c.l.IsConnected() {
-		return c.l, nil
-	}
-	if c.l != nil {
-		c.log.Info("libvirt connection lost; connecting again")
-	}
-	l, err := lv.ConnectToURI(c.uri)
-	if err != nil {
-		return nil, fmt.Errorf("libvirt: connecting to %s: %w", c.uri.Redacted(), err)
-	}
-	c.l = l
-	return l, nil
 }
 
 // Clone keeps hypervisor.Cloner's contract: it returns the clone of this
@@ -234,10 +211,11 @@ func (s *steps) done(name string, since time.Time) {
 
 func (c *Client) clone(ctx context.Context, req hypervisor.CloneRequest, mode string) (_ hypervisor.VM, err error) {
 	log := c.log.With("vm", req.Name, "template", req.Template, "op", req.Operation, "fence", req.Fence)
-	l, err := c.conn(ctx)
+	l, done, err := c.conn(ctx)
 	if err != nil {
 		return hypervisor.VM{}, err
 	}
+	defer func() { err = done(err) }()
 	if vm, ok, err := c.existing(ctx, l, req, log); ok || err != nil {
 		if err == nil && mode == CloneModeLive && vm.Method == MethodColdClone {
 			// An InstantClone finding the cold clone a Clone made: it
@@ -514,11 +492,12 @@ func (c *Client) Destroy(ctx context.Context, name string) error {
 	return nil
 }
 
-func (c *Client) destroy(ctx context.Context, name string) error {
-	l, err := c.conn(ctx)
+func (c *Client) destroy(ctx context.Context, name string) (err error) {
+	l, done, err := c.conn(ctx)
 	if err != nil {
 		return err
 	}
+	defer func() { err = done(err) }()
 	start := time.Now()
 	var files []string
 	dom, err := l.DomainLookupByName(name)
@@ -667,19 +646,24 @@ func (c *Client) removeUnused(l *lv.Libvirt, files []string) ([]string, error) {
 
 // Lookup keeps hypervisor.Finder's contract.
 func (c *Client) Lookup(ctx context.Context, name string) (hypervisor.VM, error) {
-	l, err := c.conn(ctx)
-	if err != nil {
-		return hypervisor.VM{}, fmt.Errorf("looking up %s: %w", name, err)
-	}
-	dom, err := l.DomainLookupByName(name)
-	if err != nil {
-		return hypervisor.VM{}, fmt.Errorf("looking up %s: %w", name, notFound(err))
-	}
-	vm, err := c.read(l, dom)
+	vm, err := c.lookup(ctx, name)
 	if err != nil {
 		return hypervisor.VM{}, fmt.Errorf("looking up %s: %w", name, err)
 	}
 	return vm, nil
+}
+
+func (c *Client) lookup(ctx context.Context, name string) (_ hypervisor.VM, err error) {
+	l, done, err := c.conn(ctx)
+	if err != nil {
+		return hypervisor.VM{}, err
+	}
+	defer func() { err = done(err) }()
+	dom, err := l.DomainLookupByName(name)
+	if err != nil {
+		return hypervisor.VM{}, notFound(err)
+	}
+	return c.read(l, dom)
 }
 
 // read reads a domain's state and mitosis metadata.

@@ -386,9 +386,9 @@ func TestTestDriverDestroyTransientAndStopped(t *testing.T) {
 
 func TestTestDriverReconnects(t *testing.T) {
 	td := newTestDriver(t)
-	td.c.mu.Lock()
-	_ = td.c.l.Disconnect()
-	td.c.mu.Unlock()
+	td.c.smu.Lock()
+	_ = td.c.s.l.Disconnect()
+	td.c.smu.Unlock()
 	if vm, err := td.c.Lookup(ctx(t), testTemplate); err != nil || !vm.Running {
 		t.Fatalf("Lookup after the connection dropped: %+v, %v", vm, err)
 	}

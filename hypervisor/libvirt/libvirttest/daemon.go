@@ -44,7 +44,11 @@ type Daemon struct {
 	UID, GID int
 	// System is set for a root daemon (qemu:///system); else it is a
 	// session daemon (qemu:///session) running as UID.
-	System  bool
+	System bool
+	// PID is the process Start ran, libvirtd (StartSystem's is the
+	// unshare that runs it), for a test that stops it with SIGSTOP: it
+	// must send SIGCONT in its cleanup.
+	PID     int
 	log     *lockedBuffer
 	logFile string // the system daemon's output, instead of log
 	stops   []func()
@@ -152,6 +156,7 @@ func (d *Daemon) run(t testing.TB, cmd *exec.Cmd, left func() []int) {
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting libvirtd: %v", err)
 	}
+	d.PID = cmd.Process.Pid
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	t.Cleanup(func() {

@@ -292,7 +292,31 @@ func openActors(ctx context.Context, cfg Config, log *slog.Logger) (actors, erro
 	} else if hv, closeHV, err = OpenHypervisor(ctx, cfg.Hypervisor, log); err != nil {
 		return actors{}, err
 	}
+	if err := checkTemplates(ctx, hv, cfg, log); err != nil {
+		if closeHV != nil {
+			_ = closeHV(ctx)
+		}
+		return actors{}, err
+	}
 	return actors{hv: withPort{hv, cfg.NodeAPI.Port}, disps: disps, nodes: nodes, close: closeHV}, nil
+}
+
+// checkTemplates looks up the VM of each node of the file: a VM the
+// hypervisor does not have could never be cloned, and every clone of its
+// node would prepare it for nothing. Another error is only logged.
+func checkTemplates(ctx context.Context, hv hypervisor.Hypervisor, cfg Config, log *slog.Logger) error {
+	for i, n := range cfg.Nodes {
+		lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err := hv.Lookup(lctx, n.VM)
+		cancel()
+		switch {
+		case errors.Is(err, hypervisor.ErrNotFound):
+			return fmt.Errorf("nodes[%d].vm: the hypervisor has no VM %q (node %s)", i, n.VM, n.ID)
+		case err != nil:
+			log.Warn("looking up a node's VM at start", "node", n.ID, "vm", n.VM, "err", err)
+		}
+	}
+	return nil
 }
 
 // checkToken asks each node of the file for its status: a node that

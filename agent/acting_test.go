@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mitosis-autoscaler/mitosis/dispatcher/haproxy/haproxytest"
 	"github.com/mitosis-autoscaler/mitosis/hypervisor"
 	"github.com/mitosis-autoscaler/mitosis/hypervisor/hypervisortest"
 	"github.com/mitosis-autoscaler/mitosis/node"
@@ -132,3 +133,39 @@ func (refusingApp) Finalize(context.Context, string, string) error  { return nil
 func (refusingApp) Detach(context.Context) error                    { return nil }
 func (refusingApp) Sessions() int                                   { return 0 }
 func (refusingApp) Warmth() node.Warmth                             { return node.Warmth{} }
+
+// A node whose VM the hypervisor does not have could never be cloned:
+// the agent does not start, naming the node's vm key.
+func TestAnAgentWhoseTemplateVMIsMissingDoesNotStart(t *testing.T) {
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "node-token")
+	if err := os.WriteFile(tokenFile, []byte("the-nodes-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := node.NewServer(refusingApp{}, node.ServerOptions{ID: "web-1", Token: "the-nodes-token"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodeAPI := httptest.NewServer(srv)
+	defer nodeAPI.Close()
+	lb := haproxytest.Start(t)
+	vms := filepath.Join(dir, "vms") // the process hypervisor's directory, with no VM in it
+	if err := os.Mkdir(vms, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Parse(fmt.Appendf(nil, `tick: 1s
+clusters: [{name: web, min: 1, max: 3}]
+nodes: [{cluster: web, id: web-1, role: app, address: %q, vm: web-1}]
+metrics: {url: "http://127.0.0.1:1", queries: [{name: utilization, query: up, per_node: true}]}
+hypervisor: {kind: process, process: {dir: %q, command: [demo-node]}}
+dispatcher: {kind: haproxy, haproxy: {socket: %q, backend: app}}
+node_api: {token_file: %q}
+`, strings.TrimPrefix(nodeAPI.URL, "http://"), vms, lb.Socket, tokenFile), "agent.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = New(cfg, Options{Listen: "127.0.0.1:0", Token: "t", Policy: defaultPolicy(t)})
+	if err == nil || !strings.Contains(err.Error(), `nodes[0].vm: the hypervisor has no VM "web-1"`) {
+		t.Errorf("New: %v, want an error naming nodes[0].vm", err)
+	}
+}

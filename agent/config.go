@@ -241,9 +241,20 @@ func (h HypervisorConfig) Validate() error {
 			return fmt.Errorf("hypervisor.%s: given, but hypervisor.kind is %s", kind, h.Kind)
 		}
 	}
-	if h.Kind == KindProcess {
+	// Each back-end's own checks that need no connection, so that a dry
+	// run checks the section it is given, and an error names the file.
+	switch h.Kind {
+	case KindProcess:
 		h.Process.applyDefaults()
 		return h.Process.validate()
+	case KindVSphere:
+		if err := h.VSphere.Validate(); err != nil {
+			return fmt.Errorf("hypervisor.%w", err)
+		}
+	case KindLibvirt:
+		if err := h.Libvirt.Validate(); err != nil {
+			return fmt.Errorf("hypervisor.%w", err)
+		}
 	}
 	return nil
 }

@@ -55,25 +55,29 @@ hypervisor:
 	if c.Tick.Duration.String() != "15s" || c.Clusters[0].Max != 8 {
 		t.Errorf("the controller's keys: %+v", c.Config)
 	}
+	creds := filepath.Join(t.TempDir(), "vsphere")
+	if err := os.WriteFile(creds, []byte("mitosis@vsphere.local\nhunter2\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	v, err := agent.Parse([]byte(base+`
 hypervisor:
   kind: vsphere
-  vsphere: {url: "https://vc.example.com/sdk", datacenter: dc1, folder: clones, credentials_file: /etc/mitosis/vsphere, address_wait: 2m}
+  vsphere: {url: "https://vc.example.com/sdk", datacenter: dc1, folder: clones, credentials_file: `+creds+`, address_wait: 2m}
 `+acts), "agent.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if vs := v.Hypervisor.VSphere; vs.Datacenter != "dc1" || vs.AddressWait.String() != "2m0s" || vs.CredentialsFile != "/etc/mitosis/vsphere" {
+	if vs := v.Hypervisor.VSphere; vs.Datacenter != "dc1" || vs.AddressWait.String() != "2m0s" || vs.CredentialsFile != creds {
 		t.Errorf("vsphere: %+v", vs)
 	}
 }
 
 func TestParseNeedsMetrics(t *testing.T) {
-	noMetrics := strings.Split(base, "metrics:")[0] + "hypervisor: {kind: libvirt, libvirt: {uri: x}}\n"
+	noMetrics := strings.Split(base, "metrics:")[0] + "hypervisor: {kind: libvirt, libvirt: {uri: 'test:///default', image_dir: /tmp}}\n"
 	if _, err := agent.Parse([]byte(noMetrics), "agent.yaml"); err == nil || !strings.Contains(err.Error(), "metrics: url: required") {
 		t.Errorf("no metrics section: %v", err)
 	}
-	badMatch := strings.Split(base, "metrics:")[0] + "metrics: {url: 'http://127.0.0.1:9090', queries: [{name: q, query: up, per_node: true, match: ip}]}\nhypervisor: {kind: libvirt, libvirt: {uri: x}}\n"
+	badMatch := strings.Split(base, "metrics:")[0] + "metrics: {url: 'http://127.0.0.1:9090', queries: [{name: q, query: up, per_node: true, match: ip}]}\nhypervisor: {kind: libvirt, libvirt: {uri: 'test:///default', image_dir: /tmp}}\n"
 	if _, err := agent.Parse([]byte(badMatch), "agent.yaml"); err == nil || !strings.Contains(err.Error(), `metrics: queries[0].match: "ip"`) {
 		t.Errorf("a bad match: %v", err)
 	}
@@ -104,9 +108,11 @@ func TestParseNamesWhatIsWrong(t *testing.T) {
 		{"a node listed twice", "dry_run: true\nnodes: [{cluster: web, id: n1, role: app}, {cluster: web, id: n1, role: app}]", `nodes[1].id: "n1" is listed twice`},
 		{"a node without a role", "dry_run: true\nnodes: [{cluster: web, id: n1}]", "nodes[0].role: required"},
 		{"a bad hypervisor in a dry run", "dry_run: true\nhypervisor: {kind: xen}", `unknown kind "xen"`},
+		{"a bad libvirt section in a dry run", "dry_run: true\nhypervisor: {kind: libvirt, libvirt: {uri: 'test:///default', image_dir: /tmp, clone_mode: warm}}", `hypervisor.libvirt: clone_mode "warm"`},
+		{"credentials in a vsphere url, in a dry run", "dry_run: true\nhypervisor: {kind: vsphere, vsphere: {url: 'https://vc/sdk?user=a&password=hunter2', datacenter: dc1}}", "hypervisor.vsphere: url"},
 		{"a simulated world with metrics", "hypervisor: {kind: sim}", "metrics: not with hypervisor.kind sim"},
 		{"a simulated world with another kind's section", "hypervisor: {kind: sim, libvirt: {uri: x}}", "hypervisor.libvirt: given, but hypervisor.kind is sim"},
-		{"a simulation section on real machines", "hypervisor: {kind: libvirt, libvirt: {uri: x}}\nsimulation: {node_capacity: 50}", "simulation: given, but hypervisor.kind is libvirt"},
+		{"a simulation section on real machines", "hypervisor: {kind: libvirt, libvirt: {uri: 'test:///default', image_dir: /tmp}}\nsimulation: {node_capacity: 50}", "simulation: given, but hypervisor.kind is libvirt"},
 		{"a simulation section without a kind", "dry_run: true\nsimulation: {node_capacity: 50}", "simulation: given, but hypervisor.kind is not set"},
 		{"a sim section without a kind in a dry run", "dry_run: true\nhypervisor: {sim: {speed: 10}}", "hypervisor.kind: required"},
 		{"a second document", "---\ntick: 1s", "line 11: a second YAML document"},
@@ -213,7 +219,7 @@ func TestNodesThatCollideAreRefused(t *testing.T) {
 // An agent that acts on real machines needs a dispatcher and the node API;
 // each error names the key.
 func TestAnAgentThatActsNeedsADispatcherAndTheNodeAPI(t *testing.T) {
-	libvirt := "hypervisor: {kind: libvirt, libvirt: {uri: x}}\n"
+	libvirt := "hypervisor: {kind: libvirt, libvirt: {uri: 'test:///default', image_dir: /tmp}}\n"
 	node := "node_api: {token_file: /etc/mitosis/node-token}\n"
 	haproxy := "dispatcher: {kind: haproxy, haproxy: {socket: /run/haproxy.sock, backend: app}}\n"
 	twoClusters := strings.Replace(base, "clusters:\n", "clusters:\n  - {name: db, min: 1, max: 2}\n", 1)

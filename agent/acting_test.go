@@ -90,82 +90,64 @@ node_api: {token_file: %q}
 	}
 }
 
+// startActing starts an acting agent on one node, web-1, whose node API
+// accepts nodeToken, with the agent's token file holding agentToken, the
+// process hypervisor's directory vms and HAProxy's socket: New's error.
+func startActing(t *testing.T, nodeToken, agentToken, vms, socket string) (tokenFile string, err error) {
+	t.Helper()
+	tokenFile = filepath.Join(t.TempDir(), "node-token")
+	if err := os.WriteFile(tokenFile, []byte(agentToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := node.NewServer(idleApp{}, node.ServerOptions{ID: "web-1", Token: nodeToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodeAPI := httptest.NewServer(srv)
+	t.Cleanup(nodeAPI.Close)
+	cfg, err := Parse(fmt.Appendf(nil, `tick: 1s
+clusters: [{name: web, min: 1, max: 3}]
+nodes: [{cluster: web, id: web-1, role: app, address: %q, vm: web-1}]
+metrics: {url: "http://127.0.0.1:1", queries: [{name: utilization, query: up, per_node: true}]}
+hypervisor: {kind: process, process: {dir: %q, command: [demo-node]}}
+dispatcher: {kind: haproxy, haproxy: {socket: %q, backend: app}}
+node_api: {token_file: %q}
+`, strings.TrimPrefix(nodeAPI.URL, "http://"), vms, socket, tokenFile), "agent.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = New(cfg, Options{Listen: "127.0.0.1:0", Token: "t", Policy: defaultPolicy(t)})
+	return tokenFile, err
+}
+
 // A node that refuses the node API's token would refuse every step of
 // every operation, after the first had drained it: the agent does not
 // start, and says which node and which file.
 func TestAnAgentWhoseTokenANodeRefusesDoesNotStart(t *testing.T) {
 	dir := t.TempDir()
-	tokenFile := filepath.Join(dir, "node-token")
-	if err := os.WriteFile(tokenFile, []byte("stale-token\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	srv, err := node.NewServer(refusingApp{}, node.ServerOptions{ID: "web-1", Token: "the-nodes-token"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nodeAPI := httptest.NewServer(srv)
-	defer nodeAPI.Close()
-	cfg, err := Parse(fmt.Appendf(nil, `tick: 1s
-clusters: [{name: web, min: 1, max: 3}]
-nodes: [{cluster: web, id: web-1, role: app, address: %q, vm: web-1}]
-metrics: {url: "http://127.0.0.1:1", queries: [{name: utilization, query: up, per_node: true}]}
-hypervisor: {kind: process, process: {dir: %q, command: [demo-node]}}
-dispatcher: {kind: haproxy, haproxy: {socket: %q, backend: app}}
-node_api: {token_file: %q}
-`, strings.TrimPrefix(nodeAPI.URL, "http://"), dir, filepath.Join(dir, "no-haproxy.sock"), tokenFile), "agent.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = New(cfg, Options{Listen: "127.0.0.1:0", Token: "t", Policy: defaultPolicy(t)})
+	tokenFile, err := startActing(t, "the-nodes-token", "stale-token", dir, filepath.Join(dir, "no-haproxy.sock"))
 	if err == nil || !strings.Contains(err.Error(), "web-1") || !strings.Contains(err.Error(), "refuses the token in "+tokenFile) {
 		t.Errorf("New: %v, want an error naming the node and the token file", err)
 	}
 }
 
-// refusingApp is an application that is never asked anything: its node
-// API refuses the caller's token first.
-type refusingApp struct{}
+// idleApp is an application that is never asked anything here.
+type idleApp struct{}
 
-func (refusingApp) Prepare(context.Context, node.PrepareMode) error { return nil }
-func (refusingApp) Settled() bool                                   { return true }
-func (refusingApp) Resume(context.Context) error                    { return nil }
-func (refusingApp) Finalize(context.Context, string, string) error  { return nil }
-func (refusingApp) Detach(context.Context) error                    { return nil }
-func (refusingApp) Sessions() int                                   { return 0 }
-func (refusingApp) Warmth() node.Warmth                             { return node.Warmth{} }
+func (idleApp) Prepare(context.Context, node.PrepareMode) error { return nil }
+func (idleApp) Settled() bool                                   { return true }
+func (idleApp) Resume(context.Context) error                    { return nil }
+func (idleApp) Finalize(context.Context, string, string) error  { return nil }
+func (idleApp) Detach(context.Context) error                    { return nil }
+func (idleApp) Sessions() int                                   { return 0 }
+func (idleApp) Warmth() node.Warmth                             { return node.Warmth{} }
 
 // A node whose VM the hypervisor does not have could never be cloned:
 // the agent does not start, naming the node's vm key.
 func TestAnAgentWhoseTemplateVMIsMissingDoesNotStart(t *testing.T) {
-	dir := t.TempDir()
-	tokenFile := filepath.Join(dir, "node-token")
-	if err := os.WriteFile(tokenFile, []byte("the-nodes-token\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	srv, err := node.NewServer(refusingApp{}, node.ServerOptions{ID: "web-1", Token: "the-nodes-token"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nodeAPI := httptest.NewServer(srv)
-	defer nodeAPI.Close()
 	lb := haproxytest.Start(t)
-	vms := filepath.Join(dir, "vms") // the process hypervisor's directory, with no VM in it
-	if err := os.Mkdir(vms, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := Parse(fmt.Appendf(nil, `tick: 1s
-clusters: [{name: web, min: 1, max: 3}]
-nodes: [{cluster: web, id: web-1, role: app, address: %q, vm: web-1}]
-metrics: {url: "http://127.0.0.1:1", queries: [{name: utilization, query: up, per_node: true}]}
-hypervisor: {kind: process, process: {dir: %q, command: [demo-node]}}
-dispatcher: {kind: haproxy, haproxy: {socket: %q, backend: app}}
-node_api: {token_file: %q}
-`, strings.TrimPrefix(nodeAPI.URL, "http://"), vms, lb.Socket, tokenFile), "agent.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = New(cfg, Options{Listen: "127.0.0.1:0", Token: "t", Policy: defaultPolicy(t)})
-	if err == nil || !strings.Contains(err.Error(), `nodes[0].vm: the hypervisor has no VM "web-1"`) {
+	vms := t.TempDir() // the process hypervisor's directory, with no VM in it
+	if _, err := startActing(t, "the-nodes-token", "the-nodes-token", vms, lb.Socket); err == nil || !strings.Contains(err.Error(), `nodes[0].vm: the hypervisor has no VM "web-1"`) {
 		t.Errorf("New: %v, want an error naming nodes[0].vm", err)
 	}
 }

@@ -304,11 +304,12 @@ func openActors(ctx context.Context, cfg Config, log *slog.Logger) (actors, erro
 // checkTemplates looks up the VM of each node of the file: a VM the
 // hypervisor does not have could never be cloned, and every clone of its
 // node would prepare it for nothing. Another error is only logged.
+// The look-ups share one budget, as checkToken's calls do.
 func checkTemplates(ctx context.Context, hv hypervisor.Hypervisor, cfg Config, log *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
 	for i, n := range cfg.Nodes {
-		lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		_, err := hv.Lookup(lctx, n.VM)
-		cancel()
+		_, err := hv.Lookup(ctx, n.VM)
 		switch {
 		case errors.Is(err, hypervisor.ErrNotFound):
 			return fmt.Errorf("nodes[%d].vm: the hypervisor has no VM %q (node %s)", i, n.VM, n.ID)
@@ -323,11 +324,13 @@ func checkTemplates(ctx context.Context, hv hypervisor.Hypervisor, cfg Config, l
 // refuses the token would refuse every step of every operation (after the
 // first has drained it from the dispatcher), so the agent does not start.
 // A node that does not answer may be restarting: it is only logged.
+// The nodes share one budget: a start is not held a few seconds per node
+// that does not answer.
 func checkToken(ctx context.Context, nodes *node.Client, cfg Config, log *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
 	for i, n := range cfg.Nodes {
-		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		_, err := nodes.Status(sctx, n.Address)
-		cancel()
+		_, err := nodes.Status(ctx, n.Address)
 		switch {
 		case errors.Is(err, node.ErrUnauthorized):
 			return fmt.Errorf("node_api.token_file: nodes[%d] (%s at %s) refuses the token in %s", i, n.ID, n.Address, cfg.NodeAPI.TokenFile)

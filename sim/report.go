@@ -66,7 +66,7 @@ func summaryLines(runs []*Result) []summaryLine {
 		{"node-hours", func(r *Result) string { return grouped(r.Summary.NodeHours, 1) }},
 		{"vs static cluster for the peak", func(r *Result) string {
 			s := r.Summary
-			return fmt.Sprintf("%.1f %% of %s (%d nodes)", s.NodeHoursPct, grouped(s.StaticNodeHours, 1), s.StaticNodes)
+			return fmt.Sprintf("%.1f %% of %s (%s)", s.NodeHoursPct, grouped(s.StaticNodeHours, 1), plural(s.StaticNodes, "node", "nodes"))
 		}},
 		{"nodes mean / max", func(r *Result) string {
 			return fmt.Sprintf("%.1f / %.0f", r.Summary.MeanNodes, r.Summary.MaxNodes)

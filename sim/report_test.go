@@ -151,3 +151,17 @@ func TestGrouped(t *testing.T) {
 		}
 	}
 }
+
+// The summary counts in words that agree with the number.
+func TestTheSummarySaysOneNodeInTheSingular(t *testing.T) {
+	r := &Result{Summary: Summary{StaticNodes: 1, StaticNodeHours: 24, NodeHoursPct: 50}}
+	for _, l := range summaryLines([]*Result{r}) {
+		if l.Label == "vs static cluster for the peak" {
+			if !strings.HasSuffix(l.Values[0], "(1 node)") {
+				t.Errorf("%s: %q, want it to end in (1 node)", l.Label, l.Values[0])
+			}
+			return
+		}
+	}
+	t.Error("no line compares with a static cluster")
+}

@@ -157,7 +157,11 @@ func TestDrainDetachAndAttachUnderLoad(t *testing.T) {
 	hits := traffic.snapshot()
 
 	// The measurements.
-	drained, _ := journalAt(t, contract, autoscaler.StepDetach) // committed once the drain is done
+	// The journal stamps a step with the time its actuation pass began,
+	// just before the drain call: a request started in the few
+	// milliseconds the call takes may still get a new session on web-3.
+	drained, _ := journalAt(t, contract, autoscaler.StepDetach)
+	drainApplied := drained.Add(100 * time.Millisecond)
 	removing, note := journalAt(t, contract, autoscaler.StepRemove)
 	var failed, newOnDrained, toClone int
 	firstOnClone := time.Time{}
@@ -166,7 +170,7 @@ func TestDrainDetachAndAttachUnderLoad(t *testing.T) {
 		case h.err != "":
 			failed++
 			t.Logf("failed request at %s on %q: %s", h.start.Format("15:04:05.000"), h.node, h.err)
-		case h.node == "web-3" && h.newSession && h.start.After(drained):
+		case h.node == "web-3" && h.newSession && h.start.After(drainApplied):
 			newOnDrained++
 		case h.node == expand.Node:
 			toClone++

@@ -67,7 +67,7 @@ hypervisor:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if vs := v.Hypervisor.VSphere; vs.Datacenter != "dc1" || vs.AddressWait.String() != "2m0s" || vs.CredentialsFile != creds {
+	if vs := v.Hypervisor.VSphere; vs.Datacenter != "dc1" || vs.AddressWait == nil || vs.AddressWait.String() != "2m0s" || vs.CredentialsFile != creds {
 		t.Errorf("vsphere: %+v", vs)
 	}
 }

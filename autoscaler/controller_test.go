@@ -163,6 +163,74 @@ func TestExpandSagaWaitsForTheCloneToBoot(t *testing.T) {
 	}
 }
 
+// A live clone's guest leases an address of its own after Clone returns,
+// and may report another one first: the saga asks the hypervisor again on
+// every try of the finalize step, finalizes the clone where it answers,
+// and joins it at that address.
+func TestTheSagaLearnsTheClonesAddressFromTheHypervisorUntilFinalizeSucceeds(t *testing.T) {
+	r := newRig(t, always(expandOne), nil)
+	rec := r.tick()
+	clone := CloneName(rec.Operations[0])
+	r.w.vmAddr[clone] = "" // no address yet when Clone returns
+	r.actuate()
+	op := r.op(rec.Operations[0])
+	if op.Step != StepFinalize || op.Status != plan.OpRunning || op.CloneAddress != "" {
+		t.Fatalf("with no address: %s %s at %q, want waiting at finalize with none", op.Step, op.Status, op.CloneAddress)
+	}
+	if slices.ContainsFunc(r.w.calls, func(c string) bool { return strings.HasPrefix(c, "finalize") }) {
+		t.Errorf("finalize sent with no address: %q", r.w.calls)
+	}
+
+	// The address appears, but nothing answers there yet.
+	r.w.vmAddr[clone] = "fake://first-lease"
+	r.w.advance(5 * time.Second)
+	r.actuate()
+	if op := r.op(rec.Operations[0]); op.Step != StepFinalize {
+		t.Fatalf("finalize refused at the first address: op at %s, want still at finalize", op.Step)
+	}
+
+	// It changes once, to where the clone answers.
+	r.w.vmAddr[clone] = "fake://own-lease"
+	r.w.reachable["fake://own-lease"] = true
+	r.w.nodeState["fake://own-lease"] = node.StateCloned
+	r.w.advance(5 * time.Second)
+	r.actuate()
+	op = r.op(rec.Operations[0])
+	if op.Status != plan.OpDone || op.CloneAddress != "fake://own-lease" {
+		t.Fatalf("op %s %s at %q: %s; want done at fake://own-lease", op.Step, op.Status, op.CloneAddress, op.Error)
+	}
+	finalizes := slices.DeleteFunc(slices.Clone(r.w.calls), func(c string) bool { return !strings.HasPrefix(c, "finalize") })
+	want := []string{"finalize fake://first-lease as " + clone, "finalize fake://own-lease as " + clone}
+	if !slices.Equal(finalizes, want) {
+		t.Errorf("finalize calls %q, want %q", finalizes, want)
+	}
+	if n := r.nodes()[clone]; n.Address != "fake://own-lease" {
+		t.Errorf("registered at %q, want fake://own-lease", n.Address)
+	}
+	if a := r.w.attachedAt[clone]; a != "fake://own-lease" {
+		t.Errorf("attached to the dispatcher at %q, want fake://own-lease", a)
+	}
+}
+
+// A clone that never has an address is undone at the finalize deadline,
+// and the operation says why.
+func TestACloneWithoutAnAddressIsUndoneAtTheFinalizeDeadline(t *testing.T) {
+	r := newRig(t, always(expandOne), nil)
+	rec := r.tick()
+	clone := CloneName(rec.Operations[0])
+	r.w.vmAddr[clone] = ""
+	r.actuate()
+	r.w.advance(61 * time.Second)
+	r.actuate()
+	op := r.op(rec.Operations[0])
+	if op.Status != plan.OpCompensated || !strings.Contains(op.Error, "reports no address for clone "+clone) {
+		t.Fatalf("op %s %s: %q; want compensated, naming the missing address", op.Step, op.Status, op.Error)
+	}
+	if _, ok := r.w.vms[clone]; ok {
+		t.Errorf("the clone's VM is left")
+	}
+}
+
 func TestExpandSagaCompensates(t *testing.T) {
 	tests := []struct {
 		name      string

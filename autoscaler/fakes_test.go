@@ -24,6 +24,8 @@ type fakeWorld struct {
 	vms        map[string]string // name → host
 	vmOps      map[string]string // name → the operation that made it
 	attached   map[string]bool   // dispatcher: node → takes work
+	attachedAt map[string]string // dispatcher: node → the address it was attached at
+	vmAddr     map[string]string // the address the hypervisor reports for a VM, when not addr(name)
 	nodeState  map[string]node.State
 	sessions   map[string]int
 	lbSessions map[string]int  // the dispatcher's open connections, by node id
@@ -61,6 +63,8 @@ func newFakeWorld() *fakeWorld {
 		vms:            map[string]string{},
 		vmOps:          map[string]string{},
 		attached:       map[string]bool{},
+		attachedAt:     map[string]string{},
+		vmAddr:         map[string]string{},
 		nodeState:      map[string]node.State{},
 		sessions:       map[string]int{},
 		lbSessions:     map[string]int{},
@@ -130,7 +134,15 @@ func (w *fakeWorld) Clone(_ context.Context, req CloneRequest) (VM, error) {
 		w.cloneMadeErr = nil
 		return VM{}, err
 	}
-	return VM{Name: req.Name, Host: w.vms[req.Name], Address: addr(req.Name), Operation: req.Operation}, nil
+	return VM{Name: req.Name, Host: w.vms[req.Name], Address: w.address(req.Name), Operation: req.Operation}, nil
+}
+
+// address is what the hypervisor reports as a VM's address; w.mu is held.
+func (w *fakeWorld) address(name string) string {
+	if a, ok := w.vmAddr[name]; ok {
+		return a
+	}
+	return addr(name)
 }
 
 func (w *fakeWorld) Destroy(_ context.Context, vm string) error {
@@ -149,7 +161,7 @@ func (w *fakeWorld) Lookup(_ context.Context, name string) (VM, error) {
 	if !ok {
 		return VM{}, fmt.Errorf("vm %s: %w", name, ErrVMNotFound)
 	}
-	return VM{Name: name, Host: host, Address: addr(name), Operation: w.vmOps[name]}, nil
+	return VM{Name: name, Host: host, Address: w.address(name), Operation: w.vmOps[name]}, nil
 }
 
 func (w *fakeWorld) Drain(_ context.Context, n string) error {
@@ -163,11 +175,12 @@ func (w *fakeWorld) Drain(_ context.Context, n string) error {
 	return nil
 }
 
-func (w *fakeWorld) Attach(_ context.Context, n, _ string) error {
+func (w *fakeWorld) Attach(_ context.Context, n, a string) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.record("attach %s", n)
 	w.attached[n] = true
+	w.attachedAt[n] = a
 	return nil
 }
 

@@ -240,11 +240,14 @@ func (s *saga) step(ctx context.Context, op plan.Operation) outcome {
 		return out
 
 	case StepFinalize:
-		err := d.Nodes.Finalize(ctx, op.CloneAddress, node.FinalizeRequest{
-			Operation: op.ID, ID: op.Node, Address: op.CloneAddress,
-		})
+		addr, err := s.cloneAddress(ctx, op)
 		if err == nil {
-			return goTo(StepJoin, "clone took its identity")
+			err = d.Nodes.Finalize(ctx, addr, node.FinalizeRequest{Operation: op.ID, ID: op.Node, Address: addr})
+		}
+		if err == nil {
+			out := goTo(StepJoin, "clone took its identity at "+addr)
+			out.cloneAddr = addr // where it joins, committed before the join
+			return out
 		}
 		if s.now.Sub(op.StepAt) < s.cl.Finalize.Deadline.Duration {
 			return wait()
@@ -368,6 +371,28 @@ func (s *saga) step(ctx context.Context, op plan.Operation) outcome {
 		return out
 	}
 	return outcome{next: StepDone, state: plan.OpFailed, err: fmt.Sprintf("unknown step %q", op.Step)}
+}
+
+// cloneAddress is where the clone is reached now. The hypervisor is asked
+// on every try: a live clone may have no address of its own yet when Clone
+// returns (its guest is still leasing one), and it may change once (a
+// guest that leaves its template's network identity for its own). The
+// address Clone reported is the fallback while the hypervisor cannot say.
+func (s *saga) cloneAddress(ctx context.Context, op plan.Operation) (string, error) {
+	name := op.CloneVM
+	if name == "" {
+		name = CloneName(op.ID)
+	}
+	vm, err := s.c.d.Hypervisor.Lookup(ctx, name)
+	switch {
+	case err == nil && vm.Address != "":
+		return vm.Address, nil
+	case op.CloneAddress != "":
+		return op.CloneAddress, nil
+	case err != nil:
+		return "", fmt.Errorf("looking up the address of clone %s: %w", name, err)
+	}
+	return "", fmt.Errorf("the hypervisor reports no address for clone %s yet", name)
 }
 
 // templateResumed reports whether the operation got past resuming its

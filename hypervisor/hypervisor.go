@@ -25,8 +25,15 @@ var ErrNameTaken = errors.New("vm name taken by another operation")
 
 // VM is a virtual machine as a hypervisor reports it.
 type VM struct {
-	Name    string
-	Host    string
+	Name string
+	Host string
+	// Address is where the VM is reached now, as the hypervisor knows it
+	// (a guest IP, or host:port), or "" while it does not know one: a
+	// new clone's guest may still be leasing its own. It may change: a
+	// live clone leaves its template's network identity for its own after
+	// Clone returns, so a caller that needs the address asks Lookup again
+	// rather than keeping the one Clone gave. A back-end never reports an
+	// address that is another VM's (a live clone's inherited one).
 	Address string
 	// ID identifies the VM to its back-end (a vSphere managed object id
 	// such as "vm-42", a libvirt domain uuid). Names are what callers
@@ -92,9 +99,11 @@ type Destroyer interface {
 	Destroy(ctx context.Context, name string) error
 }
 
-// Finder looks a VM up by name, with its metadata. A VM that does not
-// exist is an error wrapping ErrNotFound. A saga that lost track of what
-// it did (a crash between a side effect and its record) asks here.
+// Finder looks a VM up by name, with its metadata and its current
+// address. A VM that does not exist is an error wrapping ErrNotFound. A
+// saga that lost track of what it did (a crash between a side effect and
+// its record) asks here, and so does one that waits for a new clone's
+// address (VM.Address).
 type Finder interface {
 	Lookup(ctx context.Context, name string) (VM, error)
 }

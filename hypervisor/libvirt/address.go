@@ -49,17 +49,18 @@ func pickAddress(ifaces []lv.DomainInterface) string {
 
 // awaitAddress waits up to Config.AddressWait for a new clone's address.
 func (c *Client) awaitAddress(ctx context.Context, vm hypervisor.VM) hypervisor.VM {
-	if vm.Address != "" || !c.withAddr || c.cfg.AddressWait <= 0 {
+	wait := c.cfg.addressWait()
+	if vm.Address != "" || !c.withAddr || wait <= 0 {
 		return vm
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.AddressWait)
+	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			c.log.Warn("libvirt clone has no address yet", "vm", vm.Name, "source", c.cfg.AddressSource, "waited", c.cfg.AddressWait)
+			c.log.Warn("libvirt clone has no address yet", "vm", vm.Name, "source", c.cfg.AddressSource, "waited", wait)
 			return vm
 		case <-tick.C:
 		}

@@ -73,11 +73,12 @@ type Config struct {
 	AddressSource string `yaml:"address_source"`
 
 	// AddressWait bounds how long Clone waits for the clone to have an
-	// address (a guest's DHCP takes a moment); 0 waits not at all, and a
-	// negative one is refused. A clone
-	// without one is returned all the same, with a warning: a later
-	// Lookup reports the address once there is one.
-	AddressWait time.Duration `yaml:"address_wait"`
+	// address (a guest's DHCP takes a moment); nil (absent) means
+	// DefaultAddressWait, 0 waits not at all, and a negative one is
+	// refused. A clone without one is returned all the same, with a
+	// warning: Lookup reports the address once there is one, which is
+	// where the expand saga keeps looking until its finalize deadline.
+	AddressWait *time.Duration `yaml:"address_wait"`
 
 	// Logger receives the client's log lines; nil means slog.Default().
 	Logger *slog.Logger `yaml:"-"`
@@ -107,10 +108,21 @@ func (c Config) Validate() error {
 	if _, _, err := c.addressSource(); err != nil {
 		return err
 	}
-	if c.AddressWait < 0 {
-		return fmt.Errorf("libvirt: address_wait %v: must not be negative (0 waits not at all)", c.AddressWait)
+	if w := c.addressWait(); w < 0 {
+		return fmt.Errorf("libvirt: address_wait %v: must not be negative (0 waits not at all)", w)
 	}
 	return nil
+}
+
+// DefaultAddressWait is how long Clone waits for a new clone's address
+// when Config.AddressWait is absent.
+const DefaultAddressWait = 30 * time.Second
+
+func (c Config) addressWait() time.Duration {
+	if c.AddressWait == nil {
+		return DefaultAddressWait
+	}
+	return *c.AddressWait
 }
 
 // The values of Config.CloneMode.

@@ -122,7 +122,7 @@ func TestValidateNamesTheKeyOfEachBadValue(t *testing.T) {
 	}
 	// Validate touches neither the file system nor a daemon: image_dir
 	// need not exist (New checks that).
-	if err := (Config{ImageDir: "/nonexistent/mitosis", CloneMode: CloneModeCold, AddressSource: AddressNone, AddressWait: time.Minute}).Validate(); err != nil {
+	if err := (Config{ImageDir: "/nonexistent/mitosis", CloneMode: CloneModeCold, AddressSource: AddressNone, AddressWait: new(time.Minute)}).Validate(); err != nil {
 		t.Errorf("Validate of a good section with a missing image_dir: %v", err)
 	}
 	for _, c := range []struct {
@@ -134,7 +134,7 @@ func TestValidateNamesTheKeyOfEachBadValue(t *testing.T) {
 		{func(c *Config) { c.ImageDir = "images" }, "libvirt: image_dir must be an absolute path"},
 		{func(c *Config) { c.CloneMode = "warm" }, `libvirt: clone_mode "warm": want "live" or "cold"`},
 		{func(c *Config) { c.AddressSource = "dns" }, `libvirt: address_source "dns": want lease, agent, arp or none`},
-		{func(c *Config) { c.AddressWait = -time.Second }, "libvirt: address_wait -1s: must not be negative"},
+		{func(c *Config) { c.AddressWait = new(-time.Second) }, "libvirt: address_wait -1s: must not be negative"},
 	} {
 		cfg := good
 		c.edit(&cfg)
@@ -147,7 +147,7 @@ func TestValidateNamesTheKeyOfEachBadValue(t *testing.T) {
 
 func TestNewRefusesANegativeAddressWait(t *testing.T) {
 	// Refused before dialling: the daemon named does not exist.
-	_, err := New(t.Context(), Config{URI: "test+unix:///default?socket=/nonexistent/sock", ImageDir: t.TempDir(), AddressWait: -time.Second})
+	_, err := New(t.Context(), Config{URI: "test+unix:///default?socket=/nonexistent/sock", ImageDir: t.TempDir(), AddressWait: new(-time.Second)})
 	if err == nil || !strings.Contains(err.Error(), "address_wait") {
 		t.Errorf("New with address_wait -1s: err = %v, want one naming address_wait", err)
 	}

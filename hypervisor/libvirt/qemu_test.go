@@ -58,7 +58,8 @@ func startQEMU(t testing.TB) qemuWorld {
 	}
 	var err error
 	w.uri = d.QEMUURI()
-	w.c, err = New(t.Context(), Config{URI: w.uri, ImageDir: w.images, Logger: log})
+	// The guest has a user-mode NIC: no address a host could see.
+	w.c, err = New(t.Context(), Config{URI: w.uri, ImageDir: w.images, AddressSource: AddressNone, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +223,7 @@ func TestLiveCloneQEMU(t *testing.T) {
 	// clone_mode: cold on QEMU: the clone boots afresh (no memory) from
 	// an overlay on the template's frozen disk, says so in its metadata,
 	// and Destroy takes its files along; the template counts on.
-	cold, err := New(t.Context(), Config{URI: w.uri, ImageDir: w.images, CloneMode: CloneModeCold, Logger: testLogger(t)})
+	cold, err := New(t.Context(), Config{URI: w.uri, ImageDir: w.images, CloneMode: CloneModeCold, AddressSource: AddressNone, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -419,7 +419,7 @@ func TestTheAddressComesFromTheSourceConfigured(t *testing.T) {
 		{AddressNone, ""},
 	} {
 		t.Run("source="+c.source, func(t *testing.T) {
-			td := newTestDriverConfig(t, Config{CloneMode: CloneModeCold, AddressSource: c.source, AddressWait: time.Second})
+			td := newTestDriverConfig(t, Config{CloneMode: CloneModeCold, AddressSource: c.source, AddressWait: new(time.Second)})
 			vm, err := td.c.Clone(ctx(t), req("addr", 1))
 			if err != nil {
 				t.Fatal(err)

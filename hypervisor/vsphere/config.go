@@ -55,8 +55,11 @@ type Config struct {
 	// unavailable or unwanted).
 	DisableInstantClone bool `yaml:"disable_instant_clone"`
 	// AddressWait is how long Clone waits for the clone's guest to report
-	// an IP address; 0 returns at once, with whatever address is known.
-	AddressWait time.Duration `yaml:"address_wait"`
+	// an IP address; nil (absent) means DefaultAddressWait, 0 returns at
+	// once with whatever address is known. Lookup reports the address once
+	// there is one, which is where the expand saga keeps looking until its
+	// finalize deadline.
+	AddressWait *time.Duration `yaml:"address_wait"`
 
 	// Logger receives the client's log lines; nil means slog.Default().
 	Logger *slog.Logger `yaml:"-"`
@@ -87,10 +90,21 @@ func (c Config) Validate() error {
 	if err := c.credentialSource(); err != nil {
 		return err
 	}
-	if c.AddressWait < 0 {
-		return fmt.Errorf("vsphere: address_wait %v: must not be negative", c.AddressWait)
+	if w := c.addressWait(); w < 0 {
+		return fmt.Errorf("vsphere: address_wait %v: must not be negative", w)
 	}
 	return nil
+}
+
+// DefaultAddressWait is how long Clone waits for a new clone's address
+// when Config.AddressWait is absent.
+const DefaultAddressWait = 30 * time.Second
+
+func (c Config) addressWait() time.Duration {
+	if c.AddressWait == nil {
+		return DefaultAddressWait
+	}
+	return *c.AddressWait
 }
 
 // credentialSource checks that exactly one source of credentials is

@@ -204,7 +204,7 @@ func TestLookupNeverReportsLoopbackOrLinkLocalAddresses(t *testing.T) {
 func TestAddressWaitGoesOnWaitingPastLinkLocalAddresses(t *testing.T) {
 	s := startVCSim(t, "mitosis", "secret")
 	cfg := s.Config(t, debugLogger(t.Output()))
-	cfg.AddressWait = 300 * time.Millisecond
+	cfg.AddressWait = new(300 * time.Millisecond)
 	c := newClient(t, cfg)
 	tmpl, err := c.findVM(t.Context(), s.Template)
 	if err != nil {
@@ -215,7 +215,7 @@ func TestAddressWaitGoesOnWaitingPastLinkLocalAddresses(t *testing.T) {
 	if got := c.waitAddress(t.Context(), vm, c.log); got.Address != "" {
 		t.Fatalf("waitAddress with a link-local guest address = %q, want none", got.Address)
 	}
-	c.cfg.AddressWait = 10 * time.Second
+	c.cfg.AddressWait = new(10 * time.Second)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -385,7 +385,7 @@ func TestValidateChecksTheSectionWithoutConnecting(t *testing.T) {
 		}), "password_env: environment variable TEST_VS_VAL_UNSET is not set"},
 		{"missing ca_file", with(func(c *Config) { c.CAFile = filepath.Join(dir, "absent.pem") }), "ca_file"},
 		{"ca_file not PEM", with(func(c *Config) { c.CAFile = notPEM }), "ca_file " + notPEM + ": no PEM certificate"},
-		{"negative address_wait", with(func(c *Config) { c.AddressWait = -time.Second }), "address_wait"},
+		{"negative address_wait", with(func(c *Config) { c.AddressWait = new(-time.Second) }), "address_wait"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.cfg.Validate()

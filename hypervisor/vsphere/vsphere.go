@@ -465,10 +465,11 @@ func findSnapshot(ctx context.Context, vm *object.VirtualMachine, name string) (
 // waitAddress waits up to Config.AddressWait for the guest to report an
 // address a peer can reach (see pickAddress).
 func (c *Client) waitAddress(ctx context.Context, vm hypervisor.VM, log *slog.Logger) hypervisor.VM {
-	if vm.Address != "" || c.cfg.AddressWait <= 0 {
+	wait := c.cfg.addressWait()
+	if vm.Address != "" || wait <= 0 {
 		return vm
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.AddressWait)
+	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	var (
 		ip   string
@@ -489,7 +490,7 @@ func (c *Client) waitAddress(ctx context.Context, vm hypervisor.VM, log *slog.Lo
 		return addr != ""
 	})
 	if err != nil || addr == "" {
-		log.Warn("vsphere clone has no address yet", "id", vm.ID, "waited", c.cfg.AddressWait, "err", err)
+		log.Warn("vsphere clone has no address yet", "id", vm.ID, "waited", wait, "err", err)
 		return vm
 	}
 	vm.Address = addr

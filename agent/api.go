@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -90,6 +91,7 @@ func (a *Agent) routes() []route {
 		}},
 		{"GET /v1/status", RoleRead, a.status},
 		{"GET /v1/clusters/{cluster}/nodes", RoleRead, a.nodes},
+		{"GET /v1/targets", RoleRead, a.targets},
 		{"GET /v1/clusters/{cluster}/operations", RoleRead, a.operations},
 		{"GET /v1/operations/{id}", RoleRead, a.operation},
 		{"GET /v1/clusters/{cluster}/decisions", RoleRead, a.decisions},
@@ -166,7 +168,11 @@ func writeJSON(w http.ResponseWriter, v any) error { return json.NewEncoder(w).E
 
 // cluster is the request's {cluster}, which must be configured.
 func (a *Agent) cluster(r *http.Request) (string, error) {
-	name := r.PathValue("cluster")
+	return a.configured(r.PathValue("cluster"))
+}
+
+// configured is name, if a cluster of that name is configured.
+func (a *Agent) configured(name string) (string, error) {
 	for _, cl := range a.cfg.Clusters {
 		if cl.Name == name {
 			return name, nil
@@ -256,6 +262,98 @@ func (a *Agent) nodes(w http.ResponseWriter, r *http.Request, _ principal) error
 	}
 	slices.SortFunc(nodes, func(x, y plan.Node) int { return x.CreatedAt.Compare(y.CreatedAt) })
 	return reply(w, nodes)
+}
+
+// TargetGroup is one entry of GET /v1/targets: a node as Prometheus's
+// HTTP service discovery (http_sd_configs) reads it.
+type TargetGroup struct {
+	// Targets is the node's address, host:port.
+	Targets []string `json:"targets"`
+	// Labels are cluster and node, kept on every series scraped from it,
+	// and __meta_mitosis_* (role, state, host, vm, parent: those the node
+	// has), which Prometheus drops unless relabelled.
+	Labels map[string]string `json:"labels"`
+}
+
+// targets lists the registered nodes for Prometheus to scrape, so that a
+// clone is scraped once registered and a destroyed node no longer. It
+// reads the registry as nodes does, so a raft follower answers too.
+func (a *Agent) targets(w http.ResponseWriter, r *http.Request, _ principal) error {
+	clusters, err := a.targetClusters(r)
+	if err != nil {
+		return err
+	}
+	port, err := targetPort(r)
+	if err != nil {
+		return err
+	}
+	groups := []TargetGroup{} // no targets is [], as HTTP SD asks, never null
+	for _, c := range clusters {
+		s, err := a.reg.State(r.Context(), c)
+		if err != nil {
+			return err
+		}
+		// plan.Ledger keeps them by id, but a Registry promises no order.
+		slices.SortFunc(s.Nodes, func(x, y plan.Node) int { return strings.Compare(x.ID, y.ID) })
+		for _, n := range s.Nodes {
+			if n.Address != "" { // not reachable yet: nothing to scrape
+				groups = append(groups, targetOf(n, port))
+			}
+		}
+	}
+	return reply(w, groups)
+}
+
+// targetClusters are the cluster ?cluster= names, or every configured
+// one, by name.
+func (a *Agent) targetClusters(r *http.Request) ([]string, error) {
+	if q := r.URL.Query(); q.Has("cluster") {
+		c, err := a.configured(q.Get("cluster"))
+		if err != nil {
+			return nil, err
+		}
+		return []string{c}, nil
+	}
+	names := make([]string, len(a.cfg.Clusters))
+	for i, cl := range a.cfg.Clusters {
+		names[i] = cl.Name
+	}
+	slices.Sort(names)
+	return names, nil
+}
+
+// targetPort reads ?port=, 1 to 65535; 0 when absent: each node's own.
+func targetPort(r *http.Request) (int, error) {
+	q := r.URL.Query()
+	if !q.Has("port") {
+		return 0, nil
+	}
+	s := q.Get("port")
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > 65535 {
+		return 0, bad("port: %q is not a port number from 1 to 65535", s)
+	}
+	return n, nil
+}
+
+// targetOf is n's target group; a port other than 0 replaces its
+// address's, for an exporter that listens beside the node API.
+func targetOf(n plan.Node, port int) TargetGroup {
+	addr := n.Address
+	if port != 0 {
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			host = addr // a bare host: the port is all it lacks
+		}
+		addr = net.JoinHostPort(host, strconv.Itoa(port))
+	}
+	labels := map[string]string{"cluster": n.Cluster, "node": n.ID}
+	for k, v := range map[string]string{"role": n.Role, "state": string(n.State), "host": n.Host, "vm": n.VM, "parent": n.Parent} {
+		if v != "" {
+			labels["__meta_mitosis_"+k] = v
+		}
+	}
+	return TargetGroup{Targets: []string{addr}, Labels: labels}
 }
 
 // operations lists the cluster's latest operations, newest first: those

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -29,6 +30,12 @@ type apiRig struct {
 
 func newAPIRig(t *testing.T) *apiRig {
 	t.Helper()
+	return newAPIRigOn(t, simulatedFile)
+}
+
+// newAPIRigOn is newAPIRig on another agent file, its tokens appended.
+func newAPIRigOn(t *testing.T, file string) *apiRig {
+	t.Helper()
 	dir := t.TempDir()
 	rig := &apiRig{tokens: map[Role]string{}, logs: &bytes.Buffer{}}
 	var list strings.Builder
@@ -41,7 +48,7 @@ func newAPIRig(t *testing.T) *apiRig {
 		rig.tokens[role] = tok
 		fmt.Fprintf(&list, "    - {name: %s-holder, role: %s, file: %s}\n", role, role, f)
 	}
-	cfg, err := Parse([]byte(simulatedFile+"api:\n  tokens:\n"+list.String()), "api.yaml")
+	cfg, err := Parse([]byte(file+"api:\n  tokens:\n"+list.String()), "api.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,5 +286,107 @@ func TestAPolicyThatFailsOnAClustersLatestInputIsRefused(t *testing.T) {
 	}
 	if rig.a.policy.Version() != before {
 		t.Error("a policy that fails on the latest input was put in use")
+	}
+}
+
+// twoClusters is a dry agent's file with two clusters, web listed before
+// api, on a Prometheus the tests never reach.
+const twoClusters = `
+tick: 15s
+dry_run: true
+clusters:
+  - {name: web, min: 1, max: 4, scalable_roles: [app], hosts: [{name: esx-1}]}
+  - {name: api, min: 1, max: 4, scalable_roles: [app]}
+metrics:
+  url: http://127.0.0.1:1
+  queries: [{name: up, query: up, per_node: true}]
+`
+
+// Prometheus's HTTP service discovery reads the registered nodes from
+// /v1/targets: a target group each, by cluster then node id, with the
+// cluster and node labels and the __meta_mitosis_* ones the node has.
+func TestTargetsAreTheNodesForPrometheus(t *testing.T) {
+	rig := newAPIRigOn(t, twoClusters)
+	get := func(path string) (int, http.Header, []byte) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, rig.srv.URL+path, nil)
+		req.Header.Set("Authorization", "Bearer "+rig.tokens[RoleRead])
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var b bytes.Buffer
+		_, _ = b.ReadFrom(resp.Body)
+		return resp.StatusCode, resp.Header, b.Bytes()
+	}
+
+	// Nothing registered: [], as Prometheus's HTTP SD asks for no targets.
+	if code, h, body := get("/v1/targets"); code != http.StatusOK || h.Get("Content-Type") != "application/json" || strings.TrimSpace(string(body)) != "[]" {
+		t.Errorf("an empty registry: %d %q %s, want 200 application/json []", code, h.Get("Content-Type"), body)
+	}
+
+	for _, n := range []plan.Node{
+		{ID: "web-2", Cluster: "web", Role: "app", State: plan.NodeReady, Host: "esx-1", VM: "vm-7", Address: "10.0.0.2:8080", Parent: "web-1", LineageDepth: 1},
+		{ID: "web-3", Cluster: "web", Role: "app", State: plan.NodePreparing, Host: "esx-1"}, // no address yet
+		{ID: "web-1", Cluster: "web", Role: "app", State: plan.NodeDraining, Host: "esx-1", VM: "vm-1", Address: "10.0.0.1:8080"},
+		{ID: "api-1", Cluster: "api", Role: "central", State: plan.NodeReady, Address: "[fd00::1]:8080"},
+	} {
+		if err := rig.a.reg.PutNode(t.Context(), n); err != nil {
+			t.Fatal(n.ID, err)
+		}
+	}
+	api1 := TargetGroup{Targets: []string{"[fd00::1]:8080"}, Labels: map[string]string{
+		"cluster": "api", "node": "api-1", "__meta_mitosis_role": "central", "__meta_mitosis_state": "ready"}}
+	web1 := TargetGroup{Targets: []string{"10.0.0.1:8080"}, Labels: map[string]string{
+		"cluster": "web", "node": "web-1", "__meta_mitosis_role": "app", "__meta_mitosis_state": "draining",
+		"__meta_mitosis_host": "esx-1", "__meta_mitosis_vm": "vm-1"}}
+	web2 := TargetGroup{Targets: []string{"10.0.0.2:8080"}, Labels: map[string]string{
+		"cluster": "web", "node": "web-2", "__meta_mitosis_role": "app", "__meta_mitosis_state": "ready",
+		"__meta_mitosis_host": "esx-1", "__meta_mitosis_vm": "vm-7", "__meta_mitosis_parent": "web-1"}}
+	moved := func(g TargetGroup, addr string) TargetGroup {
+		return TargetGroup{Targets: []string{addr}, Labels: g.Labels}
+	}
+	for _, c := range []struct {
+		query string
+		want  []TargetGroup
+	}{
+		{"", []TargetGroup{api1, web1, web2}},
+		{"?cluster=web", []TargetGroup{web1, web2}},
+		{"?cluster=api", []TargetGroup{api1}},
+		{"?port=9100", []TargetGroup{moved(api1, "[fd00::1]:9100"), moved(web1, "10.0.0.1:9100"), moved(web2, "10.0.0.2:9100")}},
+		{"?cluster=web&port=65535", []TargetGroup{moved(web1, "10.0.0.1:65535"), moved(web2, "10.0.0.2:65535")}},
+	} {
+		code, h, body := get("/v1/targets" + c.query)
+		var got []TargetGroup
+		if code != http.StatusOK || h.Get("Content-Type") != "application/json" || json.Unmarshal(body, &got) != nil {
+			t.Errorf("%s: %d %q %s, want 200 and JSON", c.query, code, h.Get("Content-Type"), body)
+			continue
+		}
+		if !reflect.DeepEqual(got, c.want) {
+			t.Errorf("%s:\n got %+v\nwant %+v", c.query, got, c.want)
+		}
+	}
+
+	for _, c := range []struct {
+		query string
+		code  int
+		want  string
+	}{
+		{"?port=0", http.StatusBadRequest, `port: "0" is not a port number from 1 to 65535`},
+		{"?port=65536", http.StatusBadRequest, `port: "65536"`},
+		{"?port=http", http.StatusBadRequest, `port: "http"`},
+		{"?port=", http.StatusBadRequest, `port: ""`},
+		{"?cluster=db", http.StatusNotFound, `cluster "db" is not configured`},
+		{"?cluster=", http.StatusNotFound, `cluster "" is not configured`},
+	} {
+		code, body := rig.do(t, http.MethodGet, "/v1/targets"+c.query, RoleRead, "")
+		var e struct{ Error string }
+		if code != c.code || json.Unmarshal(body, &e) != nil || !strings.Contains(e.Error, c.want) {
+			t.Errorf("%s: %d %s, want %d and a JSON error with %q", c.query, code, body, c.code, c.want)
+		}
+	}
+	if code, _ := rig.do(t, http.MethodGet, "/v1/targets", RoleNone, ""); code != http.StatusUnauthorized {
+		t.Errorf("no token: %d, want 401", code)
 	}
 }

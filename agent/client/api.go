@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/mitosis-autoscaler/mitosis/agent"
@@ -50,6 +51,24 @@ func (c *Client) Status(ctx context.Context) (agent.Status, error) {
 // Nodes are a cluster's registered nodes, oldest first.
 func (c *Client) Nodes(ctx context.Context, cluster string) ([]plan.Node, error) {
 	return get[[]plan.Node](ctx, c, ClusterPath(cluster, "nodes"))
+}
+
+// Targets are the nodes as Prometheus's HTTP service discovery reads
+// them, by cluster and node id: those of cluster ("" for every cluster),
+// each at port (0 for its own address's).
+func (c *Client) Targets(ctx context.Context, cluster string, port int) ([]agent.TargetGroup, error) {
+	q := url.Values{}
+	if cluster != "" {
+		q.Set("cluster", cluster)
+	}
+	if port != 0 {
+		q.Set("port", strconv.Itoa(port))
+	}
+	path := "/v1/targets"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	return get[[]agent.TargetGroup](ctx, c, path)
 }
 
 // Operations are a cluster's latest operations, newest first; limit <= 0

@@ -22,6 +22,8 @@ declare -A packages=(
 	[qemu-system-x86_64]=qemu-system-x86
 	[qemu-img]=qemu-utils
 	[busybox]=busybox-static
+	[dnsmasq]=dnsmasq-base
+	[qemu-ga]=qemu-guest-agent
 	[chromium]=chromium
 )
 

@@ -81,10 +81,34 @@ func RequireQEMU(t testing.TB) {
 // Kernel returns the cached guest kernel, downloading it the first time.
 func Kernel(t testing.TB) string {
 	t.Helper()
+	return kernelFiles(t).vmlinuz
+}
+
+// kernel is what the guests take from the kernel package: the kernel, and
+// the modules of a virtio NIC and of the guest agent's virtio-serial port
+// (Debian builds them as modules), in a directory.
+type kernel struct {
+	vmlinuz, modules string
+}
+
+// Modules are the kernel modules the node guest loads, in the order they
+// must be loaded (each needs the ones before it).
+var Modules = []string{
+	"virtio_ring", "virtio", "virtio_pci_modern_dev", "virtio_pci_legacy_dev", "virtio_pci",
+	"failover", "net_failover", "virtio_net", "virtio_console",
+}
+
+// kernelFiles returns the cached kernel and modules, fetching the package
+// once: a cache from before the modules were kept fetches it again.
+func kernelFiles(t testing.TB) kernel {
+	t.Helper()
 	dir := CacheDir(t)
-	path := filepath.Join(dir, "vmlinuz-"+strings.TrimPrefix(KernelPackage, "linux-image-"))
-	if _, err := os.Stat(path); err == nil {
-		return path
+	version := strings.TrimPrefix(KernelPackage, "linux-image-")
+	k := kernel{vmlinuz: filepath.Join(dir, "vmlinuz-"+version), modules: filepath.Join(dir, "modules-"+version)}
+	if _, err := os.Stat(k.vmlinuz); err == nil {
+		if _, err := os.Stat(k.modules); err == nil {
+			return k
+		}
 	}
 	for _, tool := range []string{"apt-get", "dpkg-deb"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -105,7 +129,54 @@ func Kernel(t testing.TB) string {
 	if len(debs) != 1 {
 		t.Fatalf("apt-get download %s left %v", KernelPackage, debs)
 	}
-	fs := exec.Command("dpkg-deb", "--fsys-tarfile", debs[0])
+	// Files of their own first: tests in parallel may fetch at once.
+	mods := filepath.Join(tmp, "modules")
+	if err := os.Mkdir(mods, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{}
+	for _, m := range Modules {
+		want[m+".ko"] = true
+	}
+	found := map[string]bool{}
+	unpack(t, debs[0], func(name string, r io.Reader) {
+		var to string
+		switch base := filepath.Base(name); {
+		case strings.HasPrefix(name, "./boot/vmlinuz-"):
+			to = filepath.Join(tmp, "vmlinuz")
+		case strings.HasPrefix(name, "./lib/modules/") && want[base]:
+			to = filepath.Join(mods, base)
+		default:
+			return
+		}
+		b, err := io.ReadAll(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(to, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		found[filepath.Base(to)] = true
+	})
+	if !found["vmlinuz"] || len(found) != len(want)+1 {
+		t.Fatalf("%s lacks some of /boot/vmlinuz-* and the modules %v (found %v)", debs[0], Modules, found)
+	}
+	// Another test may have put them in place meanwhile: the same files.
+	if err := os.Rename(mods, k.modules); err != nil {
+		if _, serr := os.Stat(k.modules); serr != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Rename(filepath.Join(tmp, "vmlinuz"), k.vmlinuz); err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// unpack calls file for each regular file of a Debian package's data.
+func unpack(t testing.TB, deb string, file func(name string, r io.Reader)) {
+	t.Helper()
+	fs := exec.Command("dpkg-deb", "--fsys-tarfile", deb)
 	var stderr bytes.Buffer
 	fs.Stderr = &stderr
 	out, err := fs.StdoutPipe()
@@ -115,7 +186,6 @@ func Kernel(t testing.TB) string {
 	if err := fs.Start(); err != nil {
 		t.Fatal(err)
 	}
-	found := false
 	tr := tar.NewReader(out)
 	for {
 		h, err := tr.Next()
@@ -123,32 +193,16 @@ func Kernel(t testing.TB) string {
 			break
 		}
 		if err != nil {
-			t.Fatalf("reading %s: %v", debs[0], err)
+			t.Fatalf("reading %s: %v", deb, err)
 		}
-		if !strings.HasPrefix(h.Name, "./boot/vmlinuz-") {
-			continue
+		if h.Typeflag == tar.TypeReg {
+			file(h.Name, tr)
 		}
-		b, err := io.ReadAll(tr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		// A file of its own: tests in parallel may fetch it at once.
-		if err := os.WriteFile(filepath.Join(tmp, "vmlinuz"), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		found = true
 	}
 	_, _ = io.Copy(io.Discard, out)
 	if err := fs.Wait(); err != nil {
 		t.Fatalf("dpkg-deb --fsys-tarfile: %v: %s", err, stderr.String())
 	}
-	if !found {
-		t.Fatalf("%s has no /boot/vmlinuz-*", debs[0])
-	}
-	if err := os.Rename(filepath.Join(tmp, "vmlinuz"), path); err != nil {
-		t.Fatal(err)
-	}
-	return path
 }
 
 // WriteInitrd writes the initramfs (an uncompressed newc cpio, which the

@@ -3,6 +3,7 @@ package libvirt
 import (
 	"context"
 	"net/netip"
+	"strings"
 	"time"
 
 	lv "github.com/digitalocean/go-libvirt"
@@ -23,7 +24,37 @@ func (c *Client) address(l *lv.Libvirt, dom lv.Domain) string {
 		c.log.Debug("libvirt has no address for the domain yet", "vm", dom.Name, "source", c.cfg.AddressSource, "err", err)
 		return ""
 	}
+	if c.addrSource == lv.DomainInterfaceAddressesSrcAgent {
+		// The guest names its interfaces with the MACs its drivers hold:
+		// a live clone's may still be its template's, with its
+		// template's address on it. Only the domain's own MACs count.
+		x, err := l.DomainGetXMLDesc(dom, 0)
+		if err != nil {
+			return ""
+		}
+		d, err := parseDomain(x)
+		if err != nil {
+			return ""
+		}
+		ifaces = ownInterfaces(ifaces, d.Devices.Interfaces)
+	}
 	return pickAddress(ifaces)
+}
+
+// ownInterfaces are those of the guest's interfaces whose MAC is one of
+// the domain's NICs'.
+func ownInterfaces(ifaces []lv.DomainInterface, nics []nicXML) []lv.DomainInterface {
+	own := map[string]bool{}
+	for _, n := range nics {
+		own[strings.ToLower(n.MAC.Address)] = true
+	}
+	var out []lv.DomainInterface
+	for _, i := range ifaces {
+		if len(i.Hwaddr) > 0 && own[strings.ToLower(i.Hwaddr[0])] {
+			out = append(out, i)
+		}
+	}
+	return out
 }
 
 // pickAddress is the first IPv4 address of the interfaces that a peer can

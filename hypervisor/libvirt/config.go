@@ -80,6 +80,33 @@ type Config struct {
 	// where the expand saga keeps looking until its finalize deadline.
 	AddressWait *time.Duration `yaml:"address_wait"`
 
+	// CloneNetwork is how a live clone meets the network of its
+	// template's NICs (every NIC but a user-mode one, which is private to
+	// its VM): "isolate" (empty means isolate) restores the clone with
+	// those links down and brings them up only once its QEMU guest agent
+	// reports each NIC under the clone's own MAC, holding none of its
+	// template's addresses, so that the clone never answers as its
+	// template (docs/hypervisors.md, "A clone's own network identity");
+	// it needs the guest agent in the template's guest. "inherit"
+	// restores the links as they were, up: the clone continues its
+	// template's network identity until its guest changes it, so use it
+	// only where the host keeps a guest from sending as another
+	// (libvirt's no-mac-spoofing filter on every NIC, say).
+	CloneNetwork string `yaml:"clone_network"`
+
+	// IdentityWait bounds how long Clone waits for an isolated clone's
+	// guest to take its own MACs; nil (absent) means DefaultIdentityWait.
+	// A clone that does not is destroyed and Clone fails.
+	IdentityWait *time.Duration `yaml:"identity_wait"`
+
+	// ShutdownTimeout is how long Destroy lets a running guest shut down
+	// by itself, when its QEMU guest agent takes the request (its OS then
+	// gives its DHCP lease back, flushes its disks, says goodbye to whom
+	// it must), before it pulls the plug; nil (absent) means
+	// DefaultShutdownTimeout, 0 pulls it at once. A guest without an agent
+	// is destroyed at once.
+	ShutdownTimeout *time.Duration `yaml:"shutdown_timeout"`
+
 	// Logger receives the client's log lines; nil means slog.Default().
 	Logger *slog.Logger `yaml:"-"`
 }
@@ -87,8 +114,9 @@ type Config struct {
 // Validate performs every check of the section that needs neither a
 // connection nor the file system: uri (its form and transport; not that
 // the daemon answers), image_dir (given, absolute; not that it exists,
-// which New checks), clone_mode, address_source and address_wait (not
-// negative). Its errors name the key as the agent's file names it, e.g.
+// which New checks), clone_mode, address_source, address_wait (not
+// negative), clone_network, identity_wait (positive) and
+// shutdown_timeout (not negative). Its errors name the key as the agent's file names it, e.g.
 // `libvirt: clone_mode "warm": want "live" or "cold"`. New calls it, and
 // a configuration parser can call it so that a dry run checks the section
 // too.
@@ -111,7 +139,56 @@ func (c Config) Validate() error {
 	if w := c.addressWait(); w < 0 {
 		return fmt.Errorf("libvirt: address_wait %v: must not be negative (0 waits not at all)", w)
 	}
+	if _, err := c.cloneNetwork(); err != nil {
+		return err
+	}
+	if w := c.identityWait(); w <= 0 {
+		return fmt.Errorf("libvirt: identity_wait %v: must be positive", w)
+	}
+	if w := c.shutdownTimeout(); w < 0 {
+		return fmt.Errorf("libvirt: shutdown_timeout %v: must not be negative (0 destroys at once)", w)
+	}
 	return nil
+}
+
+// DefaultShutdownTimeout is how long Destroy lets a guest shut down when
+// Config.ShutdownTimeout is absent.
+const DefaultShutdownTimeout = 10 * time.Second
+
+func (c Config) shutdownTimeout() time.Duration {
+	if c.ShutdownTimeout == nil {
+		return DefaultShutdownTimeout
+	}
+	return *c.ShutdownTimeout
+}
+
+// The values of Config.CloneNetwork.
+const (
+	CloneNetworkIsolate = "isolate"
+	CloneNetworkInherit = "inherit"
+)
+
+// cloneNetwork checks Config.CloneNetwork and returns it, empty as
+// isolate.
+func (c Config) cloneNetwork() (string, error) {
+	switch c.CloneNetwork {
+	case "", CloneNetworkIsolate:
+		return CloneNetworkIsolate, nil
+	case CloneNetworkInherit:
+		return CloneNetworkInherit, nil
+	}
+	return "", fmt.Errorf("libvirt: clone_network %q: want %q or %q", c.CloneNetwork, CloneNetworkIsolate, CloneNetworkInherit)
+}
+
+// DefaultIdentityWait is how long Clone waits for an isolated clone's
+// guest to take its own MACs when Config.IdentityWait is absent.
+const DefaultIdentityWait = 60 * time.Second
+
+func (c Config) identityWait() time.Duration {
+	if c.IdentityWait == nil {
+		return DefaultIdentityWait
+	}
+	return *c.IdentityWait
 }
 
 // DefaultAddressWait is how long Clone waits for a new clone's address

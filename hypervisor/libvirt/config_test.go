@@ -135,6 +135,9 @@ func TestValidateNamesTheKeyOfEachBadValue(t *testing.T) {
 		{func(c *Config) { c.CloneMode = "warm" }, `libvirt: clone_mode "warm": want "live" or "cold"`},
 		{func(c *Config) { c.AddressSource = "dns" }, `libvirt: address_source "dns": want lease, agent, arp or none`},
 		{func(c *Config) { c.AddressWait = new(-time.Second) }, "libvirt: address_wait -1s: must not be negative"},
+		{func(c *Config) { c.CloneNetwork = "bridged" }, `libvirt: clone_network "bridged": want "isolate" or "inherit"`},
+		{func(c *Config) { c.IdentityWait = new(time.Duration(0)) }, "libvirt: identity_wait 0s: must be positive"},
+		{func(c *Config) { c.ShutdownTimeout = new(-time.Second) }, "libvirt: shutdown_timeout -1s: must not be negative"},
 	} {
 		cfg := good
 		c.edit(&cfg)

@@ -76,9 +76,28 @@ type domainXML struct {
 	UUID     string    `xml:"uuid"`
 	Metadata *struct{} `xml:"metadata"`
 	Devices  struct {
-		Disks []diskXML `xml:"disk"`
+		Disks      []diskXML `xml:"disk"`
+		Interfaces []nicXML  `xml:"interface"`
 	} `xml:"devices"`
 }
+
+// nicXML is the part of a domain's <interface> the clone steps read.
+type nicXML struct {
+	Type string `xml:"type,attr"`
+	MAC  struct {
+		Address string `xml:"address,attr"`
+	} `xml:"mac"`
+	Link *struct {
+		State string `xml:"state,attr"`
+	} `xml:"link"`
+}
+
+// shared reports whether the NIC is on a network other VMs are on: every
+// kind but a user-mode NIC, whose network is private to its VM.
+func (n nicXML) shared() bool { return n.Type != "user" }
+
+// down reports whether the NIC's link is down.
+func (n nicXML) down() bool { return n.Link != nil && n.Link.State == "down" }
 
 type diskXML struct {
 	Type   string `xml:"type,attr"`

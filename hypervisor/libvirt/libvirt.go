@@ -75,6 +75,8 @@ type Client struct {
 	// none.
 	addrSource lv.DomainInterfaceAddressesSource
 	withAddr   bool
+	// network is Config.CloneNetwork, checked.
+	network string
 
 	// dialing serializes dials (see conn.go); smu guards s and closed.
 	dialing chan struct{}
@@ -124,8 +126,12 @@ func New(ctx context.Context, cfg Config) (_ *Client, err error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{cfg: cfg, uri: u, mode: mode, addrSource: src, withAddr: withAddr, log: log.With("libvirt", u.Redacted()),
-		dialing: make(chan struct{}, 1)}
+	network, err := cfg.cloneNetwork()
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{cfg: cfg, uri: u, mode: mode, addrSource: src, withAddr: withAddr, network: network,
+		log: log.With("libvirt", u.Redacted()), dialing: make(chan struct{}, 1)}
 	if noVerify(u) {
 		c.log.Warn("libvirt TLS server certificate is not verified (no_verify=1)")
 	}
@@ -148,7 +154,7 @@ func New(ctx context.Context, cfg Config) (_ *Client, err error) {
 	if c.driver, err = l.ConnectGetType(); err != nil {
 		return nil, fmt.Errorf("libvirt: driver type: %w", err)
 	}
-	c.log.Info("libvirt connected", "host", c.host, "driver", c.driver, "clone_mode", mode, "image_dir", cfg.ImageDir)
+	c.log.Info("libvirt connected", "host", c.host, "driver", c.driver, "clone_mode", mode, "clone_network", network, "image_dir", cfg.ImageDir)
 	if mode == CloneModeCold {
 		c.log.Warn("libvirt clone_mode is cold: clones boot from disk without their template's memory")
 	} else if !c.canLiveClone() {
@@ -274,6 +280,15 @@ func (c *Client) clone(ctx context.Context, req hypervisor.CloneRequest, mode st
 		}
 		tops[d.Target.Dev] = c.topPath(req.Template, d.Target.Dev)
 	}
+	// What the clone must not hold once its links are up, asked before
+	// anything is made: no guest agent, no isolated clone.
+	isolate := c.isolating(td.Devices.Interfaces)
+	var templateAddrs map[string]bool
+	if isolate {
+		if templateAddrs, err = guestAddresses(l, tmpl); err != nil {
+			return hypervisor.VM{}, fmt.Errorf("a live clone is kept off its template's networks until its guest takes its own MACs (clone_network: isolate), which needs the template's QEMU guest agent: %w", err)
+		}
+	}
 	// A memory image left by an attempt that died before defining the
 	// clone: no domain has this name (existing said so), so it is ours.
 	if err := os.Remove(save); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -355,12 +370,23 @@ func (c *Client) clone(ctx context.Context, req hypervisor.CloneRequest, mode st
 	if err := ctx.Err(); err != nil {
 		return hypervisor.VM{}, err
 	}
-	if err := l.DomainRestoreFlags(save, nil, uint32(lv.DomainSaveRunning)); err != nil {
+	restore := lv.DomainSaveRunning
+	if isolate {
+		restore = lv.DomainSavePaused // its links go down before it runs
+	}
+	if err := l.DomainRestoreFlags(save, nil, uint32(restore)); err != nil {
 		return hypervisor.VM{}, fmt.Errorf("restoring the clone: %w", err)
 	}
 	took.done("restore", t)
-	left = &leftovers{} // the clone runs: nothing to undo
 	c.dropImage(save, log)
+	if isolate {
+		t = time.Now()
+		if err := c.reidentify(ctx, l, dom, templateAddrs, log); err != nil {
+			return hypervisor.VM{}, err // the clone is destroyed: it never had its own identity
+		}
+		took.done("identity", t)
+	}
+	left = &leftovers{} // the clone runs as itself: nothing to undo
 
 	vm, err := c.read(l, dom)
 	if err != nil {
@@ -397,15 +423,36 @@ func (c *Client) existing(ctx context.Context, l *lv.Libvirt, req hypervisor.Clo
 	if err != nil {
 		return hypervisor.VM{}, false, err
 	}
+	isolate, err := c.isolatedClone(l, dom, vm)
+	if err != nil {
+		return hypervisor.VM{}, false, err
+	}
 	switch st {
 	case lv.DomainRunning, lv.DomainBlocked:
 	case lv.DomainPaused:
-		log.Info("libvirt clone already made but paused; resuming it", "id", vm.ID)
-		if err := l.DomainResume(dom); err != nil {
-			return hypervisor.VM{}, false, fmt.Errorf("resuming %s: %w", req.Name, err)
+		if !isolate { // else reidentify resumes it, its links down
+			log.Info("libvirt clone already made but paused; resuming it", "id", vm.ID)
+			if err := l.DomainResume(dom); err != nil {
+				return hypervisor.VM{}, false, fmt.Errorf("resuming %s: %w", req.Name, err)
+			}
 		}
 	default:
-		if err := c.start(ctx, l, dom, vm.Method, log); err != nil {
+		if err := c.start(ctx, l, dom, vm.Method, isolate, log); err != nil {
+			return hypervisor.VM{}, false, err
+		}
+	}
+	if isolate {
+		// Its template's addresses, if it still runs to say: else the
+		// clone's MACs alone tell that it took its identity.
+		tmpl, err := l.DomainLookupByName(req.Template)
+		var addrs map[string]bool
+		if err == nil {
+			addrs, err = guestAddresses(l, tmpl)
+		}
+		if err != nil {
+			log.Warn("libvirt could not read the template's addresses for a clone found already made", "err", err)
+		}
+		if err := c.reidentify(ctx, l, dom, addrs, log); err != nil {
 			return hypervisor.VM{}, false, err
 		}
 	}
@@ -417,10 +464,28 @@ func (c *Client) existing(ctx context.Context, l *lv.Libvirt, req hypervisor.Clo
 	return vm, true, nil
 }
 
+// isolatedClone reports whether a clone found already made is a live
+// clone kept off its networks until it takes its own identity.
+func (c *Client) isolatedClone(l *lv.Libvirt, dom lv.Domain, vm hypervisor.VM) (bool, error) {
+	if vm.Method != MethodLiveClone || c.network != CloneNetworkIsolate {
+		return false, nil
+	}
+	x, err := l.DomainGetXMLDesc(dom, 0)
+	if err != nil {
+		return false, notFound(err)
+	}
+	d, err := parseDomain(x)
+	if err != nil {
+		return false, err
+	}
+	return c.isolating(d.Devices.Interfaces), nil
+}
+
 // start starts a clone found off: from its memory image if it still has
-// one (it was defined but not yet restored), else by booting its disks
-// (what a cold clone defined but not yet started always is).
-func (c *Client) start(ctx context.Context, l *lv.Libvirt, dom lv.Domain, method string, log *slog.Logger) error {
+// one (it was defined but not yet restored; paused when it is to be
+// isolated), else by booting its disks (what a cold clone defined but not
+// yet started always is).
+func (c *Client) start(ctx context.Context, l *lv.Libvirt, dom lv.Domain, method string, paused bool, log *slog.Logger) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -435,7 +500,11 @@ func (c *Client) start(ctx context.Context, l *lv.Libvirt, dom lv.Domain, method
 	if x, err := saveImageXML(save); err == nil {
 		if d, err := parseDomain(x); err == nil && d.Name == dom.Name {
 			log.Info("libvirt clone already made but off; restoring its memory image", "image", save)
-			if err := l.DomainRestoreFlags(save, nil, uint32(lv.DomainSaveRunning)); err != nil {
+			flags := lv.DomainSaveRunning
+			if paused {
+				flags = lv.DomainSavePaused
+			}
+			if err := l.DomainRestoreFlags(save, nil, uint32(flags)); err != nil {
 				return fmt.Errorf("restoring %s: %w", dom.Name, err)
 			}
 			c.dropImage(save, log)
@@ -512,6 +581,7 @@ func (c *Client) destroy(ctx context.Context, name string) (err error) {
 			return err
 		}
 		files = c.diskFiles(x)
+		c.shutdown(ctx, l, dom)
 		t := time.Now()
 		if err := l.DomainDestroy(dom); err != nil && !isCode(err, lv.ErrNoDomain) && !isCode(err, lv.ErrOperationInvalid) {
 			return fmt.Errorf("stopping: %w", err)
@@ -532,6 +602,34 @@ func (c *Client) destroy(ctx context.Context, name string) (err error) {
 		c.log.Info("libvirt destroyed", "vm", name, "id", uuidString(dom.UUID), "files", removed, "took", time.Since(start).Round(time.Millisecond))
 	}
 	return nil
+}
+
+// shutdown asks a running guest, through its QEMU guest agent, to shut
+// down, and waits up to ShutdownTimeout for it to be off. A guest without
+// an agent (or that does not answer) is left running, for Destroy to stop.
+func (c *Client) shutdown(ctx context.Context, l *lv.Libvirt, dom lv.Domain) {
+	wait := c.cfg.shutdownTimeout()
+	if st, err := state(l, dom); err != nil || !poweredOn(st) || wait <= 0 {
+		return
+	}
+	start := time.Now()
+	if err := l.DomainShutdownFlags(dom, lv.DomainShutdownGuestAgent); err != nil {
+		c.log.Debug("libvirt destroy: the guest agent takes no shutdown; pulling the plug", "vm", dom.Name, "err", err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	for ctx.Err() == nil {
+		if st, err := state(l, dom); err != nil || !poweredOn(st) {
+			c.log.Debug("libvirt destroy: the guest shut down", "vm", dom.Name, "took", time.Since(start).Round(time.Millisecond))
+			return
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	c.log.Warn("libvirt destroy: the guest did not shut down within shutdown_timeout; pulling the plug", "vm", dom.Name, "waited", wait)
 }
 
 // undefine removes a domain's persistent definition with everything

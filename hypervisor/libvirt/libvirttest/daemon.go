@@ -29,7 +29,7 @@ import (
 )
 
 // InstallHint says how to install what the tests need.
-const InstallHint = "run `make deps` as root (Debian: apt-get install -y --no-install-recommends libvirt-daemon libvirt-clients libvirt-daemon-driver-qemu qemu-system-x86 qemu-utils busybox-static)"
+const InstallHint = "run `make deps` as root (Debian: apt-get install -y --no-install-recommends libvirt-daemon libvirt-clients libvirt-daemon-driver-qemu qemu-system-x86 qemu-utils busybox-static dnsmasq-base qemu-guest-agent)"
 
 // Daemon is a libvirtd a test started, on a socket in a directory of its
 // own, so tests never share one and nothing of the host's libvirt is

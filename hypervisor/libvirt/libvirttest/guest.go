@@ -209,22 +209,7 @@ func unpack(t testing.TB, deb string, file func(name string, r io.Reader)) {
 // kernel takes as is) to path.
 func WriteInitrd(t testing.TB, path string) {
 	t.Helper()
-	const busybox = "/bin/busybox"
-	f, err := elf.Open(busybox)
-	if err != nil {
-		t.Fatalf("%s: %v; the guest needs busybox-static: %s", busybox, err, InstallHint)
-	}
-	for _, p := range f.Progs {
-		if p.Type == elf.PT_INTERP {
-			f.Close()
-			t.Fatalf("%s is dynamically linked; the guest needs busybox-static: %s", busybox, InstallHint)
-		}
-	}
-	f.Close()
-	bb, err := os.ReadFile(busybox)
-	if err != nil {
-		t.Fatal(err)
-	}
+	bb := readFile(t, staticBusybox(t))
 	var c cpio
 	c.dir("bin")
 	c.dir("dev")
@@ -234,6 +219,24 @@ func WriteInitrd(t testing.TB, path string) {
 	if err := os.WriteFile(path, c.finish(), 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// staticBusybox is busybox-static's binary, which a guest runs without
+// any library.
+func staticBusybox(t testing.TB) string {
+	t.Helper()
+	const busybox = "/bin/busybox"
+	f, err := elf.Open(busybox)
+	if err != nil {
+		t.Fatalf("%s: %v; the guest needs busybox-static: %s", busybox, err, InstallHint)
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			t.Fatalf("%s is dynamically linked; the guest needs busybox-static: %s", busybox, InstallHint)
+		}
+	}
+	return busybox
 }
 
 // cpio writes the "newc" format: a 110-byte ASCII header, the name, its

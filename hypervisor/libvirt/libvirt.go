@@ -467,7 +467,9 @@ func (c *Client) existing(ctx context.Context, l *lv.Libvirt, req hypervisor.Clo
 // isolatedClone reports whether a clone found already made is a live
 // clone kept off its networks until it takes its own identity.
 func (c *Client) isolatedClone(l *lv.Libvirt, dom lv.Domain, vm hypervisor.VM) (bool, error) {
-	if vm.Method != MethodLiveClone || c.network != CloneNetworkIsolate {
+	// Only a QEMU guest continues its template's memory (a driver without
+	// live clones has none to continue).
+	if vm.Method != MethodLiveClone || c.network != CloneNetworkIsolate || !c.canLiveClone() {
 		return false, nil
 	}
 	x, err := l.DomainGetXMLDesc(dom, 0)

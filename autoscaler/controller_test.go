@@ -40,6 +40,13 @@ type rig struct {
 // newRig makes a cluster "web" of two app nodes and one database node.
 func newRig(t *testing.T, pol PolicyEngine, edit func(*Config)) *rig {
 	t.Helper()
+	return newRigOf(t, pol, edit, "a1", "a2")
+}
+
+// newRigOf makes a cluster "web" of the app nodes named and one database
+// node.
+func newRigOf(t *testing.T, pol PolicyEngine, edit func(*Config), apps ...string) *rig {
+	t.Helper()
 	cfg, err := Parse([]byte(testConfig), "test.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -48,8 +55,9 @@ func newRig(t *testing.T, pol PolicyEngine, edit func(*Config)) *rig {
 		edit(&cfg)
 	}
 	r := &rig{t: t, ctx: context.Background(), reg: NewMemRegistry(), w: newFakeWorld(), cfg: cfg, pol: pol}
-	r.w.addNode(r.reg, "web", "a1", "app", "h1")
-	r.w.addNode(r.reg, "web", "a2", "app", "h1")
+	for _, id := range apps {
+		r.w.addNode(r.reg, "web", id, "app", "h1")
+	}
 	r.w.addNode(r.reg, "web", "db", "database", "h1")
 	r.c = r.controller()
 	return r
@@ -102,6 +110,35 @@ func (r *rig) nodes() map[string]plan.Node {
 		out[n.ID] = n
 	}
 	return out
+}
+
+// setState sets a registered node's state.
+func (r *rig) setState(id string, s plan.NodeState) {
+	r.t.Helper()
+	if err := r.reg.PutNode(r.ctx, withState(r.nodes()[id], s)); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// note is the journal's note on entering step s.
+func note(op plan.Operation, s plan.Step) string {
+	for _, j := range op.Journal {
+		if j.Step == s {
+			return j.Note
+		}
+	}
+	return ""
+}
+
+// appRoles are the app nodes of the clusters whose expansions must end
+// alike: the prepare step drains the template of the first, and keeps
+// the last ready node of the second in the dispatcher.
+var appRoles = []struct {
+	name string
+	apps []string
+}{
+	{"two app nodes", []string{"a1", "a2"}},
+	{"one app node", []string{"a1"}},
 }
 
 func steps(op plan.Operation) []plan.Step {
@@ -275,37 +312,39 @@ func TestExpandSagaCompensates(t *testing.T) {
 			cloneGone: true,
 		},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			r := newRig(t, always(expandOne), nil)
-			tt.inject(r.w)
-			rec := r.tick()
-			r.actuate()
-			r.w.advance(tt.wait)
-			r.actuate()
-			op := r.op(rec.Operations[0])
-			if op.Status != plan.OpCompensated {
-				t.Fatalf("status %s at %s, want compensated", op.Status, op.Step)
-			}
-			if got := steps(op); !slices.Equal(got, tt.wantSteps) {
-				t.Errorf("steps %v, want %v", got, tt.wantSteps)
-			}
-			if !strings.Contains(op.Error, tt.wantErr) {
-				t.Errorf("error %q does not say %q", op.Error, tt.wantErr)
-			}
-			if n := r.nodes()["a1"]; n.State != plan.NodeReady || !r.w.attached["a1"] {
-				t.Errorf("template not back: state %s attached %v", n.State, r.w.attached["a1"])
-			}
-			if _, exists := r.w.vms[CloneName(op.ID)]; exists {
-				t.Errorf("half-made clone %s left behind", CloneName(op.ID))
-			}
-			if _, registered := r.nodes()[CloneName(op.ID)]; registered {
-				t.Errorf("clone registered after compensation")
-			}
-			if tt.cloneGone && !slices.Contains(r.w.calls, "destroy "+CloneName(op.ID)) {
-				t.Errorf("clone never destroyed: %q", r.w.calls)
-			}
-		})
+	for _, role := range appRoles {
+		for _, tt := range tests {
+			t.Run(role.name+"/"+tt.name, func(t *testing.T) {
+				r := newRigOf(t, always(expandOne), nil, role.apps...)
+				tt.inject(r.w)
+				rec := r.tick()
+				r.actuate()
+				r.w.advance(tt.wait)
+				r.actuate()
+				op := r.op(rec.Operations[0])
+				if op.Status != plan.OpCompensated {
+					t.Fatalf("status %s at %s, want compensated", op.Status, op.Step)
+				}
+				if got := steps(op); !slices.Equal(got, tt.wantSteps) {
+					t.Errorf("steps %v, want %v", got, tt.wantSteps)
+				}
+				if !strings.Contains(op.Error, tt.wantErr) {
+					t.Errorf("error %q does not say %q", op.Error, tt.wantErr)
+				}
+				if n := r.nodes()["a1"]; n.State != plan.NodeReady || !r.w.attached["a1"] {
+					t.Errorf("template not back: state %s attached %v", n.State, r.w.attached["a1"])
+				}
+				if _, exists := r.w.vms[CloneName(op.ID)]; exists {
+					t.Errorf("half-made clone %s left behind", CloneName(op.ID))
+				}
+				if _, registered := r.nodes()[CloneName(op.ID)]; registered {
+					t.Errorf("clone registered after compensation")
+				}
+				if tt.cloneGone && !slices.Contains(r.w.calls, "destroy "+CloneName(op.ID)) {
+					t.Errorf("clone never destroyed: %q", r.w.calls)
+				}
+			})
+		}
 	}
 }
 
@@ -330,39 +369,124 @@ func TestUndoTemplateLeavesATemplateAnotherOperationHolds(t *testing.T) {
 // An undo that cannot resume its template ends instead of holding the
 // cluster (the template protected, the budget spent) for ever.
 func TestAnUndoThatCannotResumeTheTemplateEnds(t *testing.T) {
-	t.Run("a template that stopped answering is marked failed after the prepare deadline", func(t *testing.T) {
-		r := newRig(t, always(expandOne), nil)
-		r.w.neverSettles, r.w.resumeErr = true, errUnreachable
-		rec := r.tick()
-		r.actuate()
-		r.w.advance(31 * time.Second) // the template did not settle: undo
-		r.actuate()
-		if op := r.op(rec.Operations[0]); op.Status != plan.OpRunning || op.Step != StepUndoTemplate {
-			t.Fatalf("status %s at %s: the first failed resumes are retried", op.Status, op.Step)
+	for _, role := range appRoles {
+		t.Run(role.name+"/a template that stopped answering is marked failed after the prepare deadline", func(t *testing.T) {
+			r := newRigOf(t, always(expandOne), nil, role.apps...)
+			r.w.neverSettles, r.w.resumeErr = true, errUnreachable
+			rec := r.tick()
+			r.actuate()
+			r.w.advance(31 * time.Second) // the template did not settle: undo
+			r.actuate()
+			if op := r.op(rec.Operations[0]); op.Status != plan.OpRunning || op.Step != StepUndoTemplate {
+				t.Fatalf("status %s at %s: the first failed resumes are retried", op.Status, op.Step)
+			}
+			r.w.advance(31 * time.Second)
+			r.actuate()
+			op := r.op(rec.Operations[0])
+			if op.Status != plan.OpFailed || !strings.Contains(op.Error, "did not resume within 30s") {
+				t.Fatalf("status %s at %s, error %q: want failed, naming the deadline", op.Status, op.Step, op.Error)
+			}
+			if n := r.nodes()["a1"]; n.State != plan.NodeFailed || r.w.attached["a1"] {
+				t.Errorf("template: state %s, attached %v; want failed and out of the dispatcher", n.State, r.w.attached["a1"])
+			}
+		})
+		t.Run(role.name+"/a node API that refuses the token gets its template back as it was", func(t *testing.T) {
+			r := newRigOf(t, always(expandOne), nil, role.apps...)
+			r.w.refusePrepare, r.w.resumeErr = true, node.ErrUnauthorized
+			rec := r.tick()
+			r.actuate()
+			op := r.op(rec.Operations[0])
+			if op.Status != plan.OpFailed || !strings.Contains(op.Error, "node_api.token_file") {
+				t.Fatalf("status %s at %s, error %q: want failed at once, naming the token", op.Status, op.Step, op.Error)
+			}
+			if n := r.nodes()["a1"]; n.State != plan.NodeReady || !r.w.attached["a1"] {
+				t.Errorf("template: state %s, attached %v; want ready and attached again", n.State, r.w.attached["a1"])
+			}
+		})
+	}
+}
+
+// The prepare step drains its template in the dispatcher unless it is
+// the last ready node of its role in its cluster: drained, it would
+// leave the dispatcher nobody to send its clients to until the resume.
+// Kept in, it holds their requests while it is prepared.
+func TestThePrepareStepKeepsTheLastReadyNodeOfItsRoleInTheDispatcher(t *testing.T) {
+	tests := []struct {
+		name    string
+		apps    []string
+		others  plan.NodeState // the state of the app nodes but a1
+		drained bool
+	}{
+		{name: "the only app node is kept (the database is another role)", apps: []string{"a1"}},
+		{name: "one of two ready app nodes is drained", apps: []string{"a1", "a2"}, others: plan.NodeReady, drained: true},
+		{name: "one of three ready app nodes is drained", apps: []string{"a1", "a2", "a3"}, others: plan.NodeReady, drained: true},
+		{name: "the only ready one, the other draining, is kept", apps: []string{"a1", "a2"}, others: plan.NodeDraining},
+		{name: "the only ready one, the other failed, is kept", apps: []string{"a1", "a2"}, others: plan.NodeFailed},
+		{name: "the only ready one, the other preparing, is kept", apps: []string{"a1", "a2"}, others: plan.NodePreparing},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRigOf(t, always(expandOne), nil, tt.apps...)
+			for _, id := range tt.apps[1:] {
+				r.setState(id, tt.others)
+			}
+			var inWhileCloned bool
+			r.w.afterClone = func() { inWhileCloned = r.w.attached["a1"] } // w.mu is held
+			rec := r.tick()
+			r.actuate()
+			op := r.op(rec.Operations[0])
+			if op.Status != plan.OpDone {
+				t.Fatalf("status %s at %s: %s", op.Status, op.Step, op.Error)
+			}
+			clone := CloneName(op.ID)
+			want := []string{"prepare fake://a1", "clone " + clone + " from vm-a1", "resume fake://a1",
+				"attach a1", "finalize fake://" + clone + " as " + clone, "attach " + clone}
+			if tt.drained {
+				want = append([]string{"drain a1"}, want...)
+			}
+			if !slices.Equal(r.w.calls, want) {
+				t.Errorf("calls\n %q\nwant\n %q", r.w.calls, want)
+			}
+			if inWhileCloned == tt.drained {
+				t.Errorf("a1 taking work while cloned: %v, want %v", inWhileCloned, !tt.drained)
+			}
+			kept := strings.Contains(note(op, StepAwaitPrepared), "kept in the dispatcher: the last ready app node")
+			if kept == tt.drained {
+				t.Errorf("journal on prepare: %q; want it to say the template was kept in: %v", note(op, StepAwaitPrepared), !tt.drained)
+			}
+			if n := r.nodes()["a1"]; n.State != plan.NodeReady || !r.w.attached["a1"] {
+				t.Errorf("template not back in service: %+v attached=%v", n, r.w.attached["a1"])
+			}
+		})
+	}
+}
+
+// Two templates of a role of two nodes prepared at once: the first is
+// drained, the second, then the last ready one, is kept in.
+func TestOfTwoTemplatesPreparedAtOnceTheLastReadyIsKeptIn(t *testing.T) {
+	r := newRig(t, always(plan.Decision{Action: plan.ActionExpand, Count: 2, Templates: []string{"a1", "a2"}, Reason: "busy"}), nil)
+	r.w.neverSettles = true // both wait, preparing
+	rec := r.tick()
+	if len(rec.Operations) != 2 {
+		t.Fatalf("want two operations, got %+v", rec)
+	}
+	r.actuate()
+	drains := slices.DeleteFunc(slices.Clone(r.w.calls), func(c string) bool { return !strings.HasPrefix(c, "drain") })
+	if len(drains) != 1 {
+		t.Fatalf("drains %q, want one: the first template's", drains)
+	}
+	r.w.nodeState["fake://a1"], r.w.nodeState["fake://a2"] = node.StatePrepared, node.StatePrepared
+	r.actuate()
+	for _, id := range rec.Operations {
+		if op := r.op(id); op.Status != plan.OpDone {
+			t.Errorf("operation %s: %s at %s: %s", id, op.Status, op.Step, op.Error)
 		}
-		r.w.advance(31 * time.Second)
-		r.actuate()
-		op := r.op(rec.Operations[0])
-		if op.Status != plan.OpFailed || !strings.Contains(op.Error, "did not resume within 30s") {
-			t.Fatalf("status %s at %s, error %q: want failed, naming the deadline", op.Status, op.Step, op.Error)
+	}
+	for _, id := range []string{"a1", "a2"} {
+		if n := r.nodes()[id]; n.State != plan.NodeReady || !r.w.attached[id] {
+			t.Errorf("template %s not back in service: %+v attached=%v", id, n, r.w.attached[id])
 		}
-		if n := r.nodes()["a1"]; n.State != plan.NodeFailed || r.w.attached["a1"] {
-			t.Errorf("template: state %s, attached %v; want failed and out of the dispatcher", n.State, r.w.attached["a1"])
-		}
-	})
-	t.Run("a node API that refuses the token gets its template back as it was", func(t *testing.T) {
-		r := newRig(t, always(expandOne), nil)
-		r.w.refusePrepare, r.w.resumeErr = true, node.ErrUnauthorized
-		rec := r.tick()
-		r.actuate()
-		op := r.op(rec.Operations[0])
-		if op.Status != plan.OpFailed || !strings.Contains(op.Error, "node_api.token_file") {
-			t.Fatalf("status %s at %s, error %q: want failed at once, naming the token", op.Status, op.Step, op.Error)
-		}
-		if n := r.nodes()["a1"]; n.State != plan.NodeReady || !r.w.attached["a1"] {
-			t.Errorf("template: state %s, attached %v; want ready and attached again", n.State, r.w.attached["a1"])
-		}
-	})
+	}
 }
 
 func TestTheCloneIsRegisteredOnTheHostItLandedOn(t *testing.T) {
@@ -780,8 +904,12 @@ func TestEachClusterActsThroughItsOwnDispatcher(t *testing.T) {
 		t.Fatal(err)
 	}
 	w, reg := newFakeWorld(), NewMemRegistry()
-	w.addNode(reg, "web", "w1", "app", "h1")
-	w.addNode(reg, "api", "p1", "app", "h1")
+	for _, id := range []string{"w1", "w2"} { // two, so that the template is drained
+		w.addNode(reg, "web", id, "app", "h1")
+	}
+	for _, id := range []string{"p1", "p2"} {
+		w.addNode(reg, "api", id, "app", "h1")
+	}
 	pol := policyFunc(func(in *policy.Input) (plan.Decision, error) {
 		return plan.Decision{Action: plan.ActionExpand, Count: 1, Template: in.Nodes[0].ID, Reason: "test"}, nil
 	})

@@ -85,11 +85,13 @@ func fail(s plan.Step, err error) outcome {
 // succeed, so that an operation never holds its cluster forever:
 //   - the node API refuses mitosis's token: it refused every call of
 //     the operation, so the template is as it was before; it is
-//     re-attached (the drain step detached it) and the operation fails,
-//     naming the token;
+//     re-attached (the prepare step drained it, or kept it in, and
+//     attaching an attached node changes nothing) and the operation
+//     fails, naming the token;
 //   - the template has not answered for the prepare deadline: it is
-//     marked failed and left out of the dispatcher, for an operator to
-//     look at or detach (a failed node may be contracted).
+//     marked failed and left out of the dispatcher (drained, if the
+//     prepare step kept it in as the last ready node of its role), for
+//     an operator to look at or detach (a failed node may be contracted).
 //
 // Undoing, the operation fails; going forward, the clone goes on.
 func (s *saga) resumeGivenUp(ctx context.Context, op plan.Operation, t plan.Node, next plan.Step, state plan.OpStatus, err error) (outcome, bool) {
@@ -104,6 +106,12 @@ func (s *saga) resumeGivenUp(ctx context.Context, op plan.Operation, t plan.Node
 		return outcome{next: next, state: state, note: "template not resumed: re-attached as it was",
 			err: fmt.Sprintf("template %s: its node API refuses mitosis's token (node_api.token_file): %v", t.ID, err)}, true
 	case s.now.Sub(op.StepAt) >= s.cl.Prepare.Deadline.Duration:
+		// The last ready node of its role was kept in at prepare: drained
+		// now, as any failed node is. Draining a drained node is a no-op.
+		if derr := s.c.d.dispatcher(s.cl.Name).Drain(ctx, t.ID); derr != nil {
+			s.c.log.Warn("draining a template marked failed", "op", op.ID, "template", t.ID, "err", derr)
+			return outcome{}, false // retried until the dispatcher takes it out
+		}
 		out := outcome{next: next, state: state, note: "template not resumed: marked failed",
 			err: fmt.Sprintf("template %s did not resume within %s (%v): marked failed, left out of the dispatcher", t.ID, s.cl.Prepare.Deadline, err)}
 		out.put = []plan.Node{withState(t, plan.NodeFailed)}
@@ -162,7 +170,14 @@ func (s *saga) step(ctx context.Context, op plan.Operation) outcome {
 		if !ok {
 			return fail(StepUndoTemplate, fmt.Errorf("template %s is not registered", op.Template))
 		}
-		if err := lb.Drain(ctx, t.ID); err != nil {
+		note := "template accepted"
+		if s.lastReady(t) {
+			// Drained, it would leave the dispatcher no server for its
+			// role, and it would fail every client until the resume. Kept
+			// in, it holds their requests while it is prepared; resume
+			// and undo re-attach it, which changes nothing.
+			note = "template accepted; kept in the dispatcher: the last ready " + t.Role + " node"
+		} else if err := lb.Drain(ctx, t.ID); err != nil {
 			return fail(StepUndoTemplate, fmt.Errorf("draining template %s: %w", t.ID, err))
 		}
 		reply, err := d.Nodes.Prepare(ctx, t.Address, node.PrepareRequest{
@@ -174,7 +189,7 @@ func (s *saga) step(ctx context.Context, op plan.Operation) outcome {
 		if !reply.Accepted {
 			return fail(StepUndoTemplate, fmt.Errorf("template %s refused to prepare: %s", t.ID, reply.Reason))
 		}
-		out := goTo(StepAwaitPrepared, "template accepted")
+		out := goTo(StepAwaitPrepared, note)
 		out.put = []plan.Node{withState(t, plan.NodePreparing)}
 		return out
 
@@ -393,6 +408,17 @@ func (s *saga) cloneAddress(ctx context.Context, op plan.Operation) (string, err
 		return "", fmt.Errorf("looking up the address of clone %s: %w", name, err)
 	}
 	return "", fmt.Errorf("the hypervisor reports no address for clone %s yet", name)
+}
+
+// lastReady reports whether t is the only ready node of its role in its
+// cluster: no other one the dispatcher could send its clients to.
+func (s *saga) lastReady(t plan.Node) bool {
+	for _, n := range s.nodes {
+		if n.ID != t.ID && n.Role == t.Role && n.State == plan.NodeReady {
+			return false
+		}
+	}
+	return true
 }
 
 // templateResumed reports whether the operation got past resuming its

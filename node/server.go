@@ -23,20 +23,26 @@ import (
 // must be cheap and must not call back into the Server.
 type App interface {
 	// Prepare gets the app ready to be cloned: it stops taking new
-	// sessions and suspends (or, in PrepareEnd mode, ends) the pending
-	// ones. It returns quickly: an error made with Refuse declines (the
-	// app must then be as it was: ready), any other error fails the call
-	// (answered 500, retried by the client) and must leave the app ready.
-	// Settling may go on after it returns; Settled says when it is done.
+	// sessions: it holds or refuses their requests, and suspends (or, in
+	// PrepareEnd mode, ends) the pending ones. Holding is better: the
+	// saga keeps the last ready node of its role in the dispatcher while
+	// it is cloned, so there a refused request is a failed client. A held
+	// request is not in flight. It returns quickly: an error made with
+	// Refuse declines (the app must then be as it was: ready), any other
+	// error fails the call (answered 500, retried by the client) and
+	// must leave the app ready. Settling may go on after it returns;
+	// Settled says when it is done.
 	Prepare(ctx context.Context, mode PrepareMode) error
 	// Settled reports whether a preparing app has no work in flight, so
 	// that a copy of its memory is consistent.
 	Settled() bool
 	// Resume takes new sessions again, after a prepare.
 	Resume(ctx context.Context) error
-	// Finalize is called on a clone: it purges the sessions it inherited,
-	// takes its own identity (id, advertised address) and takes new
-	// sessions.
+	// Finalize is called on a clone: it purges the sessions it inherited
+	// (every one it has: a clone takes none before its finalize), lets go
+	// of the requests it holds (a live clone's are its template's
+	// clients', which the template serves), takes its own identity (id,
+	// advertised address) and takes new sessions.
 	Finalize(ctx context.Context, id, address string) error
 	// Detach stops taking new sessions; the current ones finish. The
 	// node is detached once Sessions reports 0.

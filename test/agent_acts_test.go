@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -25,8 +26,10 @@ import (
 // from HAProxy's own per-server metrics, and the agent clones and detaches
 // demo-node processes (the process hypervisor) and attaches and removes
 // them in HAProxy. Under load sent through HAProxy, the cluster grows from
-// one node to its max, and the clones serve; once the load stops, it
-// shrinks back to one node, and the clones' VMs are gone.
+// one node to its max, and the clones serve; once the load falls to a
+// trickle, it shrinks back to one node, and the clones' VMs are gone. No
+// client's request fails meanwhile: not while the only node is prepared
+// and cloned, nor while nodes are detached.
 func TestTheAgentScalesRealNodesOnHAProxysMetrics(t *testing.T) {
 	promBin := testenv.Binary(t, "prometheus")
 	demo, mitosis := built(t, buildDemoNode), built(t, buildMitosis)
@@ -141,43 +144,20 @@ node_api: {token_file: %q, timeout: 2s}
 	await("one node at first", 30*time.Second, func(w world) bool { return len(w.nodes) == 1 })
 
 	// Load: ~30 requests a second through HAProxy, three nodes' worth.
-	served := map[string]int{}
-	var mu sync.Mutex
-	ctx, stopLoad := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	for range 3 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
-			tick := time.NewTicker(100 * time.Millisecond)
-			defer tick.Stop()
-			for ctx.Err() == nil {
-				if resp, err := c.Get(lb.Frontend + "/work"); err == nil {
-					_, _ = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					mu.Lock()
-					served[resp.Header.Get("X-Node-ID")]++
-					mu.Unlock()
-				}
-				<-tick.C
-			}
-		}()
-	}
-	stop := sync.OnceFunc(func() { stopLoad(); wg.Wait() })
-	t.Cleanup(stop)
-
+	// Every request counts: one that fails is a client the cluster let
+	// down, whether the node, HAProxy or the network failed it.
+	busy := sendLoad(lb.Frontend, 3, 100*time.Millisecond)
+	t.Cleanup(busy.stop)
 	grown := await("grown to its max of 3", 90*time.Second, func(w world) bool { return len(w.nodes) == 3 })
 	time.Sleep(2 * time.Second) // the clones take their share
-	stop()
-	mu.Lock()
+	busy.stop()
+	served, failed := busy.counts()
 	for _, id := range grown.nodes {
 		if served[id] == 0 {
 			t.Errorf("node %s served nothing (served: %v)", id, served)
 		}
 	}
-	t.Logf("grown to %v; requests served by node: %v", grown.nodes, served)
-	mu.Unlock()
+	t.Logf("grown to %v; %v", grown.nodes, busy)
 
 	recs, err := api.Decisions(t.Context(), "web", 1000)
 	if err != nil {
@@ -196,8 +176,20 @@ node_api: {token_file: %q, timeout: 2s}
 		t.Error("no expansion decided by the policy")
 	}
 
-	// No load: back to one node, the clones' VMs destroyed.
+	// A light load, a third of one node's capacity: back to one node, the
+	// clones' VMs destroyed, while clients still come.
+	light := sendLoad(lb.Frontend, 1, 300*time.Millisecond)
+	t.Cleanup(light.stop)
 	shrunk := await("shrunk back to one node", 90*time.Second, func(w world) bool { return len(w.nodes) == 1 })
+	light.stop()
+	_, failedLight := light.counts()
+	t.Logf("shrunk to %v; %v", shrunk.nodes, light)
+	for _, f := range append(busy.failures(), light.failures()...) {
+		t.Log("failed request: " + f)
+	}
+	if failed+failedLight != 0 {
+		t.Errorf("%d requests failed (%d growing, %d shrinking), want none", failed+failedLight, failed, failedLight)
+	}
 	if !slices.Equal(shrunk.nodes, []string{"web-1"}) {
 		t.Errorf("the node left is %v, want web-1 (never a template's original)", shrunk.nodes)
 	}
@@ -215,4 +207,92 @@ node_api: {token_file: %q, timeout: 2s}
 	if kinds[plan.OpExpand] != 2 || kinds[plan.OpContract] != 2 {
 		t.Errorf("operations by kind: %v, want 2 expansions and 2 contractions", kinds)
 	}
+}
+
+// sessionless is clients sending GET /work through HAProxy, each request
+// in a new session (no cookie), so that HAProxy spreads them over its
+// servers.
+type sessionless struct {
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	once   sync.Once
+
+	mu      sync.Mutex
+	served  map[string]int // by X-Node-ID
+	slowest time.Duration  // of the served requests: a held one waited
+	failed  []string       // when, and what each failed request got
+}
+
+// sendLoad starts clients, each sending a request every period (or as
+// soon as the last one ends, when it took longer).
+func sendLoad(frontend string, clients int, every time.Duration) *sessionless {
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &sessionless{cancel: cancel, served: map[string]int{}}
+	for c := range clients {
+		l.wg.Go(func() {
+			hc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
+			tick := time.NewTicker(every)
+			defer tick.Stop()
+			for i := 0; ctx.Err() == nil; i++ {
+				l.send(ctx, hc, fmt.Sprintf("%s/work?key=k%d", frontend, (c*7+i)%50))
+				select {
+				case <-ctx.Done():
+				case <-tick.C:
+				}
+			}
+		})
+	}
+	return l
+}
+
+// send makes one request and counts it: served (200) by the node that
+// answered, or failed.
+func (l *sessionless) send(ctx context.Context, hc *http.Client, url string) {
+	at := time.Now()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	resp, err := hc.Do(req)
+	if ctx.Err() != nil {
+		return // stopped: not the cluster's failure
+	}
+	var why string
+	if err != nil {
+		why = err.Error()
+	} else {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			why = fmt.Sprintf("%s from %q: %s", resp.Status, resp.Header.Get("X-Node-ID"), strings.TrimSpace(string(body)))
+		}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if why != "" {
+		l.failed = append(l.failed, fmt.Sprintf("%s (after %s): %s", at.Format("15:04:05.000"), time.Since(at).Round(time.Millisecond), why))
+		return
+	}
+	l.served[resp.Header.Get("X-Node-ID")]++
+	l.slowest = max(l.slowest, time.Since(at))
+}
+
+// stop stops the clients and waits for them.
+func (l *sessionless) stop() { l.once.Do(func() { l.cancel(); l.wg.Wait() }) }
+
+// counts returns the requests served, by node, and how many failed.
+func (l *sessionless) counts() (map[string]int, int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return maps.Clone(l.served), len(l.failed)
+}
+
+// String sums up the load for the log.
+func (l *sessionless) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return fmt.Sprintf("requests served by node: %v (the slowest in %s); failed: %d", l.served, l.slowest.Round(time.Millisecond), len(l.failed))
+}
+
+func (l *sessionless) failures() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.failed)
 }

@@ -61,7 +61,9 @@ func startLoad(t *testing.T, frontend string, clients, perSession int) *load {
 		l.wg.Go(func() {
 			for i := 0; ; i++ {
 				jar, _ := cookiejar.New(nil)
-				hc := &http.Client{Jar: jar, Timeout: 10 * time.Second}
+				// As long as HAProxy waits for a server (timeout server): a
+				// request held while its node is cloned is slow, not failed.
+				hc := &http.Client{Jar: jar, Timeout: 30 * time.Second}
 				for r := range perSession {
 					select {
 					case <-l.stop:

@@ -14,7 +14,7 @@ type mode int
 
 const (
 	serving   mode = iota // ready: takes new sessions
-	suspended             // prepared: holds its sessions' requests, takes no new session
+	suspended             // prepared: holds every request until the resume, takes no new session
 	detaching             // serves its sessions until they end, takes no new one
 	cloned                // a clone not yet finalized: serves nothing
 )
@@ -34,9 +34,15 @@ type AppOptions struct {
 	// SettleDelay keeps a prepared app unsettled this long, to stand for
 	// an application that is slow to suspend its work.
 	SettleDelay time.Duration
-	// HoldMax bounds how long a request of a suspended session waits for
+	// HoldMax bounds how long a request held by a suspended app waits for
 	// the resume before it is answered 503.
 	HoldMax time.Duration
+	// Cloned starts the app as a clone not finalized yet: it serves
+	// nothing until a finalize gives it its id.
+	Cloned bool
+	// Finalized, if set, is called with the new id after each finalize,
+	// outside the app's lock: what a node does besides the app's own.
+	Finalized func(id string)
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 
@@ -59,8 +65,8 @@ type App struct {
 	address    string
 	started    time.Time // the uptime origin; a clone inherits its template's
 	mode       mode
-	inflight   int           // requests admitted and not yet answered
-	resumed    chan struct{} // closed when a suspended app resumes
+	inflight   int   // requests admitted and not yet answered
+	hold       *hold // what the requests of a suspended app wait on
 	preparedAt time.Time
 	cache      *cache
 	sessions   *sessions
@@ -68,6 +74,15 @@ type App struct {
 }
 
 var _ node.App = (*App)(nil)
+
+// hold is what the requests held by a suspended app wait for: over is
+// closed when the app resumes, or when a clone's finalize drops them
+// (dropped is set first, so a request that sees over closed reads it
+// safely: the close happens before the receive).
+type hold struct {
+	over    chan struct{}
+	dropped bool
+}
 
 // NewApp returns a ready App with a cold cache and no session.
 func NewApp(o AppOptions) *App {
@@ -77,11 +92,15 @@ func NewApp(o AppOptions) *App {
 	if o.unitRounds == 0 {
 		o.unitRounds = unitRounds
 	}
-	return &App{
+	a := &App{
 		opts: o, now: o.Now, quit: make(chan struct{}),
 		id: o.ID, started: o.Now(), mode: serving,
 		cache: newCache(o.CacheSize), sessions: newSessions(o.SessionIdle),
 	}
+	if o.Cloned {
+		a.mode = cloned
+	}
+	return a
 }
 
 // Close releases the requests held by a suspended app (on shutdown).
@@ -93,57 +112,65 @@ var (
 	errSuspended     = errors.New("suspended for a clone; retry")
 	errNotFinalized  = errors.New("a clone not finalized yet")
 	errFull          = errors.New("session table full")
+	errDropped       = errors.New("held for the template's client, dropped by the clone's finalize")
 )
 
 // admit lets a request of session cookie in, creating a session when the
-// cookie names none and the app takes new ones. A request of a suspended
-// session waits for the resume (up to HoldMax). An admitted request must
-// be followed by release.
+// cookie names none and the app takes new ones. While the app is
+// suspended every request waits for the resume (up to HoldMax), a new
+// session's as an existing one's: the template of a one-node cluster
+// stays in the dispatcher while it is cloned, and its clients are kept
+// waiting rather than failed. An admitted request must be followed by
+// release.
 func (a *App) admit(ctx context.Context, cookie string) (id string, created bool, err error) {
 	a.mu.Lock()
-	for {
-		now := a.now()
-		ss, ok := a.sessions.get(cookie, now)
-		switch {
-		case a.mode == cloned:
-			err = errNotFinalized
-		case !ok && a.mode != serving:
-			err = errNoNewSessions
-		case a.mode == suspended:
-			// Hold the request: it is not in flight, so the app can
-			// settle, and it goes on after the resume.
-			wait := a.resumed
-			a.mu.Unlock()
-			t := time.NewTimer(a.opts.HoldMax)
-			select {
-			case <-wait:
-				t.Stop()
-			case <-t.C:
-				return "", false, errSuspended
-			case <-ctx.Done():
-				t.Stop()
-				return "", false, ctx.Err()
-			case <-a.quit:
-				t.Stop()
-				return "", false, errSuspended
-			}
-			a.mu.Lock()
-			continue
-		case !ok:
-			if ss, ok = a.sessions.create(now); !ok {
-				err = errFull
-			}
-			created = true
-		}
-		if err != nil {
-			a.mu.Unlock()
+	for a.mode == suspended {
+		// Held, the request is not in flight, so the app can settle.
+		h := a.hold
+		a.mu.Unlock()
+		if err := a.await(ctx, h); err != nil {
 			return "", false, err
 		}
-		ss.LastSeen = now
-		ss.Requests++
-		a.inflight++
-		a.mu.Unlock()
-		return ss.ID, created, nil
+		a.mu.Lock()
+	}
+	defer a.mu.Unlock()
+	now := a.now()
+	ss, ok := a.sessions.get(cookie, now)
+	switch {
+	case a.mode == cloned:
+		return "", false, errNotFinalized
+	case !ok && a.mode != serving:
+		return "", false, errNoNewSessions
+	case !ok:
+		if ss, ok = a.sessions.create(now); !ok {
+			return "", false, errFull
+		}
+		created = true
+	}
+	ss.LastSeen = now
+	ss.Requests++
+	a.inflight++
+	return ss.ID, created, nil
+}
+
+// await waits for the hold h to end: nil once the app resumed, else why
+// the request gives up (HoldMax passed, the client left, the app is
+// closing, or a clone's finalize dropped it).
+func (a *App) await(ctx context.Context, h *hold) error {
+	t := time.NewTimer(a.opts.HoldMax)
+	defer t.Stop()
+	select {
+	case <-h.over:
+		if h.dropped {
+			return errDropped
+		}
+		return nil
+	case <-t.C:
+		return errSuspended
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-a.quit:
+		return errSuspended
 	}
 }
 
@@ -213,7 +240,7 @@ func (a *App) Prepare(_ context.Context, m node.PrepareMode) error {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.mode, a.resumed, a.preparedAt = suspended, make(chan struct{}), a.now()
+	a.mode, a.hold, a.preparedAt = suspended, &hold{over: make(chan struct{})}, a.now()
 	if m == node.PrepareEnd {
 		a.sessions.purge(func(*session) bool { return true })
 	}
@@ -232,20 +259,38 @@ func (a *App) Settled() bool {
 func (a *App) Resume(context.Context) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.mode == suspended {
-		close(a.resumed)
-	}
+	a.endHold(false)
 	a.mode = serving
 	return nil
 }
 
-// Finalize keeps node.App's contract: it purges the inherited sessions
-// and takes its own id and address; the warm cache stays.
+// endHold lets the held requests go: on (after a resume) or, dropped,
+// with a 503 (after a clone's finalize). a.mu is held.
+func (a *App) endHold(drop bool) {
+	if a.hold == nil {
+		return
+	}
+	a.hold.dropped = drop
+	close(a.hold.over)
+	a.hold = nil
+}
+
+// Finalize keeps node.App's contract: it purges every session and drops
+// the held requests, then takes its own id and address; the warm cache
+// stays. A clone takes no session before its finalize, so all it holds
+// then is its template's, whether it was restored from a state file or
+// continues its template's memory (a live clone of the VM, still
+// suspended); the held requests are the template's clients', which the
+// template serves.
 func (a *App) Finalize(_ context.Context, id, address string) error {
 	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.sessions.purge(func(s *session) bool { return s.Inherited })
+	a.sessions.purge(func(*session) bool { return true })
+	a.endHold(true)
 	a.id, a.address, a.mode = id, address, serving
+	a.mu.Unlock()
+	if f := a.opts.Finalized; f != nil {
+		f(id)
+	}
 	return nil
 }
 

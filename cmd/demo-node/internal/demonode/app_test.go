@@ -1,7 +1,11 @@
 package demonode
 
 import (
+	"errors"
+	"log/slog"
 	"net/http"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -27,36 +31,34 @@ func TestReadyNodeServesWorkInSessions(t *testing.T) {
 	}
 }
 
-func TestPrepareSuspendHoldsSessionsAndRefusesNewOnes(t *testing.T) {
+// A prepared node holds every request until the resume, a new session's
+// as an existing one's: the last node of a cluster stays in the
+// dispatcher while it is cloned. Held requests are not in flight, so the
+// node settles; resumed, they are served.
+func TestAPreparedNodeHoldsEveryRequestUntilTheResume(t *testing.T) {
 	h := start(t, testConfig(t))
 	s1 := h.work(t, "a", "").cookie
 	if r := h.prepare(t, "op-1", node.PrepareSuspend); !r.Accepted {
 		t.Fatalf("prepare: %+v", r)
 	}
-	if r := h.work(t, "a", ""); r.code != http.StatusServiceUnavailable || r.retryIn == "" {
-		t.Errorf("a new session while prepared: %+v, want 503 with Retry-After", r)
-	}
-	// A request of a suspended session waits for the resume; held, it is
-	// not in flight, so the node settles.
-	held := make(chan reply, 1)
-	go func() { held <- h.work(t, "a", s1) }()
+	old, fresh := h.workLater(t, "a", s1), h.workLater(t, "b", "")
+	notYet(t, "a request while prepared", old, fresh)
 	st := h.awaitState(t, node.StatePrepared)
 	if st.Sessions != 1 || st.Operation != "op-1" {
-		t.Errorf("prepared: %+v, want the session kept, operation op-1", st)
+		t.Errorf("prepared: %+v, want the session kept (and no new one), operation op-1", st)
 	}
-	select {
-	case r := <-held:
-		t.Fatalf("the suspended session's request was answered before the resume: %+v", r)
-	default:
-	}
+	notYet(t, "a request while prepared", old, fresh)
 	if err := h.api.Resume(t.Context(), h.addr, "op-1"); err != nil {
 		t.Fatal(err)
 	}
-	if r := <-held; r.code != http.StatusOK || r.cookie != "" {
-		t.Errorf("the held request after the resume: %+v, want 200 in its session", r)
+	if r := within(t, "the existing session's request", old); r.code != http.StatusOK || r.cookie != "" {
+		t.Errorf("the existing session's held request after the resume: %+v, want 200 in its session", r)
 	}
-	if r := h.work(t, "b", ""); r.code != http.StatusOK || r.cookie == "" {
-		t.Errorf("a new session after the resume: %+v, want 200", r)
+	if r := within(t, "the new session's request", fresh); r.code != http.StatusOK || r.cookie == "" || r.cookie == s1 {
+		t.Errorf("the new session's held request after the resume: %+v, want 200 in a new session", r)
+	}
+	if st := h.status(t); st.Sessions != 2 {
+		t.Errorf("%d sessions after the resume, want 2", st.Sessions)
 	}
 }
 
@@ -66,11 +68,14 @@ func TestHeldRequestGivesUpAfterHoldMax(t *testing.T) {
 	h := start(t, cfg)
 	s1 := h.work(t, "a", "").cookie
 	h.prepare(t, "op-1", node.PrepareSuspend)
-	if r := h.work(t, "a", s1); r.code != http.StatusServiceUnavailable {
-		t.Errorf("a suspended session's request never resumed: %+v, want 503", r)
+	if r := h.work(t, "a", s1); r.code != http.StatusServiceUnavailable || r.retryIn == "" {
+		t.Errorf("a suspended session's request never resumed: %+v, want 503 with Retry-After", r)
+	}
+	if r := h.work(t, "a", ""); r.code != http.StatusServiceUnavailable || r.retryIn == "" {
+		t.Errorf("a new session's request never resumed: %+v, want 503 with Retry-After", r)
 	}
 	if n := h.status(t).Sessions; n != 1 {
-		t.Errorf("%d sessions, want the suspended one kept", n)
+		t.Errorf("%d sessions, want the suspended one kept and no new one", n)
 	}
 }
 
@@ -100,8 +105,15 @@ func TestPrepareEndEndsPendingSessions(t *testing.T) {
 	if st := h.awaitState(t, node.StatePrepared); st.Sessions != 0 {
 		t.Errorf("prepared in mode end: %d sessions, want none", st.Sessions)
 	}
-	if r := h.work(t, "a", s1); r.code != http.StatusServiceUnavailable {
-		t.Errorf("an ended session's request while prepared: %+v, want 503 (it would be a new session)", r)
+	// An ended session's request is a new session's: held, then served in
+	// a new session.
+	held := h.workLater(t, "a", s1)
+	notYet(t, "an ended session's request while prepared", held)
+	if err := h.api.Resume(t.Context(), h.addr, "op-1"); err != nil {
+		t.Fatal(err)
+	}
+	if r := within(t, "an ended session's request", held); r.code != http.StatusOK || r.cookie == "" || r.cookie == s1 {
+		t.Errorf("an ended session's request after the resume: %+v, want 200 in a new session", r)
 	}
 }
 
@@ -216,5 +228,96 @@ func TestCloneOfAnUnpreparedNodeStartsCloned(t *testing.T) {
 	}
 	if st := clone.status(t); st.State != node.StateReady || st.ID != "web-9" || st.Sessions != 0 {
 		t.Errorf("clone after finalize: %+v", st)
+	}
+}
+
+// A live clone of a VM continues its template's memory: the same
+// process, prepared, with the template's sessions (none marked
+// inherited: nothing was restored) and the requests the template held.
+// Its finalize purges every session and lets the held requests go, as
+// 503s: they are the template's clients', and the template serves them.
+func TestFinalizeOfALiveCloneDropsTheTemplatesSessionsAndHeldRequests(t *testing.T) {
+	h := start(t, testConfig(t))
+	s1 := h.work(t, "a", "").cookie
+	h.work(t, "b", "")
+	h.prepare(t, "op-1", node.PrepareSuspend)
+	old, fresh := h.workLater(t, "a", s1), h.workLater(t, "c", "")
+	before := h.awaitState(t, node.StatePrepared)
+	notYet(t, "a request of the prepared template", old, fresh)
+
+	if err := h.api.Finalize(t.Context(), h.addr, node.FinalizeRequest{Operation: "op-1", ID: "web-2", Address: h.addr}); err != nil {
+		t.Fatal(err)
+	}
+	for what, c := range map[string]<-chan reply{"the template's session's": old, "the template's new session's": fresh} {
+		if r := within(t, what+" held request", c); r.code != http.StatusServiceUnavailable {
+			t.Errorf("%s held request after the clone's finalize: %+v, want 503", what, r)
+		}
+	}
+	st := h.status(t)
+	if st.ID != "web-2" || st.State != node.StateReady || st.Generation != before.Generation+1 || st.Sessions != 0 {
+		t.Errorf("finalized: %+v, want web-2, ready, generation %d, none of the template's 2 sessions", st, before.Generation+1)
+	}
+	r := h.work(t, "a", s1)
+	if r.code != http.StatusOK || r.nodeID != "web-2" || r.cookie == "" || r.cookie == s1 || r.cache != "hit" {
+		t.Errorf("the template's cookie on the finalized clone: %+v, want 200 from web-2 in a new session, a hit", r)
+	}
+}
+
+// --cloned: a VM booted from a copy of its template's disk knows it is a
+// clone, not which operation made it. It serves nothing until any
+// operation finalizes it.
+func TestACloneThatKnowsItStartsClonedAndServesNothingUntilFinalized(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Cloned = true
+	h := start(t, cfg)
+	if st := h.status(t); st.State != node.StateCloned || st.ID != "web-1" || st.Ready {
+		t.Errorf("started --cloned: %+v, want cloned, with the id it was given, not ready", st)
+	}
+	if r := h.work(t, "a", ""); r.code != http.StatusServiceUnavailable {
+		t.Errorf("work before the finalize: %+v, want 503", r)
+	}
+	if err := h.api.Finalize(t.Context(), h.addr, node.FinalizeRequest{Operation: "any", ID: "web-7", Address: h.addr}); err != nil {
+		t.Fatal(err)
+	}
+	if r := h.work(t, "a", ""); r.code != http.StatusOK || r.nodeID != "web-7" || r.cookie == "" {
+		t.Errorf("work after the finalize: %+v, want 200 from web-7 in a new session", r)
+	}
+}
+
+// --set-hostname: a finalize also makes the node's new id the kernel's
+// host name, and logs it; a failure to is logged and the finalize holds.
+func TestSetHostnameTakesTheNewIDOnFinalize(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		on      bool
+		err     error
+		wantSet []string
+		wantLog string
+	}{
+		{name: "off by default", wantLog: ""},
+		{name: "on", on: true, wantSet: []string{"web-2"}, wantLog: `msg="host name set" hostname=web-2`},
+		{name: "a failure is logged", on: true, err: errors.New("operation not permitted"), wantSet: []string{"web-2"},
+			wantLog: `msg="setting the host name" hostname=web-2 err="operation not permitted"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var set []string
+			cfg := testConfig(t)
+			cfg.Cloned, cfg.SetHostname = true, tc.on
+			cfg.sethostname = func(name string) error { set = append(set, name); return tc.err }
+			var logs syncBuffer
+			h := startLogged(t, cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+			if err := h.api.Finalize(t.Context(), h.addr, node.FinalizeRequest{Operation: "op-1", ID: "web-2", Address: h.addr}); err != nil {
+				t.Fatalf("finalize: %v", err)
+			}
+			if st := h.status(t); st.ID != "web-2" || st.State != node.StateReady {
+				t.Errorf("after the finalize: %+v, want web-2, ready", st)
+			}
+			if !slices.Equal(set, tc.wantSet) {
+				t.Errorf("host names set: %q, want %q", set, tc.wantSet)
+			}
+			if out := logs.String(); !strings.Contains(out, tc.wantLog) || (tc.wantLog == "" && strings.Contains(out, "host name")) {
+				t.Errorf("logs:\n%s\nwant %q", out, tc.wantLog)
+			}
+		})
 	}
 }

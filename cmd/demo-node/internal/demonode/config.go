@@ -38,9 +38,16 @@ type Config struct {
 	RefusePrepare string
 	SettleDelay   time.Duration
 	HoldMax       time.Duration
-	LogLevel      slog.Level
+	// Cloned starts the node as a clone waiting for its finalize: a VM
+	// booted from a copy of its template's disk, which knows it.
+	Cloned bool
+	// SetHostname makes a finalize also set the kernel's host name to the
+	// node's new id: only for a node alone in its VM.
+	SetHostname bool
+	LogLevel    slog.Level
 
-	now func() time.Time // the clock, for tests; nil means time.Now
+	now         func() time.Time   // the clock, for tests; nil means time.Now
+	sethostname func(string) error // for tests; nil means the system call
 }
 
 // TokenEnv is the environment variable the token may come from.
@@ -64,7 +71,9 @@ func ParseConfig(args []string, getenv func(string) string, out io.Writer) (Conf
 	fs.DurationVar(&c.SessionIdle, "session-idle", 10*time.Second, "a session idle this long ends")
 	fs.StringVar(&c.RefusePrepare, "refuse-prepare", "", "decline every prepare with this reason (for tests)")
 	fs.DurationVar(&c.SettleDelay, "settle-delay", 0, "stay unsettled this long after a prepare (for tests)")
-	fs.DurationVar(&c.HoldMax, "hold-max", 5*time.Second, "how long a suspended session's request waits for the resume before a 503")
+	fs.DurationVar(&c.HoldMax, "hold-max", 5*time.Second, "how long a request held while prepared waits for the resume before a 503")
+	fs.BoolVar(&c.Cloned, "cloned", false, "start as a clone waiting for its finalize (a VM booted from a copy of its template's disk)")
+	fs.BoolVar(&c.SetHostname, "set-hostname", false, "on finalize, set the kernel's host name to the new id (only in a VM of its own)")
 	fs.StringVar(&level, "log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -90,6 +99,8 @@ func ParseConfig(args []string, getenv func(string) string, out io.Writer) (Conf
 		return c, errors.New("--session-idle: must be positive")
 	case c.HoldMax < 0 || c.SettleDelay < 0:
 		return c, errors.New("--hold-max, --settle-delay: must not be negative")
+	case c.Cloned && c.FromState != "":
+		return c, errors.New("--cloned, --from-state: give one (a node started from a state file takes its protocol state from it)")
 	}
 	if c.ID == "" {
 		h, err := os.Hostname()

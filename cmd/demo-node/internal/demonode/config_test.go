@@ -258,3 +258,24 @@ func TestStateDirMustBeAnExistingDirectory(t *testing.T) {
 		t.Errorf("an existing --state-dir: %v", err)
 	}
 }
+
+// --cloned and --set-hostname are off by default; --cloned with
+// --from-state is a bad flag: a state file says what state to start in.
+func TestClonedAndSetHostnameFlags(t *testing.T) {
+	env := func(string) string { return "t" }
+	cfg, err := ParseConfig([]string{"--id", "n"}, env, io.Discard)
+	if err != nil || cfg.Cloned || cfg.SetHostname {
+		t.Errorf("defaults: cloned %v, set-hostname %v, %v; want both off", cfg.Cloned, cfg.SetHostname, err)
+	}
+	cfg, err = ParseConfig([]string{"--id", "n", "--cloned", "--set-hostname"}, env, io.Discard)
+	if err != nil || !cfg.Cloned || !cfg.SetHostname {
+		t.Errorf("--cloned --set-hostname: cloned %v, set-hostname %v, %v; want both on", cfg.Cloned, cfg.SetHostname, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // a node that did start would stop at once, with 0
+	var out bytes.Buffer
+	if code := Main(ctx, []string{"--id", "n", "--listen", "127.0.0.1:0", "--cloned", "--from-state", "/x.state"}, env, &out); code != 2 ||
+		!strings.Contains(out.String(), "--cloned, --from-state") {
+		t.Errorf("--cloned --from-state: exit %d, %q; want 2 naming both", code, out.String())
+	}
+}

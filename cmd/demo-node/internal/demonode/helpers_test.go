@@ -56,11 +56,17 @@ func testConfig(t *testing.T) Config {
 
 func start(t *testing.T, cfg Config) *harness {
 	t.Helper()
+	return startLogged(t, cfg, slog.New(slog.DiscardHandler))
+}
+
+// startLogged is start with the node's logs going to log.
+func startLogged(t *testing.T, cfg Config, log *slog.Logger) *harness {
+	t.Helper()
 	h := &harness{clock: newClock()}
 	if cfg.now == nil {
 		cfg.now = h.clock.now
 	}
-	n, err := New(cfg, slog.New(slog.DiscardHandler))
+	n, err := New(cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,13 +90,22 @@ type reply struct {
 
 func (h *harness) work(t *testing.T, key, cookie string) reply {
 	t.Helper()
-	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, h.srv.URL+"/work?key="+key, nil)
+	r, err := h.get(t.Context(), key, cookie)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// get sends a work request with the session cookie, if any.
+func (h *harness) get(ctx context.Context, key, cookie string) (reply, error) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, h.srv.URL+"/work?key="+key, nil)
 	if cookie != "" {
 		req.AddCookie(&http.Cookie{Name: SessionCookie, Value: cookie})
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatal(err)
+		return reply{}, err
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, resp.Body)
@@ -101,7 +116,48 @@ func (h *harness) work(t *testing.T, key, cookie string) reply {
 			r.cookie = c.Value
 		}
 	}
-	return r
+	return r, nil
+}
+
+// workLater sends a work request in the background: its reply comes on
+// the channel.
+func (h *harness) workLater(t *testing.T, key, cookie string) <-chan reply {
+	t.Helper()
+	c := make(chan reply, 1)
+	go func() {
+		r, err := h.get(t.Context(), key, cookie)
+		if err != nil {
+			t.Error(err) // not Fatal: this is not the test's goroutine
+		}
+		c <- r
+	}()
+	return c
+}
+
+// notYet fails the test if one of the replies has come.
+func notYet(t *testing.T, what string, replies ...<-chan reply) {
+	t.Helper()
+	time.Sleep(50 * time.Millisecond) // time enough to be answered, were it not held
+	for _, c := range replies {
+		select {
+		case r := <-c:
+			t.Fatalf("%s: answered %+v, want it held", what, r)
+		default:
+		}
+	}
+}
+
+// within is the reply on c, or a failure after 2 s: a request let go
+// is answered at once, well before the hold's 10 s.
+func within(t *testing.T, what string, c <-chan reply) reply {
+	t.Helper()
+	select {
+	case r := <-c:
+		return r
+	case <-time.After(2 * time.Second):
+		t.Fatalf("%s: still held 2 s later", what)
+		return reply{}
+	}
 }
 
 func (h *harness) status(t *testing.T) node.Status {

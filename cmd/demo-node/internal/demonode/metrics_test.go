@@ -72,12 +72,18 @@ func TestMetricsFollowTheNode(t *testing.T) {
 		}
 	}
 	h.prepare(t, "op-1", node.PrepareSuspend)
-	h.work(t, "c", "")
 	if got := value(t, h, "demo_node_ready"); got != 0 {
 		t.Errorf("demo_node_ready = %v while prepared, want 0", got)
 	}
+	if err := h.api.Resume(t.Context(), h.addr, "op-1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.api.Detach(t.Context(), h.addr, "op-2"); err != nil {
+		t.Fatal(err)
+	}
+	h.work(t, "c", "")
 	if got := value(t, h, "demo_node_requests_total", "result", "unavailable"); got != 1 {
-		t.Errorf("unavailable = %v, want the new session refused", got)
+		t.Errorf("unavailable = %v, want the new session refused while detaching", got)
 	}
 
 	// promtool check metrics runs the same linter.

@@ -39,9 +39,9 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	app := NewApp(AppOptions{
 		ID: cfg.ID, CacheSize: cfg.CacheSize, MissCost: cfg.MissCost, SessionIdle: cfg.SessionIdle,
 		RefusePrepare: cfg.RefusePrepare, SettleDelay: cfg.SettleDelay, HoldMax: cfg.HoldMax,
-		Now: cfg.now,
+		Cloned: cfg.Cloned, Finalized: hostnameSetter(cfg, log), Now: cfg.now,
 	})
-	opts := node.ServerOptions{ID: cfg.ID, Token: string(cfg.Token)}
+	opts := node.ServerOptions{ID: cfg.ID, Token: string(cfg.Token), Cloned: cfg.Cloned}
 	if cfg.FromState != "" {
 		st, err := ReadState(cfg.FromState)
 		if err != nil {
@@ -68,6 +68,27 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	mux.Handle("/-/snapshot", n.logCalls(http.HandlerFunc(onlyPost))) // the other methods: a JSON 405
 	n.handler = mux
 	return n, nil
+}
+
+// hostnameSetter returns what a finalize does besides the app's own:
+// with --set-hostname, it takes the new id as the kernel's host name, as
+// a clone's guest takes its own identity. A failure is logged and does
+// not fail the finalize: the node has its id either way.
+func hostnameSetter(cfg Config, log *slog.Logger) func(id string) {
+	if !cfg.SetHostname {
+		return nil
+	}
+	set := cfg.sethostname
+	if set == nil {
+		set = sethostname
+	}
+	return func(id string) {
+		if err := set(id); err != nil {
+			log.Error("setting the host name", "hostname", id, "err", err)
+			return
+		}
+		log.Info("host name set", "hostname", id)
+	}
 }
 
 // cloneOf is the protocol state a clone of a node saved in snap starts

@@ -16,8 +16,9 @@ type session struct {
 	Created  time.Time `json:"created"`
 	LastSeen time.Time `json:"last_seen"`
 	Requests int       `json:"requests"`
-	// Inherited marks a session restored from a template's state: a
-	// clone's finalize purges it.
+	// Inherited marks a session restored from a template's state file.
+	// A clone's finalize purges every session, marked or not: a live
+	// clone of a VM has its template's sessions unmarked.
 	Inherited bool `json:"inherited,omitempty"`
 }
 

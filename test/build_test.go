@@ -13,6 +13,11 @@ import (
 // buildOnce builds a command of the repository once per test binary, with
 // the build tags given, and returns its path.
 func buildOnce(pkg, name string, tags ...string) func() (string, error) {
+	return buildOnceEnv(nil, pkg, name, tags...)
+}
+
+// buildOnceEnv is buildOnce with env added to go build's environment.
+func buildOnceEnv(env []string, pkg, name string, tags ...string) func() (string, error) {
 	return sync.OnceValues(func() (string, error) {
 		dir, err := os.MkdirTemp("", "mitosis-e2e-bin-")
 		if err != nil {
@@ -23,7 +28,9 @@ func buildOnce(pkg, name string, tags ...string) func() (string, error) {
 		if len(tags) > 0 {
 			args = append(args, "-tags", strings.Join(tags, ","))
 		}
-		out, err := exec.Command("go", append(args, pkg)...).CombinedOutput()
+		cmd := exec.Command("go", append(args, pkg)...)
+		cmd.Env = append(os.Environ(), env...)
+		out, err := cmd.CombinedOutput()
 		if err != nil {
 			return "", fmt.Errorf("building %s: %v\n%s", name, err, out)
 		}
@@ -34,6 +41,8 @@ func buildOnce(pkg, name string, tags ...string) func() (string, error) {
 var (
 	buildDemoNode = buildOnce("../cmd/demo-node", "demo-node")
 	buildMitosis  = buildOnce("../cmd/mitosis", "mitosis")
+	// buildStaticDemoNode runs in a guest that has no C library.
+	buildStaticDemoNode = buildOnceEnv([]string{"CGO_ENABLED=0"}, "../cmd/demo-node", "demo-node-static")
 	// buildMitosisFailpoints has the chaos test's failpoints
 	// (agent/failpoint.go).
 	buildMitosisFailpoints = buildOnce("../cmd/mitosis", "mitosis-failpoints", "failpoints")

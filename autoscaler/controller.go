@@ -315,7 +315,7 @@ func (c *Controller) Actuate(ctx context.Context) error {
 				errs = append(errs, err)
 				continue
 			}
-			s = &saga{c: c, cl: cl, now: c.d.Clock.Now(), nodes: make(map[string]plan.Node, len(st.Nodes))}
+			s = &saga{c: c, cl: cl, nodes: make(map[string]plan.Node, len(st.Nodes))}
 			for _, n := range st.Nodes {
 				s.nodes[n.ID] = n
 			}

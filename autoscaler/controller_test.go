@@ -249,6 +249,34 @@ func TestTheSagaLearnsTheClonesAddressFromTheHypervisorUntilFinalizeSucceeds(t *
 	}
 }
 
+// A step's deadline counts from when the step before it ended: a clone
+// that takes 50 s leaves its finalize its whole minute, not ten seconds.
+func TestAStepsDeadlineCountsFromTheEndOfTheStepBefore(t *testing.T) {
+	r := newRig(t, always(expandOne), nil)
+	r.w.cloneReachable = false
+	r.w.afterClone = func() { r.w.now = r.w.now.Add(50 * time.Second) } // Clone holds w.mu
+	rec := r.tick()
+	r.actuate()
+	r.w.advance(15 * time.Second)
+	r.actuate()
+	op := r.op(rec.Operations[0])
+	if op.Step != StepFinalize || op.Status != plan.OpRunning {
+		t.Fatalf("15 s into finalize after a 50 s clone: %s %s (%s); want still finalizing (deadline 60 s)", op.Step, op.Status, op.Error)
+	}
+	var cloned, finalizing time.Time
+	for _, j := range op.Journal {
+		switch j.Step {
+		case StepClone:
+			cloned = j.At
+		case StepResumeTemplate:
+			finalizing = j.At
+		}
+	}
+	if d := finalizing.Sub(cloned); d != 50*time.Second {
+		t.Errorf("the journal has the clone step taking %s, want 50s", d)
+	}
+}
+
 // A clone that never has an address is undone at the finalize deadline,
 // and the operation says why.
 func TestACloneWithoutAnAddressIsUndoneAtTheFinalizeDeadline(t *testing.T) {

@@ -132,10 +132,15 @@ type saga struct {
 // someone else moved it.
 func (s *saga) advance(ctx context.Context, op plan.Operation) error {
 	for !op.Status.Finished() {
+		// The clock is read around every step: a side effect may take a
+		// while (a clone, seconds), and the next step's deadline counts
+		// from when this one ended, not from when the pass began.
+		s.now = s.c.d.Clock.Now()
 		out := s.step(ctx, op)
 		if out.next == "" {
 			return nil
 		}
+		s.now = s.c.d.Clock.Now()
 		t := plan.Transition{
 			From: op.Step, To: out.next, Status: out.state, At: s.now, Note: out.note, Error: out.err,
 			CloneVM: out.cloneVM, CloneAddress: out.cloneAddr, Node: out.node, Host: out.host,

@@ -212,7 +212,7 @@ func TestAddressWaitGoesOnWaitingPastLinkLocalAddresses(t *testing.T) {
 	}
 	setGuestIP(t, tmpl, "169.254.1.1")
 	vm := hypervisor.VM{ID: tmpl.Reference().Value}
-	if got := c.waitAddress(t.Context(), vm, c.log); got.Address != "" {
+	if got := c.waitAddress(t.Context(), vm, "", c.log); got.Address != "" {
 		t.Fatalf("waitAddress with a link-local guest address = %q, want none", got.Address)
 	}
 	c.cfg.AddressWait = new(10 * time.Second)
@@ -222,10 +222,55 @@ func TestAddressWaitGoesOnWaitingPastLinkLocalAddresses(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 		setGuestIP(t, tmpl, "10.0.0.9")
 	}()
-	got := c.waitAddress(t.Context(), vm, c.log)
+	got := c.waitAddress(t.Context(), vm, "", c.log)
 	<-done
 	if got.Address != "10.0.0.9" {
 		t.Errorf("waitAddress = %q, want 10.0.0.9 once the guest reports it", got.Address)
+	}
+}
+
+// An Instant Clone's guest goes on with its template's network
+// configuration until it takes its own: meanwhile it reports its
+// template's address, and the clone has no address (Lookup and the
+// address wait alike), never its template's.
+func TestACloneIsNeverReportedAtItsTemplatesAddress(t *testing.T) {
+	s := startVCSim(t, "mitosis", "secret")
+	s.AddInstantClone()
+	c := newClient(t, s.Config(t, debugLogger(t.Output())))
+	tmpl, err := c.findVM(t.Context(), s.Template)
+	if err != nil {
+		t.Fatal(err)
+	}
+	setGuestIP(t, tmpl, "10.0.0.7")
+	clone, err := c.InstantClone(t.Context(), req("op1", s.Template, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj, err := c.findVM(t.Context(), clone.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	setGuestIP(t, obj, "10.0.0.7")
+	if vm, err := c.Lookup(t.Context(), clone.Name); err != nil || vm.Address != "" {
+		t.Errorf("Lookup of a clone reporting its template's address = %+v, %v; want no address", vm, err)
+	}
+	if vm, err := c.Lookup(t.Context(), s.Template); err != nil || vm.Address != "10.0.0.7" {
+		t.Errorf("Lookup of the template = %+v, %v; want 10.0.0.7", vm, err)
+	}
+	c.cfg.AddressWait = new(10 * time.Second)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		time.Sleep(300 * time.Millisecond)
+		setGuestIP(t, obj, "10.0.0.8")
+	}()
+	got := c.waitAddress(t.Context(), hypervisor.VM{ID: obj.Reference().Value}, s.Template, c.log)
+	<-done
+	if got.Address != "10.0.0.8" {
+		t.Errorf("the address wait gave %q, want the clone's own 10.0.0.8 (never 10.0.0.7)", got.Address)
+	}
+	if vm, err := c.Lookup(t.Context(), clone.Name); err != nil || vm.Address != "10.0.0.8" {
+		t.Errorf("Lookup once the clone has its own address = %+v, %v; want 10.0.0.8", vm, err)
 	}
 }
 
@@ -243,7 +288,7 @@ func TestPickAddressPrefersReachableIPv4(t *testing.T) {
 		{"::ffff:10.0.0.1", nil, "10.0.0.1"},
 		{"not an address", []types.GuestNicInfo{nic("169.254.1.1", "::1")}, ""},
 	} {
-		if got := pickAddress(tc.primary, tc.nets); got != tc.want {
+		if got := pickAddress(tc.primary, tc.nets, nil); got != tc.want {
 			t.Errorf("pickAddress(%q, %v) = %q, want %q", tc.primary, tc.nets, got, tc.want)
 		}
 	}

@@ -282,7 +282,7 @@ func (c *Client) cloneOnce(ctx context.Context, req hypervisor.CloneRequest, fal
 	if err != nil {
 		return hypervisor.VM{}, fmt.Errorf("reading the new clone: %w", err)
 	}
-	vm = c.waitAddress(ctx, vm, log)
+	vm = c.waitAddress(ctx, vm, req.Template, log)
 	log.Info("vsphere cloned", "method", method, "id", vm.ID, "host", vm.Host, "address", vm.Address, "took", time.Since(start).Round(time.Millisecond))
 	return vm, nil
 }
@@ -325,7 +325,7 @@ func (c *Client) existing(ctx context.Context, req hypervisor.CloneRequest, live
 		vm.Running = true
 	}
 	log.Info("vsphere clone already made", "id", vm.ID, "method", vm.Method)
-	return c.waitAddress(ctx, vm, log), true, nil
+	return c.waitAddress(ctx, vm, req.Template, log), true, nil
 }
 
 func orUnknown(method string) string {
@@ -463,12 +463,14 @@ func findSnapshot(ctx context.Context, vm *object.VirtualMachine, name string) (
 }
 
 // waitAddress waits up to Config.AddressWait for the guest to report an
-// address a peer can reach (see pickAddress).
-func (c *Client) waitAddress(ctx context.Context, vm hypervisor.VM, log *slog.Logger) hypervisor.VM {
+// address a peer can reach and that its template does not hold (see
+// pickAddress).
+func (c *Client) waitAddress(ctx context.Context, vm hypervisor.VM, template string, log *slog.Logger) hypervisor.VM {
 	wait := c.cfg.addressWait()
 	if vm.Address != "" || wait <= 0 {
 		return vm
 	}
+	taken := c.addressesOf(ctx, template)
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	var (
@@ -486,7 +488,7 @@ func (c *Client) waitAddress(ctx context.Context, vm hypervisor.VM, log *slog.Lo
 				nets = a.GuestNicInfo
 			}
 		}
-		addr = pickAddress(ip, nets)
+		addr = pickAddress(ip, nets, taken)
 		return addr != ""
 	})
 	if err != nil || addr == "" {
@@ -501,19 +503,21 @@ func (c *Client) waitAddress(ctx context.Context, vm hypervisor.VM, log *slog.Lo
 // IPv4 one of the primary address and the NICs' addresses, else the first
 // IPv6 one. Loopback, link-local (fe80::/10, 169.254.0.0/16) and
 // unspecified addresses never are: a guest reports them before its
-// network is up, and an address wait must go on waiting.
-func pickAddress(primary string, nets []types.GuestNicInfo) string {
-	cands := []string{primary}
-	for _, n := range nets {
-		cands = append(cands, n.IpAddress...)
-	}
+// network is up, and an address wait must go on waiting. Nor is one in
+// taken, its template's: an Instant Clone's guest goes on with its
+// template's network configuration until it takes its own, and the
+// address is the template's meanwhile (hypervisor.VM.Address).
+func pickAddress(primary string, nets []types.GuestNicInfo, taken map[string]bool) string {
 	var v6 string
-	for _, a := range cands {
+	for _, a := range guestAddresses(primary, nets) {
 		ip, err := netip.ParseAddr(a)
 		if err != nil || ip.IsLoopback() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsUnspecified() || ip.IsMulticast() {
 			continue
 		}
 		ip = ip.Unmap()
+		if taken[ip.String()] {
+			continue
+		}
 		if ip.Is4() {
 			return ip.String()
 		}
@@ -522,6 +526,40 @@ func pickAddress(primary string, nets []types.GuestNicInfo) string {
 		}
 	}
 	return v6
+}
+
+// guestAddresses are every address a guest reports: its primary one and
+// its NICs'.
+func guestAddresses(primary string, nets []types.GuestNicInfo) []string {
+	out := []string{primary}
+	for _, n := range nets {
+		out = append(out, n.IpAddress...)
+	}
+	return out
+}
+
+// addressesOf are the addresses the guest of the VM named name reports
+// (unmapped), none if there is no such VM or it cannot be read: what a
+// clone of it must not be reported at.
+func (c *Client) addressesOf(ctx context.Context, name string) map[string]bool {
+	if name == "" {
+		return nil
+	}
+	obj, err := c.findVM(ctx, name)
+	if err != nil {
+		return nil
+	}
+	var o mo.VirtualMachine
+	if err := property.DefaultCollector(c.vc).RetrieveOne(ctx, obj.Reference(), []string{"guest.ipAddress", "guest.net"}, &o); err != nil || o.Guest == nil {
+		return nil
+	}
+	out := map[string]bool{}
+	for _, a := range guestAddresses(o.Guest.IpAddress, o.Guest.Net) {
+		if ip, err := netip.ParseAddr(a); err == nil {
+			out[ip.Unmap().String()] = true
+		}
+	}
+	return out
 }
 
 // Destroy keeps hypervisor.Destroyer's contract: power off (if on), then
@@ -665,9 +703,7 @@ func (c *Client) read(ctx context.Context, obj *object.VirtualMachine) (hypervis
 		ID:      o.Self.Value,
 		Running: o.Runtime.PowerState == types.VirtualMachinePowerStatePoweredOn,
 	}
-	if o.Guest != nil {
-		vm.Address = pickAddress(o.Guest.IpAddress, o.Guest.Net)
-	}
+	var template string
 	if o.Config != nil {
 		for _, b := range o.Config.ExtraConfig {
 			ov := b.GetOptionValue()
@@ -679,7 +715,16 @@ func (c *Client) read(ctx context.Context, obj *object.VirtualMachine) (hypervis
 				vm.Fence, _ = strconv.ParseUint(s, 10, 64)
 			case KeyMethod:
 				vm.Method = s
+			case KeyTemplate:
+				template = s
 			}
+		}
+	}
+	if o.Guest != nil {
+		vm.Address = pickAddress(o.Guest.IpAddress, o.Guest.Net, nil)
+		if vm.Address != "" && template != "" {
+			// A clone mitosis made: never at its template's address.
+			vm.Address = pickAddress(o.Guest.IpAddress, o.Guest.Net, c.addressesOf(ctx, template))
 		}
 	}
 	if h := o.Runtime.Host; h != nil {

@@ -35,8 +35,11 @@ import (
 //     warmth: ColdFraction + (1-ColdFraction)·progress, where progress
 //     grows from 0 to 1 over Params.Warmup of serving. A live clone
 //     inherits its template's progress; a cold-booted VM starts at 0.
-//   - A template is drained from prepare to resume, and a live clone
-//     stuns it (it serves nothing) for Params.Stun.
+//   - A template takes no new work from prepare to resume (drained, or,
+//     the last ready node of its role, kept in the dispatcher but not
+//     ready: a real node holds those requests until its resume, the world
+//     counts them unserved), and a live clone stuns it (it serves
+//     nothing) for Params.Stun.
 //
 // World is safe for concurrent use, though a simulation drives it from
 // one goroutine.

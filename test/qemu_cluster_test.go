@@ -273,7 +273,7 @@ scrape_configs:
 `, agentAddr, tokenFile), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	start(t, "prometheus", promBin, "--config.file="+promConf, "--storage.tsdb.path="+filepath.Join(promDir, "tsdb"),
+	prom := start(t, "prometheus", promBin, "--config.file="+promConf, "--storage.tsdb.path="+filepath.Join(promDir, "tsdb"),
 		"--web.listen-address="+promAddr, "--log.level=warn")
 	waitHTTP(t, "http://"+promAddr+"/-/ready", 10*time.Second)
 
@@ -427,6 +427,7 @@ node_api: {token_file: %q, timeout: 2s, port: 8080}
 		t.Errorf("operations by kind: %v, want 2 expansions and 2 contractions", kinds)
 	}
 	agentProc.stop()
+	prom.stop() // nothing else scrapes the template while it is measured
 	if left := lab.leftovers(t); len(left) > 0 {
 		t.Errorf("left after the contractions: %v", left)
 	}
@@ -449,7 +450,10 @@ node_api: {token_file: %q, timeout: 2s, port: 8080}
 
 	// Warm capacity: a live clone beside a cold one.
 	rows := warmCapacity(t, lab, lb)
-	t.Logf("warm capacity (each new VM and its template under one closed-loop client each, at once):\n%s", warmTable(rows))
+	t.Logf("warm capacity (each new VM and the template under one closed-loop client each, at once, their vCPUs sharing one core):\n%s", warmTable(rows))
+	for _, r := range rows {
+		t.Logf("answers a second in the %s's first %s: %v (the template's: %v)", r.vm, warmWindow, r.perSecond, r.templatePerSecond)
+	}
 	if live := rows[0]; live.share() < 0.9 {
 		t.Errorf("the live clone served %.0f %% of its template's requests in its first %s (want at least 90 %%)", 100*live.share(), warmWindow)
 	}
@@ -516,6 +520,9 @@ type warmRow struct {
 	cloneCall, api, join time.Duration // from the clone call
 	served, hits         int           // in the window
 	templateServed       int           // the template's, in the same window
+	// perSecond are the answers in each second of the window, the new
+	// VM's and the template's.
+	perSecond, templatePerSecond []int
 }
 
 func (r warmRow) rate() float64     { return float64(r.served) / warmWindow.Seconds() }
@@ -523,12 +530,14 @@ func (r warmRow) hitRatio() float64 { return float64(r.hits) / float64(max(r.ser
 func (r warmRow) share() float64    { return float64(r.served) / float64(max(r.templateServed, 1)) }
 
 // closedLoop is one client sending requests for the working set's keys
-// to addr, one after the other, until ctx ends: it counts the answers
-// and the cache hits among them.
-func closedLoop(ctx context.Context, addr string, seed int) (served, hits int) {
+// to addr, one after the other, until ctx ends: it counts the answers of
+// each second and the cache hits among them.
+func closedLoop(ctx context.Context, addr string, seed int) (perSecond []int, hits int) {
 	jar, _ := cookiejar.New(nil)
 	c := &http.Client{Jar: jar, Timeout: 10 * time.Second}
 	rnd := rand.New(rand.NewPCG(uint64(seed), 1))
+	perSecond = make([]int, int(warmWindow/time.Second))
+	began := time.Now()
 	for ctx.Err() == nil {
 		resp, err := c.Get(fmt.Sprintf("http://%s/work?key=w%d", addr, rnd.IntN(warmKeys)))
 		if err != nil {
@@ -537,24 +546,45 @@ func closedLoop(ctx context.Context, addr string, seed int) (served, hits int) {
 		_, _ = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 		if resp.StatusCode == http.StatusOK && ctx.Err() == nil {
-			served++
+			perSecond[min(int(time.Since(began)/time.Second), len(perSecond)-1)]++
 			if resp.Header.Get("X-Cache") == "hit" {
 				hits++
 			}
 		}
 	}
-	return served, hits
+	return perSecond, hits
 }
 
-// measure runs a closed loop on the new node and another on the template
-// for the window, at once, so that both meet the same machine.
+// measure runs, for the window, one closed-loop client on the new VM at
+// addr and another on the template, at once: each VM alone under its
+// client, both through the same seconds of the machine, whose speed
+// varies (a shared host's), their vCPUs sharing one core fairly (pinned
+// to it) while the clients and the rest run on the other.
 func (r *warmRow) measure(ctx context.Context, addr, template string) {
 	ctx, cancel := context.WithTimeout(ctx, warmWindow)
 	defer cancel()
+	var tmplPerSecond []int
 	var wg sync.WaitGroup
-	wg.Go(func() { r.served, r.hits = closedLoop(ctx, addr, 1) })
-	wg.Go(func() { r.templateServed, _ = closedLoop(ctx, template, 2) })
+	wg.Go(func() { r.perSecond, r.hits = closedLoop(ctx, addr, 1) })
+	wg.Go(func() { tmplPerSecond, _ = closedLoop(ctx, template, 2) })
 	wg.Wait()
+	for i := range r.perSecond {
+		r.served += r.perSecond[i]
+		r.templateServed += tmplPerSecond[i]
+	}
+	r.templatePerSecond = tmplPerSecond
+}
+
+// pin puts the domain's only vCPU on host core cpu.
+func (lab *qemuLab) pin(t *testing.T, name string, cpu uint) {
+	t.Helper()
+	dom, err := lab.raw.DomainLookupByName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lab.raw.DomainPinVcpu(dom, 0, []byte{1 << cpu}); err != nil {
+		t.Fatalf("pinning %s to core %d: %v", name, cpu, err)
+	}
 }
 
 // warmCapacity makes a live clone of the lab's template, then a cold one
@@ -582,6 +612,7 @@ func warmCapacity(t *testing.T, lab *qemuLab, lb *haproxytest.Instance) []warmRo
 		resp.Body.Close()
 	}
 	t.Logf("the template computed the working set of %d keys in %s", warmKeys, time.Since(began).Round(100*time.Millisecond))
+	lab.pin(t, lab.tmpl.Name, 1)
 
 	var rows []warmRow
 	for _, mode := range []string{libvirt.CloneModeLive, libvirt.CloneModeCold} {
@@ -635,6 +666,7 @@ func warmCapacity(t *testing.T, lab *qemuLab, lb *haproxytest.Instance) []warmRo
 			t.Fatal(err)
 		}
 		row.join = time.Since(began)
+		lab.pin(t, req.Name, 1)
 		row.measure(ctx, addr, template)
 		rows = append(rows, row)
 		if err := disp.Remove(ctx, req.Name); err != nil {

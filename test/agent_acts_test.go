@@ -96,68 +96,37 @@ node_api: {token_file: %q, timeout: 2s}
 		t.Fatal(err)
 	}
 
-	// world is the cluster as the registry, the hypervisor and HAProxy
-	// see it; it is settled when all three agree, with every node ready.
-	type world struct {
-		nodes, vms, servers []string
-		settled             bool
-	}
-	look := func() world {
-		var w world
-		ns, err := api.Nodes(t.Context(), "web")
-		if err != nil {
-			return w
-		}
-		ready := true
-		for _, n := range ns {
-			w.nodes = append(w.nodes, n.ID)
-			ready = ready && n.State == plan.NodeReady
-		}
+	running := func() []string {
+		var names []string
 		vms, _ := hv.List(t.Context())
 		for _, vm := range vms {
 			if vm.Running {
-				w.vms = append(w.vms, vm.Name)
+				names = append(names, vm.Name)
 			}
 		}
-		for _, line := range strings.Split(lb.Servers(t), "\n") {
-			if f := strings.Fields(line); len(f) > 3 && !strings.HasPrefix(line, "#") {
-				w.servers = append(w.servers, f[3])
-			}
-		}
-		for _, s := range [][]string{w.nodes, w.vms, w.servers} {
-			slices.Sort(s)
-		}
-		w.settled = ready && slices.Equal(w.nodes, w.vms) && slices.Equal(w.nodes, w.servers)
-		return w
+		return names
 	}
-	await := func(what string, within time.Duration, ok func(world) bool) world {
+	await := func(what string, within time.Duration, ok func(clusterView) bool) clusterView {
 		t.Helper()
-		var w world
-		for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
-			if w = look(); w.settled && ok(w) {
-				return w
-			}
-		}
-		t.Fatalf("not %s within %s: nodes %v, VMs %v, HAProxy %v", what, within, w.nodes, w.vms, w.servers)
-		return w
+		return awaitCluster(t, what, within, func() clusterView { return viewCluster(t, api, lb, running) }, ok, nil)
 	}
-	await("one node at first", 30*time.Second, func(w world) bool { return len(w.nodes) == 1 })
+	await("one node at first", 30*time.Second, func(c clusterView) bool { return len(c.ids) == 1 })
 
 	// Load: ~30 requests a second through HAProxy, three nodes' worth.
 	// Every request counts: one that fails is a client the cluster let
 	// down, whether the node, HAProxy or the network failed it.
 	busy := sendLoad(lb.Frontend, 3, 100*time.Millisecond)
 	t.Cleanup(busy.stop)
-	grown := await("grown to its max of 3", 90*time.Second, func(w world) bool { return len(w.nodes) == 3 })
+	grown := await("grown to its max of 3", 90*time.Second, func(c clusterView) bool { return len(c.ids) == 3 })
 	time.Sleep(2 * time.Second) // the clones take their share
 	busy.stop()
 	served, failed := busy.counts()
-	for _, id := range grown.nodes {
+	for _, id := range grown.ids {
 		if served[id] == 0 {
 			t.Errorf("node %s served nothing (served: %v)", id, served)
 		}
 	}
-	t.Logf("grown to %v; %v", grown.nodes, busy)
+	t.Logf("grown to %v; %v", grown.ids, busy)
 
 	recs, err := api.Decisions(t.Context(), "web", 1000)
 	if err != nil {
@@ -180,33 +149,20 @@ node_api: {token_file: %q, timeout: 2s}
 	// clones' VMs destroyed, while clients still come.
 	light := sendLoad(lb.Frontend, 1, 300*time.Millisecond)
 	t.Cleanup(light.stop)
-	shrunk := await("shrunk back to one node", 90*time.Second, func(w world) bool { return len(w.nodes) == 1 })
+	shrunk := await("shrunk back to one node", 90*time.Second, func(c clusterView) bool { return len(c.ids) == 1 })
 	light.stop()
 	_, failedLight := light.counts()
-	t.Logf("shrunk to %v; %v", shrunk.nodes, light)
+	t.Logf("shrunk to %v; %v", shrunk.ids, light)
 	for _, f := range append(busy.failures(), light.failures()...) {
 		t.Log("failed request: " + f)
 	}
 	if failed+failedLight != 0 {
 		t.Errorf("%d requests failed (%d growing, %d shrinking), want none", failed+failedLight, failed, failedLight)
 	}
-	if !slices.Equal(shrunk.nodes, []string{"web-1"}) {
-		t.Errorf("the node left is %v, want web-1 (never a template's original)", shrunk.nodes)
+	if !slices.Equal(shrunk.ids, []string{"web-1"}) {
+		t.Errorf("the node left is %v, want web-1 (never a template's original)", shrunk.ids)
 	}
-	ops, err := api.Operations(t.Context(), "web", 1000)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kinds := map[plan.OpKind]int{}
-	for _, op := range ops {
-		if op.Status != plan.OpDone {
-			t.Errorf("operation %s (%s) ended %s at %s: %s", op.ID, op.Kind, op.Status, op.Step, op.Error)
-		}
-		kinds[op.Kind]++
-	}
-	if kinds[plan.OpExpand] != 2 || kinds[plan.OpContract] != 2 {
-		t.Errorf("operations by kind: %v, want 2 expansions and 2 contractions", kinds)
-	}
+	allDone(t, api, "web", 2, 2)
 }
 
 // sessionless is clients sending GET /work through HAProxy, each request
@@ -295,4 +251,78 @@ func (l *sessionless) failures() []string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return slices.Clone(l.failed)
+}
+
+// allDone checks that every operation of the cluster ended done, and
+// that they were so many expansions and contractions.
+func allDone(t *testing.T, api *client.Client, cluster string, expansions, contractions int) {
+	t.Helper()
+	ops, err := api.Operations(t.Context(), cluster, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[plan.OpKind]int{}
+	for _, op := range ops {
+		if op.Status != plan.OpDone {
+			t.Errorf("operation %s (%s) ended %s at %s: %s", op.ID, op.Kind, op.Status, op.Step, op.Error)
+		}
+		kinds[op.Kind]++
+	}
+	if kinds[plan.OpExpand] != expansions || kinds[plan.OpContract] != contractions {
+		t.Errorf("operations by kind: %v, want %d expansions and %d contractions", kinds, expansions, contractions)
+	}
+}
+
+// clusterView is a cluster as the agent's registry, the hypervisor and
+// HAProxy see it: settled when the three agree, with every node ready.
+type clusterView struct {
+	nodes             []plan.Node
+	ids, vms, servers []string // sorted
+	settled           bool
+}
+
+// viewCluster reads cluster web from the agent, HAProxy's backend app and
+// running (the hypervisor's running VMs).
+func viewCluster(t *testing.T, api *client.Client, lb *haproxytest.Instance, running func() []string) clusterView {
+	t.Helper()
+	var c clusterView
+	ns, err := api.Nodes(t.Context(), "web")
+	if err != nil {
+		return c
+	}
+	ready := true
+	for _, n := range ns {
+		c.nodes = append(c.nodes, n)
+		c.ids = append(c.ids, n.ID)
+		ready = ready && n.State == plan.NodeReady
+	}
+	c.vms = running()
+	for _, line := range strings.Split(lb.Servers(t), "\n") {
+		if f := strings.Fields(line); len(f) > 3 && !strings.HasPrefix(line, "#") {
+			c.servers = append(c.servers, f[3])
+		}
+	}
+	for _, s := range [][]string{c.ids, c.vms, c.servers} {
+		slices.Sort(s)
+	}
+	c.settled = ready && slices.Equal(c.ids, c.vms) && slices.Equal(c.ids, c.servers)
+	return c
+}
+
+// awaitCluster polls view until the cluster is settled and ok, and fails
+// the test after within, with what it saw and what more says.
+func awaitCluster(t *testing.T, what string, within time.Duration, view func() clusterView, ok func(clusterView) bool, more func() string) clusterView {
+	t.Helper()
+	var c clusterView
+	for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+		if c = view(); c.settled && ok(c) {
+			return c
+		}
+	}
+	extra := ""
+	if more != nil {
+		extra = "\n" + more()
+	}
+	t.Fatalf("not %s within %s: nodes %v, VMs %v, HAProxy %v%s", what, within, c.ids, c.vms, c.servers, extra)
+	return c
 }

@@ -7,7 +7,6 @@ package test
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -96,21 +95,7 @@ func newWorld(t *testing.T) *world {
 // counts the answers by the node that served them.
 func (w *world) work(t *testing.T, n int) map[string]int {
 	t.Helper()
-	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
-	by := map[string]int{}
-	for i := range n {
-		resp, err := c.Get(fmt.Sprintf("%s/work?key=k%d", w.frontend, i%20))
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("work through HAProxy: %s", resp.Status)
-		}
-		by[resp.Header.Get("X-Node-ID")]++
-	}
-	return by
+	return workThrough(t, w.frontend, n)
 }
 
 // knob is a metrics source whose utilization the test sets; the rest of

@@ -36,7 +36,6 @@ import (
 	"github.com/mitosis-autoscaler/mitosis/internal/netnstest"
 	"github.com/mitosis-autoscaler/mitosis/internal/testenv"
 	"github.com/mitosis-autoscaler/mitosis/node"
-	"github.com/mitosis-autoscaler/mitosis/plan"
 )
 
 // The guests' network, inside the test's namespace.
@@ -318,54 +317,17 @@ node_api: {token_file: %q, timeout: 2s, port: 8080}
 		t.Fatal(err)
 	}
 
-	// The cluster as the registry, libvirt and HAProxy see it: settled
-	// when the three agree, with every node ready.
-	type cluster struct {
-		nodes        []plan.Node
-		ids, servers []string
-		domains      []string
-		settled      bool
-	}
-	look := func() cluster {
-		var c cluster
-		ns, err := api.Nodes(t.Context(), "web")
-		if err != nil {
-			return c
-		}
-		ready := true
-		for _, n := range ns {
-			c.nodes = append(c.nodes, n)
-			c.ids = append(c.ids, n.ID)
-			ready = ready && n.State == plan.NodeReady
-		}
-		c.domains = lab.domains(t)
-		for _, line := range strings.Split(lb.Servers(t), "\n") {
-			if f := strings.Fields(line); len(f) > 3 && !strings.HasPrefix(line, "#") {
-				c.servers = append(c.servers, f[3])
-			}
-		}
-		slices.Sort(c.ids)
-		slices.Sort(c.servers)
-		c.settled = ready && slices.Equal(c.ids, c.domains) && slices.Equal(c.ids, c.servers)
-		return c
-	}
-	await := func(what string, within time.Duration, ok func(cluster) bool) cluster {
+	await := func(what string, within time.Duration, ok func(clusterView) bool) clusterView {
 		t.Helper()
-		var c cluster
-		for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
-			if c = look(); c.settled && ok(c) {
-				return c
-			}
-		}
-		t.Fatalf("not %s within %s: nodes %v, domains %v, HAProxy %v\nagent log:\n%s", what, within, c.ids, c.domains, c.servers, tailString(agentProc.output(), 6000))
-		return c
+		return awaitCluster(t, what, within, func() clusterView { return viewCluster(t, api, lb, func() []string { return lab.domains(t) }) }, ok,
+			func() string { return "agent log:\n" + tailString(agentProc.output(), 6000) })
 	}
-	await("one node at first", 30*time.Second, func(c cluster) bool { return len(c.ids) == 1 })
+	await("one node at first", 30*time.Second, func(c clusterView) bool { return len(c.ids) == 1 })
 
 	// Load through HAProxy: three clients, five requests a session.
 	began := time.Now()
 	ld := startLoad(t, lb.Frontend, 3, 5)
-	grown := await("grown to its max of 3 by live clones", 4*time.Minute, func(c cluster) bool { return len(c.ids) == 3 })
+	grown := await("grown to its max of 3 by live clones", 4*time.Minute, func(c clusterView) bool { return len(c.ids) == 3 })
 	t.Logf("grown to %v in %s", grown.ids, time.Since(began).Round(time.Second))
 	time.Sleep(3 * time.Second) // the clones take their share
 	ld.halt()
@@ -408,24 +370,11 @@ node_api: {token_file: %q, timeout: 2s, port: 8080}
 	}
 
 	// No load: back to web-1 alone, the clones' VMs and files gone.
-	shrunk := await("shrunk back to web-1", 3*time.Minute, func(c cluster) bool { return len(c.ids) == 1 })
+	shrunk := await("shrunk back to web-1", 3*time.Minute, func(c clusterView) bool { return len(c.ids) == 1 })
 	if !slices.Equal(shrunk.ids, []string{"web-1"}) {
 		t.Errorf("the node left is %v, want web-1", shrunk.ids)
 	}
-	ops, err := api.Operations(t.Context(), "web", 1000)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kinds := map[plan.OpKind]int{}
-	for _, op := range ops {
-		if op.Status != plan.OpDone {
-			t.Errorf("operation %s (%s) ended %s at %s: %s", op.ID, op.Kind, op.Status, op.Step, op.Error)
-		}
-		kinds[op.Kind]++
-	}
-	if kinds[plan.OpExpand] != 2 || kinds[plan.OpContract] != 2 {
-		t.Errorf("operations by kind: %v, want 2 expansions and 2 contractions", kinds)
-	}
+	allDone(t, api, "web", 2, 2)
 	agentProc.stop()
 	prom.stop() // nothing else scrapes the template while it is measured
 	if left := lab.leftovers(t); len(left) > 0 {

@@ -281,7 +281,6 @@ type Guest struct {
 func PrepareGuest(t testing.TB, d *Daemon, name string) Guest {
 	t.Helper()
 	RequireQEMU(t)
-	kernel := Kernel(t)
 	g := Guest{
 		Name:   name,
 		Kernel: filepath.Join(d.Dir, "vmlinuz"),
@@ -290,40 +289,54 @@ func PrepareGuest(t testing.TB, d *Daemon, name string) Guest {
 		Log:    filepath.Join(d.Dir, name+".log"),
 		Images: filepath.Join(d.Dir, "images"),
 	}
-	if err := os.Mkdir(g.Images, 0o755); err != nil {
+	g.prepare(t, d, Kernel(t), func(path string) { WriteInitrd(t, path) })
+	return g
+}
+
+// prepare makes g's files: a copy of kernel (the guests' user reads it
+// from the daemon's directory), the initramfs that initrd writes, an
+// empty 16 MiB qcow2 disk and the image directory, all the guests' user's.
+func (g Guest) prepare(t testing.TB, d *Daemon, kernel string, initrd func(path string)) {
+	t.Helper()
+	if err := os.MkdirAll(g.Images, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	// The guests' user reads the kernel from the daemon's directory.
-	b, err := os.ReadFile(kernel)
-	if err != nil {
+	if err := os.WriteFile(g.Kernel, readFile(t, kernel), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(g.Kernel, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	WriteInitrd(t, g.Initrd)
+	initrd(g.Initrd)
 	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", g.Disk, "16M").CombinedOutput(); err != nil {
 		t.Fatalf("qemu-img: %v: %s", err, out)
 	}
 	for _, p := range []string{g.Images, g.Kernel, g.Initrd, g.Disk} {
 		d.Chown(t, p)
 	}
-	return g
 }
 
 // XML is the guest's domain: 128 MiB, one vCPU under TCG with a 32 MiB
 // translation cache, one virtio disk, one user-mode NIC, the serial
 // console to Log.
 func (g Guest) XML() string {
+	return g.domain("", 128, "console=ttyS0 quiet panic=-1", "<interface type='user'><model type='virtio'/></interface>")
+}
+
+// domain is a guest's domain XML: memory MiB, one vCPU under TCG with a
+// 32 MiB translation cache, the kernel booted with cmdline, one virtio
+// disk, the devices given, the serial console to Log. An empty uuid is
+// libvirt's to choose.
+func (g Guest) domain(uuid string, memory int, cmdline, devices string) string {
+	if uuid != "" {
+		uuid = "\n  <uuid>" + uuid + "</uuid>"
+	}
 	return fmt.Sprintf(`<domain type='qemu'>
-  <name>%s</name>
-  <memory unit='MiB'>128</memory>
+  <name>%s</name>%s
+  <memory unit='MiB'>%d</memory>
   <vcpu>1</vcpu>
   <os>
     <type arch='x86_64' machine='pc'>hvm</type>
     <kernel>%s</kernel>
     <initrd>%s</initrd>
-    <cmdline>console=ttyS0 quiet panic=-1</cmdline>
+    <cmdline>%s</cmdline>
   </os>
   <features><acpi/><tcg><tb-cache unit='MiB'>32</tb-cache></tcg></features>
   <cpu mode='custom'><model>qemu64</model></cpu>
@@ -331,25 +344,31 @@ func (g Guest) XML() string {
   <devices>
     <emulator>/usr/bin/qemu-system-x86_64</emulator>
     <disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='%s'/><target dev='vda' bus='virtio'/></disk>
-    <interface type='user'><model type='virtio'/></interface>
+    %s
     <serial type='file'><source path='%s'/></serial>
     <memballoon model='none'/>
   </devices>
-</domain>`, g.Name, g.Kernel, g.Initrd, g.Disk, g.Log)
+</domain>`, g.Name, uuid, memory, g.Kernel, g.Initrd, cmdline, g.Disk, devices, g.Log)
 }
 
 // Boot defines and starts the guest on l and returns once it counts.
 func (g Guest) Boot(t testing.TB, l *lv.Libvirt) {
 	t.Helper()
-	dom, err := l.DomainDefineXML(g.XML())
+	g.start(t, l, g.XML())
+	if _, err := WaitCounter(g.Log, 1, 60*time.Second); err != nil {
+		t.Fatalf("guest %s: %v", g.Name, err)
+	}
+}
+
+// start defines the guest's domain from x and starts it.
+func (g Guest) start(t testing.TB, l *lv.Libvirt, x string) {
+	t.Helper()
+	dom, err := l.DomainDefineXML(x)
 	if err != nil {
 		t.Fatalf("defining %s: %v", g.Name, err)
 	}
 	if err := l.DomainCreate(dom); err != nil {
 		t.Fatalf("starting %s: %v", g.Name, err)
-	}
-	if _, err := WaitCounter(g.Log, 1, 60*time.Second); err != nil {
-		t.Fatalf("guest %s: %v", g.Name, err)
 	}
 }
 

@@ -115,14 +115,9 @@ poweroff -f
 
 // NodeGuest is a template guest running the reference node.
 type NodeGuest struct {
-	Name   string // the domain's, and the node id
+	Guest
 	UUID   string // the domain's, given so the guest knows its own
 	Bridge string // the bridge its NIC is on
-	Kernel string
-	Initrd string
-	Disk   string // an empty 16 MiB qcow2
-	Log    string // its serial console
-	Images string // an empty directory for libvirt.Config.ImageDir
 }
 
 // PrepareNodeGuest makes the files of a node guest named name, on bridge,
@@ -133,26 +128,18 @@ func PrepareNodeGuest(t testing.TB, d *Daemon, name, bridge, demoNode, token str
 	RequireQEMU(t)
 	k := kernelFiles(t)
 	g := NodeGuest{
-		Name:   name,
+		Guest: Guest{
+			Name:   name,
+			Kernel: filepath.Join(d.Dir, "vmlinuz"),
+			Initrd: filepath.Join(d.Dir, "node-initrd"),
+			Disk:   filepath.Join(d.Dir, name+".qcow2"),
+			Log:    filepath.Join(d.Dir, name+".log"),
+			Images: filepath.Join(d.Dir, "images"),
+		},
 		UUID:   newUUID(t),
 		Bridge: bridge,
-		Kernel: filepath.Join(d.Dir, "vmlinuz"),
-		Initrd: filepath.Join(d.Dir, "node-initrd"),
-		Disk:   filepath.Join(d.Dir, name+".qcow2"),
-		Log:    filepath.Join(d.Dir, name+".log"),
-		Images: filepath.Join(d.Dir, "images"),
 	}
-	if err := os.MkdirAll(g.Images, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	copyFile(t, k.vmlinuz, g.Kernel)
-	writeNodeInitrd(t, g.Initrd, k.modules, demoNode, token)
-	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", g.Disk, "16M").CombinedOutput(); err != nil {
-		t.Fatalf("qemu-img: %v: %s", err, out)
-	}
-	for _, p := range []string{g.Images, g.Kernel, g.Initrd, g.Disk} {
-		d.Chown(t, p)
-	}
+	g.prepare(t, d, k.vmlinuz, func(path string) { writeNodeInitrd(t, path, k.modules, demoNode, token) })
 	return g
 }
 
@@ -206,46 +193,20 @@ func sharedLibraries(t testing.TB, bin string) []string {
 	return libs
 }
 
-// XML is the guest's domain: 192 MiB, one vCPU under TCG with a 32 MiB
-// translation cache, one virtio disk, a virtio NIC on the bridge, the
-// guest agent's channel, the serial console to Log.
+// XML is the guest's domain: 192 MiB, a virtio NIC on the bridge and
+// the guest agent's channel besides what every test guest has.
 func (g NodeGuest) XML() string {
-	return fmt.Sprintf(`<domain type='qemu'>
-  <name>%s</name>
-  <uuid>%s</uuid>
-  <memory unit='MiB'>192</memory>
-  <vcpu>1</vcpu>
-  <os>
-    <type arch='x86_64' machine='pc'>hvm</type>
-    <kernel>%s</kernel>
-    <initrd>%s</initrd>
-    <cmdline>console=ttyS0 quiet panic=-1 mitosis.node=%s mitosis.uuid=%s</cmdline>
-  </os>
-  <features><acpi/><tcg><tb-cache unit='MiB'>32</tb-cache></tcg></features>
-  <cpu mode='custom'><model>qemu64</model></cpu>
-  <on_poweroff>destroy</on_poweroff><on_reboot>destroy</on_reboot><on_crash>destroy</on_crash>
-  <devices>
-    <emulator>/usr/bin/qemu-system-x86_64</emulator>
-    <disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='%s'/><target dev='vda' bus='virtio'/></disk>
-    <interface type='bridge'><source bridge='%s'/><model type='virtio'/></interface>
-    <channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>
-    <serial type='file'><source path='%s'/></serial>
-    <memballoon model='none'/>
-  </devices>
-</domain>`, g.Name, g.UUID, g.Kernel, g.Initrd, g.Name, g.UUID, g.Disk, g.Bridge, g.Log)
+	cmdline := fmt.Sprintf("console=ttyS0 quiet panic=-1 mitosis.node=%s mitosis.uuid=%s", g.Name, g.UUID)
+	return g.domain(g.UUID, 192, cmdline, fmt.Sprintf(
+		"<interface type='bridge'><source bridge='%s'/><model type='virtio'/></interface>\n    "+
+			"<channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>", g.Bridge))
 }
 
 // Boot defines and starts the guest on l and returns once its node has
 // leased an address and said so on its console: the address.
 func (g NodeGuest) Boot(t testing.TB, l *lv.Libvirt) string {
 	t.Helper()
-	dom, err := l.DomainDefineXML(g.XML())
-	if err != nil {
-		t.Fatalf("defining %s: %v", g.Name, err)
-	}
-	if err := l.DomainCreate(dom); err != nil {
-		t.Fatalf("starting %s: %v", g.Name, err)
-	}
+	g.start(t, l, g.XML())
 	ip, err := WaitLease(g.Log, 90*time.Second)
 	if err != nil {
 		t.Fatalf("guest %s: %v", g.Name, err)
@@ -286,11 +247,4 @@ func readFile(t testing.TB, path string) []byte {
 		t.Fatal(err)
 	}
 	return b
-}
-
-func copyFile(t testing.TB, from, to string) {
-	t.Helper()
-	if err := os.WriteFile(to, readFile(t, from), 0o644); err != nil {
-		t.Fatal(err)
-	}
 }

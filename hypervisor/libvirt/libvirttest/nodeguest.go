@@ -78,7 +78,8 @@ dhcp
 (
 	had=0
 	while true; do
-		if [ "$(cat /sys/class/net/eth0/carrier 2>/dev/null)" = 1 ]; then had=1
+		read -r c < /sys/class/net/eth0/carrier 2>/dev/null || c=
+		if [ "$c" = 1 ]; then had=1
 		elif [ $had = 1 ]; then had=0; reprobe
 		fi
 		usleep 100000

@@ -12,18 +12,10 @@ import (
 
 // weekLoad is the first week of July 1998 from the WorldCup98 trace (its
 // peak, 229,426 requests in the minute of 21:41 on 7 July, included),
-// scaled ×2.6 so that the peak needs ~100 nodes; without the trace
-// (outside CI), a synthetic diurnal week of the same peak.
+// scaled ×2.6 so that the peak needs ~100 nodes.
 func weekLoad(b *testing.B) (*Workload, float64) {
-	if w := loadWorldCup(b); w != nil {
-		start := time.Date(1998, 7, 1, 0, 0, 0, 0, time.UTC)
-		return w.Slice(start, start.Add(7*24*time.Hour)), 2.6
-	}
-	w, err := Synthetic(Diurnal, SyntheticParams{BaseRPS: 500, PeakRPS: 9900}, 7*24*time.Hour, 1)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return w, 1
+	start := time.Date(1998, 7, 1, 0, 0, 0, 0, time.UTC)
+	return openWorldCup(b).Slice(start, start.Add(7*24*time.Hour)), 2.6
 }
 
 // BenchmarkSimulateWeek simulates a week at 5 s steps, ticking the real

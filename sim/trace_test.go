@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"compress/gzip"
 	"errors"
 	"math"
 	"os"
@@ -214,35 +215,25 @@ func TestReadTraceRejectsOverlongLines(t *testing.T) {
 	}
 }
 
-// worldCupPath is the shared WorldCup98 trace (never copied into the
-// repository).
-const worldCupPath = "../../shared/data/worldcup98-requests-per-minute.csv"
+// worldCupPath is the WorldCup98 trace, gzipped (testdata/README.md
+// says where it comes from and under which licence).
+const worldCupPath = "testdata/worldcup98-requests-per-minute.csv.gz"
 
-// loadWorldCup reads the WorldCup98 trace, or returns nil when it is not
-// there; under CI a missing trace fails the test.
-func loadWorldCup(tb testing.TB) *Workload {
+// openWorldCup reads the WorldCup98 trace.
+func openWorldCup(tb testing.TB) *Workload {
 	tb.Helper()
 	f, err := os.Open(worldCupPath)
 	if err != nil {
-		if os.Getenv("CI") == "true" {
-			tb.Fatalf("the WorldCup98 trace is needed under CI: %v", err)
-		}
-		return nil
-	}
-	defer f.Close()
-	w, err := ReadTrace(f, filepath.Base(worldCupPath), TraceOptions{})
-	if err != nil {
 		tb.Fatal(err)
 	}
-	return w
-}
-
-// openWorldCup is loadWorldCup for tests that cannot do without it.
-func openWorldCup(tb testing.TB) *Workload {
-	tb.Helper()
-	w := loadWorldCup(tb)
-	if w == nil {
-		tb.Skipf("the WorldCup98 trace is not at %s", worldCupPath)
+	defer f.Close()
+	z, err := gzip.NewReader(f)
+	if err != nil {
+		tb.Fatalf("%s: %v", worldCupPath, err)
+	}
+	w, err := ReadTrace(z, strings.TrimSuffix(filepath.Base(worldCupPath), ".gz"), TraceOptions{})
+	if err != nil {
+		tb.Fatal(err)
 	}
 	return w
 }

@@ -2,6 +2,7 @@ package test
 
 import (
 	"bufio"
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -20,28 +21,26 @@ import (
 	"github.com/mitosis-autoscaler/mitosis/sim"
 )
 
-// backtestLoad is two days of requests per minute: a slice of the 1998
-// World Cup trace when the shared copy is there, else a synthetic day
-// and night, twice.
+// backtestLoad is two days of requests per minute: 24 and 25 June 1998
+// of the World Cup trace (sim/testdata), four matches a day, sharp rises
+// at kick-off.
 func backtestLoad(t *testing.T) *sim.Workload {
 	t.Helper()
-	const days = 2 * 24 * time.Hour
-	if fh, err := os.Open("../../shared/data/worldcup98-requests-per-minute.csv"); err == nil {
-		defer fh.Close()
-		w, err := sim.ReadTrace(fh, "worldcup98", sim.TraceOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		// 24 and 25 June 1998: four matches a day, sharp rises at kick-off.
-		from := time.Date(1998, 6, 24, 0, 0, 0, 0, time.UTC)
-		return w.Slice(from, from.Add(days))
-	}
-	t.Log("the World Cup trace is not in ../shared/data: a synthetic diurnal load instead")
-	w, err := sim.Synthetic("diurnal", sim.DefaultFileConfig().Simulation.Synthetic, days, 1)
+	fh, err := os.Open("../sim/testdata/worldcup98-requests-per-minute.csv.gz")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return w
+	defer fh.Close()
+	z, err := gzip.NewReader(fh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := sim.ReadTrace(z, "worldcup98", sim.TraceOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	from := time.Date(1998, 6, 24, 0, 0, 0, 0, time.UTC)
+	return w.Slice(from, from.Add(2*24*time.Hour))
 }
 
 // TestBacktestOnARealPrometheus writes a trace as the counter a server

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -309,7 +310,15 @@ func simWorkload(ctx context.Context, f simulateFlags, fc sim.FileConfig) (*sim.
 			return nil, err
 		}
 		defer fh.Close()
-		w, err := sim.ReadTrace(fh, f.trace, sim.TraceOptions{Step: f.step, MinStep: fc.Simulation.Step.Duration, Scale: f.scale})
+		var r io.Reader = fh
+		if strings.HasSuffix(f.trace, ".gz") { // traces are big: gzipped as they are kept
+			z, err := gzip.NewReader(fh)
+			if err != nil {
+				return nil, fmt.Errorf("--trace %s: %w", f.trace, err)
+			}
+			r = z
+		}
+		w, err := sim.ReadTrace(r, f.trace, sim.TraceOptions{Step: f.step, MinStep: fc.Simulation.Step.Duration, Scale: f.scale})
 		if err != nil {
 			return nil, err
 		}

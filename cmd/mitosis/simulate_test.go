@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"compress/gzip"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -228,6 +229,24 @@ func TestSimulateReadsATraceOfBareNumbers(t *testing.T) {
 	}
 	if !strings.Contains(stdout, "60.0 min") {
 		t.Errorf("an hour of trace was not simulated:\n%s", stdout)
+	}
+}
+
+// A trace ending in .gz is read through gzip; one that is not gzip is an
+// error naming the file.
+func TestSimulateReadsAGzippedTrace(t *testing.T) {
+	var b bytes.Buffer
+	z := gzip.NewWriter(&b)
+	_, _ = z.Write([]byte(strings.Repeat("3000 4000 5000 30000\n", 15)))
+	_ = z.Close()
+	trace := writeTemp(t, "n.txt.gz", b.String())
+	stdout, code, err := runCLI(t, "simulate", "--trace", trace, "--step", "1m", "--out", t.TempDir())
+	if code != 0 || !strings.Contains(stdout, "60.0 min") {
+		t.Fatalf("exit %d (%v); an hour of trace was not simulated:\n%s", code, err, stdout)
+	}
+	bad := writeTemp(t, "plain.csv.gz", "3000 4000\n")
+	if _, code, err := runCLI(t, "simulate", "--trace", bad, "--step", "1m", "--out", t.TempDir()); code == 0 || err == nil || !strings.Contains(err.Error(), "plain.csv.gz") {
+		t.Errorf("a .gz trace that is not gzip: exit %d, %v; want an error naming it", code, err)
 	}
 }
 

@@ -66,6 +66,13 @@ func newAPIRigOn(t *testing.T, file string) *apiRig {
 
 func (rig *apiRig) do(t *testing.T, method, path string, role Role, body string) (int, []byte) {
 	t.Helper()
+	code, _, b := rig.call(t, method, path, role, body)
+	return code, b
+}
+
+// call is do with the answer's headers.
+func (rig *apiRig) call(t *testing.T, method, path string, role Role, body string) (int, http.Header, []byte) {
+	t.Helper()
 	req, _ := http.NewRequest(method, rig.srv.URL+path, strings.NewReader(body))
 	if role != RoleNone {
 		req.Header.Set("Authorization", "Bearer "+rig.tokens[role])
@@ -77,7 +84,7 @@ func (rig *apiRig) do(t *testing.T, method, path string, role Role, body string)
 	defer resp.Body.Close()
 	var b bytes.Buffer
 	_, _ = b.ReadFrom(resp.Body)
-	return resp.StatusCode, b.Bytes()
+	return resp.StatusCode, resp.Header, b.Bytes()
 }
 
 // Every endpoint against every role: a request without a token is
@@ -309,16 +316,7 @@ func TestTargetsAreTheNodesForPrometheus(t *testing.T) {
 	rig := newAPIRigOn(t, twoClusters)
 	get := func(path string) (int, http.Header, []byte) {
 		t.Helper()
-		req, _ := http.NewRequest(http.MethodGet, rig.srv.URL+path, nil)
-		req.Header.Set("Authorization", "Bearer "+rig.tokens[RoleRead])
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var b bytes.Buffer
-		_, _ = b.ReadFrom(resp.Body)
-		return resp.StatusCode, resp.Header, b.Bytes()
+		return rig.call(t, http.MethodGet, path, RoleRead, "")
 	}
 
 	// Nothing registered: [], as Prometheus's HTTP SD asks for no targets.

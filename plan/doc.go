@@ -10,7 +10,9 @@
 // The guardrails below hold whatever the policy says:
 //
 //   - the projected size stays within [Min, Max] and never below one node;
-//   - separate scale-up and scale-down cooldowns;
+//   - a scale-up cooldown from the last clone's join (capacity the metrics
+//     already see), and a scale-down cooldown from the last decision;
+//   - growth: clones in flight at most (MaxGrowth-1) times the ready nodes;
 //   - a scale-down stabilization window: contract only if contraction was
 //     wanted on every tick of the window, and then only as far as the
 //     most conservative recommendation in it (as Kubernetes' HPA does);

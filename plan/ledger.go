@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 )
 
 // DecisionHistory is how many decisions a Ledger keeps per cluster (it
@@ -125,6 +126,9 @@ func (l *Ledger) Decisions(cluster string, limit int) []DecisionRecord {
 // cluster's scaling state and the operations the decision starts, all at
 // once. An operation id that exists already, or twice among ops, is an
 // error and nothing is recorded. It returns the record as stored.
+//
+// scaling was computed from an earlier read, so its LastJoin may predate
+// a join committed since: the later of the two is kept.
 func (l *Ledger) Decide(rec DecisionRecord, scaling ScalingState, ops []Operation) (DecisionRecord, error) {
 	l.init()
 	seen := make(map[string]bool, len(ops))
@@ -145,7 +149,11 @@ func (l *Ledger) Decide(rec DecisionRecord, scaling ScalingState, ops []Operatio
 		d = slices.Delete(d, 0, len(d)-DecisionHistory)
 	}
 	l.decisions[rec.Cluster] = d
-	l.scaling[rec.Cluster] = CloneScalingState(scaling)
+	scaling = CloneScalingState(scaling)
+	if joined := l.scaling[rec.Cluster].LastJoin; joined.After(scaling.LastJoin) {
+		scaling.LastJoin = joined
+	}
+	l.scaling[rec.Cluster] = scaling
 	for _, op := range ops {
 		l.ops[op.ID] = CloneOperation(op)
 		l.opOrder = append(l.opOrder, op.ID)
@@ -183,8 +191,21 @@ func (l *Ledger) Transition(id string, t Transition) (Operation, error) {
 	if op.Status == OpDone {
 		l.estimates[op.Cluster] = Learn(l.estimates[op.Cluster], op)
 	}
+	if op.Status == OpDone && op.Kind == OpExpand {
+		l.joined(op.Cluster, t.At)
+	}
 	l.forgetFinished()
 	return CloneOperation(op), nil
+}
+
+// joined records that a clone of cluster joined at; LastJoin never moves
+// back, whatever order joins are committed in.
+func (l *Ledger) joined(cluster string, at time.Time) {
+	s := l.scaling[cluster]
+	if at.After(s.LastJoin) {
+		s.LastJoin = at
+		l.scaling[cluster] = s
+	}
 }
 
 // PutNode registers or updates a node; it needs an id and a cluster.

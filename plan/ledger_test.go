@@ -148,3 +148,79 @@ func TestLedgerCloneIsIndependent(t *testing.T) {
 		t.Error("changing the clone changed the original")
 	}
 }
+
+// The scale-up cooldown runs from LastJoin, so the ledger must record a
+// join when it commits it and never lose it to a Decide whose scaling
+// state was computed before the join.
+func TestLedgerRecordsTheLastJoin(t *testing.T) {
+	l := plan.NewLedger()
+	start := func(id, cluster string, kind plan.OpKind) {
+		t.Helper()
+		op := plan.Operation{ID: id, Kind: kind, Cluster: cluster, Status: plan.OpRunning, Step: "run", CreatedAt: t0, StepAt: t0}
+		rec := plan.DecisionRecord{Cluster: cluster, At: t0, Operations: []string{id}}
+		if _, err := l.Decide(rec, plan.ScalingState{LastExpand: t0}, []plan.Operation{op}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	finish := func(id string, status plan.OpStatus, at time.Time) {
+		t.Helper()
+		if _, err := l.Transition(id, plan.Transition{From: "run", To: "end", Status: status, At: at}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lastJoin := func(cluster string) time.Time { return l.State(cluster).Scaling.LastJoin }
+	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
+
+	start("e1", "web", plan.OpExpand)
+	start("e2", "web", plan.OpExpand)
+	start("e3", "web", plan.OpExpand)
+	start("c1", "web", plan.OpContract)
+	start("x1", "db", plan.OpExpand)
+
+	finish("e1", plan.OpCompensated, at(5))
+	finish("c1", plan.OpDone, at(6))
+	if j := lastJoin("web"); !j.IsZero() {
+		t.Fatalf("a compensated clone or a done contraction set LastJoin to %s", j)
+	}
+	finish("e2", plan.OpDone, at(10))
+	if j := lastJoin("web"); !j.Equal(at(10)) {
+		t.Fatalf("LastJoin = %s after a clone joined at %s", j, at(10))
+	}
+	if j := lastJoin("db"); !j.IsZero() {
+		t.Fatalf("a join in web set db's LastJoin to %s", j)
+	}
+	finish("e3", plan.OpDone, at(8)) // committed later, stamped earlier
+	if j := lastJoin("web"); !j.Equal(at(10)) {
+		t.Fatalf("LastJoin moved back to %s", j)
+	}
+
+	// A decision computed from a read before the join keeps the join.
+	stale := plan.ScalingState{LastExpand: at(12), LastJoin: at(1)}
+	if _, err := l.Decide(plan.DecisionRecord{Cluster: "web", At: at(12)}, stale, nil); err != nil {
+		t.Fatal(err)
+	}
+	if s := l.State("web").Scaling; !s.LastJoin.Equal(at(10)) || !s.LastExpand.Equal(at(12)) {
+		t.Fatalf("after a stale Decide: LastJoin %s (want %s), LastExpand %s (want %s)", s.LastJoin, at(10), s.LastExpand, at(12))
+	}
+	// One that knows of a later join takes it.
+	if _, err := l.Decide(plan.DecisionRecord{Cluster: "web", At: at(20)}, plan.ScalingState{LastJoin: at(15)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if j := lastJoin("web"); !j.Equal(at(15)) {
+		t.Fatalf("LastJoin = %s, want the later %s", j, at(15))
+	}
+
+	// Snapshots and clones carry it.
+	var restored plan.Ledger
+	if err := json.Unmarshal(marshal(t, l), &restored); err != nil {
+		t.Fatal(err)
+	}
+	for name, c := range map[string]*plan.Ledger{"restored": &restored, "clone": l.Clone()} {
+		if j := c.State("web").Scaling.LastJoin; !j.Equal(at(15)) {
+			t.Errorf("%s ledger: LastJoin = %s, want %s", name, j, at(15))
+		}
+	}
+	if !bytes.Contains(marshal(t, l), []byte(`"last_join":"`+at(15).Format(time.RFC3339)+`"`)) {
+		t.Errorf("the snapshot does not hold last_join: %s", marshal(t, l))
+	}
+}

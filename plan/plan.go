@@ -2,6 +2,7 @@ package plan
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"time"
 )
@@ -20,9 +21,10 @@ type Input struct {
 	Decision   Decision
 	// Manual marks an operator's selection (mitosis clone NODE, mitosis
 	// detach NODE): the guardrails of time and data (metrics, cooldowns,
-	// the stabilization window) do not apply to it, and it is not a wish
-	// the stabilization window remembers; those of size, budgets, host
-	// capacity, eligible templates and protected nodes all do.
+	// the stabilization window) and the growth guardrail (an operator's
+	// clone is one node, asked for on purpose) do not apply to it, and it
+	// is not a wish the stabilization window remembers; those of size,
+	// budgets, host capacity, eligible templates and protected nodes all do.
 	Manual bool
 }
 
@@ -40,6 +42,7 @@ const (
 	CodeTemplateBudget     Code = "template_budget"
 	CodeHostBudget         Code = "host_budget"
 	CodeHostFull           Code = "host_full"
+	CodeGrowth             Code = "growth"
 	CodeIneligibleTemplate Code = "ineligible_template"
 	CodeProtectedNode      Code = "protected_node"
 	CodeNotEnoughVictims   Code = "not_enough_victims"
@@ -124,6 +127,9 @@ type view struct {
 	// in flight per template and per host.
 	opsByTemplate, opsByHost map[string]int
 	clonesByHost             map[string]int
+	// clones in flight, and the scalable nodes ready now, for the growth
+	// guardrail.
+	clones, ready int
 }
 
 func newView(in Input) *view {
@@ -139,6 +145,9 @@ func newView(in Input) *view {
 		v.nodes[n.ID] = n
 		if in.Limits.Scalable(n.Role) {
 			v.size++
+			if n.State == NodeReady {
+				v.ready++
+			}
 		}
 	}
 	for _, op := range in.Operations {
@@ -148,6 +157,7 @@ func newView(in Input) *view {
 		switch op.Kind {
 		case OpExpand:
 			v.size++
+			v.clones++
 			v.held[op.Template] = true
 			if op.Node != "" { // the clone, once made, is not a victim yet
 				v.held[op.Node] = true
@@ -174,6 +184,22 @@ func (v *view) inFlight() int {
 	return n
 }
 
+// growthAllowance is how many clones may be in flight for ready nodes
+// under a growth factor g > 0: (g-1)×ready, rounded down, but at least
+// one while a node is ready, so that a cluster of one can still grow.
+func growthAllowance(g float64, ready int) int {
+	if ready == 0 || g <= 1 {
+		return 0
+	}
+	// The epsilon keeps (1.4-1)×5 = 1.9999999999999996 from losing a
+	// clone; the cap keeps a huge g from overflowing the conversion.
+	a := math.Floor((g-1)*float64(ready) + 1e-9)
+	if a >= math.MaxInt32 {
+		return math.MaxInt32
+	}
+	return max(1, int(a))
+}
+
 // free is what is left of a budget; a budget of 0 is unlimited.
 func free(budget, used int) int {
 	if budget == 0 {
@@ -192,13 +218,20 @@ func (v *view) expand(res *Result) {
 		res.refuse(CodeMetricsUnavailable, "metrics unavailable (%s) and the decision does not ask for fail-safe expansion", in.Metrics.Reason)
 		return
 	}
-	if wait := l.ScaleUpCooldown - in.Now.Sub(in.Scaling.LastExpand); !in.Manual && !in.Scaling.LastExpand.IsZero() && wait > 0 {
-		res.refuse(CodeCooldown, "scale-up cooldown: %s left", wait)
+	// From the last join, not the last decision: a decision is an
+	// intention, a joined clone is capacity the metrics now measure.
+	last := in.Scaling.LastJoin
+	if wait := l.ScaleUpCooldown - in.Now.Sub(last); !in.Manual && !last.IsZero() && wait > 0 {
+		res.refuse(CodeCooldown, "scale-up cooldown: %s left since the last clone joined %s ago", wait, in.Now.Sub(last))
 		return
 	}
 	n := want
 	n = res.capTo(n, l.Max-v.size, CodeMaxSize, "max size %d", l.Max)
 	n = res.capTo(n, free(l.MaxOpsPerCluster, v.inFlight()), CodeClusterBudget, "%d operations already in flight (budget %d)", v.inFlight(), l.MaxOpsPerCluster)
+	if !in.Manual && l.MaxGrowth > 0 {
+		allowed := growthAllowance(l.MaxGrowth, v.ready)
+		n = res.capTo(n, allowed-v.clones, CodeGrowth, "%d ready nodes may have %d clones in flight at most (growth ×%g), and %d already are", v.ready, allowed, l.MaxGrowth, v.clones)
+	}
 	if n == 0 {
 		return
 	}

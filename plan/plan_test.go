@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"math"
 	"reflect"
 	"slices"
 	"strings"
@@ -453,24 +454,37 @@ func TestPlanExpand(t *testing.T) {
 			codes: []Code{CodeIneligibleTemplate},
 		},
 		{
-			name: "up cooldown refuses expansion",
+			name: "up cooldown since the last join refuses expansion",
 			edit: func(in *Input) {
 				in.Limits.ScaleUpCooldown = 5 * time.Minute
-				in.Scaling.LastExpand = ago(2 * time.Minute)
+				in.Scaling.LastExpand = ago(time.Hour)
+				in.Scaling.LastJoin = ago(2 * time.Minute)
 				in.Decision = expand(1, "a1")
 			},
 			codes:   []Code{CodeCooldown},
-			scaling: ScalingState{LastExpand: ago(2 * time.Minute)},
+			scaling: ScalingState{LastExpand: ago(time.Hour), LastJoin: ago(2 * time.Minute)},
 		},
 		{
-			name: "expansion goes ahead once the up cooldown has passed",
+			name: "expansion goes ahead once the up cooldown has passed since the last join",
 			edit: func(in *Input) {
 				in.Limits.ScaleUpCooldown = 5 * time.Minute
-				in.Scaling.LastExpand = ago(5 * time.Minute)
+				in.Scaling.LastJoin = ago(5 * time.Minute)
 				in.Decision = expand(1, "a1")
 			},
 			want:    []Proposal{clone("a1", "h1")},
-			scaling: ScalingState{LastExpand: t0},
+			scaling: ScalingState{LastExpand: t0, LastJoin: ago(5 * time.Minute)},
+		},
+		{
+			name: "a recent expansion decision does not start the up cooldown; its clone's join will",
+			edit: func(in *Input) {
+				in.Limits.ScaleUpCooldown = 5 * time.Minute
+				in.Scaling.LastExpand = ago(time.Second)
+				in.Scaling.LastJoin = ago(time.Hour)
+				in.Operations = []Operation{expandOp("a2", "h1")}
+				in.Decision = expand(1, "a1")
+			},
+			want:    []Proposal{clone("a1", "h1")},
+			scaling: ScalingState{LastExpand: t0, LastJoin: ago(time.Hour)},
 		},
 		{
 			name: "a recent contraction does not delay expansion",
@@ -482,6 +496,84 @@ func TestPlanExpand(t *testing.T) {
 			},
 			want:    []Proposal{clone("a1", "h1")},
 			scaling: ScalingState{LastExpand: t0, LastContract: ago(time.Second)},
+		},
+		{
+			name: "growth 2 lets four ready nodes have four clones in flight",
+			edit: func(in *Input) {
+				in.Limits.MaxGrowth = 2
+				in.Decision = expand(6, "a1")
+				in.Decision.Templates = []string{"a2", "a3", "a4"}
+			},
+			want:    []Proposal{clone("a1", "h1"), clone("a1", "h1"), clone("a1", "h1"), clone("a1", "h1")},
+			codes:   []Code{CodeGrowth},
+			scaling: ScalingState{LastExpand: t0},
+		},
+		{
+			name: "growth counts the clones already in flight",
+			edit: func(in *Input) {
+				in.Limits.MaxGrowth = 2
+				in.Operations = []Operation{expandOp("a2", "h1"), expandOp("a3", "h2"), expandOp("a3", "h2")}
+				in.Decision = expand(3, "a1")
+			},
+			want:    []Proposal{clone("a1", "h1")},
+			codes:   []Code{CodeGrowth},
+			scaling: ScalingState{LastExpand: t0},
+		},
+		{
+			name: "growth spent refuses expansion",
+			edit: func(in *Input) {
+				in.Limits.MaxGrowth = 1.5 // four ready nodes: two clones
+				in.Operations = []Operation{expandOp("a2", "h1"), expandOp("a3", "h2")}
+				in.Decision = expand(1, "a1")
+			},
+			codes: []Code{CodeGrowth},
+		},
+		{
+			name: "growth counts only ready nodes, not failed or draining ones",
+			edit: func(in *Input) {
+				in.Limits.MaxGrowth = 2
+				setState(in, "a3", NodeFailed)
+				setState(in, "a4", NodeDraining)
+				in.Decision = expand(4, "a1")
+			},
+			want:    []Proposal{clone("a1", "h1"), clone("a1", "h1")},
+			codes:   []Code{CodeGrowth},
+			scaling: ScalingState{LastExpand: t0},
+		},
+		{
+			name: "growth rounds down but lets one ready node have a clone",
+			edit: func(in *Input) {
+				in.Limits.MaxGrowth = 1.5
+				setState(in, "a2", NodeFailed)
+				setState(in, "a3", NodeFailed)
+				setState(in, "a4", NodeFailed)
+				in.Decision = expand(2, "a1")
+			},
+			want:    []Proposal{clone("a1", "h1")},
+			codes:   []Code{CodeGrowth},
+			scaling: ScalingState{LastExpand: t0},
+		},
+		{
+			name: "growth 3 lets four ready nodes have eight clones in flight",
+			edit: func(in *Input) {
+				in.Limits.MaxGrowth = 3
+				in.Limits.Max = 20
+				in.Decision = expand(10, "a1")
+			},
+			want: []Proposal{clone("a1", "h1"), clone("a1", "h1"), clone("a1", "h1"), clone("a1", "h1"),
+				clone("a1", "h1"), clone("a1", "h1"), clone("a1", "h1"), clone("a1", "h1")},
+			codes:   []Code{CodeGrowth},
+			scaling: ScalingState{LastExpand: t0},
+		},
+		{
+			name: "growth 0 is unlimited",
+			edit: func(in *Input) {
+				in.Limits.Max = 20
+				in.Decision = expand(10, "a1")
+			},
+			want: []Proposal{clone("a1", "h1"), clone("a1", "h1"), clone("a1", "h1"), clone("a1", "h1"), clone("a1", "h1"),
+				clone("a1", "h1"), clone("a1", "h1"), clone("a1", "h1"), clone("a1", "h1"), clone("a1", "h1")},
+			scaling: ScalingState{LastExpand: t0},
 		},
 		{
 			name: "metrics unavailable refuses expansion",
@@ -989,6 +1081,30 @@ func TestSize(t *testing.T) {
 	}
 }
 
+func TestGrowthAllowance(t *testing.T) {
+	for _, tc := range []struct {
+		growth float64
+		ready  int
+		want   int
+	}{
+		{2, 0, 0},   // nothing ready, nothing to grow from
+		{2, 1, 1},   // a cluster of one may double
+		{1.5, 1, 1}, // and grow at all, though half a clone rounds down
+		{1.5, 3, 1},
+		{2, 4, 4},
+		{3, 4, 8},
+		{1.4, 5, 2},    // (1.4-1)×5 is 1.9999999999999996 in floating point
+		{2.3, 10, 13},  // 12.999999999999998
+		{1.7, 90, 63},  // 62.99999999999999
+		{3.3, 50, 115}, // 114.99999999999999
+		{1e300, 3, math.MaxInt32},
+	} {
+		if got := growthAllowance(tc.growth, tc.ready); got != tc.want {
+			t.Errorf("growthAllowance(%g, %d) = %d, want %d", tc.growth, tc.ready, got, tc.want)
+		}
+	}
+}
+
 func TestLimitsValidate(t *testing.T) {
 	valid := Limits{Min: 1, Max: 5, ScalableRoles: []string{"app"}}
 	cases := []struct {
@@ -999,10 +1115,17 @@ func TestLimitsValidate(t *testing.T) {
 		{"valid limits pass", func(l *Limits) {}, ""},
 		{"min 0 is allowed", func(l *Limits) { l.Min = 0 }, ""},
 		{"min equal to max is allowed", func(l *Limits) { l.Min = 5 }, ""},
-		{"zero cooldowns, window and budgets are allowed", func(l *Limits) {
+		{"zero cooldowns, window, budgets and growth are allowed", func(l *Limits) {
 			l.ScaleUpCooldown, l.ScaleDownCooldown, l.ScaleDownStabilization = 0, 0, 0
 			l.MaxOpsPerCluster, l.MaxOpsPerTemplate, l.MaxOpsPerHost = 0, 0, 0
+			l.MaxGrowth = 0
 		}, ""},
+		{"growth above 1 is allowed", func(l *Limits) { l.MaxGrowth = 1.01 }, ""},
+		{"growth of 1 is refused: nothing could grow", func(l *Limits) { l.MaxGrowth = 1 }, "max_growth:"},
+		{"growth below 1 is refused", func(l *Limits) { l.MaxGrowth = 0.5 }, "max_growth:"},
+		{"negative growth is refused", func(l *Limits) { l.MaxGrowth = -2 }, "max_growth:"},
+		{"growth NaN is refused", func(l *Limits) { l.MaxGrowth = math.NaN() }, "max_growth:"},
+		{"infinite growth is refused (0 is unlimited)", func(l *Limits) { l.MaxGrowth = math.Inf(1) }, "max_growth:"},
 		{"negative min is refused", func(l *Limits) { l.Min = -1 }, "min:"},
 		{"max 0 is refused", func(l *Limits) { l.Max = 0; l.Min = 0 }, "max:"},
 		{"min above max is refused", func(l *Limits) { l.Min = 6 }, "min:"},
@@ -1185,9 +1308,19 @@ func TestPlanManual(t *testing.T) {
 		{
 			name: "a manual clone goes through a scale-up cooldown and missing metrics",
 			edit: func(in *Input) {
-				in.Scaling.LastExpand = ago(time.Second)
+				in.Scaling.LastJoin = ago(time.Second)
 				in.Limits.ScaleUpCooldown = time.Hour
 				in.Metrics = MetricsHealth{Reason: "prometheus down"}
+				manual(in, cloneOf("a3"))
+			},
+			want:    []Proposal{clone("a3", "h2")},
+			scaling: ScalingState{LastExpand: t0, LastJoin: ago(time.Second)},
+		},
+		{
+			name: "a manual clone goes through the growth guardrail",
+			edit: func(in *Input) {
+				in.Limits.MaxGrowth = 1.5
+				in.Operations = []Operation{expandOp("a1", "h1"), expandOp("a2", "h1")}
 				manual(in, cloneOf("a3"))
 			},
 			want:    []Proposal{clone("a3", "h2")},

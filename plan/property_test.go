@@ -15,7 +15,8 @@ import (
 // sequences of decisions, applying its proposals as the controller would
 // (an expansion becomes a ready node some ticks later, a contraction
 // removes its victim some ticks later, either may be compensated instead)
-// and carrying Result.Scaling from tick to tick. After every tick they
+// and carrying Result.Scaling from tick to tick, with LastJoin set when a
+// clone joins as the registry does. After every tick they
 // check the guardrails against the input Plan was given, using naive
 // re-implementations rather than Plan's own helpers.
 //
@@ -27,8 +28,10 @@ var (
 	propStates = []NodeState{NodeReady, NodeReady, NodeReady, NodeReady, NodeFailed, NodeDraining, NodePreparing}
 	propWaits  = []time.Duration{0, 30 * time.Second, time.Minute, 3 * time.Minute}
 	propTicks  = []time.Duration{10 * time.Second, 30 * time.Second, time.Minute, 2 * time.Minute}
-	propCodes  = []Code{CodeMetricsUnavailable, CodeCooldown, CodeStabilizing, CodeMaxSize, CodeMinSize,
-		CodeLastNode, CodeClusterBudget, CodeTemplateBudget, CodeHostBudget, CodeHostFull,
+	// 0 is unlimited; 1.5 rounds down, and lets a cluster of one have one clone.
+	propGrowths = []float64{0, 1.5, 2, 3}
+	propCodes   = []Code{CodeMetricsUnavailable, CodeCooldown, CodeStabilizing, CodeMaxSize, CodeMinSize,
+		CodeLastNode, CodeClusterBudget, CodeTemplateBudget, CodeHostBudget, CodeHostFull, CodeGrowth,
 		CodeIneligibleTemplate, CodeProtectedNode, CodeNotEnoughVictims}
 )
 
@@ -86,6 +89,7 @@ func drawLimits(t *rapid.T) Limits {
 		MaxOpsPerCluster:       rapid.IntRange(0, 4).Draw(t, "cluster_budget"),
 		MaxOpsPerTemplate:      rapid.IntRange(0, 3).Draw(t, "template_budget"),
 		MaxOpsPerHost:          rapid.IntRange(0, 3).Draw(t, "host_budget"),
+		MaxGrowth:              rapid.SampledFrom(propGrowths).Draw(t, "growth"),
 	}
 	if err := l.Validate(); err != nil {
 		t.Fatalf("generated invalid limits %+v: %v", l, err)
@@ -115,8 +119,11 @@ type sim struct {
 	lingering []Operation
 	scaling   ScalingState
 	prepared  map[string]bool // nodes the simulation set preparing as templates
-	seq       int
-	target    int // the size a policy-like decision steers towards
+	// fits holds the hosts that have had room for their VMs and the clones
+	// coming to them; they must keep it.
+	fits   map[string]bool
+	seq    int
+	target int // the size a policy-like decision steers towards
 
 	// The stabilization model: the current unbroken run of ticks that
 	// wanted contraction, and the size each of them wanted.
@@ -125,7 +132,7 @@ type sim struct {
 }
 
 func newSim(t *rapid.T) *sim {
-	s := &sim{now: t0, limits: drawLimits(t), prepared: map[string]bool{}}
+	s := &sim{now: t0, limits: drawLimits(t), prepared: map[string]bool{}, fits: map[string]bool{}}
 	s.target = s.drawTarget(t)
 	var names []string
 	for i := range rapid.IntRange(1, 3).Draw(t, "hosts") {
@@ -262,6 +269,7 @@ func (s *sim) advance(t *rapid.T) {
 		case o.Kind == OpExpand && o.ok:
 			s.nodes = append(s.nodes, Node{ID: o.Node, Cluster: "c", Role: o.role, State: NodeReady, Host: o.Host,
 				Parent: o.Template, CreatedAt: s.now})
+			s.scaling.LastJoin = s.now // as Ledger.Transition does
 		case o.Kind == OpContract && o.ok && exists:
 			s.nodes = slices.Delete(s.nodes, i, i+1)
 		case o.Kind == OpContract && exists && s.nodes[i].State == NodeDraining:
@@ -462,8 +470,37 @@ func TestPropertyPlanGuardrails(t *testing.T) {
 				s.start(t, p)
 			}
 			s.scaling = res.Scaling
+			s.checkHostsKeepRoom(t, tick)
 		}
 	})
+}
+
+// checkHostsKeepRoom: a host with a capacity, once it has room for its
+// VMs and the clones coming to it, keeps it for the whole run. Nothing
+// but Plan adds clones, and a clone lands where it was planned.
+func (s *sim) checkHostsKeepRoom(t *rapid.T, tick int) {
+	for _, h := range s.hosts {
+		if h.Capacity == 0 {
+			continue
+		}
+		used := 0
+		for _, n := range s.nodes {
+			if n.Host == h.Name {
+				used++
+			}
+		}
+		for _, o := range s.ops {
+			if o.Kind == OpExpand && o.Host == h.Name {
+				used++
+			}
+		}
+		switch {
+		case used <= h.Capacity:
+			s.fits[h.Name] = true
+		case s.fits[h.Name]:
+			t.Fatalf("tick %d: host %s over capacity %d: %d VMs and clones coming", tick, h.Name, h.Capacity, used)
+		}
+	}
 }
 
 // checkGuardrails checks one tick's result against the input it came from.
@@ -649,23 +686,51 @@ func checkGuardrails(t *rapid.T, s *sim, in Input, res Result) {
 			fail("host budget %d exceeded on %s: %d + %d", l.MaxOpsPerHost, h, byHost[h], k)
 		}
 	}
-	for h, k := range newClonesTo {
-		for _, host := range in.Hosts {
-			if host.Name == h && host.Capacity > 0 && host.VMs+clonesTo[h]+k > host.Capacity {
-				fail("host %s over capacity %d: %d VMs + %d cloning + %d", h, host.Capacity, host.VMs, clonesTo[h], k)
-			}
+	// No host over capacity: a clone goes only where the VMs, the clones
+	// in flight to it and this round's all fit.
+	for _, host := range in.Hosts {
+		k := newClonesTo[host.Name]
+		if k > 0 && host.Capacity > 0 && host.VMs+clonesTo[host.Name]+k > host.Capacity {
+			fail("host %s over capacity %d: %d VMs + %d cloning + %d", host.Name, host.Capacity, host.VMs, clonesTo[host.Name], k)
 		}
 	}
 
-	// Cooldowns.
+	// Growth: clones in flight after the round stay within what the ready
+	// nodes allow, so that with growth 2 no round more than doubles.
+	ready, clones := 0, 0
+	for _, n := range in.Nodes {
+		if scalable(l, n.Role) && n.State == NodeReady {
+			ready++
+		}
+	}
+	for _, op := range in.Operations {
+		if unfinished(op) && op.Kind == OpExpand {
+			clones++
+		}
+	}
+	if !in.Manual && nExp > 0 && l.MaxGrowth > 0 {
+		if allowed := naiveGrowthAllowance(l.MaxGrowth, ready); clones+nExp > allowed {
+			fail("growth %g: %d clones in flight + %d for %d ready nodes, allowed %d", l.MaxGrowth, clones, nExp, ready, allowed)
+		}
+		if l.MaxGrowth == 2 && clones+nExp > max(1, ready) {
+			fail("a round more than doubles: %d clones in flight + %d for %d ready nodes", clones, nExp, ready)
+		}
+	}
+	for _, r := range res.Reasons {
+		if r.Code == CodeGrowth && (in.Manual || l.MaxGrowth == 0 || clones+d.Count <= naiveGrowthAllowance(l.MaxGrowth, ready)) {
+			fail("growth blamed, but %d clones in flight + %d asked fit growth %g of %d ready nodes (manual %v)", clones, d.Count, l.MaxGrowth, ready, in.Manual)
+		}
+	}
+
+	// Cooldowns: up from the last join, down from the last decision.
 	since := func(at time.Time) time.Duration {
 		if at.IsZero() {
 			return time.Duration(1<<63 - 1)
 		}
 		return in.Now.Sub(at)
 	}
-	if !in.Manual && nExp > 0 && since(in.Scaling.LastExpand) < l.ScaleUpCooldown {
-		fail("expansion %s after the last, inside the up cooldown", since(in.Scaling.LastExpand))
+	if !in.Manual && nExp > 0 && since(in.Scaling.LastJoin) < l.ScaleUpCooldown {
+		fail("expansion %s after the last join, inside the up cooldown", since(in.Scaling.LastJoin))
 	}
 	if !in.Manual && nCon > 0 && (since(in.Scaling.LastContract) < l.ScaleDownCooldown || since(in.Scaling.LastExpand) < l.ScaleDownCooldown) {
 		fail("contraction inside the down cooldown")
@@ -698,6 +763,20 @@ func checkGuardrails(t *rapid.T, s *sim, in Input, res Result) {
 	if !reflect.DeepEqual(res.Scaling, want) {
 		fail("scaling state %+v, want %+v", res.Scaling, want)
 	}
+}
+
+// naiveGrowthAllowance is how many clones growth g lets ready nodes have
+// in flight, counted up one at a time while (g-1)×ready still holds the
+// next; one for a cluster with any ready node.
+func naiveGrowthAllowance(g float64, ready int) int {
+	if ready == 0 {
+		return 0
+	}
+	k := 0
+	for float64(k+1) <= (g-1)*float64(ready) {
+		k++
+	}
+	return max(k, 1)
 }
 
 // naiveCount is how many operations the size guardrails alone allow:
@@ -769,4 +848,73 @@ func countKind(ops []Operation, k OpKind) int {
 		}
 	}
 	return n
+}
+
+// TestPropertyUpCooldownRunsFromLastJoin: an expansion inside the up
+// cooldown of the last join is refused for the cooldown, one after it is
+// not, whatever the last expansion or contraction decision was.
+func TestPropertyUpCooldownRunsFromLastJoin(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		in := fixture()
+		in.Limits.ScaleUpCooldown = rapid.SampledFrom(propWaits).Draw(t, "up_cooldown")
+		in.Limits.ScaleDownCooldown = rapid.SampledFrom(propWaits).Draw(t, "down_cooldown")
+		in.Limits.MaxGrowth = rapid.SampledFrom(propGrowths).Draw(t, "growth")
+		when := func(label string) time.Time {
+			if rapid.IntRange(0, 4).Draw(t, label+"_never") == 0 {
+				return time.Time{}
+			}
+			return ago(time.Duration(rapid.IntRange(0, 600).Draw(t, label+"_s_ago")) * time.Second)
+		}
+		in.Scaling = ScalingState{LastExpand: when("last_expand"), LastContract: when("last_contract"), LastJoin: when("last_join")}
+		in.Decision = Decision{Action: ActionExpand, Count: 1, Template: "a1"}
+
+		res := Plan(in)
+
+		cooling := !in.Scaling.LastJoin.IsZero() && t0.Sub(in.Scaling.LastJoin) < in.Limits.ScaleUpCooldown
+		switch codes := reasonCodes(res.Reasons); {
+		case cooling && (len(res.Proposals) > 0 || !slices.Equal(codes, []Code{CodeCooldown})):
+			t.Fatalf("joined %s ago, cooldown %s: want a refusal for the cooldown, got %d proposals, reasons:\n%s",
+				t0.Sub(in.Scaling.LastJoin), in.Limits.ScaleUpCooldown, len(res.Proposals), reasonsText(res.Reasons))
+		case !cooling && (len(res.Proposals) != 1 || len(codes) > 0):
+			t.Fatalf("joined at %s, cooldown %s: want the clone, got %d proposals, reasons:\n%s",
+				in.Scaling.LastJoin, in.Limits.ScaleUpCooldown, len(res.Proposals), reasonsText(res.Reasons))
+		}
+		if res.Scaling.LastJoin != in.Scaling.LastJoin {
+			t.Fatalf("Plan moved LastJoin from %s to %s; only the registry sets it", in.Scaling.LastJoin, res.Scaling.LastJoin)
+		}
+	})
+}
+
+// TestPropertyGrowthCapMatchesNaive checks the growth cap against integer
+// arithmetic on clusters where nothing else binds, with growth factors in
+// tenths, some of which (1.2 × 5) floating point gets a hair wrong.
+func TestPropertyGrowthCapMatchesNaive(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		tenths := rapid.IntRange(11, 40).Draw(t, "growth_tenths")
+		in := Input{Now: t0, Metrics: MetricsHealth{Available: true},
+			Limits: Limits{Min: 1, Max: 1000, ScalableRoles: []string{"app"}, MaxGrowth: float64(tenths) / 10}}
+		ready := rapid.IntRange(1, 60).Draw(t, "ready")
+		for i := range ready {
+			in.Nodes = append(in.Nodes, appNode(fmt.Sprintf("a%d", i), "h1"))
+		}
+		for i := range rapid.IntRange(0, 5).Draw(t, "failed") {
+			n := appNode(fmt.Sprintf("f%d", i), "h1")
+			n.State = NodeFailed
+			in.Nodes = append(in.Nodes, n)
+		}
+		clones := rapid.IntRange(0, 20).Draw(t, "cloning")
+		for range clones {
+			in.Operations = append(in.Operations, expandOp("a0", "h1"))
+		}
+		in.Decision = Decision{Action: ActionExpand, Count: rapid.IntRange(1, 100).Draw(t, "count"), Template: "a0"}
+
+		allowed := max(1, (tenths-10)*ready/10)
+		want := min(in.Decision.Count, max(0, allowed-clones))
+		res := Plan(in)
+		capped := slices.Contains(reasonCodes(res.Reasons), CodeGrowth)
+		if len(res.Proposals) != want || capped != (want < in.Decision.Count) {
+			t.Fatalf("growth %d/10, %d ready, %d cloning, %d asked: %d proposals, naive %d; reasons:\n%s",
+				tenths, ready, clones, in.Decision.Count, len(res.Proposals), want, reasonsText(res.Reasons))
+		}
+	})
 }

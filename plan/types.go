@@ -2,6 +2,7 @@ package plan
 
 import (
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -91,6 +92,10 @@ type Limits struct {
 	// and do not count towards the cluster's size.
 	ScalableRoles []string `json:"scalable_roles"`
 
+	// ScaleUpCooldown runs from the last clone's join (ScalingState.LastJoin),
+	// not from the last decision: the capacity then exists and the metrics
+	// measure it. ScaleDownCooldown runs from the last expansion or
+	// contraction decision.
 	ScaleUpCooldown   time.Duration `json:"scale_up_cooldown"`
 	ScaleDownCooldown time.Duration `json:"scale_down_cooldown"`
 	// ScaleDownStabilization is how long contraction must be wanted, on
@@ -101,6 +106,12 @@ type Limits struct {
 	MaxOpsPerCluster  int `json:"max_ops_per_cluster"`
 	MaxOpsPerTemplate int `json:"max_ops_per_template"`
 	MaxOpsPerHost     int `json:"max_ops_per_host"`
+
+	// MaxGrowth bounds expansions in flight to (MaxGrowth-1) times the ready
+	// scalable nodes (at least one while any is ready), so no round more
+	// than multiplies the cluster by MaxGrowth however far the policy
+	// overshoots; 0 means unlimited, and a value in (0, 1] is invalid.
+	MaxGrowth float64 `json:"max_growth"`
 }
 
 // Validate checks the limits on their own, naming the field at fault.
@@ -129,6 +140,9 @@ func (l Limits) Validate() error {
 		if f.v < 0 {
 			return fmt.Errorf("%s: must not be negative", f.name)
 		}
+	}
+	if g := l.MaxGrowth; g != 0 && !(g > 1 && !math.IsInf(g, 1)) { // NaN fails g > 1
+		return fmt.Errorf("max_growth: must be 0 (unlimited) or a finite number above 1, got %g", g)
 	}
 	return nil
 }
@@ -228,8 +242,14 @@ type Recommendation struct {
 // ScalingState is what the guardrails remember between ticks for one
 // cluster. It is opaque to policies and lives in the registry.
 type ScalingState struct {
+	// LastExpand and LastContract are the last decisions that proposed an
+	// expansion or a contraction.
 	LastExpand   time.Time `json:"last_expand"`
 	LastContract time.Time `json:"last_contract"`
+	// LastJoin is when the cluster's last clone joined (its expansion
+	// finished done). The registry sets it, not Plan, and never moves it
+	// back: the scale-up cooldown runs from it.
+	LastJoin time.Time `json:"last_join"`
 	// ContractSince is when the current unbroken run of ticks wanting
 	// contraction began; zero when the last tick did not want it.
 	ContractSince time.Time `json:"contract_since"`

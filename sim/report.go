@@ -34,13 +34,35 @@ func WriteTimelineCSV(w io.Writer, runs ...*Result) error {
 	return cw.Error()
 }
 
-// summaryLine is one line of the summary table: a label and a value per run.
+// summaryLine is one line of the summary table: a label and a value per
+// run. An indented line belongs to the line above it.
 type summaryLine struct {
 	Label  string
 	Values []string
+	Indent bool
 }
 
-func summaryLines(runs []*Result) []summaryLine {
+// What the summary shows of a Summary, for a run and its ideal follower.
+func fmtServed(s Summary) string { return fmt.Sprintf("%.3f %%", s.ServedPct) }
+
+func fmtNotServed(s Summary) string {
+	return fmt.Sprintf("%s of %s", thousands(s.NotServed), thousands(s.Requests))
+}
+
+func fmtBreach(s Summary) string {
+	return fmt.Sprintf("%s min (%s)", thousands(s.BreachMinutes), plural(s.Breaches, "breach", "breaches"))
+}
+
+func fmtVsStatic(s Summary) string {
+	return fmt.Sprintf("%.1f %% of %s (%s)", s.NodeHoursPct, grouped(s.StaticNodeHours, 1), plural(s.StaticNodes, "node", "nodes"))
+}
+
+func fmtNodes(s Summary) string { return fmt.Sprintf("%.1f / %.0f", s.MeanNodes, s.MaxNodes) }
+
+func summaryLines(runs []*Result, ideals []*Ideal) []summaryLine {
+	sum := func(f func(Summary) string) func(r *Result) string {
+		return func(r *Result) string { return f(r.Summary) }
+	}
 	lines := []struct {
 		label string
 		value func(r *Result) string
@@ -48,14 +70,9 @@ func summaryLines(runs []*Result) []summaryLine {
 		{"policy", func(r *Result) string { return r.PolicyVersion }},
 		{"mode", func(r *Result) string { return string(r.Mode) }},
 		{"simulated", func(r *Result) string { return fmtDuration(r.Summary.Duration) }},
-		{"requests served", func(r *Result) string { return fmt.Sprintf("%.3f %%", r.Summary.ServedPct) }},
-		{"requests not served", func(r *Result) string {
-			s := r.Summary
-			return fmt.Sprintf("%s of %s", thousands(s.NotServed), thousands(s.Requests))
-		}},
-		{"SLO breach (demand > capacity)", func(r *Result) string {
-			return fmt.Sprintf("%s min (%s)", thousands(r.Summary.BreachMinutes), plural(r.Summary.Breaches, "breach", "breaches"))
-		}},
+		{"requests served", sum(fmtServed)},
+		{"requests not served", sum(fmtNotServed)},
+		{"SLO breach (demand > capacity)", sum(fmtBreach)},
 		{"breach start → added capacity", func(r *Result) string {
 			s := r.Summary
 			if s.AnsweredBreaches == 0 {
@@ -64,13 +81,8 @@ func summaryLines(runs []*Result) []summaryLine {
 			return fmt.Sprintf("%s mean (%s)", fmtDuration(s.MeanTimeToCapacity), plural(s.AnsweredBreaches, "breach", "breaches"))
 		}},
 		{"node-hours", func(r *Result) string { return grouped(r.Summary.NodeHours, 1) }},
-		{"vs static cluster for the peak", func(r *Result) string {
-			s := r.Summary
-			return fmt.Sprintf("%.1f %% of %s (%s)", s.NodeHoursPct, grouped(s.StaticNodeHours, 1), plural(s.StaticNodes, "node", "nodes"))
-		}},
-		{"nodes mean / max", func(r *Result) string {
-			return fmt.Sprintf("%.1f / %.0f", r.Summary.MeanNodes, r.Summary.MaxNodes)
-		}},
+		{"vs static cluster for the peak", sum(fmtVsStatic)},
+		{"nodes mean / max", sum(fmtNodes)},
 		{"peak demand", func(r *Result) string { return fmt.Sprintf("%s req/s", thousands(r.Summary.PeakDemand)) }},
 		{"expansions / contractions", func(r *Result) string {
 			return fmt.Sprintf("%d / %d", r.Summary.Expansions, r.Summary.Contractions)
@@ -88,26 +100,87 @@ func summaryLines(runs []*Result) []summaryLine {
 		}},
 		{"run time", func(r *Result) string { return r.Wall.Round(time.Millisecond).String() }},
 	}
-	out := make([]summaryLine, len(lines))
-	for i, l := range lines {
-		out[i].Label = l.label
+	var out []summaryLine
+	for _, l := range lines {
+		sl := summaryLine{Label: l.label}
 		for _, r := range runs {
-			out[i].Values = append(out[i].Values, l.value(r))
+			sl.Values = append(sl.Values, l.value(r))
 		}
+		out = append(out, sl)
+	}
+	if len(ideals) == 0 {
+		return out
+	}
+
+	// Under each run, the ideal follower of its mode.
+	idealOf := func(r *Result) *Ideal {
+		for _, id := range ideals {
+			if id != nil && id.Mode == r.Mode {
+				return id
+			}
+		}
+		return nil
+	}
+	idealLines := []struct {
+		label string
+		value func(r *Result, id *Ideal) string
+	}{
+		{"ideal follower", func(_ *Result, id *Ideal) string {
+			return fmt.Sprintf("target %g, lag %s", id.Target, fmtDuration(id.Lag))
+		}},
+		{"requests served", func(_ *Result, id *Ideal) string { return fmtServed(id.Summary) }},
+		{"requests not served", func(_ *Result, id *Ideal) string { return fmtNotServed(id.Summary) }},
+		{"SLO breach", func(_ *Result, id *Ideal) string { return fmtBreach(id.Summary) }},
+		{"node-hours", func(_ *Result, id *Ideal) string { return grouped(id.Summary.NodeHours, 1) }},
+		{"vs static cluster", func(_ *Result, id *Ideal) string { return fmtVsStatic(id.Summary) }},
+		{"nodes mean / max", func(_ *Result, id *Ideal) string { return fmtNodes(id.Summary) }},
+		{"run vs ideal", func(r *Result, id *Ideal) string { return fmtRunVsIdeal(r.Summary, id.Summary) }},
+	}
+	for i, l := range idealLines {
+		sl := summaryLine{Label: l.label, Indent: i > 0}
+		for _, r := range runs {
+			v := "-"
+			if id := idealOf(r); id != nil {
+				v = l.value(r, id)
+			}
+			sl.Values = append(sl.Values, v)
+		}
+		out = append(out, sl)
 	}
 	return out
 }
 
+// fmtRunVsIdeal says how far a run is from its ideal follower: in points
+// of requests served and in percent of node-hours.
+func fmtRunVsIdeal(run, ideal Summary) string {
+	nh := "-"
+	if ideal.NodeHours > 0 {
+		nh = fmt.Sprintf("%+.1f %%", 100*(run.NodeHours/ideal.NodeHours-1))
+	}
+	return fmt.Sprintf("%+.3f pts served, %s node-hours", run.ServedPct-ideal.ServedPct, nh)
+}
+
 // WriteSummaryTable writes the runs' summaries side by side as text.
 func WriteSummaryTable(w io.Writer, runs ...*Result) error {
+	return WriteSummaryTableWithIdeals(w, nil, runs...)
+}
+
+// WriteSummaryTableWithIdeals writes the runs' summaries side by side as
+// text, with under each run the ideal follower of its mode (of ideals;
+// "-" if none).
+func WriteSummaryTableWithIdeals(w io.Writer, ideals []*Ideal, runs ...*Result) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	head := []string{""}
 	for _, r := range runs {
 		head = append(head, r.Label)
 	}
 	fmt.Fprintln(tw, strings.Join(head, "\t"))
-	for _, l := range summaryLines(runs) {
-		fmt.Fprintln(tw, l.Label+"\t"+strings.Join(l.Values, "\t"))
+	for _, l := range summaryLines(runs, ideals) {
+		label := l.Label
+		if l.Indent {
+			label = "  " + label
+		}
+		fmt.Fprintln(tw, label+"\t"+strings.Join(l.Values, "\t"))
 	}
 	return tw.Flush()
 }
@@ -202,6 +275,7 @@ type reportData struct {
 	Lines        []summaryLine
 	Chart        chartData
 	NodeCapacity float64
+	Ideals       bool
 }
 
 // WriteHTML writes a self-contained HTML report of the runs: a chart of
@@ -210,11 +284,18 @@ type reportData struct {
 // keeping each bucket's highest demand and node count and lowest
 // capacity, so that breaches stay visible.
 func WriteHTML(w io.Writer, title string, runs ...*Result) error {
+	return WriteHTMLWithIdeals(w, title, nil, runs...)
+}
+
+// WriteHTMLWithIdeals writes the report of WriteHTML with, in the
+// summaries, the ideal follower of each run's mode (of ideals) under it.
+func WriteHTMLWithIdeals(w io.Writer, title string, ideals []*Ideal, runs ...*Result) error {
 	if len(runs) == 0 {
 		return fmt.Errorf("no runs to report")
 	}
 	r0 := runs[0]
-	d := reportData{Title: title, Runs: runs, Lines: summaryLines(runs), Chart: chart(runs, r0.NodeCapacity), NodeCapacity: r0.NodeCapacity}
+	d := reportData{Title: title, Runs: runs, Lines: summaryLines(runs, ideals), Chart: chart(runs, r0.NodeCapacity),
+		NodeCapacity: r0.NodeCapacity, Ideals: len(ideals) > 0}
 	d.Subtitle = fmt.Sprintf("%s × %g, node capacity %g req/s", r0.Workload, r0.Scale, r0.NodeCapacity)
 	return reportTmpl.Execute(w, d)
 }
@@ -246,6 +327,9 @@ func downsample(rows []Row) []bucket {
 // the node capacity, so that n warm nodes sit on their capacity.
 func chart(runs []*Result, nodeCapacity float64) chartData {
 	c := chartData{W: chartW, H: chartH, Left: padL, Right: chartW - padR, Top: padT, Bottom: chartH - padB}
+	if !(nodeCapacity > 0) || math.IsInf(nodeCapacity, 0) {
+		nodeCapacity = 1 // a result made by hand: without this the nodes axis has no end
+	}
 	var start, end time.Time
 	maxRPS := 1.0
 	series := make([][]bucket, len(runs))

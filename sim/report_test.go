@@ -155,7 +155,7 @@ func TestGrouped(t *testing.T) {
 // The summary counts in words that agree with the number.
 func TestTheSummarySaysOneNodeInTheSingular(t *testing.T) {
 	r := &Result{Summary: Summary{StaticNodes: 1, StaticNodeHours: 24, NodeHoursPct: 50}}
-	for _, l := range summaryLines([]*Result{r}) {
+	for _, l := range summaryLines([]*Result{r}, nil) {
 		if l.Label == "vs static cluster for the peak" {
 			if !strings.HasSuffix(l.Values[0], "(1 node)") {
 				t.Errorf("%s: %q, want it to end in (1 node)", l.Label, l.Values[0])
@@ -164,4 +164,64 @@ func TestTheSummarySaysOneNodeInTheSingular(t *testing.T) {
 		}
 	}
 	t.Error("no line compares with a static cluster")
+}
+
+// Under each run the summary shows the ideal follower of its mode, and
+// how far the run is from it; without ideals, no such line.
+func TestTheSummaryShowsEachRunsIdealFollower(t *testing.T) {
+	runs := []*Result{
+		{Label: "a", Mode: LiveClone, NodeCapacity: 100, Summary: Summary{ServedPct: 99.5, NodeHours: 110}},
+		{Label: "b", Mode: ColdBoot, NodeCapacity: 100, Summary: Summary{ServedPct: 99, NodeHours: 90}},
+		{Label: "c", Mode: LiveClone, NodeCapacity: 100, Summary: Summary{ServedPct: 100, NodeHours: 100}},
+	}
+	ideals := []*Ideal{
+		{Mode: ColdBoot, Target: 0.6, Lag: 2 * time.Minute, Summary: Summary{ServedPct: 99.25, NodeHours: 100}},
+		{Mode: LiveClone, Target: 0.6, Lag: 15 * time.Second, Summary: Summary{ServedPct: 99.75, NodeHours: 100}},
+	}
+	values := map[string][]string{}
+	for _, l := range summaryLines(runs, ideals) {
+		if l.Label == "requests served" && l.Indent || l.Label == "run vs ideal" || l.Label == "ideal follower" {
+			values[l.Label] = l.Values
+		}
+	}
+	for label, want := range map[string][]string{
+		"ideal follower":  {"target 0.6, lag 15s", "target 0.6, lag 2.0 min", "target 0.6, lag 15s"},
+		"requests served": {"99.750 %", "99.250 %", "99.750 %"},
+		"run vs ideal": {"-0.250 pts served, +10.0 % node-hours", "-0.250 pts served, -10.0 % node-hours",
+			"+0.250 pts served, +0.0 % node-hours"},
+	} {
+		if got := strings.Join(values[label], " | "); got != strings.Join(want, " | ") {
+			t.Errorf("%s: %s\nwant %s", label, got, strings.Join(want, " | "))
+		}
+	}
+
+	// A run whose mode has no ideal shows none.
+	for _, l := range summaryLines(runs, ideals[:1]) {
+		if l.Label == "run vs ideal" && (l.Values[0] != "-" || l.Values[1] == "-") {
+			t.Errorf("with the cold-boot follower alone: %q", l.Values)
+		}
+	}
+	for _, l := range summaryLines(runs, nil) {
+		if strings.Contains(l.Label, "ideal") {
+			t.Errorf("without ideals, a line %q", l.Label)
+		}
+	}
+
+	var table, html bytes.Buffer
+	if err := WriteSummaryTableWithIdeals(&table, ideals, runs...); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteHTMLWithIdeals(&html, "t", ideals, runs...); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"\nideal follower ", "\n  requests served ", "\n  run vs ideal "} {
+		if !strings.Contains(table.String(), s) {
+			t.Errorf("the table lacks %q:\n%s", s, table.String())
+		}
+	}
+	for _, s := range []string{`<td class="k">ideal follower</td>`, `<td class="k sub">run vs ideal</td>`, "The ideal follower is"} {
+		if !strings.Contains(html.String(), s) {
+			t.Errorf("the report lacks %q", s)
+		}
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -200,13 +201,24 @@ func runSimulate(ctx context.Context, stdout, stderr io.Writer, f simulateFlags)
 		opts[i].Progress = bar.report(i)
 		wg.Go(func() { results[i], errs[i] = sim.Run(ctx, opts[i]) })
 	}
+	// Beside the runs, the ideal follower of each of their modes.
+	modes := idealModes(runs)
+	ideals := make([]*sim.Ideal, len(modes))
+	idealErrs := make([]error, len(modes))
+	cl := fc.Clusters[0]
+	target := sim.PolicyTarget(cl.PolicyParams)
+	for i, m := range modes {
+		wg.Go(func() {
+			ideals[i], idealErrs[i] = sim.IdealFollower(load, fc.Simulation, m, f.scale, target, cl.Min, cl.Max)
+		})
+	}
 	wg.Wait()
 	bar.finish()
-	if err := errors.Join(errs...); err != nil {
+	if err := errors.Join(append(errs, idealErrs...)...); err != nil {
 		return err
 	}
 
-	if err := sim.WriteSummaryTable(stdout, results...); err != nil {
+	if err := sim.WriteSummaryTableWithIdeals(stdout, ideals, results...); err != nil {
 		return err
 	}
 	title := "mitosis simulate: " + load.Name
@@ -215,7 +227,7 @@ func runSimulate(ctx context.Context, stdout, stderr io.Writer, f simulateFlags)
 		write func(io.Writer) error
 	}{
 		{"timeline.csv", func(w io.Writer) error { return sim.WriteTimelineCSV(w, results...) }},
-		{"report.html", func(w io.Writer) error { return sim.WriteHTML(w, title, results...) }},
+		{"report.html", func(w io.Writer) error { return sim.WriteHTMLWithIdeals(w, title, ideals, results...) }},
 	} {
 		if err := writeFile(filepath.Join(f.out, w.name), w.write); err != nil {
 			return err
@@ -462,6 +474,18 @@ func simRuns(f simulateFlags) ([]simRun, error) {
 		la, lb = "A: "+a, "B: "+b
 	}
 	return []simRun{{label: la, mode: modes[0], policyDir: a}, {label: lb, mode: modes[0], policyDir: b}}, nil
+}
+
+// idealModes are the distinct modes of the runs, in their order: the ideal
+// follower depends on the mode, not on the policy.
+func idealModes(runs []simRun) []sim.Mode {
+	var modes []sim.Mode
+	for _, r := range runs {
+		if !slices.Contains(modes, r.mode) {
+			modes = append(modes, r.mode)
+		}
+	}
+	return modes
 }
 
 // progress draws one bar for all runs on stderr, only when it is a terminal.

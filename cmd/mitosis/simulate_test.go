@@ -206,14 +206,15 @@ func TestSimulateWritesAReport(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %v", code, err)
 	}
-	for _, s := range []string{"live-clone", "cold-boot", "requests served", "node-hours", "report.html"} {
+	for _, s := range []string{"live-clone", "cold-boot", "requests served", "node-hours", "report.html",
+		"ideal follower", "target 0.6, lag 15s", "target 0.6, lag 2.0 min", "run vs ideal"} {
 		if !strings.Contains(stdout, s) {
 			t.Errorf("output lacks %q:\n%s", s, stdout)
 		}
 	}
 	page, err := os.ReadFile(filepath.Join(out, "report.html"))
-	if err != nil || !strings.Contains(string(page), "<svg") {
-		t.Errorf("report.html: %v", err)
+	if err != nil || !strings.Contains(string(page), "<svg") || !strings.Contains(string(page), "ideal follower") {
+		t.Errorf("report.html: %v; want a chart and the ideal follower", err)
 	}
 	csv, err := os.ReadFile(filepath.Join(out, "timeline.csv"))
 	if err != nil || strings.Count(string(csv), "\n") != 1+2*180 {
@@ -275,6 +276,10 @@ func TestSimulateComparesTwoPolicies(t *testing.T) {
 	}
 	if !strings.Contains(stdout, a) || !strings.Contains(stdout, b) {
 		t.Errorf("the summary does not show both policies:\n%s", stdout)
+	}
+	// The follower depends on the mode, not the policy: the same under both.
+	if l := line(stdout, "ideal follower"); strings.Count(l, "target 0.6, lag 15s") != 2 {
+		t.Errorf("the ideal follower is not under both policies: %q", l)
 	}
 	page, _ := os.ReadFile(filepath.Join(out, "report.html"))
 	if strings.Count(string(page), ": serving capacity") < 2 {
@@ -461,5 +466,47 @@ func TestSimulateSaysHowManyMissingPointsItFilled(t *testing.T) {
 	}
 	if !strings.Contains(errOut.String(), "3 missing points filled with the previous value") {
 		t.Errorf("standard error does not say what was filled:\n%s", errOut.String())
+	}
+}
+
+// line is the first line of out that starts with label, after spaces.
+func line(out, label string) string {
+	for l := range strings.Lines(out) {
+		if strings.HasPrefix(strings.TrimSpace(l), label) {
+			return strings.TrimSpace(l)
+		}
+	}
+	return ""
+}
+
+// The ideal follower tracks the policy's target: the config's, else the
+// default policy's.
+func TestSimulateShowsTheIdealFollowerAtThePolicysTarget(t *testing.T) {
+	cfg := writeTemp(t, "sim.yaml", "clusters:\n  - name: web\n    max: 10\n    policy_params: {target: 0.8, high: 0.9}\n")
+	nodeHours := func(stdout string) float64 {
+		l := strings.Fields(line(stdout, "node-hours"))
+		v, _ := strconv.ParseFloat(strings.ReplaceAll(l[len(l)-1], ",", ""), 64)
+		return v
+	}
+	var hours []float64
+	for _, c := range []struct{ args []string }{{nil}, {[]string{"--config", cfg}}} {
+		args := append([]string{"simulate", "--synthetic", "ramp", "--duration", "2h", "--out", t.TempDir()}, c.args...)
+		stdout, code, err := runCLI(t, args...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d: %v", c.args, code, err)
+		}
+		target := "0.6"
+		if c.args != nil {
+			target = "0.8"
+		}
+		if l := line(stdout, "ideal follower"); !strings.Contains(l, "target "+target+", lag 15s") {
+			t.Errorf("%v: %q, want the follower at target %s", c.args, l, target)
+		}
+		// The ideal's node-hours are the indented line after the run's.
+		_, rest, _ := strings.Cut(stdout, "ideal follower")
+		hours = append(hours, nodeHours(rest))
+	}
+	if !(hours[1] < hours[0]) {
+		t.Errorf("the ideal follower used %.1f node-hours at target 0.8, %.1f at 0.6: want fewer at 0.8", hours[1], hours[0])
 	}
 }

@@ -11,14 +11,12 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/mitosis-autoscaler/mitosis/autoscaler"
 	"github.com/mitosis-autoscaler/mitosis/metrics/prometheus"
 	"github.com/mitosis-autoscaler/mitosis/plan"
 	"github.com/mitosis-autoscaler/mitosis/raftstore"
-	"github.com/mitosis-autoscaler/mitosis/sim"
 )
 
 // Options are what the command line adds to the configuration file.
@@ -41,7 +39,7 @@ type Options struct {
 	Log     *slog.Logger
 }
 
-// Agent runs the controller on a timer and serves what it did.
+// Agent runs the controller's loop and serves what it did.
 type Agent struct {
 	cfg Config
 	opt Options
@@ -49,25 +47,22 @@ type Agent struct {
 	reg autoscaler.Registry
 	// raft is the replicated registry when the file has a raft section
 	// (then reg is it); nil when the registry is in memory.
-	raft      *raftstore.Store
-	ctl       *autoscaler.Controller // on real machines; the simulation makes its own
+	raft *raftstore.Store
+	ctl  *autoscaler.Controller
+	// loop decides and acts, on the machine's clock or a simulated
+	// world's; operators' selections go through it (it alone may call
+	// the controller).
+	loop      *autoscaler.Loop
+	clock     autoscaler.Sleeper
 	telemetry *Telemetry
 	ln        net.Listener
 	tokens    tokens
-	// manual carries operators' selections to the loop's goroutine, the
-	// only one that may call the controller.
-	manual chan manualCall
 	// policy is the one decided with: the command's, or the last pushed.
 	policy livePolicy
-	// loop decides and acts until its context ends: on a timer against
-	// Prometheus (tickLoop), or in a simulated world (simulate).
-	loop func(ctx context.Context) error
+	// led: the loop's last pass led (the loop's goroutine's alone).
+	led bool
 	// closeActors releases the hypervisor when the agent acts.
 	closeActors func(context.Context) error
-	// simNow is the simulated world's time (Unix ns) after its latest
-	// step, 0 on real machines: what the API stamps writes with, so that
-	// they sort with the decisions.
-	simNow atomic.Int64
 }
 
 // New assembles an agent, connects what it acts on (nothing in a dry run)
@@ -86,8 +81,7 @@ func New(cfg Config, opt Options) (*Agent, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	a := &Agent{cfg: cfg, opt: opt, log: log, reg: autoscaler.NewMemRegistry(), telemetry: NewTelemetry(opt.Version),
-		manual: make(chan manualCall)}
+	a := &Agent{cfg: cfg, opt: opt, log: log, reg: autoscaler.NewMemRegistry(), telemetry: NewTelemetry(opt.Version)}
 	a.usePolicy(opt.Policy, opt.PolicyFiles)
 	names := make([]string, len(cfg.Clusters))
 	for i, cl := range cfg.Clusters {
@@ -106,9 +100,7 @@ func New(cfg Config, opt Options) (*Agent, error) {
 		a.release()
 		return nil, err
 	}
-	if cfg.Simulated() {
-		a.loop = a.simulate
-	} else if err := a.assemble(); err != nil {
+	if err := a.assemble(); err != nil {
 		return fail(err)
 	}
 	extra := map[string]principal{}
@@ -132,31 +124,47 @@ func New(cfg Config, opt Options) (*Agent, error) {
 	return a, nil
 }
 
-// assemble wires the controller to Prometheus and, unless it runs dry, to
-// the hypervisor, the dispatcher and the node API.
+// assemble wires the controller and its loop: in a simulated world, to
+// the world's backends and clock; on machines, to Prometheus and, unless
+// it runs dry, to the hypervisor, the dispatcher and the node API.
 func (a *Agent) assemble() error {
-	src, err := prometheus.New(a.cfg.Metrics, a.log)
-	if err != nil {
-		return fmt.Errorf("agent: metrics: %w", err)
-	}
-	deps := autoscaler.Deps{
-		Registry: failpoints(a.reg, a.log), Metrics: a.telemetry.Source(src), Policy: a.telemetry.Policy(&a.policy),
-		Clock: wallClock{}, Log: a.log, Observer: a.telemetry, Fence: a.fence,
-	}
-	if !a.cfg.DryRun {
+	var deps autoscaler.Deps
+	if a.cfg.Simulated() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		act, err := openActors(ctx, a.cfg, a.log)
+		wd, clock, err := a.cfg.world.Open(ctx, a.reg)
 		cancel()
 		if err != nil {
-			return fmt.Errorf("agent: %w", err)
+			return fmt.Errorf("agent: simulated world: %w", err)
 		}
-		a.closeActors = act.close
-		deps.Hypervisor, deps.Dispatchers, deps.Nodes = act.hv, act.disps, act.nodes
+		deps, a.clock = wd, clock
+		deps.Metrics = a.telemetry.Source(deps.Metrics)
+	} else {
+		src, err := prometheus.New(a.cfg.Metrics, a.log)
+		if err != nil {
+			return fmt.Errorf("agent: metrics: %w", err)
+		}
+		deps = autoscaler.Deps{Registry: failpoints(a.reg, a.log), Metrics: a.telemetry.Source(src), Clock: autoscaler.WallClock{}, Fence: a.fence}
+		a.clock = autoscaler.WallClock{}
+		if !a.cfg.DryRun {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			act, err := openActors(ctx, a.cfg, a.log)
+			cancel()
+			if err != nil {
+				return fmt.Errorf("agent: %w", err)
+			}
+			a.closeActors = act.close
+			deps.Hypervisor, deps.Dispatchers, deps.Nodes = act.hv, act.disps, act.nodes
+		}
 	}
+	deps.Policy, deps.Log, deps.Observer = a.telemetry.Policy(&a.policy), a.log, a.telemetry
+	var err error
 	if a.ctl, err = autoscaler.New(a.cfg.Config, deps); err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
-	a.loop = a.tickLoop
+	if a.loop, err = autoscaler.NewLoop(a.ctl, a.clock, a.cfg.Config.Loop()); err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	a.loop.Lead, a.loop.Decided, a.loop.Advanced = a.leads, a.decided, a.advanced
 	return nil
 }
 
@@ -210,34 +218,6 @@ func (a *Agent) registerNodes(ctx context.Context) error {
 	return nil
 }
 
-// simulate runs the simulated world in real time (sped up) with the
-// controller, as `mitosis simulate` does, recording into the agent's
-// registry and telemetry. It returns when the load ends.
-func (a *Agent) simulate(ctx context.Context) error {
-	sc := a.cfg.Hypervisor.Sim
-	load, err := sim.Synthetic(sc.Workload, a.cfg.Simulation.Synthetic, sc.Duration.Duration, sc.Seed)
-	if err != nil {
-		return fmt.Errorf("agent: simulated load: %w", err)
-	}
-	pace, err := sim.RealTime(sc.Speed)
-	if err != nil {
-		return fmt.Errorf("agent: %w", err)
-	}
-	res, err := sim.Run(ctx, sim.Options{
-		Label: "agent", Workload: load, Config: a.cfg.Config, Params: a.cfg.Simulation, Mode: sc.Mode,
-		Seed: sc.Seed, Policy: a.telemetry.Policy(&a.policy), Log: a.log,
-		Registry: a.reg, Observer: a.telemetry, Pace: pace, AfterStep: a.serveManual,
-	})
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return fmt.Errorf("agent: simulation: %w", err)
-	}
-	a.log.Info("simulated load ended", "served_pct", res.Summary.ServedPct, "node_hours", res.Summary.NodeHours)
-	return nil
-}
-
 // resumePolicy decides with the policy pushed last, if the registry holds
 // one (a replica, or a restart over a kept registry): every replica
 // decides with the same.
@@ -257,16 +237,7 @@ func (a *Agent) resumePolicy() error {
 // now is the agent's time: the simulated world's in a simulation, this
 // machine's otherwise. Decisions are stamped with it, and so are the
 // API's writes and its default "now".
-func (a *Agent) now() time.Time {
-	if ns := a.simNow.Load(); ns != 0 {
-		return time.Unix(0, ns).UTC()
-	}
-	return time.Now().UTC()
-}
-
-type wallClock struct{}
-
-func (wallClock) Now() time.Time { return time.Now() }
+func (a *Agent) now() time.Time { return a.clock.Now().UTC() }
 
 // Addr is the address the HTTP server listens on.
 func (a *Agent) Addr() string { return a.ln.Addr().String() }
@@ -283,7 +254,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	loopCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	looped := make(chan error, 1)
-	go func() { looped <- a.loop(loopCtx) }()
+	go func() { looped <- a.run(loopCtx) }()
 	var err error
 	select {
 	case err = <-looped:
@@ -301,53 +272,42 @@ func (a *Agent) Run(ctx context.Context) error {
 	return err
 }
 
-// tickLoop ticks every cfg.Tick, the first at once, while the agent
-// leads (always, without raft). On becoming leader it first takes over.
-// A failed tick is logged and recorded; the loop goes on.
-func (a *Agent) tickLoop(ctx context.Context) error {
-	t := time.NewTicker(a.cfg.Tick.Duration)
-	defer t.Stop()
-	led := false
-	for {
-		switch {
-		case !a.leading():
-			if led {
-				a.telemetry.steppedDown()
-			}
-			led = false
-		case !led:
-			if err := a.lead(ctx); err != nil {
-				if ctx.Err() != nil {
-					return nil
-				}
-				a.log.Warn("taking over as leader", "error", err)
-				break
-			}
-			led = true
-			fallthrough
-		default:
-			a.tick(ctx)
-		}
-		// Until the next tick, run the operators' selections as they come.
-		for waiting := true; waiting; {
-			select {
-			case <-ctx.Done():
-				return nil
-			case m := <-a.manual:
-				a.runManual(ctx, a.ctl, m)
-			case <-t.C:
-				waiting = false
-			}
-		}
+// run runs the loop until ctx ends or a simulated world's load does.
+func (a *Agent) run(ctx context.Context) error {
+	if err := a.loop.Run(ctx); err != nil {
+		return fmt.Errorf("agent: %w", err)
 	}
+	if a.cfg.Simulated() && ctx.Err() == nil {
+		a.log.Info("simulated load ended", a.cfg.world.Ended()...)
+	}
+	return nil
 }
 
-// tick decides for every cluster, then advances the operations in flight
-// (a new leader's first tick resumes those its predecessor left, each
-// from its last committed step; a dry run advances none).
-func (a *Agent) tick(ctx context.Context) {
-	recs, err := a.ctl.Tick(ctx)
-	if err != nil && ctx.Err() == nil {
+// leads says whether the loop's pass may decide and act: while the agent
+// leads (always, without raft). On becoming leader it first takes over.
+func (a *Agent) leads(ctx context.Context) bool {
+	if !a.leading() {
+		if a.led {
+			a.telemetry.steppedDown()
+		}
+		a.led = false
+		return false
+	}
+	if !a.led {
+		if err := a.lead(ctx); err != nil {
+			if ctx.Err() == nil {
+				a.log.Warn("taking over as leader", "error", err)
+			}
+			return false
+		}
+		a.led = true
+	}
+	return true
+}
+
+// decided logs a tick's failure and what a dry run would have done.
+func (a *Agent) decided(recs []plan.DecisionRecord, err error) {
+	if err != nil {
 		a.log.Warn("tick", "error", notLeader(err))
 	}
 	for _, r := range recs {
@@ -355,7 +315,11 @@ func (a *Agent) tick(ctx context.Context) {
 			a.log.Info("dry run: would have acted", "cluster", r.Cluster, "proposals", proposals(r.Proposals), "reason", r.Decision.Reason)
 		}
 	}
-	if err := a.ctl.Actuate(ctx); err != nil && ctx.Err() == nil {
+}
+
+// advanced logs a failed pass of the actuator.
+func (a *Agent) advanced(err error) {
+	if err != nil {
 		a.log.Warn("actuate", "error", notLeader(err))
 	}
 }
@@ -376,49 +340,24 @@ func (a *Agent) lead(ctx context.Context) error {
 	return a.registerNodes(ctx)
 }
 
-// manualCall is an operator's selection on its way to the loop.
-type manualCall struct {
-	req   autoscaler.ManualRequest
-	reply chan manualResult
+// submit hands a selection to the loop, which starts its operation at
+// once, and waits for its record.
+func (a *Agent) submit(ctx context.Context, req autoscaler.ManualRequest) (plan.DecisionRecord, error) {
+	res := make(chan manualResult, 1) // fn may run after ctx ends: it must not block
+	err := a.loop.Do(ctx, func(ctx context.Context, c *autoscaler.Controller) {
+		rec, err := c.Manual(ctx, req)
+		res <- manualResult{rec, err}
+	})
+	if err != nil {
+		return plan.DecisionRecord{}, err
+	}
+	r := <-res
+	return r.rec, r.err
 }
 
 type manualResult struct {
 	rec plan.DecisionRecord
 	err error
-}
-
-// serveManual runs the selections waiting, without waiting for more.
-func (a *Agent) serveManual(ctx context.Context, c *autoscaler.Controller) {
-	a.simNow.Store(c.Now().UnixNano())
-	for {
-		select {
-		case m := <-a.manual:
-			a.runManual(ctx, c, m)
-		default:
-			return
-		}
-	}
-}
-
-func (a *Agent) runManual(ctx context.Context, c *autoscaler.Controller, m manualCall) {
-	rec, err := c.Manual(ctx, m.req)
-	m.reply <- manualResult{rec, err}
-}
-
-// submit hands a selection to the loop and waits for its record.
-func (a *Agent) submit(ctx context.Context, req autoscaler.ManualRequest) (plan.DecisionRecord, error) {
-	m := manualCall{req: req, reply: make(chan manualResult, 1)}
-	select {
-	case a.manual <- m:
-	case <-ctx.Done():
-		return plan.DecisionRecord{}, ctx.Err()
-	}
-	select {
-	case r := <-m.reply:
-		return r.rec, r.err
-	case <-ctx.Done():
-		return plan.DecisionRecord{}, ctx.Err()
-	}
 }
 
 func proposals(ps []plan.Proposal) string {

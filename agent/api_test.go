@@ -48,7 +48,7 @@ func newAPIRigOn(t *testing.T, file string) *apiRig {
 		rig.tokens[role] = tok
 		fmt.Fprintf(&list, "    - {name: %s-holder, role: %s, file: %s}\n", role, role, f)
 	}
-	cfg, err := Parse([]byte(file+"api:\n  tokens:\n"+list.String()), "api.yaml")
+	cfg, err := Parse([]byte(file+"api:\n  tokens:\n"+list.String()), "api.yaml", simulates)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,10 +12,8 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -24,7 +22,6 @@ import (
 	"github.com/mitosis-autoscaler/mitosis/hypervisor/libvirt"
 	"github.com/mitosis-autoscaler/mitosis/hypervisor/vsphere"
 	"github.com/mitosis-autoscaler/mitosis/metrics/prometheus"
-	"github.com/mitosis-autoscaler/mitosis/sim"
 )
 
 // Config is the agent's configuration file: the controller's keys at the
@@ -43,18 +40,72 @@ type Config struct {
 	// Raft makes the agent a node of a replicated registry (docs/raft.md);
 	// without it the registry is in memory.
 	Raft *RaftConfig `yaml:"raft"`
-	// Simulation is the simulated world's parameters (docs/simulation.md),
-	// used when hypervisor.kind is sim.
-	Simulation sim.Params `yaml:"simulation"`
+	// World is what the agent acts on: the machines of this file (the
+	// default), or a simulated world (kind: sim) whose keys, and the
+	// simulation section's (docs/simulation.md), the WorldMaker given to
+	// Parse reads: the agent itself knows nothing of simulation.
+	World      yaml.Node `yaml:"world"`
+	Simulation yaml.Node `yaml:"simulation"`
 	// Dispatcher and NodeAPI are what acting on real machines needs
 	// besides the hypervisor (acting.go); a dry run needs neither.
 	Dispatcher *DispatcherConfig `yaml:"dispatcher"`
 	NodeAPI    *NodeAPIConfig    `yaml:"node_api"`
+
+	// world is the simulated world the file chooses, made by worlds.
+	world  World
+	worlds WorldMaker
 }
 
-// Simulated reports whether the agent drives a simulated world instead
-// of real machines (hypervisor.kind: sim).
-func (c Config) Simulated() bool { return c.Hypervisor.Kind == KindSim }
+// Simulated reports whether the agent acts on a simulated world instead
+// of machines (world.kind: sim).
+func (c Config) Simulated() bool { return c.world != nil }
+
+// World is a simulated world the agent acts on in place of machines.
+// Package sim makes one (cmd/mitosis hands its maker to Parse), so that
+// the agent runs the same loop on it as on machines.
+type World interface {
+	// Open starts the world over reg, where it registers its first nodes,
+	// and returns the controller's backends in it (all but the policy,
+	// the log and the observer) and its clock, whose waits advance it
+	// (and end with autoscaler.ErrWorldEnded when its load has run out).
+	Open(ctx context.Context, reg autoscaler.Registry) (autoscaler.Deps, autoscaler.Sleeper, error)
+	// Ended says how the world went, as log attributes, once it ended.
+	Ended() []any
+}
+
+// A WorldMaker reads a simulated world from a file's world and
+// simulation sections, for the controller configuration cfg; its errors
+// name the key at fault.
+type WorldMaker func(world, simulation *yaml.Node, cfg autoscaler.Config) (World, error)
+
+// Simulates lets Parse read a file whose world is simulated, with make.
+func Simulates(make WorldMaker) ParseOption { return func(c *Config) { c.worlds = make } }
+
+// Worlds of a file.
+const (
+	WorldMachines = "machines"
+	WorldSim      = "sim"
+)
+
+// worldKind is the file's world.kind: machines when it gives none.
+func (c Config) worldKind() (string, error) {
+	var w struct {
+		Kind string `yaml:"kind"`
+	}
+	if c.World.Kind == 0 {
+		return WorldMachines, nil
+	}
+	if err := c.World.Decode(&w); err != nil || c.World.Kind != yaml.MappingNode {
+		return "", fmt.Errorf("world: line %d: want a section such as {kind: sim}", c.World.Line)
+	}
+	switch w.Kind {
+	case "", WorldMachines:
+		return WorldMachines, nil
+	case WorldSim:
+		return WorldSim, nil
+	}
+	return "", fmt.Errorf("world.kind: unknown world %q (want machines or sim)", w.Kind)
+}
 
 // NodeConfig is a node the agent starts with.
 type NodeConfig struct {
@@ -140,12 +191,11 @@ func checkHostPort(addr string) error {
 //	  kind: libvirt
 //	  libvirt: {uri: "qemu:///system", image_dir: /var/lib/mitosis/images}
 type HypervisorConfig struct {
-	// Kind is vsphere, libvirt, process or sim.
+	// Kind is vsphere, libvirt or process.
 	Kind    string          `yaml:"kind"`
 	VSphere *vsphere.Config `yaml:"vsphere"`
 	Libvirt *libvirt.Config `yaml:"libvirt"`
 	Process *ProcessConfig  `yaml:"process"`
-	Sim     *SimConfig      `yaml:"sim"`
 }
 
 // Kinds of hypervisor.
@@ -155,85 +205,22 @@ const (
 	// KindProcess runs each VM as a local process of an application
 	// server (demo-node, say): for demonstrations and tests (acting.go).
 	KindProcess = "process"
-	// KindSim is the simulator's world in place of machines: its
-	// hypervisor, load balancer, nodes and metrics, on a clock that runs
-	// Speed times as fast as the wall clock, under a synthetic load.
-	KindSim = "sim"
 )
-
-// SimConfig is the simulated world the agent drives (hypervisor.kind sim);
-// the world's own parameters are the file's simulation section.
-type SimConfig struct {
-	// Speed is simulated seconds per wall-clock second (default 60).
-	Speed float64 `yaml:"speed"`
-	// Workload is a synthetic load: diurnal, spike, ramp or
-	// diurnal-spike (the default), shaped by simulation.synthetic.
-	Workload string `yaml:"workload"`
-	// Duration is how long the load lasts, in simulated time (default
-	// 7 days); the agent stops at its end.
-	Duration autoscaler.Duration `yaml:"duration"`
-	Seed     uint64              `yaml:"seed"`
-	// Mode is live-clone (the default) or cold-boot.
-	Mode sim.Mode `yaml:"mode"`
-}
-
-// zeroSpeed says whether the file gives hypervisor.sim.speed as 0 (the
-// file decoded strictly already: this looks at that one key).
-func zeroSpeed(data []byte) bool {
-	var f struct {
-		Hypervisor struct {
-			Sim struct {
-				Speed *float64 `yaml:"speed"`
-			} `yaml:"sim"`
-		} `yaml:"hypervisor"`
-	}
-	return yaml.Unmarshal(data, &f) == nil && f.Hypervisor.Sim.Speed != nil && *f.Hypervisor.Sim.Speed == 0
-}
-
-func (s *SimConfig) applyDefaults() {
-	if s.Speed == 0 {
-		s.Speed = 60
-	}
-	if s.Workload == "" {
-		s.Workload = sim.DiurnalSpike
-	}
-	if s.Duration.Duration == 0 {
-		s.Duration = autoscaler.Dur(7 * 24 * time.Hour)
-	}
-	if s.Mode == "" {
-		s.Mode = sim.LiveClone
-	}
-}
-
-func (s SimConfig) validate() error {
-	switch {
-	case !(s.Speed > 0) || s.Speed > 100000:
-		return fmt.Errorf("hypervisor.sim.speed: %v must be above 0 and at most 100000", s.Speed)
-	case !slices.Contains(sim.SyntheticKinds, s.Workload):
-		return fmt.Errorf("hypervisor.sim.workload: %q is not one of %s", s.Workload, strings.Join(sim.SyntheticKinds, ", "))
-	case s.Duration.Duration < time.Minute:
-		return fmt.Errorf("hypervisor.sim.duration: %s is under a minute", s.Duration.Duration)
-	}
-	if _, err := sim.ParseMode(string(s.Mode)); err != nil {
-		return fmt.Errorf("hypervisor.sim.mode: %w", err)
-	}
-	return nil
-}
 
 // Validate checks that the kind is known and that its section, and only
 // its, is given.
 func (h HypervisorConfig) Validate() error {
-	given := map[string]bool{KindVSphere: h.VSphere != nil, KindLibvirt: h.Libvirt != nil, KindProcess: h.Process != nil, KindSim: h.Sim != nil}
+	given := map[string]bool{KindVSphere: h.VSphere != nil, KindLibvirt: h.Libvirt != nil, KindProcess: h.Process != nil}
 	switch h.Kind {
-	case KindVSphere, KindLibvirt, KindProcess, KindSim:
+	case KindVSphere, KindLibvirt, KindProcess:
 	case "":
-		return errors.New("hypervisor.kind: required (vsphere, libvirt, process or sim)")
+		return errors.New("hypervisor.kind: required (vsphere, libvirt or process; or world: {kind: sim} for a simulated world)")
+	case "sim":
+		return errors.New("hypervisor.kind: sim is now a world of its own: write world: {kind: sim, speed: …} (docs/agent.md), without a hypervisor section")
 	default:
-		return fmt.Errorf("hypervisor.kind: unknown kind %q (want vsphere, libvirt, process or sim)", h.Kind)
+		return fmt.Errorf("hypervisor.kind: unknown kind %q (want vsphere, libvirt or process)", h.Kind)
 	}
-	// sim's section is optional, and checked with its defaults
-	// (checkSimulated).
-	if h.Kind != KindSim && !given[h.Kind] {
+	if !given[h.Kind] {
 		return fmt.Errorf("hypervisor.%s: required when hypervisor.kind is %s", h.Kind, h.Kind)
 	}
 	for kind, ok := range given {
@@ -283,9 +270,6 @@ func parse(data []byte, opts []ParseOption) (Config, error) {
 	if err := autoscaler.DecodeStrict(data, &c); err != nil {
 		return Config{}, err
 	}
-	if zeroSpeed(data) { // 0 would otherwise read as "the default"
-		return Config{}, errors.New("hypervisor.sim.speed: 0 must be above 0 (leave it out for 60)")
-	}
 	for _, o := range opts {
 		o(&c)
 	}
@@ -293,10 +277,17 @@ func parse(data []byte, opts []ParseOption) (Config, error) {
 	if err := c.Config.Validate(); err != nil {
 		return Config{}, err
 	}
+	world, err := c.worldKind()
+	if err != nil {
+		return Config{}, err
+	}
+	if world == WorldMachines && c.Simulation.Kind != 0 {
+		return Config{}, errors.New("simulation: given, but the world is machines: the section is for a simulated world (world: {kind: sim})")
+	}
 	// A dry run touches no VM: it needs no hypervisor, but a section
 	// given is still checked.
 	h := c.Hypervisor
-	if !c.DryRun || h.Kind != "" || h.VSphere != nil || h.Libvirt != nil || h.Process != nil || h.Sim != nil {
+	if world == WorldMachines && (!c.DryRun || h.Kind != "" || h.VSphere != nil || h.Libvirt != nil || h.Process != nil) {
 		if err := h.Validate(); err != nil {
 			return Config{}, err
 		}
@@ -311,18 +302,12 @@ func parse(data []byte, opts []ParseOption) (Config, error) {
 		if err := c.Raft.validate(); err != nil {
 			return Config{}, err
 		}
-		if c.Simulated() {
-			return Config{}, errors.New("raft: not with hypervisor.kind sim: a simulated world lives in one agent's memory")
-		}
 	}
-	if c.Simulated() {
+	if world == WorldSim {
 		if err := c.checkSimulated(); err != nil {
 			return Config{}, err
 		}
 		return c, nil
-	}
-	if c.Simulation != (sim.Params{}) {
-		return Config{}, fmt.Errorf("simulation: given, but %s: the section is for a simulated world (hypervisor.kind: sim)", h.kindIs())
 	}
 	c.Metrics.ApplyDefaults()
 	if err := c.Metrics.Validate(); err != nil {
@@ -373,32 +358,34 @@ func (h HypervisorConfig) kindIs() string {
 	return "hypervisor.kind is " + h.Kind
 }
 
-// checkSimulated applies the simulated world's defaults and checks that
-// nothing real is configured beside it: the world brings its own nodes
-// and metrics, and drives exactly one cluster.
+// checkSimulated checks that nothing real is configured beside a
+// simulated world (it brings its own nodes, metrics, hypervisor and load
+// balancer, in one agent's memory, for exactly one cluster), then makes
+// the world, whose maker checks its own sections.
 func (c *Config) checkSimulated() error {
-	if c.Hypervisor.Sim == nil {
-		c.Hypervisor.Sim = &SimConfig{}
-	}
-	c.Hypervisor.Sim.applyDefaults()
-	c.Simulation.ApplyDefaults()
+	h := c.Hypervisor
 	switch {
 	case len(c.Clusters) != 1:
 		return fmt.Errorf("clusters: a simulated world has exactly one cluster, the file has %d", len(c.Clusters))
+	case h.Kind != "" || h.VSphere != nil || h.Libvirt != nil || h.Process != nil:
+		return errors.New("hypervisor: not with world.kind sim: the simulated world has its own")
 	case len(c.Nodes) > 0:
-		return errors.New("nodes: not with hypervisor.kind sim: the simulated world makes the cluster's first nodes (simulation.initial_nodes)")
+		return errors.New("nodes: not with world.kind sim: the simulated world makes the cluster's first nodes (simulation.initial_nodes)")
 	case c.Metrics.URL != "" || len(c.Metrics.Queries) > 0:
-		return errors.New("metrics: not with hypervisor.kind sim: the simulated world is the metrics source")
+		return errors.New("metrics: not with world.kind sim: the simulated world is the metrics source")
 	case c.Dispatcher != nil || c.NodeAPI != nil:
-		return errors.New("dispatcher, node_api: not with hypervisor.kind sim: the simulated world has its own")
+		return errors.New("dispatcher, node_api: not with world.kind sim: the simulated world has its own")
+	case c.Raft != nil:
+		return errors.New("raft: not with world.kind sim: a simulated world lives in one agent's memory")
+	case c.worlds == nil:
+		return errors.New("world.kind: sim: this program cannot make a simulated world (mitosis agent can)")
 	}
-	if err := c.Simulation.Validate(); err != nil {
-		return err // it names simulation.<key>
+	w, err := c.worlds(&c.World, &c.Simulation, c.Config)
+	if err != nil {
+		return err
 	}
-	if cl := c.Clusters[0]; c.Simulation.InitialNodes > cl.Max {
-		return fmt.Errorf("simulation.initial_nodes: %d is above clusters[0] (%s).max %d", c.Simulation.InitialNodes, cl.Name, cl.Max)
-	}
-	return c.Hypervisor.Sim.validate()
+	c.world = w
+	return nil
 }
 
 // LoadFile reads and parses an agent configuration file.
@@ -425,8 +412,6 @@ func OpenHypervisor(ctx context.Context, h HypervisorConfig, log *slog.Logger) (
 			return nil, nil, fmt.Errorf("hypervisor vsphere: %w", err)
 		}
 		return c, c.Close, nil
-	case KindSim:
-		return nil, nil, errors.New("hypervisor sim: the simulated world is not opened on its own; the agent runs it")
 	case KindProcess:
 		return nil, nil, errors.New("hypervisor process: opened with the node API (openActors)")
 	default: // KindLibvirt, as Validate checked

@@ -11,12 +11,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/vmware/govmomi/simulator"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/mitosis-autoscaler/mitosis/agent"
+	"github.com/mitosis-autoscaler/mitosis/autoscaler"
 	"github.com/mitosis-autoscaler/mitosis/hypervisor"
+	"github.com/mitosis-autoscaler/mitosis/sim"
 )
 
 const base = `
@@ -110,13 +112,13 @@ func TestParseNamesWhatIsWrong(t *testing.T) {
 		{"a bad hypervisor in a dry run", "dry_run: true\nhypervisor: {kind: xen}", `unknown kind "xen"`},
 		{"a bad libvirt section in a dry run", "dry_run: true\nhypervisor: {kind: libvirt, libvirt: {uri: 'test:///default', image_dir: /tmp, clone_mode: warm}}", `hypervisor.libvirt: clone_mode "warm"`},
 		{"credentials in a vsphere url, in a dry run", "dry_run: true\nhypervisor: {kind: vsphere, vsphere: {url: 'https://vc/sdk?user=a&password=hunter2', datacenter: dc1}}", "hypervisor.vsphere: url"},
-		{"a simulated world with metrics", "hypervisor: {kind: sim}", "metrics: not with hypervisor.kind sim"},
-		{"a simulated world with another kind's section", "hypervisor: {kind: sim, libvirt: {uri: x}}", "hypervisor.libvirt: given, but hypervisor.kind is sim"},
-		{"a simulation section on real machines", "hypervisor: {kind: libvirt, libvirt: {uri: 'test:///default', image_dir: /tmp}}\nsimulation: {node_capacity: 50}", "simulation: given, but hypervisor.kind is libvirt"},
-		{"a simulation section without a kind", "dry_run: true\nsimulation: {node_capacity: 50}", "simulation: given, but hypervisor.kind is not set"},
-		{"a sim section without a kind in a dry run", "dry_run: true\nhypervisor: {sim: {speed: 10}}", "hypervisor.kind: required"},
+		{"a simulated world with metrics", "world: {kind: sim}", "metrics: not with world.kind sim"},
+		{"a simulated world with a hypervisor", "world: {kind: sim}\nhypervisor: {kind: libvirt, libvirt: {uri: x}}", "hypervisor: not with world.kind sim"},
+		{"the old simulated hypervisor", "hypervisor: {kind: sim}", "hypervisor.kind: sim is now a world of its own"},
+		{"an unknown world", "world: {kind: mars}", `world.kind: unknown world "mars"`},
+		{"a simulation section on real machines", "hypervisor: {kind: libvirt, libvirt: {uri: 'test:///default', image_dir: /tmp}}\nsimulation: {node_capacity: 50}", "simulation: given, but the world is machines"},
+		{"a simulation section in a dry run", "dry_run: true\nsimulation: {node_capacity: 50}", "simulation: given, but the world is machines"},
 		{"a second document", "---\ntick: 1s", "line 11: a second YAML document"},
-		{"a simulated world at speed 0", "hypervisor: {kind: sim, sim: {speed: 0}}", "hypervisor.sim.speed: 0 must be above 0"},
 		{"nodes as a mapping", "dry_run: true\nnodes: {cluster: web}", "line 12: nodes: a list is expected, not a mapping"},
 		{"a process hypervisor without its command", "hypervisor: {kind: process, process: {dir: /tmp}}", "hypervisor.process.command: required"},
 		{"a process hypervisor without its directory", "hypervisor: {kind: process, process: {dir: /no/such/dir, command: [demo-node]}}", `hypervisor.process.dir: "/no/such/dir" must be an existing directory`},
@@ -325,32 +327,45 @@ func TestOpenHypervisorFailsClearly(t *testing.T) {
 	}
 }
 
+// The agent reads a simulated world only with a maker (the command's,
+// package sim's), which checks the world's own keys; the agent checks that
+// nothing real is configured beside it.
 func TestASimulatedWorldIsCheckedWithItsDefaults(t *testing.T) {
 	head := "clusters: [{name: web, min: 1, max: 4}]\n"
-	c, err := agent.Parse([]byte(head+"hypervisor: {kind: sim}\n"), "sim.yaml")
+	simulates := agent.Simulates(func(world, simulation *yaml.Node, cfg autoscaler.Config) (agent.World, error) {
+		return sim.ReadAgentWorld(world, simulation, cfg)
+	})
+	if _, err := agent.Parse([]byte(head+"world: {kind: sim}\n"), "sim.yaml"); err == nil || !strings.Contains(err.Error(), "cannot make a simulated world") {
+		t.Errorf("no maker: %v", err)
+	}
+	c, err := agent.Parse([]byte(head+"world: {kind: sim}\n"), "sim.yaml", simulates)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s := c.Hypervisor.Sim; !c.Simulated() || s.Speed != 60 || s.Workload != "diurnal-spike" || s.Duration.Duration != 7*24*time.Hour || s.Mode != "live-clone" {
-		t.Errorf("defaults: %+v", c.Hypervisor.Sim)
+	if !c.Simulated() {
+		t.Error("world.kind sim is not simulated")
 	}
 	for _, bad := range []struct{ yaml, want string }{
-		{"hypervisor: {kind: sim, sim: {speed: -1}}", "hypervisor.sim.speed"},
-		{"hypervisor: {kind: sim, sim: {workload: sine}}", `hypervisor.sim.workload: "sine" is not one of`},
-		{"hypervisor: {kind: sim, sim: {mode: warp}}", "hypervisor.sim.mode"},
-		{"hypervisor: {kind: sim}\nsimulation: {node_capacity: -3}", "simulation.node_capacity: must be positive"},
-		{"hypervisor: {kind: sim}\nnodes: [{cluster: web, id: a, role: app}]", "nodes: not with hypervisor.kind sim"},
+		{"world: {kind: sim, speed: -1}", "world.speed"},
+		{"world: {kind: sim, speed: 0}", "world.speed: 0 must be above 0"},
+		{"world: {kind: sim, workload: sine}", `world.workload: "sine" is not one of`},
+		{"world: {kind: sim, mode: warp}", "world.mode"},
+		{"world: {kind: sim, sped: 3}", "world: line 2: field sped not found"},
+		{"world: {kind: sim}\nsimulation: {node_capacity: -3}", "simulation.node_capacity: must be positive"},
+		{"world: {kind: sim}\nnodes: [{cluster: web, id: a, role: app}]", "nodes: not with world.kind sim"},
+		{"world: {kind: sim}\nraft: {node_id: a1, bind: '127.0.0.1:7001', data_dir: /tmp/unused, bootstrap: true, peers: [{id: a1, address: '127.0.0.1:7001'}]}", "raft: not with world.kind sim"},
+		{"world: sim", "world: line 2: want a section such as {kind: sim}"},
 	} {
-		if _, err := agent.Parse([]byte(head+bad.yaml+"\n"), "sim.yaml"); err == nil || !strings.Contains(err.Error(), bad.want) {
-			t.Errorf("%s: error %v, want %q", bad.yaml, err, bad.want)
+		if _, err := agent.Parse([]byte(head+bad.yaml+"\n"), "sim.yaml", simulates); err == nil || !strings.Contains(err.Error(), bad.want) || !strings.HasPrefix(err.Error(), "sim.yaml: ") {
+			t.Errorf("%s: error %v, want one from sim.yaml naming %q", bad.yaml, err, bad.want)
 		}
 	}
-	if _, err := agent.Parse([]byte(head+"hypervisor: {kind: sim}\nsimulation: {initial_nodes: 50}\n"), "sim.yaml"); err == nil ||
+	if _, err := agent.Parse([]byte(head+"world: {kind: sim}\nsimulation: {initial_nodes: 50}\n"), "sim.yaml", simulates); err == nil ||
 		!strings.HasPrefix(err.Error(), "sim.yaml: simulation.initial_nodes: 50 is above clusters[0] (web).max 4") {
 		t.Errorf("more initial nodes than the max: %v", err)
 	}
-	two := "clusters: [{name: a, max: 2}, {name: b, max: 2}]\nhypervisor: {kind: sim}\n"
-	if _, err := agent.Parse([]byte(two), "sim.yaml"); err == nil || !strings.Contains(err.Error(), "exactly one cluster") {
+	two := "clusters: [{name: a, max: 2}, {name: b, max: 2}]\nworld: {kind: sim}\n"
+	if _, err := agent.Parse([]byte(two), "sim.yaml", simulates); err == nil || !strings.Contains(err.Error(), "exactly one cluster") {
 		t.Errorf("two clusters: %v", err)
 	}
 }

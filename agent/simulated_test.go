@@ -10,8 +10,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.yaml.in/yaml/v3"
 
+	"github.com/mitosis-autoscaler/mitosis/autoscaler"
 	"github.com/mitosis-autoscaler/mitosis/plan"
+	"github.com/mitosis-autoscaler/mitosis/sim"
 )
 
 const simulatedFile = `
@@ -24,18 +27,24 @@ clusters:
     cooldown: {up: 30s, down: 2m}
     stabilization: 2m
     hosts: [{name: esx-1}, {name: esx-2}]
-hypervisor:
-  kind: sim
-  sim: {speed: 1200, workload: spike, duration: 6h, seed: 3}
+world: {kind: sim, speed: 1200, workload: spike, duration: 6h, seed: 3}
 simulation:
   synthetic: {base_rps: 100, peak_rps: 1500, spike_every: 20m, spike_rise: 2m, spike_decay: 5m}
 `
+
+// simulates reads simulated worlds, as the command does.
+var simulates = Simulates(func(world, simulation *yaml.Node, cfg autoscaler.Config) (World, error) {
+	return sim.ReadAgentWorld(world, simulation, cfg)
+})
+
+// setSpeed runs a parsed simulated world at speed.
+func setSpeed(cfg Config, speed float64) { cfg.world.(*sim.AgentWorld).World.Speed = &speed }
 
 // On a simulated world the agent acts: it clones when a spike comes and
 // detaches when it has passed, in real time sped up, and serves what it
 // did as a real agent does.
 func TestASimulatedWorldExpandsAndContracts(t *testing.T) {
-	cfg, err := Parse([]byte(simulatedFile), "sim.yaml")
+	cfg, err := Parse([]byte(simulatedFile), "sim.yaml", simulates)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,11 +93,11 @@ func TestASimulatedWorldExpandsAndContracts(t *testing.T) {
 // An operator clones a node of their choice and detaches another through
 // the API; each is a decision recorded with their name, and runs.
 func TestAnOperatorClonesAndDetachesThroughTheAPI(t *testing.T) {
-	cfg, err := Parse([]byte(simulatedFile), "sim.yaml")
+	cfg, err := Parse([]byte(simulatedFile), "sim.yaml", simulates)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Hypervisor.Sim.Speed = 60
+	setSpeed(cfg, 60)
 	a := runAgent(t, cfg)
 
 	post := func(path, body string) (int, plan.DecisionRecord) {
@@ -148,14 +157,14 @@ func TestAnOperatorClonesAndDetachesThroughTheAPI(t *testing.T) {
 // (120 simulated minutes at the defaults' speed; run here 20 times as
 // fast).
 func TestTheEmbeddedDefaultsExpandAndContractWithinTwoMinutes(t *testing.T) {
-	cfg, err := Parse(SimulatedDefaults, "embedded defaults")
+	cfg, err := Parse(SimulatedDefaults, "embedded defaults", simulates)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Hypervisor.Sim.Speed != 60 {
-		t.Fatalf("the defaults run at ×%v; this test assumes ×60", cfg.Hypervisor.Sim.Speed)
+	if w := cfg.world.(*sim.AgentWorld); *w.World.Speed != 60 {
+		t.Fatalf("the defaults run at ×%v; this test assumes ×60", *w.World.Speed)
 	}
-	cfg.Hypervisor.Sim.Speed = 1200
+	setSpeed(cfg, 1200)
 	a := runAgent(t, cfg)
 	count := func(kind string) float64 {
 		return testutil.ToFloat64(a.telemetry.operations.WithLabelValues("web", kind, "done"))
@@ -172,11 +181,11 @@ func TestTheEmbeddedDefaultsExpandAndContractWithinTwoMinutes(t *testing.T) {
 // On a simulated world the API stamps its writes with the world's clock,
 // as the decisions are: the audit trail and the settings sort with them.
 func TestASimulatedAgentStampsItsWritesWithTheWorldsClock(t *testing.T) {
-	cfg, err := Parse([]byte(simulatedFile), "sim.yaml")
+	cfg, err := Parse([]byte(simulatedFile), "sim.yaml", simulates)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Hypervisor.Sim.Speed = 600
+	setSpeed(cfg, 600)
 	a := runAgent(t, cfg)
 	ctx := context.Background()
 	deadline := time.Now().Add(10 * time.Second)

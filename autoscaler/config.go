@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"reflect"
 	"regexp"
@@ -51,6 +52,11 @@ func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
 type Config struct {
 	// Tick is how often the leader evaluates the policy.
 	Tick Duration `yaml:"tick"`
+	// Poll is how soon the loop looks again at operations in flight that
+	// wait (a template settling, a clone booting); it doubles while
+	// nothing moves, up to MaxPoll (Loop).
+	Poll    Duration `yaml:"poll"`
+	MaxPoll Duration `yaml:"max_poll"`
 	// DryRun records decisions without executing them.
 	DryRun   bool            `yaml:"dry_run"`
 	Clusters []ClusterConfig `yaml:"clusters"`
@@ -62,7 +68,9 @@ type ClusterConfig struct {
 	Min           int      `yaml:"min"`
 	Max           int      `yaml:"max"`
 	ScalableRoles []string `yaml:"scalable_roles"`
-	Cooldown      struct {
+	// Cooldown.Up runs from the last clone's join, Cooldown.Down from the
+	// last expansion or contraction decision.
+	Cooldown struct {
 		Up   Duration `yaml:"up"`
 		Down Duration `yaml:"down"`
 	} `yaml:"cooldown"`
@@ -74,6 +82,11 @@ type ClusterConfig struct {
 		Template *int `yaml:"template"`
 		Host     *int `yaml:"host"`
 	} `yaml:"budget"`
+	// Growth is the most the cluster may grow at once: clones in flight
+	// stay within (Growth-1) times its ready nodes (at least one); 2 lets
+	// it double. 0 is unlimited; otherwise it must be above 1.
+	Growth *float64 `yaml:"growth"`
+
 	Hosts   []HostConfig `yaml:"hosts"`
 	Prepare struct {
 		Deadline Duration         `yaml:"deadline"`
@@ -109,7 +122,13 @@ func (c ClusterConfig) Limits() plan.Limits {
 		MaxOpsPerCluster:       deref(c.Budget.Cluster),
 		MaxOpsPerTemplate:      deref(c.Budget.Template),
 		MaxOpsPerHost:          deref(c.Budget.Host),
+		MaxGrowth:              deref(c.Growth),
 	}
+}
+
+// Loop is the loop's timing.
+func (c Config) Loop() LoopConfig {
+	return LoopConfig{Tick: c.Tick.Duration, Poll: c.Poll.Duration, MaxPoll: c.MaxPoll.Duration}
 }
 
 // DefaultConfig is what mitosis runs with when given no file: one cluster
@@ -122,19 +141,27 @@ func DefaultConfig() Config {
 
 // ApplyDefaults fills every unset field with its default.
 func (c *Config) ApplyDefaults() {
-	setDur(&c.Tick, 30*time.Second)
+	setDur(&c.Tick, 15*time.Second) // Kubernetes' HPA's period
+	setDur(&c.Poll, 500*time.Millisecond)
+	setDur(&c.MaxPoll, 2*time.Second)
 	for i := range c.Clusters {
 		cl := &c.Clusters[i]
 		// Absent (nil), not an explicit [] that Validate refuses.
 		if cl.ScalableRoles == nil {
 			cl.ScalableRoles = []string{"app"}
 		}
-		setDur(&cl.Cooldown.Up, 60*time.Second)
+		// Short, since it runs from the last join: the metrics already
+		// measure the new capacity.
+		setDur(&cl.Cooldown.Up, 0)
 		setDur(&cl.Cooldown.Down, 5*time.Minute)
-		setDur(&cl.Stabilization, 5*time.Minute)
-		setInt(&cl.Budget.Cluster, 4)
-		setInt(&cl.Budget.Template, 1)
-		setInt(&cl.Budget.Host, 2)
+		setDur(&cl.Stabilization, 15*time.Minute)
+		// Growth and host capacity bound a dividing cluster, not a count
+		// of operations: unlimited per cluster and per host. A template
+		// is stunned for each clone, so one at a time.
+		setPtr(&cl.Budget.Cluster, 0)
+		setPtr(&cl.Budget.Template, 1)
+		setPtr(&cl.Budget.Host, 0)
+		setPtr(&cl.Growth, 2)
 		setDur(&cl.Prepare.Deadline, 30*time.Second)
 		if cl.Prepare.Mode == "" {
 			cl.Prepare.Mode = node.PrepareSuspend
@@ -150,13 +177,13 @@ func setDur(d *Duration, v time.Duration) {
 	}
 }
 
-func setInt(p **int, v int) {
+func setPtr[T any](p **T, v T) {
 	if *p == nil {
 		*p = &v
 	}
 }
 
-func deref(p *int) int {
+func deref[T int | float64](p *T) T {
 	if p == nil {
 		return 0
 	}
@@ -167,6 +194,12 @@ func deref(p *int) int {
 func (c Config) Validate() error {
 	if c.Tick.Duration <= 0 {
 		return errors.New("tick: must be positive")
+	}
+	if c.Poll.Duration <= 0 {
+		return errors.New("poll: must be positive")
+	}
+	if c.MaxPoll.Duration < c.Poll.Duration {
+		return fmt.Errorf("max_poll: %s is under poll %s", c.MaxPoll.Duration, c.Poll.Duration)
 	}
 	if len(c.Clusters) == 0 {
 		return errors.New("clusters: at least one cluster is needed")
@@ -208,6 +241,9 @@ func (c Config) Validate() error {
 			if f.v <= 0 {
 				return fmt.Errorf("%s.%s: must be positive, got %s", at, f.key, f.v)
 			}
+		}
+		if g := deref(cl.Growth); g != 0 && !(g > 1 && !math.IsInf(g, 1)) { // NaN fails g > 1
+			return fmt.Errorf("%s.growth: must be 0 (unlimited) or a number above 1 (2 lets the cluster double), got %g", at, g)
 		}
 		if cl.ScalableRoles != nil && len(cl.ScalableRoles) == 0 {
 			return fmt.Errorf("%s.scalable_roles: an empty list scales no node (leave the key out for the default [app])", at)

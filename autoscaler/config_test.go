@@ -20,12 +20,45 @@ func TestParseConfig(t *testing.T) {
 			yaml: "clusters: [{name: web, max: 8}]",
 			check: func(t *testing.T, c Config) {
 				cl := c.Clusters[0]
-				if c.Tick.Duration != 30*time.Second || cl.Cooldown.Down.Duration != 5*time.Minute ||
+				if c.Tick.Duration != 15*time.Second || cl.Cooldown.Down.Duration != 5*time.Minute ||
 					cl.Limits().MaxOpsPerTemplate != 1 || cl.ScalableRoles[0] != "app" || cl.Prepare.Mode != "suspend" {
 					t.Errorf("defaults not applied: %+v", cl)
 				}
 			},
 		},
+		{
+			name: "by default a cluster may divide: growth 2, unlimited cluster and host budgets",
+			yaml: "clusters: [{name: web, max: 8}]",
+			check: func(t *testing.T, c Config) {
+				l := c.Clusters[0].Limits()
+				if l.MaxGrowth != 2 || l.MaxOpsPerCluster != 0 || l.MaxOpsPerHost != 0 || l.MaxOpsPerTemplate != 1 {
+					t.Errorf("defaults: %+v", l)
+				}
+			},
+		},
+		{
+			name: "growth is read and passed on",
+			yaml: "clusters: [{name: web, max: 8, growth: 1.5}]",
+			check: func(t *testing.T, c Config) {
+				if g := c.Clusters[0].Limits().MaxGrowth; g != 1.5 {
+					t.Errorf("growth %g, want 1.5", g)
+				}
+			},
+		},
+		{
+			name: "an explicit growth of 0 is kept: unlimited",
+			yaml: "clusters: [{name: web, max: 8, growth: 0}]",
+			check: func(t *testing.T, c Config) {
+				if g := c.Clusters[0].Limits().MaxGrowth; g != 0 {
+					t.Errorf("growth %g, want 0", g)
+				}
+			},
+		},
+		{name: "a growth of 1 is refused with its key", yaml: "clusters: [{name: web, max: 8, growth: 1}]", wantErr: "clusters[0] (web).growth: must be 0 (unlimited) or a number above 1"},
+		{name: "a growth below 1 is refused", yaml: "clusters: [{name: web, max: 8, growth: 0.5}]", wantErr: "clusters[0] (web).growth:"},
+		{name: "a negative growth is refused", yaml: "clusters: [{name: web, max: 8, growth: -2}]", wantErr: "clusters[0] (web).growth:"},
+		{name: "an infinite growth is refused", yaml: "clusters: [{name: web, max: 8, growth: .inf}]", wantErr: "clusters[0] (web).growth:"},
+		{name: "a growth that is not a number names the key", yaml: "clusters: [{name: web, max: 8, growth: double}]", wantErr: `clusters[0].growth: a number is expected, not "double"`},
 		{
 			name: "an explicit zero is kept, not defaulted",
 			yaml: "clusters: [{name: web, max: 8, cooldown: {up: 0s}, budget: {cluster: 0}}]",

@@ -58,6 +58,8 @@ type Controller struct {
 	d        Deps
 	log      *slog.Logger
 	clusters map[string]ClusterConfig
+	// lastIDs is the time in the ids of each cluster's latest operations.
+	lastIDs map[string]time.Time
 }
 
 // New checks the configuration and the dependencies.
@@ -86,11 +88,21 @@ func New(cfg Config, d Deps) (*Controller, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	c := &Controller{cfg: cfg, d: d, log: log, clusters: map[string]ClusterConfig{}}
+	c := &Controller{cfg: cfg, d: d, log: log, clusters: map[string]ClusterConfig{}, lastIDs: map[string]time.Time{}}
 	for _, cl := range cfg.Clusters {
 		c.clusters[cl.Name] = cl
 	}
 	return c, nil
+}
+
+// upCooldown is the longest scale-up cooldown of clusters: how long after
+// a clone of one of them joined an expansion may start again.
+func (c *Controller) upCooldown(clusters []string) time.Duration {
+	var d time.Duration
+	for _, name := range clusters {
+		d = max(d, c.clusters[name].Cooldown.Up.Duration)
+	}
+	return d
 }
 
 // Now is the controller's time, by its clock: a simulated world's in a
@@ -273,9 +285,19 @@ func (c *Controller) operations(cluster string, now time.Time, dec plan.Decision
 		return nil
 	}
 	var ops []plan.Operation
+	// Two decisions of one instant (a tick, then the decision a join
+	// triggers, on a simulated clock) name their operations a millisecond
+	// apart: ids are unique and still sort by time.
+	at := now.Truncate(time.Millisecond)
+	if last := c.lastIDs[cluster]; !at.After(last) && len(ps) > 0 {
+		at = last.Add(time.Millisecond)
+	}
+	if len(ps) > 0 {
+		c.lastIDs[cluster] = at
+	}
 	for i, p := range ps {
 		op := plan.Operation{
-			ID: opID(cluster, now, i) + tag, Kind: p.Kind, Cluster: cluster, Status: plan.OpRunning,
+			ID: opID(cluster, at, i) + tag, Kind: p.Kind, Cluster: cluster, Status: plan.OpRunning,
 			Step: FirstStep(p.Kind), Template: p.Template, Host: p.Host, Node: p.Node, Force: p.Force,
 			Reason: dec.Reason, CreatedAt: now, StepAt: now,
 		}
@@ -289,16 +311,34 @@ func (c *Controller) operations(cluster string, now time.Time, dec plan.Decision
 }
 
 // Actuate advances every unfinished operation as far as it can go now; in
-// a dry run it does nothing.
+// a dry run it does nothing (Advance, without the account).
+func (c *Controller) Actuate(ctx context.Context) error {
+	_, err := c.Advance(ctx)
+	return err
+}
+
+// Progress is what one pass of the actuator did.
+type Progress struct {
+	// Steps is how many steps it committed.
+	Steps int
+	// Joined are the clusters a clone joined in this pass.
+	Joined []string
+	// Unfinished is how many operations are still unfinished after it.
+	Unfinished int
+}
+
+// Advance advances every unfinished operation as far as it can go now,
+// and says what it did; in a dry run it does nothing.
 // It returns when each one waits for something (a template settling, a
 // clone booting, sessions finishing); the next call carries on.
-func (c *Controller) Actuate(ctx context.Context) error {
+func (c *Controller) Advance(ctx context.Context) (Progress, error) {
+	var p Progress
 	if c.cfg.DryRun {
-		return nil // a dry run never acts, not even on operations left from before
+		return p, nil // a dry run never acts, not even on operations left from before
 	}
 	ops, err := c.d.Registry.Unfinished(ctx)
 	if err != nil || len(ops) == 0 {
-		return err
+		return p, err
 	}
 	var errs []error
 	sagas := map[string]*saga{}
@@ -313,6 +353,7 @@ func (c *Controller) Actuate(ctx context.Context) error {
 			st, err := c.d.Registry.State(ctx, op.Cluster)
 			if err != nil {
 				errs = append(errs, err)
+				p.Unfinished++
 				continue
 			}
 			s = &saga{c: c, cl: cl, nodes: make(map[string]plan.Node, len(st.Nodes))}
@@ -321,11 +362,19 @@ func (c *Controller) Actuate(ctx context.Context) error {
 			}
 			sagas[op.Cluster] = s
 		}
-		if err := s.advance(ctx, op); err != nil {
+		last, steps, err := s.advance(ctx, op)
+		if err != nil {
 			errs = append(errs, err)
 		}
+		p.Steps += steps
+		switch {
+		case !last.Status.Finished():
+			p.Unfinished++
+		case last.Kind == plan.OpExpand && last.Status == plan.OpDone && steps > 0 && !slices.Contains(p.Joined, op.Cluster):
+			p.Joined = append(p.Joined, op.Cluster)
+		}
 	}
-	return errors.Join(errs...)
+	return p, errors.Join(errs...)
 }
 
 // observed summarizes the input's metrics for the decision record.
@@ -367,6 +416,7 @@ func BuildInput(now time.Time, cl ClusterConfig, st plan.ClusterState, snap metr
 		History: policy.History{
 			LastExpandSAgo:   secondsAgo(now, st.Scaling.LastExpand),
 			LastContractSAgo: secondsAgo(now, st.Scaling.LastContract),
+			LastJoinSAgo:     secondsAgo(now, st.Scaling.LastJoin),
 		},
 		Operations: make([]policy.Operation, 0, len(st.Operations)),
 		Params:     cl.PolicyParams,
@@ -480,6 +530,7 @@ func digest(in *policy.Input) string {
 	d.str(in.Health.Reason)
 	d.float(in.History.LastExpandSAgo)
 	d.float(in.History.LastContractSAgo)
+	d.float(in.History.LastJoinSAgo)
 	for _, r := range in.History.Recent {
 		d.float(r.SAgo)
 		d.str(r.Action)

@@ -129,16 +129,18 @@ type saga struct {
 }
 
 // advance runs op's steps until one must wait, the operation finishes, or
-// someone else moved it.
-func (s *saga) advance(ctx context.Context, op plan.Operation) error {
-	for !op.Status.Finished() {
+// someone else moved it. It returns the operation as it left it and how
+// many steps it committed.
+func (s *saga) advance(ctx context.Context, op plan.Operation) (plan.Operation, int, error) {
+	steps := 0
+	for ; !op.Status.Finished(); steps++ {
 		// The clock is read around every step: a side effect may take a
 		// while (a clone, seconds), and the next step's deadline counts
 		// from when this one ended, not from when the pass began.
 		s.now = s.c.d.Clock.Now()
 		out := s.step(ctx, op)
 		if out.next == "" {
-			return nil
+			return op, steps, nil
 		}
 		s.now = s.c.d.Clock.Now()
 		t := plan.Transition{
@@ -148,7 +150,7 @@ func (s *saga) advance(ctx context.Context, op plan.Operation) error {
 		}
 		next, err := s.c.d.Registry.Transition(ctx, op.ID, t)
 		if err != nil {
-			return fmt.Errorf("operation %s: committing %s → %s: %w", op.ID, op.Step, out.next, err)
+			return op, steps, fmt.Errorf("operation %s: committing %s → %s: %w", op.ID, op.Step, out.next, err)
 		}
 		s.c.log.Info("operation step", "op", op.ID, "kind", op.Kind, "from", op.Step, "to", next.Step, "status", next.Status, "note", out.note)
 		if o := s.c.d.Observer; o != nil {
@@ -162,7 +164,7 @@ func (s *saga) advance(ctx context.Context, op plan.Operation) error {
 		}
 		op = next
 	}
-	return nil
+	return op, steps, nil
 }
 
 func (s *saga) step(ctx context.Context, op plan.Operation) outcome {

@@ -113,6 +113,10 @@ type Params struct {
 	// Window is what per-second metrics are averaged over (like
 	// Prometheus' rate()).
 	Window Duration `yaml:"window"` // 60s
+	// FastWindow is what the fast cluster signal (demand_nodes) is
+	// averaged over: a surge shows in it before the window's averages
+	// move.
+	FastWindow Duration `yaml:"fast_window"` // 10s, or the step if longer
 	// NodeCapacity is what a warm node serves, in requests per second.
 	NodeCapacity float64 `yaml:"node_capacity"` // 100
 	// ColdFraction is the share of its capacity a cold node serves.
@@ -181,6 +185,7 @@ func DefaultParams() Params {
 func (p *Params) ApplyDefaults() {
 	setDefault(&p.Step, 5*time.Second)
 	setDefault(&p.Window, 60*time.Second)
+	setDefault(&p.FastWindow, max(10*time.Second, p.Step.Duration))
 	p.zero.defaultFloat(&p.NodeCapacity, zeroNodeCapacity, 100)
 	p.zero.defaultFloat(&p.ColdFraction, zeroColdFraction, 0.3)
 	setDefault(&p.Warmup, 10*time.Minute)
@@ -205,6 +210,8 @@ func (p Params) Validate() error {
 		return bad("window", "must be at least one step")
 	case p.Window.Duration > 1000*p.Step.Duration:
 		return bad("window", "must be at most 1000 steps")
+	case p.FastWindow.Duration < p.Step.Duration || p.FastWindow.Duration > p.Window.Duration:
+		return bad("fast_window", "must be at least one step and at most the window")
 	case !(p.NodeCapacity > 0) || !finite(p.NodeCapacity):
 		return bad("node_capacity", "must be positive")
 	case !(p.ColdFraction > 0 && p.ColdFraction <= 1):
@@ -248,6 +255,7 @@ type FileConfig struct {
 	// simulates: the simulator brings its own hypervisor and metrics.
 	Hypervisor yaml.Node `yaml:"hypervisor"`
 	Metrics    yaml.Node `yaml:"metrics"`
+	World      yaml.Node `yaml:"world"`
 }
 
 // ConfigError is a config file that cannot be used.

@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/mitosis-autoscaler/mitosis/autoscaler"
@@ -27,7 +27,8 @@ type Options struct {
 	// (default 1).
 	Scale float64
 	Seed  uint64
-	// Policy is the compiled policy the controller evaluates.
+	// Policy is the compiled policy the controller evaluates (Run needs
+	// it; a Cluster only names it in its Result).
 	Policy autoscaler.PolicyEngine
 	// Progress, if set, is called now and then with the simulated time
 	// done and the total.
@@ -44,10 +45,6 @@ type Options struct {
 	// time: a run in real time sleeps there (RealTime). An error ends
 	// the run with it.
 	Pace func(ctx context.Context, now time.Time) error
-	// AfterStep, if set, is called after every step with the run's
-	// controller, on the goroutine that ticks it: where an agent hands it
-	// an operator's selections (Controller.Manual).
-	AfterStep func(ctx context.Context, c *autoscaler.Controller)
 }
 
 // Result is what a run produced.
@@ -104,10 +101,57 @@ type OpRecord struct {
 	Error    string
 }
 
-// Run simulates the workload against the same controller the daemon
-// runs: the world advances one step, the actuator runs, and on every
-// tick the controller decides and the actuator runs again.
+// Run simulates the workload against the same controller, and the same
+// loop, as the agent's: the world's clock is the loop's, and waiting for
+// the next tick or poll advances the world (Cluster).
 func Run(ctx context.Context, o Options) (*Result, error) {
+	if o.Policy == nil {
+		return nil, errors.New("simulation: no policy")
+	}
+	c, err := NewCluster(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	deps := c.Deps()
+	deps.Policy, deps.Log, deps.Observer = o.Policy, o.Log, o.Observer
+	ctrl, err := autoscaler.New(o.Config, deps)
+	if err != nil {
+		return nil, err
+	}
+	loop, err := autoscaler.NewLoop(ctrl, c, o.Config.Loop())
+	if err != nil {
+		return nil, err
+	}
+	loop.Decided, loop.Advanced = c.Decided, c.Advanced
+	if err := loop.Run(ctx); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return c.Result(), nil
+}
+
+// Cluster is a simulated cluster: a World, the registry it records into,
+// and the world's clock for the controller's loop (autoscaler.Sleeper),
+// whose Wait advances the world step by step and keeps the timeline. Run
+// drives one to the end of its workload; an agent acts on one in place of
+// machines.
+type Cluster struct {
+	o        Options
+	world    *World
+	reg      *trackingRegistry
+	res      *Result
+	began    time.Time
+	row      Row
+	nextRow  time.Time
+	progress time.Time // when Progress was last called
+	steps    int
+}
+
+// NewCluster makes the world of o with its first nodes registered, and
+// steps it once (a first decision then has samples to read).
+func NewCluster(ctx context.Context, o Options) (*Cluster, error) {
 	began := time.Now()
 	if o.Scale == 0 {
 		o.Scale = 1
@@ -117,9 +161,6 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	if o.Label == "" {
 		o.Label = string(o.Mode)
-	}
-	if o.Policy == nil {
-		return nil, errors.New("simulation: no policy")
 	}
 	if n := len(o.Config.Clusters); n != 1 {
 		return nil, fmt.Errorf("simulation: exactly one cluster is simulated, the config has %d", n)
@@ -135,98 +176,123 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		inner = o.Registry
 	}
 	reg := &trackingRegistry{Registry: inner, byID: map[string]int{}}
-	log := o.Log
-	if log == nil {
-		log = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
-	ctrl, err := autoscaler.New(o.Config, autoscaler.Deps{
-		Registry: reg, Metrics: world, Policy: o.Policy, Hypervisor: world,
-		Dispatcher: world, Nodes: world, Clock: world, Log: log, Observer: o.Observer,
-	})
-	if err != nil {
-		return nil, err
-	}
 	if err := addInitialNodes(ctx, world, reg, cl, o.Params.InitialNodes); err != nil {
 		return nil, err
 	}
-
-	res := &Result{
-		Label: o.Label, Mode: o.Mode, PolicyVersion: o.Policy.Version(), Workload: o.Workload.Name,
-		Scale: o.Scale, NodeCapacity: o.Params.NodeCapacity,
+	c := &Cluster{
+		o: o, world: world, reg: reg, began: began, row: Row{Time: world.Now()},
+		nextRow: world.Now().Add(time.Minute), progress: time.Now(),
+		res: &Result{
+			Label: o.Label, Mode: o.Mode, Workload: o.Workload.Name,
+			Scale: o.Scale, NodeCapacity: o.Params.NodeCapacity,
+		},
 	}
-	tick := o.Config.Tick.Duration
-	nextTick := world.Now().Add(tick)
-	total := o.Workload.Duration()
-	rowStart := world.Now()
-	nextRow := rowStart.Add(time.Minute)
-	row := Row{Time: rowStart}
-	lastProgress := time.Now()
-	for i := 0; !world.Done(); i++ {
-		if i%4096 == 0 {
-			if err := ctx.Err(); err != nil {
-				return nil, err
-			}
-			if o.Progress != nil && time.Since(lastProgress) > 100*time.Millisecond {
-				o.Progress(world.Now().Sub(o.Workload.Start), total)
-				lastProgress = time.Now()
-			}
-		}
-		world.Step()
-		now := world.Now()
-		if o.Pace != nil {
-			if err := o.Pace(ctx, now); err != nil {
-				return nil, err
-			}
-		}
-		if o.AfterStep != nil {
-			o.AfterStep(ctx, ctrl)
-		}
-		// What the controller does at now belongs to the row starting now.
-		if !now.Before(nextRow) || world.Done() {
-			res.Timeline = append(res.Timeline, closeRow(row, world, reg))
-			row = Row{Time: now}
-			nextRow = now.Add(time.Minute)
-			if world.Done() {
-				break
-			}
-		}
-		if reg.unfinished > 0 {
-			res.actuate(ctx, ctrl)
-		}
-		if !now.Before(nextTick) {
-			recs, err := ctrl.Tick(ctx)
-			if err != nil {
-				res.TickErrors++
-				if res.FirstTickError == "" {
-					res.FirstTickError = fmt.Sprintf("%s: %v", now.Format(time.RFC3339), err)
-				}
-			}
-			for _, r := range recs {
-				row.Action = string(r.Decision.Action)
-			}
-			if reg.unfinished > 0 {
-				res.actuate(ctx, ctrl)
-			}
-			nextTick = nextTick.Add(tick)
-		}
+	if o.Policy != nil {
+		c.res.PolicyVersion = o.Policy.Version()
 	}
-	if o.Progress != nil {
-		o.Progress(total, total)
+	if err := c.step(ctx); err != nil && !errors.Is(err, autoscaler.ErrWorldEnded) {
+		return nil, err
 	}
-	// Requests still waiting when the workload ends were not served.
-	if n := len(res.Timeline); n > 0 {
-		res.Timeline[n-1].Dropped += world.Backlog()
-	}
-	res.Ops = reg.records
-	res.Summary = Summarize(res.Timeline, res.Ops, o.Params.NodeCapacity)
-	res.Wall = time.Since(began)
-	return res, nil
+	return c, nil
 }
 
-func (r *Result) actuate(ctx context.Context, c *autoscaler.Controller) {
-	if err := c.Actuate(ctx); err != nil {
-		r.ActuateErrors++
+// Deps are the controller's backends in this world: all but the policy,
+// the log and the observer.
+func (c *Cluster) Deps() autoscaler.Deps {
+	return autoscaler.Deps{Registry: c.reg, Metrics: c.world, Hypervisor: c.world,
+		Dispatcher: c.world, Nodes: c.world, Clock: c}
+}
+
+// Now is the world's time.
+func (c *Cluster) Now() time.Time { return c.world.Now() }
+
+// Wait advances the world, at least one step, until until or a wake; at
+// the end of the workload it returns autoscaler.ErrWorldEnded.
+func (c *Cluster) Wait(ctx context.Context, until time.Time, wake <-chan struct{}) error {
+	for {
+		if err := c.step(ctx); err != nil {
+			return err
+		}
+		if !c.world.Now().Before(until) {
+			return nil
+		}
+		select {
+		case <-wake:
+			return nil
+		default:
+		}
 	}
+}
+
+// step advances the world one step and closes the timeline's row if it
+// ends there: what the controller does next belongs to the next row.
+func (c *Cluster) step(ctx context.Context) error {
+	if c.world.Done() {
+		return autoscaler.ErrWorldEnded
+	}
+	if c.steps++; c.steps%4096 == 0 {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if c.o.Progress != nil && time.Since(c.progress) > 100*time.Millisecond {
+			c.o.Progress(c.world.Now().Sub(c.o.Workload.Start), c.o.Workload.Duration())
+			c.progress = time.Now()
+		}
+	}
+	c.world.Step()
+	now := c.world.Now()
+	if c.o.Pace != nil {
+		if err := c.o.Pace(ctx, now); err != nil {
+			return err
+		}
+	}
+	if !now.Before(c.nextRow) || c.world.Done() {
+		c.res.Timeline = append(c.res.Timeline, closeRow(c.row, c.world, c.reg))
+		c.row = Row{Time: now}
+		c.nextRow = now.Add(time.Minute)
+	}
+	if c.world.Done() {
+		return autoscaler.ErrWorldEnded
+	}
+	return nil
+}
+
+// Decided records a tick in the timeline (Loop.Decided).
+func (c *Cluster) Decided(recs []plan.DecisionRecord, err error) {
+	if err != nil {
+		c.res.TickErrors++
+		if c.res.FirstTickError == "" {
+			c.res.FirstTickError = fmt.Sprintf("%s: %v", c.Now().Format(time.RFC3339), err)
+		}
+	}
+	for _, r := range recs {
+		c.row.Action = string(r.Decision.Action)
+	}
+}
+
+// Advanced counts the actuator's failed passes (Loop.Advanced).
+func (c *Cluster) Advanced(err error) {
+	if err != nil {
+		c.res.ActuateErrors++
+	}
+}
+
+// Result is the run so far: the timeline's closed rows, the operations
+// and their summary.
+func (c *Cluster) Result() *Result {
+	res := *c.res
+	res.Timeline = slices.Clone(c.res.Timeline)
+	if c.o.Progress != nil && c.world.Done() {
+		c.o.Progress(c.o.Workload.Duration(), c.o.Workload.Duration())
+	}
+	// Requests still waiting when the workload ends were not served.
+	if n := len(res.Timeline); n > 0 && c.world.Done() {
+		res.Timeline[n-1].Dropped += c.world.Backlog()
+	}
+	res.Ops = slices.Clone(c.reg.records)
+	res.Summary = Summarize(res.Timeline, res.Ops, c.o.Params.NodeCapacity)
+	res.Wall = time.Since(c.began)
+	return &res
 }
 
 // closeRow fills a row from the world's accumulator and the registry's

@@ -59,6 +59,8 @@ type World struct {
 	// win is the number of steps in the metrics window; rings hold win+1
 	// cumulative samples.
 	win int
+	// fastWin is the number of steps in the fast window (<= win).
+	fastWin int
 
 	vms    []*vm // alive VMs, in creation order
 	byName map[string]*vm
@@ -138,6 +140,7 @@ func NewWorld(p Params, mode Mode, load *Workload, scale float64, hosts []autosc
 		win:    max(1, int(math.Round(p.Window.Seconds()/p.Step.Seconds()))),
 		byName: map[string]*vm{}, byAddr: map[string]*vm{}, hosts: map[string]int{}, disp: map[string]string{},
 	}
+	w.fastWin = min(w.win, max(1, int(math.Round(p.FastWindow.Seconds()/p.Step.Seconds()))))
 	w.ring = make([]clusterCum, w.win+1)
 	for _, h := range hosts {
 		w.hosts[h.Name] = h.Capacity
@@ -607,6 +610,12 @@ const (
 	MetricServedRPS        = "served_rps"         // served over the window
 	MetricQueueLength      = "queue_length"       // requests waiting now plus those dropped in the window
 	MetricQueueGrowthPerS  = "queue_growth_per_s" // (offered - served) / window
+	// MetricDemandNodes is the demand over the fast window
+	// (Params.FastWindow) in warm nodes: requests arriving per second
+	// over what one warm node serves. A surge shows in it within seconds,
+	// as in a load balancer's request rate over a few scrapes, and it
+	// does not move when capacity is added.
+	MetricDemandNodes = "demand_nodes"
 	MetricNodesServing     = "nodes_serving"      // nodes taking work now
 	MetricDroppedPerSecond = "dropped_per_s"      // requests given up, over the window
 )
@@ -637,6 +646,9 @@ func (w *World) Snapshot(_ context.Context, _ string, nodes []plan.Node) metrics
 	if capSec > 0 {
 		put(snap.Cluster, MetricUtilization, demand/capSec)
 	}
+	fast := (w.steps - min(w.steps, w.fastWin)) % (w.win + 1)
+	f := w.ring[fast]
+	put(snap.Cluster, MetricDemandNodes, (c.demand-f.demand)/(float64(min(w.steps, w.fastWin))*w.dt)/w.p.NodeCapacity)
 	serving := 0
 	for _, v := range w.vms {
 		if v.eff > 0 {

@@ -34,9 +34,7 @@ clusters:
       - {name: esx-1, capacity: 20}
       - {name: esx-2, capacity: 20}
       - {name: esx-3, capacity: 20}
-hypervisor:
-  kind: sim
-  sim: {speed: 60, workload: diurnal-spike, duration: 168h, seed: 2}
+world: {kind: sim, speed: 60, workload: diurnal-spike, duration: 168h, seed: 2}
 simulation:
   synthetic: {base_rps: 150, peak_rps: 600, spike_every: 25m, spike_rise: 2m, spike_decay: 6m}
 api:

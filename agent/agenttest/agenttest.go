@@ -9,9 +9,13 @@ import (
 	"path/filepath"
 	"testing"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/mitosis-autoscaler/mitosis/agent"
+	"github.com/mitosis-autoscaler/mitosis/autoscaler"
 	"github.com/mitosis-autoscaler/mitosis/policies"
 	"github.com/mitosis-autoscaler/mitosis/policy"
+	"github.com/mitosis-autoscaler/mitosis/sim"
 )
 
 // Quiet is a simulated world that scales only when told to: a steady
@@ -26,9 +30,7 @@ clusters:
     cooldown: {up: 24h, down: 24h}
     stabilization: 24h
     hosts: [{name: esx-1}, {name: esx-2}]
-hypervisor:
-  kind: sim
-  sim: {speed: 120, workload: diurnal, duration: 48h, seed: 1}
+world: {kind: sim, speed: 120, workload: diurnal, duration: 48h, seed: 1}
 simulation:
   synthetic: {base_rps: 100, peak_rps: 150}
 `
@@ -51,7 +53,10 @@ func Start(t testing.TB) Agent {
 			t.Fatal(err)
 		}
 	}
-	cfg, err := agent.Parse([]byte(Quiet+"api:\n  tokens: [{name: viewer, role: read, file: "+ag.ReaderFile+"}]\n"), "agenttest.yaml")
+	cfg, err := agent.Parse([]byte(Quiet+"api:\n  tokens: [{name: viewer, role: read, file: "+ag.ReaderFile+"}]\n"), "agenttest.yaml",
+		agent.Simulates(func(world, simulation *yaml.Node, cfg autoscaler.Config) (agent.World, error) {
+			return sim.ReadAgentWorld(world, simulation, cfg)
+		}))
 	if err != nil {
 		t.Fatal(err)
 	}

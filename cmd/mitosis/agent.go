@@ -14,9 +14,12 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/mitosis-autoscaler/mitosis/agent"
+	"github.com/mitosis-autoscaler/mitosis/autoscaler"
 	"github.com/mitosis-autoscaler/mitosis/policies"
+	"github.com/mitosis-autoscaler/mitosis/sim"
 )
 
 func newAgentCmd() *cobra.Command {
@@ -35,7 +38,7 @@ for an admin token.
 
 On real machines it acts through the file's hypervisor, dispatcher (HAProxy) and
 node_api sections; with --dry-run (or dry_run: true) it decides on real metrics, logs
-what it would have done and touches nothing, and needs none of them. On a simulated world (hypervisor.kind: sim in the file, or --simulate for the embedded
+what it would have done and touches nothing, and needs none of them. On a simulated world (world: {kind: sim} in the file, or --simulate for the embedded
 defaults) it acts: it clones and detaches simulated nodes under a synthetic load, a
 simulated minute every second. Without --token-file it makes a token and prints it.`,
 		Example: `  mitosis agent --config mitosis.yaml --token-file /etc/mitosis/token --dry-run
@@ -50,7 +53,7 @@ simulated minute every second. Without --token-file it makes a token and prints 
 				return withCode(2, fmt.Errorf("--log-level: %q is not debug, info, warn or error", logLevel))
 			}
 			log := slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
-			var opts []agent.ParseOption
+			opts := []agent.ParseOption{agent.Simulates(simulatedWorld)}
 			if dryRun { // before the file is checked: a dry run needs less
 				opts = append(opts, agent.AsDryRun())
 			}
@@ -65,11 +68,7 @@ simulated minute every second. Without --token-file it makes a token and prints 
 				return withCode(2, err)
 			}
 			if simulate && !cfg.Simulated() {
-				kind := "is not set"
-				if cfg.Hypervisor.Kind != "" {
-					kind = "is " + cfg.Hypervisor.Kind
-				}
-				return withCode(2, fmt.Errorf("--simulate: %s: hypervisor.kind %s, not sim", config, kind))
+				return withCode(2, fmt.Errorf("--simulate: %s: its world is machines (world.kind is not sim)", config))
 			}
 			token, made, err := readToken(tokenFile, cfg.Simulated(), len(cfg.API.Tokens) > 0)
 			if err != nil {
@@ -121,8 +120,14 @@ simulated minute every second. Without --token-file it makes a token and prints 
 	f.StringVar(&tokenFile, "token-file", "", "file holding an admin bearer token for the API (besides the file's api.tokens)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.BoolVar(&dryRun, "dry-run", false, "decide and record, act on nothing")
-	f.BoolVar(&simulate, "simulate", false, "run on a simulated world (the embedded defaults, or a --config with hypervisor.kind sim)")
+	f.BoolVar(&simulate, "simulate", false, "run on a simulated world (the embedded defaults, or a --config with world.kind sim)")
 	return cmd
+}
+
+// simulatedWorld makes the simulated world a file chooses: the agent
+// acts on it as on machines, and knows nothing of package sim.
+func simulatedWorld(world, simulation *yaml.Node, cfg autoscaler.Config) (agent.World, error) {
+	return sim.ReadAgentWorld(world, simulation, cfg)
 }
 
 // readToken reads the admin token from file. Without a file, an agent

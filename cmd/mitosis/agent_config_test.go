@@ -65,10 +65,10 @@ func TestTheDryRunFlagCountsBeforeTheFileIsChecked(t *testing.T) {
 	}
 }
 
-func TestSimulateOnAFileWithoutAKindSaysTheKindIsNotSet(t *testing.T) {
+func TestSimulateOnAFileOfMachinesSaysItsWorldIsNotSimulated(t *testing.T) {
 	file, token := agentFiles(t, minimal+"dry_run: true\n")
 	_, code, err := runAgent(t, "--config", file, "--token-file", token, "--simulate")
-	if code != 2 || err == nil || err.Error() != "--simulate: "+file+": hypervisor.kind is not set, not sim" {
+	if code != 2 || err == nil || err.Error() != "--simulate: "+file+": its world is machines (world.kind is not sim)" {
 		t.Errorf("exit %d, %v", code, err)
 	}
 }

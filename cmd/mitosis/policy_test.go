@@ -142,7 +142,7 @@ func TestPolicyTest(t *testing.T) {
 const evalInput = `{"schema": 1, "now": 1767258000, "cluster": {"name": "web", "min": 1, "max": 3, "size": 1, "roles": ["app"]},
  "nodes": [{"id": "n1", "role": "app", "state": "ready", "host": "h1", "vm": "vm-n1", "age_s": 60, "parent": "", "lineage_depth": 0, "metrics": {}}],
  "hosts": [], "metrics": {}, "health": {"metrics_available": true, "reason": ""},
- "history": {"last_expand_s_ago": -1, "last_contract_s_ago": -1, "recent": []},
+ "history": {"last_expand_s_ago": -1, "last_contract_s_ago": -1, "last_join_s_ago": -1, "recent": []},
  "estimates": {"clone_seconds": 0, "drain_seconds": 0}, "operations": [], "params": {}}
 `
 

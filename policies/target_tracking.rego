@@ -25,6 +25,8 @@ defaults := {
 	"warm_after_s": 600, # uptime after which a node counts as fully warmed up
 	"stale_after_s": 120, # a metric sample older than this is not healthy
 	"max_lineage_depth": 3, # a template deeper in a lineage of clones ranks after shallower ones
+	"surge_metric": "demand_nodes", # cluster-level demand over seconds, in warm nodes; "" for none
+	"settle_s": 60, # the window `metric` is averaged over: after a join, it expands nothing for this long
 }
 
 # The params: the cluster's, over the defaults.
@@ -36,7 +38,7 @@ known_params := object.keys(defaults)
 
 known_given := object.keys(given_params)
 
-number_params := {"target", "high", "low", "max_step_out", "max_step_in", "warm_after_s", "stale_after_s", "max_lineage_depth"}
+number_params := {"target", "high", "low", "max_step_out", "max_step_in", "warm_after_s", "stale_after_s", "max_lineage_depth", "settle_s"}
 
 # What is wrong with the params given (the defaults are known to be good).
 # The engine evaluates this when it first sees a cluster's params and
@@ -44,6 +46,10 @@ number_params := {"target", "high", "low", "max_step_out", "max_step_in", "warm_
 param_errors contains sprintf("unknown param %q", [name]) if {
 	some name, _ in given_params
 	not name in known_params
+}
+
+param_errors contains "surge_metric must be a string" if {
+	not is_string(params.surge_metric)
 }
 
 param_errors contains "metric must be a non-empty string" if {
@@ -146,7 +152,50 @@ typical_load := load_mean if {
 	load_count > 0
 } else := params.high
 
-desired_size := ceil(load_sum / params.target)
+# The size the nodes' own averages ask for.
+tracked_size := ceil(load_sum / params.target)
+
+# The surge signal: the demand of the last seconds in warm nodes (requests
+# arriving per second over what one warm node serves; the simulator's
+# demand_nodes, from HAProxy a request rate over a short window divided by
+# a node's capacity: docs/agent.md), fresh. It moves before the nodes'
+# one-minute averages do, so a surge is seen within a tick of its start;
+# it counts the requests that wait, which a saturated node's utilization
+# cannot show; and adding capacity does not move it. Absent or stale: the
+# node averages decide alone.
+surge_value := v if {
+	params.surge_metric != ""
+	sample := input.metrics[params.surge_metric]
+	sample.age_s <= params.stale_after_s
+	v := sample.value
+	v >= 0
+}
+
+# A surge: demand above the high mark of what the ready nodes serve.
+surging if surge_value > params.high * input.node_stats.ready
+
+# At the target, the demand needs this many nodes.
+surge_size := ceil(surge_value / params.target) if surging
+
+# A node's average over the last minute holds the load from before the
+# last clone joined: it counts the clone's share twice (the old nodes' past
+# and the clone's present) until a whole window has passed. Until then the
+# averages expand nothing, and only the demand (which new capacity does
+# not move) sizes a surge.
+settled if joined_s_ago < 0
+
+settled if joined_s_ago >= params.settle_s
+
+joined_s_ago := input.history.last_join_s_ago
+
+# The size to aim for: what the nodes' averages ask for (once settled), or
+# what a surge asks for when it asks for more.
+desired_size := max([tracked_size, surge_size]) if {
+	surging
+	settled
+} else := surge_size if {
+	surging
+} else := tracked_size
 
 size := input.cluster.size
 
@@ -256,6 +305,11 @@ decision := untrusted_decision if {
 } else := none(sprintf("no ready node of a scalable role reports %s: no action", [params.metric])) if {
 	load_count == 0
 } else := expand_decision if {
+	surging
+} else := expand_decision if {
+	load_mean > params.high
+	settled
+} else := none(sprintf("%s, above %s, but a clone joined %ds ago: the averages settle for %ds", [summary, two(params.high), round(joined_s_ago), params.settle_s])) if {
 	load_mean > params.high
 } else := contract_decision if {
 	load_mean < params.low
@@ -288,8 +342,12 @@ expand_decision := none(sprintf("%s, above %s, but the cluster is at its max %d"
 	"count": expand_count,
 	"template": ranked_templates[0],
 	"templates": ranked_templates,
-	"reason": sprintf("mean %s %s > %s over %d nodes: desired %d, size %d", [params.metric, two(load_mean), two(params.high), load_count, desired_size, size]),
+	"reason": expand_reason,
 }
+
+expand_reason := sprintf("surge: demand %s nodes > %s × %d ready: desired %d, size %d", [two(surge_value), two(params.high), input.node_stats.ready, desired_size, size]) if {
+	surging
+} else := sprintf("mean %s %s > %s over %d nodes: desired %d, size %d", [params.metric, two(load_mean), two(params.high), load_count, desired_size, size])
 
 # Below the low mark.
 contract_decision := none(sprintf("%s, below %s, but the cluster is at its min %d", [summary, two(params.low), floor_size])) if {

@@ -34,7 +34,7 @@ cluster(nodes) := {
 	"hosts": [{"name": "esx1", "capacity": 0, "vms": count(nodes)}],
 	"metrics": {},
 	"health": {"metrics_available": true, "reason": ""},
-	"history": {"last_expand_s_ago": -1, "last_contract_s_ago": -1, "recent": []},
+	"history": {"last_expand_s_ago": -1, "last_contract_s_ago": -1, "last_join_s_ago": -1, "recent": []},
 	"estimates": {"clone_seconds": 0, "drain_seconds": 0},
 	"operations": [],
 	"params": {},
@@ -133,6 +133,61 @@ test_no_expansion_without_a_template if {
 test_mean_at_high_is_within_the_band if {
 	d := mitosis.decision with input as cluster([node("a", 0.75), node("b", 0.75)])
 	d.action == "none"
+}
+
+# ---- the decision: a surge ----
+
+# surged is calm (a mean of 0.6 over 4 nodes) when the demand of the last
+# seconds is n nodes' worth.
+surged(n) := changed(calm, {"metrics": {"demand_nodes": {"value": n, "age_s": 2}}})
+
+test_a_surge_expands_before_the_averages_move if {
+	# the nodes' one-minute averages are within the band; the demand is
+	# 9 nodes' worth: sized to it, 9 / 0.6 = 15, within the max of 10
+	d := mitosis.decision with input as surged(9)
+	d.action == "expand"
+	d.count == 6
+	d.reason == "surge: demand 9.00 nodes > 0.75 × 4 ready: desired 15, size 4"
+	count(d.templates) == 4
+}
+
+test_demand_within_the_high_mark_is_no_surge if {
+	d := mitosis.decision with input as surged(3)
+	d.action == "none"
+}
+
+test_a_stale_or_disowned_surge_signal_is_ignored if {
+	stale := changed(calm, {"metrics": {"demand_nodes": {"value": 9, "age_s": 600}}})
+	d1 := mitosis.decision with input as stale
+	d1.action == "none"
+	d2 := mitosis.decision with input as changed(surged(9), {"params": {"surge_metric": ""}})
+	d2.action == "none"
+	d3 := mitosis.decision with input as changed(surged(9), {"params": {"surge_metric": "queue"}})
+	d3.action == "none"
+}
+
+test_a_surge_is_sized_by_the_averages_when_they_ask_for_more if {
+	# busy's averages ask for 6; a demand of 3.1 nodes is a surge (> 3)
+	# that asks for 6 too; with 5.5 it asks for 10
+	d := mitosis.decision with input as changed(busy, {"metrics": {"demand_nodes": {"value": 5.5, "age_s": 2}}})
+	d.count == 6
+}
+
+test_after_a_join_the_averages_expand_nothing_until_they_settle if {
+	joined := changed(busy, {"history": {"last_expand_s_ago": 30, "last_contract_s_ago": -1, "last_join_s_ago": 20, "recent": []}})
+	d := mitosis.decision with input as joined
+	d.action == "none"
+	d.reason == "mean utilization 0.82 over 4 nodes: desired 6, size 4, above 0.75, but a clone joined 20s ago: the averages settle for 60s"
+
+	# settled: the averages decide again
+	settled := changed(joined, {"history": {"last_expand_s_ago": 90, "last_contract_s_ago": -1, "last_join_s_ago": 60, "recent": []}})
+	d1 := mitosis.decision with input as settled
+	d1.action == "expand"
+
+	# a surge does not wait: the demand does not count the clone twice
+	d2 := mitosis.decision with input as changed(joined, {"metrics": {"demand_nodes": {"value": 4.5, "age_s": 2}}})
+	d2.action == "expand"
+	d2.count == 4 # 4.5 / 0.6 = 7.5 -> 8, the averages' 6 left out while they settle
 }
 
 # ---- the decision: contract ----
@@ -261,6 +316,8 @@ test_invalid_params_do_nothing[name] if {
 		"empty metric": {"metric": ""},
 		"fail_safe text": {"fail_safe_expand": "yes"},
 		"warm_after zero": {"warm_after_s": 0},
+		"surge_metric number": {"surge_metric": 3},
+		"settle_s text": {"settle_s": "1m"},
 	}
 	errors := mitosis.param_errors with input as changed(busy, {"params": params})
 	count(errors) > 0

@@ -24,7 +24,7 @@ func clusterInput(n int, mean float64, seed uint64) *policy.Input {
 		Cluster: policy.Cluster{Name: "web", Min: 2, Max: 2 * n, Size: n, Roles: []string{"app"}},
 		Metrics: map[string]policy.Metric{"utilization": {Value: mean, AgeS: 5}, "queue_length": {Value: 12, AgeS: 5}},
 		Health:  policy.Health{MetricsAvailable: true},
-		History: policy.History{LastExpandSAgo: 600, LastContractSAgo: -1,
+		History: policy.History{LastExpandSAgo: 600, LastContractSAgo: -1, LastJoinSAgo: 590,
 			Recent: []policy.RecentDecision{{SAgo: 30, Action: "none"}, {SAgo: 60, Action: "none"}}},
 		Estimates: policy.Estimates{CloneSeconds: 40, DrainSeconds: 90},
 		Params:    map[string]any{"target": 0.6},

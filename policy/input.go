@@ -68,9 +68,12 @@ type Health struct {
 
 // History is what happened lately. A *_s_ago of -1 means never.
 type History struct {
-	LastExpandSAgo   float64          `json:"last_expand_s_ago"`
-	LastContractSAgo float64          `json:"last_contract_s_ago"`
-	Recent           []RecentDecision `json:"recent"`
+	LastExpandSAgo   float64 `json:"last_expand_s_ago"`
+	LastContractSAgo float64 `json:"last_contract_s_ago"`
+	// LastJoinSAgo is since the last clone joined: the capacity it
+	// brought is in the metrics averaged over a longer window only in part.
+	LastJoinSAgo float64          `json:"last_join_s_ago"`
+	Recent       []RecentDecision `json:"recent"`
 }
 
 // RecentDecision is one past decision, newest first.

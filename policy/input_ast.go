@@ -28,6 +28,7 @@ var (
 	kParent, kLineageDepth, kValue, kCapacity, kVMs   = key("parent"), key("lineage_depth"), key("value"), key("capacity"), key("vms")
 	kMetricsAvailable, kReason                        = key("metrics_available"), key("reason")
 	kLastExpand, kLastContract, kRecent               = key("last_expand_s_ago"), key("last_contract_s_ago"), key("recent")
+	kLastJoin                                         = key("last_join_s_ago")
 	kSAgo, kAction, kCount                            = key("s_ago"), key("action"), key("count")
 	kCloneSeconds, kDrainSeconds                      = key("clone_seconds"), key("drain_seconds")
 	kKind, kStep, kTemplate, kNode                    = key("kind"), key("step"), key("template"), key("node")
@@ -67,7 +68,9 @@ var inputKeys = [...]inputKey{
 	{kCluster, false, (*converter).cluster},
 	{kNodes, true, (*converter).nodes},
 	{kHosts, true, (*converter).hosts},
-	{kMetrics, true, func(c *converter, in *Input) *ast.Term { return c.metrics(in.Metrics) }},
+	// The cluster's metrics are a handful, and a policy may read them on
+	// every tick (the default one's surge signal).
+	{kMetrics, false, func(c *converter, in *Input) *ast.Term { return c.metrics(in.Metrics) }},
 	{kHealth, false, func(c *converter, in *Input) *ast.Term {
 		return c.obj(
 			[2]*ast.Term{kMetricsAvailable, ast.BooleanTerm(in.Health.MetricsAvailable)},
@@ -131,6 +134,7 @@ func (c *converter) history(in *Input) *ast.Term {
 	return c.obj(
 		[2]*ast.Term{kLastExpand, c.float(in.History.LastExpandSAgo)},
 		[2]*ast.Term{kLastContract, c.float(in.History.LastContractSAgo)},
+		[2]*ast.Term{kLastJoin, c.float(in.History.LastJoinSAgo)},
 		[2]*ast.Term{kRecent, ast.ArrayTerm(recent...)},
 	)
 }

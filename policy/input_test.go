@@ -224,7 +224,7 @@ const (
 	complete = `{"schema": 1, "now": 1767258000, "cluster": {"name": "web", "min": 1, "max": 4, "size": 2, "roles": ["app"]}, ` +
 		`"nodes": [` + nodeA + `, ` + nodeB + `], ` +
 		`"hosts": [{"name": "h1", "capacity": 0, "vms": 2}], "metrics": {}, "health": {"metrics_available": true, "reason": ""}, ` +
-		`"history": {"last_expand_s_ago": -1, "last_contract_s_ago": -1, "recent": []}, "estimates": {"clone_seconds": 0, "drain_seconds": 0}, ` +
+		`"history": {"last_expand_s_ago": -1, "last_contract_s_ago": -1, "last_join_s_ago": -1, "recent": []}, "estimates": {"clone_seconds": 0, "drain_seconds": 0}, ` +
 		`"operations": [], "params": {}}`
 )
 

@@ -12,9 +12,9 @@ import (
 // Converting an input costs more than deciding on it: some microseconds
 // per node, while the default policy decides most ticks from
 // input.node_stats alone. So a Prepared input converts its light keys
-// (the cluster, health, estimates, params, node_stats) at once, and the
-// heavy ones (nodes, hosts, metrics, history, operations) only if the
-// policy reads them.
+// (the cluster, its metrics, health, estimates, params, node_stats) at
+// once, and the heavy ones (nodes, hosts, history, operations) only if
+// the policy reads them.
 //
 // OPA cannot be told to call back when a key of the input is read, but
 // its lazy object converts a key's Go value on first read. A heavy key's

@@ -27,7 +27,7 @@ queued(length, growth) := {
 		"queue_growth_per_s": {"value": growth, "age_s": 5},
 	},
 	"health": {"metrics_available": true, "reason": ""},
-	"history": {"last_expand_s_ago": -1, "last_contract_s_ago": -1, "recent": []},
+	"history": {"last_expand_s_ago": -1, "last_contract_s_ago": -1, "last_join_s_ago": -1, "recent": []},
 	"estimates": {"clone_seconds": 45, "drain_seconds": 0},
 	"operations": [],
 	"params": {},

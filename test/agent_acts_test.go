@@ -174,8 +174,9 @@ type sessionless struct {
 	once   sync.Once
 
 	mu      sync.Mutex
-	served  map[string]int // by X-Node-ID
-	slowest time.Duration  // of the served requests: a held one waited
+	served  map[string]int       // by X-Node-ID
+	first   map[string]time.Time // when each node first answered
+	slowest time.Duration        // of the served requests: a held one waited
 	failed  []string       // when, and what each failed request got
 }
 
@@ -183,7 +184,7 @@ type sessionless struct {
 // soon as the last one ends, when it took longer).
 func sendLoad(frontend string, clients int, every time.Duration) *sessionless {
 	ctx, cancel := context.WithCancel(context.Background())
-	l := &sessionless{cancel: cancel, served: map[string]int{}}
+	l := &sessionless{cancel: cancel, served: map[string]int{}, first: map[string]time.Time{}}
 	for c := range clients {
 		l.wg.Go(func() {
 			hc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
@@ -226,7 +227,10 @@ func (l *sessionless) send(ctx context.Context, hc *http.Client, url string) {
 		l.failed = append(l.failed, fmt.Sprintf("%s (after %s): %s", at.Format("15:04:05.000"), time.Since(at).Round(time.Millisecond), why))
 		return
 	}
-	l.served[resp.Header.Get("X-Node-ID")]++
+	id := resp.Header.Get("X-Node-ID")
+	if l.served[id]++; l.served[id] == 1 {
+		l.first[id] = time.Now()
+	}
 	l.slowest = max(l.slowest, time.Since(at))
 }
 
@@ -238,6 +242,13 @@ func (l *sessionless) counts() (map[string]int, int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return maps.Clone(l.served), len(l.failed)
+}
+
+// firstServed returns when each node first answered.
+func (l *sessionless) firstServed() map[string]time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return maps.Clone(l.first)
 }
 
 // String sums up the load for the log.

@@ -605,19 +605,19 @@ const (
 
 // and per cluster (MetricUtilization too: demand / capacity):
 const (
-	MetricDemandRPS        = "demand_rps"         // offered over the window
-	MetricCapacityRPS      = "capacity_rps"       // serving capacity over the window
-	MetricServedRPS        = "served_rps"         // served over the window
-	MetricQueueLength      = "queue_length"       // requests waiting now plus those dropped in the window
-	MetricQueueGrowthPerS  = "queue_growth_per_s" // (offered - served) / window
+	MetricDemandRPS       = "demand_rps"         // offered over the window
+	MetricCapacityRPS     = "capacity_rps"       // serving capacity over the window
+	MetricServedRPS       = "served_rps"         // served over the window
+	MetricQueueLength     = "queue_length"       // requests waiting now plus those dropped in the window
+	MetricQueueGrowthPerS = "queue_growth_per_s" // (offered - served) / window
 	// MetricDemandNodes is the demand over the fast window
 	// (Params.FastWindow) in warm nodes: requests arriving per second
 	// over what one warm node serves. A surge shows in it within seconds,
 	// as in a load balancer's request rate over a few scrapes, and it
 	// does not move when capacity is added.
-	MetricDemandNodes = "demand_nodes"
-	MetricNodesServing     = "nodes_serving"      // nodes taking work now
-	MetricDroppedPerSecond = "dropped_per_s"      // requests given up, over the window
+	MetricDemandNodes      = "demand_nodes"
+	MetricNodesServing     = "nodes_serving" // nodes taking work now
+	MetricDroppedPerSecond = "dropped_per_s" // requests given up, over the window
 )
 
 // Snapshot reports the cluster's metrics averaged over the window, all

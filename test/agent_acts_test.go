@@ -177,7 +177,7 @@ type sessionless struct {
 	served  map[string]int       // by X-Node-ID
 	first   map[string]time.Time // when each node first answered
 	slowest time.Duration        // of the served requests: a held one waited
-	failed  []string       // when, and what each failed request got
+	failed  []string             // when, and what each failed request got
 }
 
 // sendLoad starts clients, each sending a request every period (or as

@@ -140,7 +140,7 @@ func TestAJoinTriggersADecision(t *testing.T) {
 // looks again after poll, doubling the wait up to max_poll.
 func TestTheLoopPollsOperationsWithBackoff(t *testing.T) {
 	r := newRig(t, growTo(3), func(c *Config) {
-		c.Tick = Dur(time.Minute)
+		c.Tick, c.Poll, c.MaxPoll = Dur(time.Minute), Dur(500*time.Millisecond), Dur(5*time.Second)
 		c.Clusters[0].Prepare.Deadline = Dur(20 * time.Second)
 	})
 	r.w.neverSettles = true

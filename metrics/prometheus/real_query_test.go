@@ -62,8 +62,10 @@ func TestAStringOrARangeVectorIsNamedByARealPrometheus(t *testing.T) {
 		prometheus.Query{Name: "word", Query: `"foo"`},
 		prometheus.Query{Name: "range", Query: `up[1m]`})
 	snap := src.Snapshot(context.Background(), "c", nodes)
-	for i := 0; i < 100 && strings.Contains(snap.Unavailable, "unreachable"); i++ {
-		time.Sleep(100 * time.Millisecond) // Prometheus is starting
+	// Prometheus is starting: it does not listen yet, then answers 503
+	// until its storage is ready.
+	for i := 0; i < 100 && (strings.Contains(snap.Unavailable, "unreachable") || strings.Contains(snap.Unavailable, "503")); i++ {
+		time.Sleep(100 * time.Millisecond)
 		snap = src.Snapshot(context.Background(), "c", nodes)
 	}
 	want := `query "word": returned a string, want a vector or a scalar; query "range": returned a matrix, want a vector or a scalar`

@@ -211,7 +211,8 @@ func parseBacktestSummary(t *testing.T, out string) backtestSummary {
 	var found int
 	sc := bufio.NewScanner(strings.NewReader(out))
 	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
+		// The run's lines, not the ideal follower's indented ones.
+		line := strings.TrimRight(sc.Text(), " ")
 		fields := strings.Fields(line)
 		num := func(f string) float64 {
 			v, err := strconv.ParseFloat(strings.ReplaceAll(f, ",", ""), 64)

@@ -154,7 +154,7 @@ func (c *Config) ApplyDefaults() {
 		// measure the new capacity.
 		setDur(&cl.Cooldown.Up, 0)
 		setDur(&cl.Cooldown.Down, 5*time.Minute)
-		setDur(&cl.Stabilization, 15*time.Minute)
+		setDur(&cl.Stabilization, 12*time.Minute)
 		// Growth and host capacity bound a dividing cluster, not a count
 		// of operations: unlimited per cluster and per host. A template
 		// is stunned for each clone, so one at a time.

@@ -349,15 +349,6 @@ func (c Config) clusterNames() []string {
 	return names
 }
 
-// kindIs says what the kind is, in an error: "hypervisor.kind is
-// libvirt", or "hypervisor.kind is not set".
-func (h HypervisorConfig) kindIs() string {
-	if h.Kind == "" {
-		return "hypervisor.kind is not set"
-	}
-	return "hypervisor.kind is " + h.Kind
-}
-
 // checkSimulated checks that nothing real is configured beside a
 // simulated world (it brings its own nodes, metrics, hypervisor and load
 // balancer, in one agent's memory, for exactly one cluster), then makes

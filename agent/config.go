@@ -81,6 +81,9 @@ type WorldMaker func(world, simulation *yaml.Node, cfg autoscaler.Config) (World
 // Simulates lets Parse read a file whose world is simulated, with make.
 func Simulates(make WorldMaker) ParseOption { return func(c *Config) { c.worlds = make } }
 
+// simMoved names the form that replaced hypervisor: {kind: sim}.
+const simMoved = "hypervisor.kind: sim is now a world of its own: write world: {kind: sim, speed: …} (the keys of hypervisor.sim), without a hypervisor section (docs/agent.md)"
+
 // Worlds of a file.
 const (
 	WorldMachines = "machines"
@@ -216,7 +219,7 @@ func (h HypervisorConfig) Validate() error {
 	case "":
 		return errors.New("hypervisor.kind: required (vsphere, libvirt or process; or world: {kind: sim} for a simulated world)")
 	case "sim":
-		return errors.New("hypervisor.kind: sim is now a world of its own: write world: {kind: sim, speed: …} (docs/agent.md), without a hypervisor section")
+		return errors.New(simMoved)
 	default:
 		return fmt.Errorf("hypervisor.kind: unknown kind %q (want vsphere, libvirt or process)", h.Kind)
 	}
@@ -266,6 +269,15 @@ func Parse(data []byte, name string, opts ...ParseOption) (Config, error) {
 }
 
 func parse(data []byte, opts []ParseOption) (Config, error) {
+	var old struct {
+		Hypervisor struct {
+			Kind string `yaml:"kind"`
+		} `yaml:"hypervisor"`
+	}
+	if yaml.Unmarshal(data, &old) == nil && old.Hypervisor.Kind == "sim" {
+		// The earlier form: its sim section would be the error named.
+		return Config{}, errors.New(simMoved)
+	}
 	var c Config
 	if err := autoscaler.DecodeStrict(data, &c); err != nil {
 		return Config{}, err

@@ -115,6 +115,7 @@ func TestParseNamesWhatIsWrong(t *testing.T) {
 		{"a simulated world with metrics", "world: {kind: sim}", "metrics: not with world.kind sim"},
 		{"a simulated world with a hypervisor", "world: {kind: sim}\nhypervisor: {kind: libvirt, libvirt: {uri: x}}", "hypervisor: not with world.kind sim"},
 		{"the old simulated hypervisor", "hypervisor: {kind: sim}", "hypervisor.kind: sim is now a world of its own"},
+		{"the old simulated hypervisor with its section", "hypervisor: {kind: sim, sim: {speed: 10}}", "hypervisor.kind: sim is now a world of its own"},
 		{"an unknown world", "world: {kind: mars}", `world.kind: unknown world "mars"`},
 		{"a simulation section on real machines", "hypervisor: {kind: libvirt, libvirt: {uri: 'test:///default', image_dir: /tmp}}\nsimulation: {node_capacity: 50}", "simulation: given, but the world is machines"},
 		{"a simulation section in a dry run", "dry_run: true\nsimulation: {node_capacity: 50}", "simulation: given, but the world is machines"},

@@ -116,7 +116,7 @@ func IdealFollower(load *Workload, p Params, mode Mode, scale, target float64, m
 		}
 		w.Step()
 		if now = w.Now(); !now.Before(nextRow) || w.Done() {
-			f.rows = append(f.rows, idealRow(f.row, w.TakeAccumulator(), len(f.pending)))
+			f.rows = append(f.rows, accumulatedRow(f.row, w.TakeAccumulator(), len(f.pending)))
 			f.row = Row{Time: now}
 			nextRow = now.Add(time.Minute)
 		}
@@ -282,20 +282,4 @@ func (f *follower) join(ctx context.Context, k int, now time.Time) error {
 		return true
 	})
 	return err
-}
-
-// idealRow closes a row of the follower's timeline from the world's
-// accumulator, as a run's rows are closed.
-func idealRow(row Row, a Accumulator, inFlight int) Row {
-	row.Seconds = a.Seconds
-	if a.Seconds > 0 {
-		row.Demand = a.Demand / a.Seconds
-		row.Served = a.Served / a.Seconds
-		row.Capacity = a.CapSeconds / a.Seconds
-		row.NodesReady = a.ReadySeconds / a.Seconds
-		row.NodesTotal = a.VMSeconds / a.Seconds
-	}
-	row.Dropped = a.Dropped
-	row.InFlight = inFlight
-	return row
 }

@@ -298,7 +298,15 @@ func (c *Cluster) Result() *Result {
 // closeRow fills a row from the world's accumulator and the registry's
 // operations since the row began.
 func closeRow(row Row, w *World, reg *trackingRegistry) Row {
-	a := w.TakeAccumulator()
+	row = accumulatedRow(row, w.TakeAccumulator(), reg.unfinished)
+	row.Expansions, row.Contractions, row.Joined = reg.expansions, reg.contractions, reg.joined
+	reg.expansions, reg.contractions, reg.joined = 0, 0, 0
+	return row
+}
+
+// accumulatedRow fills a row's rates from a world's accumulator (a run's
+// rows and the ideal follower's alike).
+func accumulatedRow(row Row, a Accumulator, inFlight int) Row {
 	row.Seconds = a.Seconds
 	if a.Seconds > 0 {
 		row.Demand = a.Demand / a.Seconds
@@ -308,9 +316,7 @@ func closeRow(row Row, w *World, reg *trackingRegistry) Row {
 		row.NodesTotal = a.VMSeconds / a.Seconds
 	}
 	row.Dropped = a.Dropped
-	row.InFlight = reg.unfinished
-	row.Expansions, row.Contractions, row.Joined = reg.expansions, reg.contractions, reg.joined
-	reg.expansions, reg.contractions, reg.joined = 0, 0, 0
+	row.InFlight = inFlight
 	return row
 }
 

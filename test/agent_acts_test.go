@@ -16,6 +16,8 @@ import (
 
 	"github.com/mitosis-autoscaler/mitosis/agent/client"
 	"github.com/mitosis-autoscaler/mitosis/dispatcher/haproxy/haproxytest"
+	"github.com/mitosis-autoscaler/mitosis/hypervisor"
+	"github.com/mitosis-autoscaler/mitosis/hypervisor/process"
 	"github.com/mitosis-autoscaler/mitosis/internal/testenv"
 	"github.com/mitosis-autoscaler/mitosis/plan"
 )
@@ -31,26 +33,9 @@ import (
 // client's request fails meanwhile: not while the only node is prepared
 // and cloned, nor while nodes are detached.
 func TestTheAgentScalesRealNodesOnHAProxysMetrics(t *testing.T) {
-	promBin := testenv.Binary(t, "prometheus")
-	demo, mitosis := built(t, buildDemoNode), built(t, buildMitosis)
-	dir := t.TempDir()
-	vmDir := filepath.Join(dir, "vms")
-	if err := os.Mkdir(vmDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	tokenFile := tokenIn(t, dir)
-
-	// The first node, booted as an operator would: the agent's process
-	// hypervisor then finds it in vmDir and clones it.
-	hv, command := demoVMs(t, demo, vmDir, tokenFile)
-	web1, err := hv.Boot(t.Context(), "web-1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	lb := haproxytest.Start(t, fmt.Sprintf("server web-1 %s cookie web-1", web1.Address))
-
-	// Prometheus scrapes HAProxy's exporter every second.
-	promAddr, _, _ := scraping(t, promBin, dir, "haproxy", strings.TrimSuffix(strings.TrimPrefix(lb.Metrics, "http://"), "/metrics"))
+	hc := startHAProxyCluster(t)
+	dir, vmDir, tokenFile, mitosis, promAddr := hc.dir, hc.vmDir, hc.tokenFile, hc.mitosis, hc.promAddr
+	command, web1, lb := hc.command, hc.web1, hc.lb
 
 	// The agent: utilization is each server's responses a second over a
 	// capacity of 10, matched to nodes by HAProxy's server name, which is
@@ -65,6 +50,7 @@ clusters:
     hosts: [{name: localhost}]
     cooldown: {up: 1s, down: 1s}
     stabilization: 3s
+    policy_params: {settle_s: 5}   # the averages below are over 4 s
 nodes: [{cluster: web, id: web-1, role: app, address: %q, host: localhost, vm: web-1}]
 metrics:
   url: http://%s
@@ -96,16 +82,7 @@ node_api: {token_file: %q, timeout: 2s}
 		t.Fatal(err)
 	}
 
-	running := func() []string {
-		var names []string
-		vms, _ := hv.List(t.Context())
-		for _, vm := range vms {
-			if vm.Running {
-				names = append(names, vm.Name)
-			}
-		}
-		return names
-	}
+	running := hc.running(t)
 	await := func(what string, within time.Duration, ok func(clusterView) bool) clusterView {
 		t.Helper()
 		return awaitCluster(t, what, within, func() clusterView { return viewCluster(t, api, lb, running) }, ok, nil)
@@ -163,6 +140,52 @@ node_api: {token_file: %q, timeout: 2s}
 		t.Errorf("the node left is %v, want web-1 (never a template's original)", shrunk.ids)
 	}
 	allDone(t, api, "web", 2, 2)
+}
+
+// haproxyCluster is where the agent's tests on processes start: web-1, a
+// demo-node VM of the process hypervisor booted as an operator would (the
+// agent's process hypervisor then finds it in vmDir and clones it), behind
+// a real HAProxy whose exporter a real Prometheus scrapes every second.
+type haproxyCluster struct {
+	dir, vmDir, tokenFile, mitosis, promAddr string
+	hv                                       *process.Hypervisor
+	command                                  []string // a VM's, for the agent's hypervisor section
+	web1                                     hypervisor.VM
+	lb                                       *haproxytest.Instance
+}
+
+func startHAProxyCluster(t *testing.T) haproxyCluster {
+	t.Helper()
+	promBin := testenv.Binary(t, "prometheus")
+	demo := built(t, buildDemoNode)
+	c := haproxyCluster{dir: t.TempDir(), mitosis: built(t, buildMitosis)}
+	c.vmDir = filepath.Join(c.dir, "vms")
+	if err := os.Mkdir(c.vmDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	c.tokenFile = tokenIn(t, c.dir)
+	c.hv, c.command = demoVMs(t, demo, c.vmDir, c.tokenFile)
+	var err error
+	if c.web1, err = c.hv.Boot(t.Context(), "web-1"); err != nil {
+		t.Fatal(err)
+	}
+	c.lb = haproxytest.Start(t, fmt.Sprintf("server web-1 %s cookie web-1", c.web1.Address))
+	c.promAddr, _, _ = scraping(t, promBin, c.dir, "haproxy", strings.TrimSuffix(strings.TrimPrefix(c.lb.Metrics, "http://"), "/metrics"))
+	return c
+}
+
+// running lists the names of the hypervisor's running VMs.
+func (c haproxyCluster) running(t *testing.T) func() []string {
+	return func() []string {
+		var names []string
+		vms, _ := c.hv.List(t.Context())
+		for _, vm := range vms {
+			if vm.Running {
+				names = append(names, vm.Name)
+			}
+		}
+		return names
+	}
 }
 
 // sessionless is clients sending GET /work through HAProxy, each request

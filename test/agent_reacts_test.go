@@ -5,12 +5,10 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/mitosis-autoscaler/mitosis/agent/client"
-	"github.com/mitosis-autoscaler/mitosis/dispatcher/haproxy/haproxytest"
 	"github.com/mitosis-autoscaler/mitosis/internal/testenv"
 	"github.com/mitosis-autoscaler/mitosis/plan"
 )
@@ -29,21 +27,9 @@ import (
 //   - an operator's clone (POST /v1/clusters/web/clone) joins within 3 s.
 func TestTheAgentAnswersALoadStepWithinSeconds(t *testing.T) {
 	const steps = 10
-	promBin := testenv.Binary(t, "prometheus")
-	demo, mitosis := built(t, buildDemoNode), built(t, buildMitosis)
-	dir := t.TempDir()
-	vmDir := filepath.Join(dir, "vms")
-	if err := os.Mkdir(vmDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	tokenFile := tokenIn(t, dir)
-	hv, command := demoVMs(t, demo, vmDir, tokenFile)
-	web1, err := hv.Boot(t.Context(), "web-1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	lb := haproxytest.Start(t, fmt.Sprintf("server web-1 %s cookie web-1", web1.Address))
-	promAddr, _, _ := scraping(t, promBin, dir, "haproxy", strings.TrimSuffix(strings.TrimPrefix(lb.Metrics, "http://"), "/metrics"))
+	hc := startHAProxyCluster(t)
+	dir, vmDir, tokenFile, mitosis, promAddr := hc.dir, hc.vmDir, hc.tokenFile, hc.mitosis, hc.promAddr
+	command, web1, lb := hc.command, hc.web1, hc.lb
 
 	// A node serves 10 requests a second: utilization is a server's
 	// responses over 10, and demand_nodes the backend's requests over 10,
@@ -92,17 +78,7 @@ node_api: {token_file: %q, timeout: 2s}
 	if err != nil {
 		t.Fatal(err)
 	}
-	running := func() []string {
-		var names []string
-		vms, _ := hv.List(t.Context())
-		for _, vm := range vms {
-			if vm.Running {
-				names = append(names, vm.Name)
-			}
-		}
-		return names
-	}
-	view := func() clusterView { return viewCluster(t, api, lb, running) }
+	view := func() clusterView { return viewCluster(t, api, lb, hc.running(t)) }
 	one := func(c clusterView) bool { return len(c.ids) == 1 }
 
 	// The light load, a third of a node, runs throughout; each step adds

@@ -363,13 +363,11 @@ func (c Config) clusterNames() []string {
 
 // checkSimulated checks that nothing real is configured beside a
 // simulated world (it brings its own nodes, metrics, hypervisor and load
-// balancer, in one agent's memory, for exactly one cluster), then makes
-// the world, whose maker checks its own sections.
+// balancer, in one agent's memory), then makes the world, whose maker
+// checks its own sections and the clusters it can simulate.
 func (c *Config) checkSimulated() error {
 	h := c.Hypervisor
 	switch {
-	case len(c.Clusters) != 1:
-		return fmt.Errorf("clusters: a simulated world has exactly one cluster, the file has %d", len(c.Clusters))
 	case h.Kind != "" || h.VSphere != nil || h.Libvirt != nil || h.Process != nil:
 		return errors.New("hypervisor: not with world.kind sim: the simulated world has its own")
 	case len(c.Nodes) > 0:

@@ -113,9 +113,18 @@ func (c *Controller) Now() time.Time { return c.d.Clock.Now() }
 // it recorded. A cluster whose tick fails still gets a record saying why
 // (no action is taken for it); the error is returned too.
 func (c *Controller) Tick(ctx context.Context) ([]plan.DecisionRecord, error) {
+	return c.TickOnly(ctx, nil)
+}
+
+// TickOnly is Tick for the clusters named (nil: every cluster): the
+// decision a clone's join triggers concerns its own cluster alone.
+func (c *Controller) TickOnly(ctx context.Context, clusters []string) ([]plan.DecisionRecord, error) {
 	var recs []plan.DecisionRecord
 	var errs []error
 	for _, cl := range c.cfg.Clusters {
+		if clusters != nil && !slices.Contains(clusters, cl.Name) {
+			continue
+		}
 		rec, err := c.tick(ctx, cl)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("cluster %s: %w", cl.Name, err))

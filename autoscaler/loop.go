@@ -3,6 +3,7 @@ package autoscaler
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -135,31 +136,43 @@ func (l *Loop) runRequests(ctx context.Context) bool {
 func (l *Loop) Run(ctx context.Context) error {
 	now := l.clock.Now()
 	nextTick := now
-	var nextPoll, joinDecision time.Time // joinDecision: zero when none is due
+	var nextPoll time.Time
+	// A decision a join triggers: when, and for which clusters (nil: none
+	// is due).
+	var joinDecision time.Time
+	var joined []string
 	poll := l.cfg.Poll
 	inFlight, act := false, true // a first pass resumes what a predecessor left
 	for {
 		now = l.clock.Now()
 		if !l.leads(ctx) {
 			// A follower looks again at the next tick.
-			inFlight, joinDecision = false, time.Time{}
+			inFlight, joined = false, nil
 			if !now.Before(nextTick) {
 				nextTick = now.Add(l.cfg.Tick)
 			}
 		} else {
-			decide := !now.Before(nextTick) || !joinDecision.IsZero() && !now.Before(joinDecision)
-			for pass := 0; pass < 2 && (decide || act || inFlight && !now.Before(nextPoll)); pass++ {
-				if decide {
-					recs, err := l.ctl.Tick(ctx)
+			tick := !now.Before(nextTick)
+			joinDue := joined != nil && !now.Before(joinDecision)
+			for pass := 0; pass < 2 && (tick || joinDue || act || inFlight && !now.Before(nextPoll)); pass++ {
+				if tick || joinDue {
+					var only []string // the tick decides for every cluster
+					if !tick {
+						only = joined
+					}
+					recs, err := l.ctl.TickOnly(ctx, only)
 					if l.Decided != nil {
 						l.Decided(recs, err)
 					}
-					if !now.Before(nextTick) {
+					if tick {
 						if nextTick = nextTick.Add(l.cfg.Tick); !nextTick.After(now) {
 							nextTick = now.Add(l.cfg.Tick) // late (a long pass, a world that jumped): no burst of ticks
 						}
 					}
-					joinDecision, act = time.Time{}, true
+					if joinDue { // a join whose cooldown is still running waits for it
+						joined = nil
+					}
+					act = true
 				}
 				p, err := l.ctl.Advance(ctx)
 				if l.Advanced != nil {
@@ -172,16 +185,23 @@ func (l *Loop) Run(ctx context.Context) error {
 					poll = min(2*poll, l.cfg.MaxPoll)
 				}
 				now = l.clock.Now()
-				nextPoll, act, decide = now.Add(poll), false, false
+				nextPoll, act, tick, joinDue = now.Add(poll), false, false, false
 				// A clone joined: its capacity is measured, so decide again
-				// as soon as the scale-up cooldown allows (at once, by
-				// default: in this pass, which decides once more at most).
+				// for its cluster as soon as the scale-up cooldown allows (at
+				// once, by default: in this pass, which decides once more at
+				// most).
 				if len(p.Joined) > 0 {
 					at := now.Add(l.ctl.upCooldown(p.Joined))
-					if joinDecision.IsZero() || at.Before(joinDecision) {
+					if joined == nil || at.Before(joinDecision) {
 						joinDecision = at
 					}
-					decide = pass == 0 && !now.Before(joinDecision)
+					for _, c := range p.Joined {
+						if !slices.Contains(joined, c) {
+							joined = append(joined, c)
+						}
+					}
+					tick = pass == 0 && !now.Before(nextTick)
+					joinDue = pass == 0 && !now.Before(joinDecision)
 				}
 			}
 		}
@@ -189,7 +209,7 @@ func (l *Loop) Run(ctx context.Context) error {
 		if inFlight && nextPoll.Before(until) {
 			until = nextPoll
 		}
-		if !joinDecision.IsZero() && joinDecision.Before(until) {
+		if joined != nil && joinDecision.Before(until) {
 			until = joinDecision
 		}
 		if err := l.clock.Wait(ctx, until, l.wake); err != nil {

@@ -156,10 +156,7 @@ func (c Config) Validate() error {
 const DefaultShutdownTimeout = 10 * time.Second
 
 func (c Config) shutdownTimeout() time.Duration {
-	if c.ShutdownTimeout == nil {
-		return DefaultShutdownTimeout
-	}
-	return *c.ShutdownTimeout
+	return orDefault(c.ShutdownTimeout, DefaultShutdownTimeout)
 }
 
 // The values of Config.CloneNetwork.
@@ -171,36 +168,20 @@ const (
 // cloneNetwork checks Config.CloneNetwork and returns it, empty as
 // isolate.
 func (c Config) cloneNetwork() (string, error) {
-	switch c.CloneNetwork {
-	case "", CloneNetworkIsolate:
-		return CloneNetworkIsolate, nil
-	case CloneNetworkInherit:
-		return CloneNetworkInherit, nil
-	}
-	return "", fmt.Errorf("libvirt: clone_network %q: want %q or %q", c.CloneNetwork, CloneNetworkIsolate, CloneNetworkInherit)
+	return oneOf("clone_network", c.CloneNetwork, CloneNetworkIsolate, CloneNetworkInherit)
 }
 
 // DefaultIdentityWait is how long Clone waits for an isolated clone's
 // guest to take its own MACs when Config.IdentityWait is absent.
 const DefaultIdentityWait = 60 * time.Second
 
-func (c Config) identityWait() time.Duration {
-	if c.IdentityWait == nil {
-		return DefaultIdentityWait
-	}
-	return *c.IdentityWait
-}
+func (c Config) identityWait() time.Duration { return orDefault(c.IdentityWait, DefaultIdentityWait) }
 
 // DefaultAddressWait is how long Clone waits for a new clone's address
 // when Config.AddressWait is absent.
 const DefaultAddressWait = 30 * time.Second
 
-func (c Config) addressWait() time.Duration {
-	if c.AddressWait == nil {
-		return DefaultAddressWait
-	}
-	return *c.AddressWait
-}
+func (c Config) addressWait() time.Duration { return orDefault(c.AddressWait, DefaultAddressWait) }
 
 // The values of Config.CloneMode.
 const (
@@ -210,13 +191,27 @@ const (
 
 // cloneMode checks Config.CloneMode and returns it, empty as live.
 func (c Config) cloneMode() (string, error) {
-	switch c.CloneMode {
-	case "", CloneModeLive:
-		return CloneModeLive, nil
-	case CloneModeCold:
-		return CloneModeCold, nil
+	return oneOf("clone_mode", c.CloneMode, CloneModeLive, CloneModeCold)
+}
+
+// orDefault is an optional duration's value: d when it is absent.
+func orDefault(p *time.Duration, d time.Duration) time.Duration {
+	if p == nil {
+		return d
 	}
-	return "", fmt.Errorf("libvirt: clone_mode %q: want %q or %q", c.CloneMode, CloneModeLive, CloneModeCold)
+	return *p
+}
+
+// oneOf checks a key with two values, empty meaning the first, and
+// returns it; its error names the key and both values.
+func oneOf(key, v, first, second string) (string, error) {
+	switch v {
+	case "", first:
+		return first, nil
+	case second:
+		return second, nil
+	}
+	return "", fmt.Errorf("libvirt: %s %q: want %q or %q", key, v, first, second)
 }
 
 // The values of Config.AddressSource.

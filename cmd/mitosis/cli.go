@@ -19,8 +19,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/mitosis-autoscaler/mitosis/agent"
 	"github.com/mitosis-autoscaler/mitosis/agent/client"
+	"github.com/mitosis-autoscaler/mitosis/agent/wire"
 	"github.com/mitosis-autoscaler/mitosis/plan"
 )
 
@@ -177,7 +177,7 @@ func (o *out) ago(t time.Time) string {
 
 // agentClock sets o's now from the status: on a simulated world, the time
 // of the newest decision (its clock runs apart from this machine's).
-func (o *out) agentClock(st agent.Status) {
+func (o *out) agentClock(st wire.Status) {
 	if !st.Simulated {
 		return
 	}
@@ -361,7 +361,7 @@ func newOperatorCmds() []*cobra.Command {
 
 	status := apiCmd("status", "Show the agent and its clusters", noArgs,
 		func(ctx context.Context, c *client.Client, o *out, _ []string) error {
-			var st agent.Status
+			var st wire.Status
 			if err := c.Get(ctx, "/v1/status", &st); err != nil {
 				return err
 			}
@@ -413,7 +413,7 @@ func newOperatorCmds() []*cobra.Command {
 			if err != nil {
 				return withCode(2, err)
 			}
-			var s agent.Settings
+			var s wire.Settings
 			if err := c.Do(ctx, method, client.ClusterPath(a[0], path), b, &s); err != nil {
 				return err
 			}
@@ -575,7 +575,7 @@ func whenAt(s string, now time.Time) (time.Time, error) {
 
 func newPeersCmd() *cobra.Command {
 	peers := &cobra.Command{Use: "peers", Short: "List and change the agents of a replicated registry"}
-	show := func(o *out, st agent.RaftStatus) error {
+	show := func(o *out, st wire.RaftStatus) error {
 		return o.print(st, "ID\tADDRESS\tLEADER", func(tw io.Writer) {
 			for _, p := range st.Peers {
 				fmt.Fprintf(tw, "%s\t%s\t%v\n", p.ID, p.Address, p.ID == st.Leader)
@@ -584,21 +584,21 @@ func newPeersCmd() *cobra.Command {
 	}
 	peers.AddCommand(
 		apiCmd("list", "List the voters and the leader", noArgs, func(ctx context.Context, c *client.Client, o *out, _ []string) error {
-			var st agent.RaftStatus
+			var st wire.RaftStatus
 			if err := c.Get(ctx, "/v1/peers", &st); err != nil {
 				return err
 			}
 			return show(o, st)
 		}),
 		apiCmd("join ID ADDRESS", "Add an agent as a voter (ask the leader)", cobra.ExactArgs(2), func(ctx context.Context, c *client.Client, o *out, a []string) error {
-			var st agent.RaftStatus
-			if err := c.Do(ctx, http.MethodPost, "/v1/peers", agent.PeerRequest{ID: a[0], Address: a[1]}, &st); err != nil {
+			var st wire.RaftStatus
+			if err := c.Do(ctx, http.MethodPost, "/v1/peers", wire.PeerRequest{ID: a[0], Address: a[1]}, &st); err != nil {
 				return err
 			}
 			return show(o, st)
 		}),
 		apiCmd("remove ID", "Remove an agent (ask the leader)", cobra.ExactArgs(1), func(ctx context.Context, c *client.Client, o *out, a []string) error {
-			var st agent.RaftStatus
+			var st wire.RaftStatus
 			if err := c.Do(ctx, http.MethodDelete, "/v1/peers/"+url.PathEscape(a[0]), nil, &st); err != nil {
 				return err
 			}
@@ -634,8 +634,8 @@ func newPolicyPushCmd() *cobra.Command {
 				}
 				files[n] = string(b)
 			}
-			var res agent.PolicyCheck
-			err = c.Do(ctx, http.MethodPut, "/v1/policy", agent.PolicyFiles{Files: files}, &res)
+			var res wire.PolicyCheck
+			err = c.Do(ctx, http.MethodPut, "/v1/policy", wire.PolicyFiles{Files: files}, &res)
 			var ce *client.Error
 			if errors.As(err, &ce) && ce.Status == http.StatusUnprocessableEntity {
 				var refused struct {
@@ -658,7 +658,7 @@ func newPolicyPushCmd() *cobra.Command {
 func newPolicyShowCmd() *cobra.Command {
 	return apiCmd("show", "Show the policy the agent decides with", noArgs,
 		func(ctx context.Context, c *client.Client, o *out, _ []string) error {
-			var p agent.PolicyFiles
+			var p wire.PolicyFiles
 			if err := c.Get(ctx, "/v1/policy", &p); err != nil {
 				return err
 			}

@@ -44,7 +44,7 @@ func (c *Client) Status(ctx context.Context) (wire.Status, error) {
 
 // Nodes are a cluster's registered nodes, oldest first.
 func (c *Client) Nodes(ctx context.Context, cluster string) ([]plan.Node, error) {
-	return get[[]plan.Node](ctx, c, ClusterPath(cluster, "nodes"))
+	return get[[]plan.Node](ctx, c, clusterPath(cluster, "nodes"))
 }
 
 // Targets are the nodes as Prometheus's HTTP service discovery reads
@@ -68,7 +68,7 @@ func (c *Client) Targets(ctx context.Context, cluster string, port int) ([]wire.
 // Operations are a cluster's latest operations, newest first; limit <= 0
 // is the agent's default (50).
 func (c *Client) Operations(ctx context.Context, cluster string, limit int) ([]plan.Operation, error) {
-	return get[[]plan.Operation](ctx, c, ClusterPath(cluster, "operations")+Limit(limit))
+	return get[[]plan.Operation](ctx, c, clusterPath(cluster, "operations")+limitQuery(limit))
 }
 
 // Operation is one operation by its id.
@@ -79,13 +79,13 @@ func (c *Client) Operation(ctx context.Context, id string) (plan.Operation, erro
 // Decisions are a cluster's latest decision records, newest first; limit
 // <= 0 is the agent's default (20).
 func (c *Client) Decisions(ctx context.Context, cluster string, limit int) ([]plan.DecisionRecord, error) {
-	return get[[]plan.DecisionRecord](ctx, c, ClusterPath(cluster, "decisions")+Limit(limit))
+	return get[[]plan.DecisionRecord](ctx, c, clusterPath(cluster, "decisions")+limitQuery(limit))
 }
 
 // Why is the decision in force at at (the zero time: now), the last made
 // at or before it.
 func (c *Client) Why(ctx context.Context, cluster string, at time.Time) (plan.DecisionRecord, error) {
-	path := ClusterPath(cluster, "why")
+	path := clusterPath(cluster, "why")
 	if !at.IsZero() {
 		path += "?at=" + url.QueryEscape(at.UTC().Format(time.RFC3339))
 	}
@@ -97,12 +97,12 @@ func (c *Client) Why(ctx context.Context, cluster string, at time.Time) (plan.De
 // guardrail refuses, the error is an *Error with status 409 and its
 // Reasons, and the record is returned too.
 func (c *Client) Clone(ctx context.Context, cluster, template string) (plan.DecisionRecord, error) {
-	return c.manual(ctx, ClusterPath(cluster, "clone"), wire.CloneRequest{Template: template})
+	return c.manual(ctx, clusterPath(cluster, "clone"), wire.CloneRequest{Template: template})
 }
 
 // Detach asks for the node to be detached and destroyed; answers as Clone.
 func (c *Client) Detach(ctx context.Context, cluster, node string) (plan.DecisionRecord, error) {
-	return c.manual(ctx, ClusterPath(cluster, "detach"), wire.DetachRequest{Node: node})
+	return c.manual(ctx, clusterPath(cluster, "detach"), wire.DetachRequest{Node: node})
 }
 
 func (c *Client) manual(ctx context.Context, path string, body any) (plan.DecisionRecord, error) {
@@ -117,29 +117,29 @@ func (c *Client) manual(ctx context.Context, path string, body any) (plan.Decisi
 // Settings are a cluster's switches: paused, dry run (as in force), and
 // who changed them last.
 func (c *Client) Settings(ctx context.Context, cluster string) (wire.Settings, error) {
-	return get[wire.Settings](ctx, c, ClusterPath(cluster, "settings"))
+	return get[wire.Settings](ctx, c, clusterPath(cluster, "settings"))
 }
 
 // Pause stops a cluster's decisions (operations in flight finish).
 func (c *Client) Pause(ctx context.Context, cluster string) (wire.Settings, error) {
-	return do[wire.Settings](ctx, c, http.MethodPost, ClusterPath(cluster, "pause"), nil)
+	return do[wire.Settings](ctx, c, http.MethodPost, clusterPath(cluster, "pause"), nil)
 }
 
 // Resume lets a cluster decide again.
 func (c *Client) Resume(ctx context.Context, cluster string) (wire.Settings, error) {
-	return do[wire.Settings](ctx, c, http.MethodPost, ClusterPath(cluster, "resume"), nil)
+	return do[wire.Settings](ctx, c, http.MethodPost, clusterPath(cluster, "resume"), nil)
 }
 
 // SetDryRun switches a cluster's dry run on or off (off is refused, 409,
 // when the agent itself runs dry).
 func (c *Client) SetDryRun(ctx context.Context, cluster string, enabled bool) (wire.Settings, error) {
-	return do[wire.Settings](ctx, c, http.MethodPut, ClusterPath(cluster, "dry-run"), wire.DryRunRequest{Enabled: &enabled})
+	return do[wire.Settings](ctx, c, http.MethodPut, clusterPath(cluster, "dry-run"), wire.DryRunRequest{Enabled: &enabled})
 }
 
 // Audit is the audit trail, newest first; limit <= 0 is the agent's
 // default (100).
 func (c *Client) Audit(ctx context.Context, limit int) ([]plan.AuditRecord, error) {
-	return get[[]plan.AuditRecord](ctx, c, "/v1/audit"+Limit(limit))
+	return get[[]plan.AuditRecord](ctx, c, "/v1/audit"+limitQuery(limit))
 }
 
 // Policy is the policy the agent decides with: its version and files.

@@ -182,13 +182,13 @@ func (c *Client) Get(ctx context.Context, path string, out any) error {
 	return c.Do(ctx, http.MethodGet, path, nil, out)
 }
 
-// ClusterPath is /v1/clusters/{cluster}/{rest} with the name escaped.
-func ClusterPath(cluster, rest string) string {
+// clusterPath is /v1/clusters/{cluster}/{rest} with the name escaped.
+func clusterPath(cluster, rest string) string {
 	return "/v1/clusters/" + url.PathEscape(cluster) + "/" + rest
 }
 
-// Limit is "?limit=n" (empty for n <= 0).
-func Limit(n int) string {
+// limitQuery is "?limit=n" (empty for n <= 0).
+func limitQuery(n int) string {
 	if n <= 0 {
 		return ""
 	}

@@ -13,7 +13,9 @@ import (
 )
 
 // The HTTP API (docs/api.md): JSON under /v1, every endpoint behind a
-// bearer token of a sufficient role, except /-/healthy and /-/ready.
+// bearer token of a sufficient role, except /-/healthy and /-/ready. This
+// file routes, guards and decodes; the handlers are in api_*.go, by what
+// they serve, and the bodies they read and write are agent/wire's types.
 
 // maxBody bounds what a request may send.
 const maxBody = 1 << 20

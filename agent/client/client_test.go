@@ -144,7 +144,7 @@ func TestEachMethodCallsItsEndpoint(t *testing.T) {
 			}
 		})
 	}
-	// The status, with the types of agent/api.go.
+	// The status, with the types of agent/wire.
 	c, _ := stub(t, http.StatusOK, `{"version":"v1","clusters":[{"name":"web","min":2,"max":20,"size":3,"nodes":{"ready":3},"in_flight":1}]}`)
 	st, err := c.Status(ctx)
 	if err != nil || len(st.Clusters) != 1 || st.Clusters[0].Nodes[plan.NodeReady] != 3 || st.Clusters[0].InFlight != 1 {

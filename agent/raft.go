@@ -288,30 +288,6 @@ func (a *Agent) takeOver(ctx context.Context) error {
 	return nil
 }
 
-// RaftStatus is the raft part of GET /v1/status.
-type RaftStatus struct {
-	Node   string           `json:"node"`
-	State  string           `json:"state"` // leader, follower, candidate or shutdown
-	Leader string           `json:"leader"`
-	Term   uint64           `json:"term"`
-	Peers  []raftstore.Peer `json:"peers"`
-	// RegistryIndex and RegistryDigest (GET /v1/peers only) are the log
-	// index of the last command this replica applied and a SHA-256 of
-	// its registry there: replicas at the same index show the same digest.
-	RegistryIndex  uint64 `json:"registry_index,omitempty"`
-	RegistryDigest string `json:"registry_digest,omitempty"`
-}
-
-func (a *Agent) raftStatus() *RaftStatus {
-	if a.raft == nil {
-		return nil
-	}
-	st := &RaftStatus{Node: a.raft.ID(), State: a.raft.RaftState(), Term: a.raft.Term()}
-	st.Leader, _ = a.raft.Leader()
-	st.Peers, _ = a.raft.Peers()
-	return st
-}
-
 // leaderAPI is the API address the file gives the peer id, if any.
 func (a *Agent) leaderAPI(id string) string {
 	if a.cfg.Raft == nil {
@@ -394,71 +370,4 @@ func notLeader(err error) error {
 	return err
 }
 
-// membershipError is the answer to a refused membership change: 404 for
-// an id that is not a member, 409 for a change the configuration forbids.
-func membershipError(err error) error {
-	var me *raftstore.MembershipError
-	switch {
-	case !errors.As(err, &me):
-		return err
-	case errors.Is(err, raftstore.ErrNoSuchPeer):
-		return notFound("%s", me.Msg)
-	}
-	return &apiError{code: http.StatusConflict, msg: me.Msg}
-}
-
 var _ io.Writer = (*slogWriter)(nil)
-
-// PeerRequest is POST /v1/peers.
-type PeerRequest struct {
-	ID      string `json:"id"`
-	Address string `json:"address"`
-}
-
-func (a *Agent) peers(w http.ResponseWriter, _ *http.Request, _ principal) error {
-	st := a.raftStatus()
-	if st == nil {
-		return notFound("this agent has no raft section: its registry is its own")
-	}
-	index, sum, err := a.raft.Digest()
-	if err != nil {
-		return err
-	}
-	st.RegistryIndex, st.RegistryDigest = index, fmt.Sprintf("%x", sum)
-	return reply(w, st)
-}
-
-// joinPeer adds a voter (on the leader; a follower says where it is).
-func (a *Agent) joinPeer(w http.ResponseWriter, r *http.Request, p principal) error {
-	if a.raft == nil {
-		return notFound("this agent has no raft section")
-	}
-	var req PeerRequest
-	if err := decode(r, &req); err != nil {
-		return err
-	}
-	if req.ID == "" || req.Address == "" {
-		return bad("id and address: required")
-	}
-	if err := hostPort(req.Address); err != nil {
-		return bad("address: %v (the peer's raft address)", err)
-	}
-	if err := a.raft.AddVoter(r.Context(), req.ID, req.Address); err != nil {
-		return membershipError(err)
-	}
-	a.log.Info("api: peer joined", "who", p.Name, "peer", req.ID, "address", req.Address)
-	return reply(w, a.raftStatus())
-}
-
-// removePeer removes a server (on the leader).
-func (a *Agent) removePeer(w http.ResponseWriter, r *http.Request, p principal) error {
-	if a.raft == nil {
-		return notFound("this agent has no raft section")
-	}
-	id := r.PathValue("id")
-	if err := a.raft.RemoveServer(r.Context(), id); err != nil {
-		return membershipError(err)
-	}
-	a.log.Info("api: peer removed", "who", p.Name, "peer", id)
-	return reply(w, a.raftStatus())
-}

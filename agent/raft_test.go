@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mitosis-autoscaler/mitosis/agent/wire"
 	"github.com/mitosis-autoscaler/mitosis/internal/testenv"
 )
 
@@ -82,7 +83,7 @@ func call(t *testing.T, a *Agent, method, path, body string) (int, string) {
 func stateOf(t *testing.T, a *Agent) string {
 	t.Helper()
 	code, body := call(t, a, http.MethodGet, "/v1/status", "")
-	var st Status
+	var st wire.Status
 	if code != http.StatusOK || json.Unmarshal([]byte(body), &st) != nil || st.Raft == nil {
 		t.Fatalf("status: %d %s", code, body)
 	}

@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mitosis-autoscaler/mitosis/agent"
 	"github.com/mitosis-autoscaler/mitosis/agent/client"
+	"github.com/mitosis-autoscaler/mitosis/agent/wire"
 	"github.com/mitosis-autoscaler/mitosis/autoscaler"
 	"github.com/mitosis-autoscaler/mitosis/dispatcher/haproxy/haproxytest"
 	"github.com/mitosis-autoscaler/mitosis/hypervisor/process"
@@ -506,7 +506,7 @@ func (c *chaosCluster) settle(t *testing.T, size int) {
 	}
 	// The registries at the same log index are the same.
 	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		var sts []agent.RaftStatus
+		var sts []wire.RaftStatus
 		for _, ra := range c.agents {
 			st, err := c.clients[ra].Peers(ctx)
 			if err != nil {
@@ -515,7 +515,7 @@ func (c *chaosCluster) settle(t *testing.T, size int) {
 			sts = append(sts, st)
 		}
 		if len(sts) == len(c.agents) && sts[0].RegistryIndex != 0 &&
-			!slices.ContainsFunc(sts, func(s agent.RaftStatus) bool { return s.RegistryIndex != sts[0].RegistryIndex }) {
+			!slices.ContainsFunc(sts, func(s wire.RaftStatus) bool { return s.RegistryIndex != sts[0].RegistryIndex }) {
 			for _, s := range sts[1:] {
 				if s.RegistryDigest != sts[0].RegistryDigest {
 					t.Fatalf("at index %d, %s's registry differs from %s's", s.RegistryIndex, s.Node, sts[0].Node)

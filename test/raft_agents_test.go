@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mitosis-autoscaler/mitosis/agent"
+	"github.com/mitosis-autoscaler/mitosis/agent/wire"
 	"github.com/mitosis-autoscaler/mitosis/internal/testenv"
 	"github.com/mitosis-autoscaler/mitosis/plan"
 )
@@ -122,8 +122,8 @@ metrics:
 		startAgent(ra)
 	}
 
-	statusOf := func(ra *raftAgent) (agent.Status, error) {
-		var st agent.Status
+	statusOf := func(ra *raftAgent) (wire.Status, error) {
+		var st wire.Status
 		err := ra.get(t, "/v1/status", &st)
 		return st, err
 	}

@@ -6,8 +6,10 @@
 // line; an answer other than 2xx is an *Error with the status and the
 // server's message, and a server that echoes the token has it redacted.
 //
-// The package imports agent and plan for their exported types only; agent
-// must never import it.
+// The package imports only wire (the API's bodies) and plan (the records
+// the API answers): a program that calls the agent carries none of its
+// back-ends (OPA, raft, the hypervisors). TestTheClientCarriesNoBackEnd
+// keeps it so. The agent must never import this package.
 package client
 
 import (
@@ -26,6 +28,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mitosis-autoscaler/mitosis/agent/wire"
 	"github.com/mitosis-autoscaler/mitosis/plan"
 )
 
@@ -128,15 +131,15 @@ func (c *Client) Do(ctx context.Context, method, path string, body, out any) err
 	}
 	if resp.StatusCode/100 != 2 {
 		var e struct {
-			Error    string        `json:"error"`
-			Problems []string      `json:"problems"`
-			Reasons  []plan.Reason `json:"reasons"`
+			wire.ErrorBody
+			Problems []string      `json:"problems"` // a refused policy's (wire.PolicyRefusal)
+			Reasons  []plan.Reason `json:"reasons"`  // a refused selection's (plan.DecisionRecord)
 		}
 		msg := strings.TrimSpace(string(data))
 		if json.Unmarshal(data, &e) == nil {
 			switch {
-			case e.Error != "":
-				msg = e.Error
+			case e.Message != "":
+				msg = e.Message
 			case len(e.Reasons) > 0: // a refused clone or detach answers its decision record
 				rs := make([]string, len(e.Reasons))
 				for i, r := range e.Reasons {
@@ -179,13 +182,13 @@ func (c *Client) Get(ctx context.Context, path string, out any) error {
 	return c.Do(ctx, http.MethodGet, path, nil, out)
 }
 
-// ClusterPath is /v1/clusters/{cluster}/{rest} with the name escaped.
-func ClusterPath(cluster, rest string) string {
+// clusterPath is /v1/clusters/{cluster}/{rest} with the name escaped.
+func clusterPath(cluster, rest string) string {
 	return "/v1/clusters/" + url.PathEscape(cluster) + "/" + rest
 }
 
-// Limit is "?limit=n" (empty for n <= 0).
-func Limit(n int) string {
+// limitQuery is "?limit=n" (empty for n <= 0).
+func limitQuery(n int) string {
 	if n <= 0 {
 		return ""
 	}

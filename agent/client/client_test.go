@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mitosis-autoscaler/mitosis/agent"
 	"github.com/mitosis-autoscaler/mitosis/agent/client"
+	"github.com/mitosis-autoscaler/mitosis/agent/wire"
 	"github.com/mitosis-autoscaler/mitosis/plan"
 )
 
@@ -60,16 +60,16 @@ func TestEachMethodCallsItsEndpoint(t *testing.T) {
 		want              any
 	}{
 		{"whoami", func(c *client.Client) (any, error) { return c.Whoami(ctx) },
-			"GET", "/v1/whoami", "", "", `{"name":"oncall","role":"operate"}`, client.Whoami{Name: "oncall", Role: "operate"}},
+			"GET", "/v1/whoami", "", "", `{"name":"oncall","role":"operate"}`, wire.Whoami{Name: "oncall", Role: "operate"}},
 		{"nodes, the cluster escaped", func(c *client.Client) (any, error) { return c.Nodes(ctx, "web/a") },
 			"GET", "/v1/clusters/web/a/nodes", "", "", `[{"id":"web-1","parent":"web-0","lineage_depth":1}]`,
 			[]plan.Node{{ID: "web-1", Parent: "web-0", LineageDepth: 1}}},
 		{"targets of a cluster at a port", func(c *client.Client) (any, error) { return c.Targets(ctx, "web/a", 9100) },
 			"GET", "/v1/targets", "cluster=web%2Fa&port=9100", "",
 			`[{"targets":["10.0.0.1:9100"],"labels":{"cluster":"web/a","node":"web-1","__meta_mitosis_parent":"web-0"}}]`,
-			[]agent.TargetGroup{{Targets: []string{"10.0.0.1:9100"}, Labels: map[string]string{"cluster": "web/a", "node": "web-1", "__meta_mitosis_parent": "web-0"}}}},
+			[]wire.TargetGroup{{Targets: []string{"10.0.0.1:9100"}, Labels: map[string]string{"cluster": "web/a", "node": "web-1", "__meta_mitosis_parent": "web-0"}}}},
 		{"targets of every cluster, none", func(c *client.Client) (any, error) { return c.Targets(ctx, "", 0) },
-			"GET", "/v1/targets", "", "", `[]`, []agent.TargetGroup{}},
+			"GET", "/v1/targets", "", "", `[]`, []wire.TargetGroup{}},
 		{"operations with a limit", func(c *client.Client) (any, error) { return c.Operations(ctx, "web", 5) },
 			"GET", "/v1/clusters/web/operations", "limit=5", "", `[{"id":"op-1","kind":"expand"}]`,
 			[]plan.Operation{{ID: "op-1", Kind: plan.OpExpand}}},
@@ -144,7 +144,7 @@ func TestEachMethodCallsItsEndpoint(t *testing.T) {
 			}
 		})
 	}
-	// The status, with the types of agent/api.go.
+	// The status, with the types of agent/wire.
 	c, _ := stub(t, http.StatusOK, `{"version":"v1","clusters":[{"name":"web","min":2,"max":20,"size":3,"nodes":{"ready":3},"in_flight":1}]}`)
 	st, err := c.Status(ctx)
 	if err != nil || len(st.Clusters) != 1 || st.Clusters[0].Nodes[plan.NodeReady] != 3 || st.Clusters[0].InFlight != 1 {
@@ -299,7 +299,7 @@ func TestTLS(t *testing.T) {
 		{"the system's roots", client.Options{}, false},
 		{"its CA", client.Options{CAFile: ca}, true},
 		{"its CA and a name it holds", client.Options{CAFile: ca, ServerName: "example.com"}, true},
-		{"its CA and a name it does not hold", client.Options{CAFile: ca, ServerName: "agent.other.test"}, false},
+		{"its CA and a name it does not hold", client.Options{CAFile: ca, ServerName: "wire.other.test"}, false},
 		{"insecure", client.Options{InsecureSkipVerify: true}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mitosis-autoscaler/mitosis/agent"
+	"github.com/mitosis-autoscaler/mitosis/agent/wire"
 	"github.com/mitosis-autoscaler/mitosis/plan"
 )
 
@@ -47,8 +47,8 @@ func newContract(t *testing.T) *contract {
 	t.Helper()
 	now := time.Now().UTC()
 	ago := func(d time.Duration) time.Time { return now.Add(-d).Truncate(time.Second) }
-	settings := func(paused, dry bool) agent.Settings {
-		return agent.Settings{Paused: paused, DryRun: dry, By: "oncall", At: ago(0)}
+	settings := func(paused, dry bool) wire.Settings {
+		return wire.Settings{Paused: paused, DryRun: dry, By: "oncall", At: ago(0)}
 	}
 	last := plan.DecisionRecord{Seq: 42, Cluster: "web", At: ago(2 * time.Minute), PolicyVersion: "abc123def456",
 		Metrics:  plan.MetricsHealth{Available: true},
@@ -59,7 +59,7 @@ func newContract(t *testing.T) *contract {
 	manual := plan.DecisionRecord{Seq: 43, Cluster: "web", At: ago(time.Minute), PolicyVersion: "manual", By: "oncall",
 		Decision: plan.Decision{Action: plan.ActionContract, Count: 1, Reason: "operator"}, Operations: []string{"op-8"}}
 	canned := map[string]any{
-		"GET /v1/status": agent.Status{Version: "v0.9.0", PolicyVersion: "abc123def456", Clusters: []agent.ClusterSummary{
+		"GET /v1/status": wire.Status{Version: "v0.9.0", PolicyVersion: "abc123def456", Clusters: []wire.ClusterSummary{
 			{Name: "web", Min: 2, Max: 20, Size: 4, Nodes: map[plan.NodeState]int{plan.NodeReady: 3}, InFlight: 1, LastDecision: &last},
 			{Name: "batch", Min: 0, Max: 8, Size: 0, Nodes: map[plan.NodeState]int{}, Paused: true, DryRun: true},
 		}},
@@ -82,8 +82,8 @@ func newContract(t *testing.T) *contract {
 		"POST /v1/clusters/web/pause":       settings(true, false),
 		"POST /v1/clusters/web/resume":      settings(false, false),
 		"PUT /v1/clusters/web/dry-run":      settings(false, true),
-		"GET /v1/policy":                    agent.PolicyFiles{Version: "abc123def456", Files: map[string]string{"scale.rego": "package mitosis", "scale_test.rego": "package mitosis"}},
-		"PUT /v1/policy":                    agent.PolicyCheck{Version: "fed654cba321", Tests: agent.TestCounts{Passed: 7}},
+		"GET /v1/policy":                    wire.PolicyFiles{Version: "abc123def456", Files: map[string]string{"scale.rego": "package mitosis", "scale_test.rego": "package mitosis"}},
+		"PUT /v1/policy":                    wire.PolicyCheck{Version: "fed654cba321", Tests: wire.TestCounts{Passed: 7}},
 		"GET /v1/audit":                     []plan.AuditRecord{{Seq: 3, At: ago(time.Minute), By: "oncall", Cluster: "web", Action: "pause"}},
 	}
 	c := &contract{t: t, fail: map[string]stubAnswer{}}
@@ -303,7 +303,7 @@ func TestOpsCommandsTables(t *testing.T) {
 	dir := policyDir(t, map[string]string{"scale.rego": "package mitosis\n", "scale_test.rego": "package mitosis\n", "README.md": "not policy"})
 	out = ok("policy", "push", dir)
 	r = c.last()
-	var pushed agent.PolicyFiles
+	var pushed wire.PolicyFiles
 	if r.method != "PUT" || r.path != "/v1/policy" || json.Unmarshal([]byte(r.body), &pushed) != nil ||
 		len(pushed.Files) != 2 || pushed.Files["scale.rego"] != "package mitosis\n" || pushed.Files["scale_test.rego"] == "" {
 		t.Errorf("policy push sent %+v", r)
@@ -418,7 +418,7 @@ func TestOpsCommandsJSON(t *testing.T) {
 			t.Fatalf("%v -o json: %v\n%s", args, err, out)
 		}
 	}
-	var st agent.Status
+	var st wire.Status
 	decode(&st, "status")
 	if len(st.Clusters) != 2 || st.Clusters[0].LastDecision == nil || st.Clusters[0].LastDecision.Seq != 42 {
 		t.Errorf("status: %+v", st)
@@ -449,18 +449,18 @@ func TestOpsCommandsJSON(t *testing.T) {
 		t.Errorf("clone: %+v", clone)
 	}
 	for _, args := range [][]string{{"pause", "web"}, {"resume", "web"}, {"dry-run", "web", "on"}} {
-		var s agent.Settings
+		var s wire.Settings
 		decode(&s, args...)
 		if s.By != "oncall" || s.At.IsZero() {
 			t.Errorf("%v: %+v", args, s)
 		}
 	}
-	var p agent.PolicyFiles
+	var p wire.PolicyFiles
 	decode(&p, "policy", "show")
 	if p.Version != "abc123def456" || p.Files["scale.rego"] != "package mitosis" {
 		t.Errorf("policy show: %+v", p)
 	}
-	var check agent.PolicyCheck
+	var check wire.PolicyCheck
 	decode(&check, "policy", "push", policyDir(t, map[string]string{"a.rego": "package a\n"}))
 	if check.Version != "fed654cba321" || check.Tests.Passed != 7 {
 		t.Errorf("policy push: %+v", check)

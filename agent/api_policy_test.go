@@ -6,9 +6,11 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
-	"github.com/mitosis-autoscaler/mitosis/plan"
+	"github.com/mitosis-autoscaler/mitosis/agent/wire"
 	"github.com/mitosis-autoscaler/mitosis/policies"
+	"github.com/mitosis-autoscaler/mitosis/policy"
 )
 
 func defaultPolicyFiles(t *testing.T) map[string]string {
@@ -25,63 +27,11 @@ func defaultPolicyFiles(t *testing.T) map[string]string {
 	return files
 }
 
-func TestPauseResumeAndDryRunAreRecordedWithWhoChangedThem(t *testing.T) {
-	rig := newAPIRig(t)
-	var s Settings
-	call := func(method, path, body string, want int) {
-		t.Helper()
-		code, b := rig.do(t, method, path, RoleOperate, body)
-		if code != want {
-			t.Fatalf("%s %s: %d %s, want %d", method, path, code, b, want)
-		}
-		if code == http.StatusOK {
-			s = Settings{}
-			if err := json.Unmarshal(b, &s); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	call(http.MethodPost, "/v1/clusters/web/pause", "", 200)
-	if !s.Paused || s.DryRun || s.By != "operate-holder" || s.At.IsZero() {
-		t.Errorf("after pause: %+v", s)
-	}
-	call(http.MethodPut, "/v1/clusters/web/dry-run", `{"enabled": true}`, 200)
-	if !s.Paused || !s.DryRun {
-		t.Errorf("after dry-run on: %+v (still paused, now dry)", s)
-	}
-	call(http.MethodPost, "/v1/clusters/web/resume", "", 200)
-	call(http.MethodPut, "/v1/clusters/web/dry-run", `{"enabled": false}`, 200)
-	if s.Paused || s.DryRun {
-		t.Errorf("after resume and dry-run off: %+v", s)
-	}
-	call(http.MethodPut, "/v1/clusters/web/dry-run", `{}`, 400)
-	call(http.MethodPut, "/v1/clusters/web/dry-run", `{"enabled": "yes"}`, 400)
-	call(http.MethodPost, "/v1/clusters/db/pause", "", 404)
-
-	code, b := rig.do(t, http.MethodGet, "/v1/audit", RoleRead, "")
-	var audits []plan.AuditRecord
-	if code != 200 || json.Unmarshal(b, &audits) != nil {
-		t.Fatalf("audit: %d %s", code, b)
-	}
-	var got []string
-	for _, a := range audits {
-		got = append(got, a.By+" "+a.Action+" "+a.Detail)
-	}
-	want := []string{"operate-holder dry-run enabled=false", "operate-holder resume ", "operate-holder dry-run enabled=true", "operate-holder pause "}
-	if strings.Join(got, "|") != strings.Join(want, "|") {
-		t.Errorf("audit trail %q, want %q", got, want)
-	}
-
-	// A dry-run agent cannot be switched to act.
-	rig.a.cfg.DryRun = true
-	call(http.MethodPut, "/v1/clusters/web/dry-run", `{"enabled": false}`, 409)
-}
-
 func TestAPolicyIsPushedOnlyIfItCompilesAndItsTestsPass(t *testing.T) {
 	rig := newAPIRig(t)
 	good := defaultPolicyFiles(t)
 	body := func(files map[string]string) string {
-		b, _ := json.Marshal(PolicyFiles{Files: files})
+		b, _ := json.Marshal(wire.PolicyFiles{Files: files})
 		return string(b)
 	}
 	before := rig.a.policy.Version()
@@ -109,7 +59,7 @@ func TestAPolicyIsPushedOnlyIfItCompilesAndItsTestsPass(t *testing.T) {
 	}
 
 	code, b = rig.do(t, http.MethodPost, "/v1/policy/validate", RoleOperate, body(good))
-	var chk PolicyCheck
+	var chk wire.PolicyCheck
 	if code != 200 || json.Unmarshal(b, &chk) != nil || chk.Tests.Passed == 0 || chk.Tests.Failed != 0 {
 		t.Fatalf("validate the default policy: %d %s", code, b)
 	}
@@ -121,7 +71,7 @@ func TestAPolicyIsPushedOnlyIfItCompilesAndItsTestsPass(t *testing.T) {
 	if rig.a.policy.Version() != chk.Version {
 		t.Errorf("in use: %s, pushed %s", rig.a.policy.Version(), chk.Version)
 	}
-	var got PolicyFiles
+	var got wire.PolicyFiles
 	code, b = rig.do(t, http.MethodGet, "/v1/policy", RoleRead, "")
 	if code != 200 || json.Unmarshal(b, &got) != nil || got.Version != chk.Version || !strings.Contains(got.Files["target_tracking.rego"], "another version") {
 		t.Errorf("get: %d version %s", code, got.Version)
@@ -133,5 +83,34 @@ func TestAPolicyIsPushedOnlyIfItCompilesAndItsTestsPass(t *testing.T) {
 	audits, _ := rig.a.reg.Audits(t.Context(), 1)
 	if len(audits) != 1 || audits[0].Action != "policy-push" || !strings.Contains(audits[0].Detail, chk.Version) {
 		t.Errorf("audit %+v", audits)
+	}
+}
+
+// A policy that compiles and passes its own tests is still refused if it
+// cannot decide on what a cluster's last tick saw.
+func TestAPolicyThatFailsOnAClustersLatestInputIsRefused(t *testing.T) {
+	rig := newAPIRig(t)
+	now := time.Date(2026, 1, 1, 0, 10, 0, 0, time.UTC)
+	in := &policy.Input{Schema: policy.SchemaVersion, Now: now.Unix(),
+		Cluster: policy.Cluster{Name: "web", Min: 2, Max: 20, Size: 2, Roles: []string{"app"}},
+		Health:  policy.Health{MetricsAvailable: true}}
+	if _, err := rig.a.policy.Decide(t.Context(), in, now); err != nil {
+		t.Fatal(err)
+	}
+	before := rig.a.policy.Version()
+	for _, c := range []struct{ name, rego, want string }{
+		{"a decision of the wrong shape", "package mitosis\n\ndecision := 42\n", "must be an object"},
+		{"an expansion with no template", "package mitosis\n\ndecision := {\"action\": \"expand\", \"count\": 1, \"reason\": \"x\"}\n", "template"},
+	} {
+		body, _ := json.Marshal(wire.PolicyFiles{Files: map[string]string{"p.rego": c.rego}})
+		for _, ep := range []struct{ method, path string }{{http.MethodPost, "/v1/policy/validate"}, {http.MethodPut, "/v1/policy"}} {
+			code, b := rig.do(t, ep.method, ep.path, RoleAdmin, string(body))
+			if code != http.StatusUnprocessableEntity || !strings.Contains(string(b), "cluster web") || !strings.Contains(string(b), c.want) {
+				t.Errorf("%s, %s %s: %d %s, want 422 naming the cluster and %q", c.name, ep.method, ep.path, code, b, c.want)
+			}
+		}
+	}
+	if rig.a.policy.Version() != before {
+		t.Error("a policy that fails on the latest input was put in use")
 	}
 }

@@ -27,7 +27,8 @@ import (
 
 // Telemetry is the agent's own metrics. It observes the controller
 // (autoscaler.Observer) and times the policy and the metrics source by
-// wrapping them. Its methods may be called from any goroutine.
+// wrapping them. The controller's reports and the timed calls may come
+// from any goroutine.
 type Telemetry struct {
 	reg *prometheus.Registry
 

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mitosis-autoscaler/mitosis/agent/telemetry"
 	"github.com/mitosis-autoscaler/mitosis/autoscaler"
 	"github.com/mitosis-autoscaler/mitosis/metrics/prometheus"
 	"github.com/mitosis-autoscaler/mitosis/plan"
@@ -54,7 +55,7 @@ type Agent struct {
 	// the controller).
 	loop      *autoscaler.Loop
 	clock     autoscaler.Sleeper
-	telemetry *Telemetry
+	telemetry *telemetry.Telemetry
 	ln        net.Listener
 	tokens    tokens
 	// policy is the one decided with: the command's, or the last pushed.
@@ -81,20 +82,20 @@ func New(cfg Config, opt Options) (*Agent, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	a := &Agent{cfg: cfg, opt: opt, log: log, reg: autoscaler.NewMemRegistry(), telemetry: NewTelemetry(opt.Version)}
+	a := &Agent{cfg: cfg, opt: opt, log: log, reg: autoscaler.NewMemRegistry(), telemetry: telemetry.New(opt.Version)}
 	a.usePolicy(opt.Policy, opt.PolicyFiles)
 	names := make([]string, len(cfg.Clusters))
 	for i, cl := range cfg.Clusters {
 		names[i] = cl.Name
 	}
-	a.telemetry.forClusters(names)
+	a.telemetry.ForClusters(names)
 	if cfg.Raft != nil {
 		st, err := cfg.Raft.open(log)
 		if err != nil {
 			return nil, fmt.Errorf("agent: raft: %w", err)
 		}
 		a.raft, a.reg = st, st
-		a.telemetry.watchRaft(st)
+		a.telemetry.WatchRaft(st)
 	}
 	fail := func(err error) (*Agent, error) {
 		a.release()
@@ -288,7 +289,7 @@ func (a *Agent) run(ctx context.Context) error {
 func (a *Agent) leads(ctx context.Context) bool {
 	if !a.leading() {
 		if a.led {
-			a.telemetry.steppedDown()
+			a.telemetry.SteppedDown()
 		}
 		a.led = false
 		return false

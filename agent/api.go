@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/mitosis-autoscaler/mitosis/agent/dashboard"
 	"github.com/mitosis-autoscaler/mitosis/agent/wire"
 )
 
@@ -34,7 +35,8 @@ func (a *Agent) Handler() http.Handler {
 	for _, rt := range a.routes() {
 		mux.Handle(rt.pattern, a.guard(rt.min, rt.h))
 	}
-	a.mountWeb(mux)
+	// The dashboard's files need no token: they hold no data (docs/dashboard.md).
+	dashboard.Mount(mux)
 	return jsonMisses(mux)
 }
 

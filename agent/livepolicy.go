@@ -62,5 +62,5 @@ func (p *livePolicy) Version() string { return p.cur.Load().engine.Version() }
 // usePolicy makes engine the policy decided with.
 func (a *Agent) usePolicy(engine autoscaler.PolicyEngine, files map[string]string) {
 	a.policy.cur.Store(&policyInUse{engine: engine, files: files})
-	a.telemetry.policyVersion(engine.Version())
+	a.telemetry.PolicyVersion(engine.Version())
 }

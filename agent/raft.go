@@ -1,22 +1,16 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
-	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"time"
-
-	"github.com/hashicorp/go-hclog"
 
 	"github.com/mitosis-autoscaler/mitosis/autoscaler"
 	"github.com/mitosis-autoscaler/mitosis/raftstore"
@@ -185,7 +179,7 @@ func (r *RaftConfig) store(log *slog.Logger) raftstore.Config {
 		NodeID: r.NodeID, BindAddr: r.Bind, AdvertiseAddr: r.Advertise, DataDir: r.DataDir, Bootstrap: r.Bootstrap,
 		HeartbeatTimeout: r.HeartbeatTimeout.Duration, ElectionTimeout: r.ElectionTimeout.Duration,
 		LeaderLeaseTimeout: r.LeaderLeaseTimeout.Duration,
-		Logger:             hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: newSlogWriter(log), DisableTime: true}),
+		Logger:             raftstore.SlogLogger(log),
 	}
 	for _, p := range r.Peers {
 		c.Peers = append(c.Peers, raftstore.Peer{ID: p.ID, Address: p.Address})
@@ -196,80 +190,11 @@ func (r *RaftConfig) store(log *slog.Logger) raftstore.Config {
 	return c
 }
 
-// slogWriter hands raft's log lines to the agent's logger, at their
-// level, and holds back repeats: raft logs every failed heartbeat and
-// election (a node alone logs ~18 lines a second, for ever). A line like
-// one logged in the last repeatWindow (the same but for its numbers:
-// times, backoffs, ports) is counted, not logged; the next one logged
-// after the window says how many were held back ("repeated").
-type slogWriter struct {
-	log *slog.Logger
-	now func() time.Time
-
-	mu   sync.Mutex
-	seen map[string]*logRepeat
-}
-
-type logRepeat struct {
-	at   time.Time // when it was last logged
-	held int       // held back since
-}
-
-const repeatWindow = 10 * time.Second
-
-var digitRuns = regexp.MustCompile(`[0-9]+`)
-
-func newSlogWriter(log *slog.Logger) *slogWriter {
-	return &slogWriter{log: log, now: time.Now, seen: map[string]*logRepeat{}}
-}
-
-func (w *slogWriter) Write(p []byte) (int, error) {
-	line := string(trimNewline(p))
-	level, msg := hclogLevel(line)
-	key := digitRuns.ReplaceAllLiteralString(msg, "#")
-	now := w.now()
-	w.mu.Lock()
-	rep, ok := w.seen[key]
-	if ok && now.Sub(rep.at) < repeatWindow {
-		rep.held++
-		w.mu.Unlock()
-		return len(p), nil
-	}
-	held := 0
-	if ok {
-		held = rep.held
-	}
-	if len(w.seen) >= 1024 { // forget what no longer repeats
-		for k, r := range w.seen {
-			if now.Sub(r.at) >= repeatWindow {
-				delete(w.seen, k)
-			}
-		}
-	}
-	w.seen[key] = &logRepeat{at: now}
-	w.mu.Unlock()
-	attrs := []any{"line", msg}
-	if held > 0 {
-		attrs = append(attrs, "repeated", held, "within", repeatWindow.String())
-	}
-	w.log.Log(context.Background(), level, "raft", attrs...)
-	return len(p), nil
-}
-
-// hclogLevel splits hclog's "[WARN]  raft: …" into its level and the rest.
-func hclogLevel(line string) (slog.Level, string) {
-	for _, l := range []struct {
-		tag   string
-		level slog.Level
-	}{{"[ERROR]", slog.LevelError}, {"[WARN]", slog.LevelWarn}, {"[INFO]", slog.LevelInfo}, {"[DEBUG]", slog.LevelDebug}, {"[TRACE]", slog.LevelDebug}} {
-		if rest, ok := strings.CutPrefix(line, l.tag); ok {
-			return l.level, strings.TrimSpace(rest)
-		}
-	}
-	return slog.LevelWarn, line
-}
-
-func trimNewline(p []byte) []byte { return bytes.TrimRight(p, "\r\n") }
+// The agent as a raft node: whether it leads, what it does on becoming
+// leader, what it says of raft in GET /v1/status and /-/ready, and how a
+// write made on a follower is answered. The membership endpoints are in
+// api_peers.go; raft's own log reaches the agent's through
+// raftstore.SlogLogger.
 
 // leading reports whether this agent may decide and act: always without
 // raft; with it, only while it leads.
@@ -369,5 +294,3 @@ func notLeader(err error) error {
 	}
 	return err
 }
-
-var _ io.Writer = (*slogWriter)(nil)

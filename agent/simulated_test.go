@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/mitosis-autoscaler/mitosis/autoscaler"
@@ -51,10 +50,10 @@ func TestASimulatedWorldExpandsAndContracts(t *testing.T) {
 	a := runAgent(t, cfg)
 
 	expanded := func() float64 {
-		return testutil.ToFloat64(a.telemetry.operations.WithLabelValues("web", "expand", "done"))
+		return operationsFinished(t, a, "web", "expand", "done")
 	}
 	contracted := func() float64 {
-		return testutil.ToFloat64(a.telemetry.operations.WithLabelValues("web", "contract", "done"))
+		return operationsFinished(t, a, "web", "contract", "done")
 	}
 	deadline := time.Now().Add(20 * time.Second) // ~6.7 simulated hours at ×1200
 	for time.Now().Before(deadline) && (expanded() == 0 || contracted() == 0) {
@@ -167,7 +166,7 @@ func TestTheEmbeddedDefaultsExpandAndContractWithinTwoMinutes(t *testing.T) {
 	setSpeed(cfg, 1200)
 	a := runAgent(t, cfg)
 	count := func(kind string) float64 {
-		return testutil.ToFloat64(a.telemetry.operations.WithLabelValues("web", kind, "done"))
+		return operationsFinished(t, a, "web", kind, "done")
 	}
 	deadline := time.Now().Add(6 * time.Second) // 2 minutes at ×60
 	for time.Now().Before(deadline) && (count("expand") == 0 || count("contract") == 0) {

@@ -1,4 +1,4 @@
-package agent
+package telemetry
 
 import (
 	"fmt"
@@ -18,7 +18,7 @@ import (
 // labels of docs/telemetry.md, and passes client_golang's linter (the
 // rules promtool check metrics applies).
 func TestTelemetryCountsTicksAndOperations(t *testing.T) {
-	tel := NewTelemetry("v-test")
+	tel := New("v-test")
 	at := time.Unix(1767258000, 0)
 	st := plan.ClusterState{
 		Nodes: []plan.Node{{ID: "a", State: plan.NodeReady}, {ID: "b", State: plan.NodeReady}, {ID: "c", State: plan.NodeDraining}},
@@ -103,8 +103,8 @@ func histogram(name, help, labels string, buckets []float64, v float64) string {
 // first failure is an increase the alerts see; a leader that steps down
 // drops the gauges of its last tick, which would look frozen.
 func TestCountersStartAtZeroAndASteppedDownLeaderDropsItsTickGauges(t *testing.T) {
-	tel := NewTelemetry("v-test")
-	tel.forClusters([]string{"web", "shop"})
+	tel := New("v-test")
+	tel.ForClusters([]string{"web", "shop"})
 	for name, c := range map[string]struct {
 		v    prometheus.Collector
 		want int
@@ -128,7 +128,7 @@ func TestCountersStartAtZeroAndASteppedDownLeaderDropsItsTickGauges(t *testing.T
 		Record: plan.DecisionRecord{Cluster: "web", At: time.Unix(1767258000, 0), Size: 3, Metrics: plan.MetricsHealth{Available: true}},
 		Limits: plan.Limits{Min: 2, Max: 6},
 	})
-	tel.steppedDown()
+	tel.SteppedDown()
 	for name, g := range map[string]*prometheus.GaugeVec{"last tick": tel.lastTick, "available": tel.available, "size": tel.size, "nodes": tel.nodes} {
 		if n := testutil.CollectAndCount(g); n != 0 {
 			t.Errorf("%s: %d series after stepping down, want none", name, n)

@@ -7,9 +7,9 @@ import (
 	"testing"
 )
 
-// The dashboard's files are served without a token, with headers that
-// keep the page to its own script and out of frames; the data it shows
-// still needs one.
+// The agent serves its dashboard's files without a token, with the
+// dashboard's headers (agent/dashboard tests them in full); the data the
+// page shows still needs one.
 func TestTheDashboardIsServedWithoutATokenAndTheAPIStillNeedsOne(t *testing.T) {
 	rig := newAPIRig(t)
 	for path, want := range map[string]string{
@@ -26,23 +26,8 @@ func TestTheDashboardIsServedWithoutATokenAndTheAPIStillNeedsOne(t *testing.T) {
 		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), want) {
 			t.Errorf("GET %s without a token: %d, body has %q: %v", path, resp.StatusCode, want, strings.Contains(string(body), want))
 		}
-		h := resp.Header
-		if csp := h.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'self'") || strings.Contains(csp, "unsafe-inline") || !strings.Contains(csp, "frame-ancestors 'none'") {
-			t.Errorf("GET %s: Content-Security-Policy %q", path, csp)
-		}
-		if h.Get("X-Content-Type-Options") != "nosniff" || h.Get("X-Frame-Options") != "DENY" {
-			t.Errorf("GET %s: X-Content-Type-Options %q, X-Frame-Options %q", path, h.Get("X-Content-Type-Options"), h.Get("X-Frame-Options"))
-		}
-		types := map[string]string{"/": "text/html", "/assets/app.js": "text/javascript", "/assets/app.css": "text/css"}
-		if ct := h.Get("Content-Type"); !strings.HasPrefix(ct, types[path]) {
-			t.Errorf("GET %s: Content-Type %q", path, ct)
-		}
-	}
-	// The page holds no inline script or style, which the policy forbids.
-	_, page := rig.do(t, http.MethodGet, "/", RoleNone, "")
-	for _, inline := range []string{"<script>", "<style", " style=", " onclick=", " onload="} {
-		if strings.Contains(string(page), inline) {
-			t.Errorf("index.html has %q, which its Content-Security-Policy forbids", inline)
+		if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "frame-ancestors 'none'") {
+			t.Errorf("GET %s: Content-Security-Policy %q: not the dashboard's", path, csp)
 		}
 	}
 	for _, path := range []string{"/assets/", "/assets/nothing.js", "/assets/../agent.go", "/nothing-here"} {

@@ -25,7 +25,7 @@ import (
 
 // Deps are the controller's backends.
 type Deps struct {
-	Registry   Registry
+	Registry   ControllerRegistry
 	Metrics    MetricsSource
 	Policy     PolicyEngine
 	Hypervisor Hypervisor
@@ -152,7 +152,7 @@ func (c *Controller) tick(ctx context.Context, cl ClusterConfig) (*plan.Decision
 			Decision: plan.Decision{Action: plan.ActionNone, Reason: pausedReason(st.Settings)},
 		}
 		// The scaling state is kept: a pause is no tick that wanted nothing.
-		if err := c.d.Registry.Decide(ctx, rec, st.Scaling, nil); err != nil {
+		if rec, err = c.d.Registry.RecordDecision(ctx, rec, st.Scaling, nil); err != nil {
 			return nil, fmt.Errorf("recording decision: %w", err)
 		}
 		if c.d.Observer != nil {
@@ -185,7 +185,7 @@ func (c *Controller) tick(ctx context.Context, cl ClusterConfig) (*plan.Decision
 	for _, op := range ops {
 		rec.Operations = append(rec.Operations, op.ID)
 	}
-	if err := c.d.Registry.Decide(ctx, rec, res.Scaling, ops); err != nil {
+	if rec, err = c.d.Registry.RecordDecision(ctx, rec, res.Scaling, ops); err != nil {
 		return nil, fmt.Errorf("recording decision: %w", err)
 	}
 	if c.d.Observer != nil {
@@ -256,13 +256,9 @@ func (c *Controller) Manual(ctx context.Context, req ManualRequest) (plan.Decisi
 	for _, op := range ops {
 		rec.Operations = append(rec.Operations, op.ID)
 	}
-	if err := c.d.Registry.Decide(ctx, rec, res.Scaling, ops); err != nil {
+	// The record as stored has its sequence number.
+	if rec, err = c.d.Registry.RecordDecision(ctx, rec, res.Scaling, ops); err != nil {
 		return plan.DecisionRecord{}, fmt.Errorf("recording decision: %w", err)
-	}
-	// The record as stored has its sequence number; this goroutine is the
-	// only one that decides, so the newest record is this one.
-	if recs, err := c.d.Registry.Decisions(ctx, cl.Name, 1); err == nil && len(recs) == 1 && recs[0].At.Equal(now) && recs[0].By == req.By {
-		rec.Seq = recs[0].Seq
 	}
 	c.log.Info("manual decision", "cluster", cl.Name, "action", dec.Action, "by", req.By,
 		"operations", len(ops), "dry_run", dry, "reasons", len(res.Reasons))

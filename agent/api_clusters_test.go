@@ -34,7 +34,7 @@ func TestReadEndpointsShowWhatTheRegistryHolds(t *testing.T) {
 		if i == 0 {
 			ops = []plan.Operation{op}
 		}
-		if err := rig.a.reg.Decide(ctx, rec, plan.ScalingState{}, ops); err != nil {
+		if _, err := rig.a.reg.RecordDecision(ctx, rec, plan.ScalingState{}, ops); err != nil {
 			t.Fatal(err)
 		}
 	}

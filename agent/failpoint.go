@@ -55,14 +55,14 @@ func (f *failpointRegistry) freeze(op string, step plan.Step, phase string) {
 	select {}
 }
 
-func (f *failpointRegistry) Decide(ctx context.Context, rec plan.DecisionRecord, s plan.ScalingState, ops []plan.Operation) error {
-	err := f.Registry.Decide(ctx, rec, s, ops)
+func (f *failpointRegistry) RecordDecision(ctx context.Context, rec plan.DecisionRecord, s plan.ScalingState, ops []plan.Operation) (plan.DecisionRecord, error) {
+	rec, err := f.Registry.RecordDecision(ctx, rec, s, ops)
 	for _, op := range ops {
 		if err == nil && f.armed(op.Step, "before") {
 			f.freeze(op.ID, op.Step, "before")
 		}
 	}
-	return err
+	return rec, err
 }
 
 func (f *failpointRegistry) Transition(ctx context.Context, id string, t plan.Transition) (plan.Operation, error) {

@@ -6,16 +6,12 @@ package autoscaler
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"io"
 	"log/slog"
-	"math"
 	"slices"
 	"sort"
-	"strconv"
 	"time"
 
 	"github.com/mitosis-autoscaler/mitosis/metrics"
@@ -25,7 +21,7 @@ import (
 
 // Deps are the controller's backends.
 type Deps struct {
-	Registry   Registry
+	Registry   ControllerRegistry
 	Metrics    MetricsSource
 	Policy     PolicyEngine
 	Hypervisor Hypervisor
@@ -152,7 +148,7 @@ func (c *Controller) tick(ctx context.Context, cl ClusterConfig) (*plan.Decision
 			Decision: plan.Decision{Action: plan.ActionNone, Reason: pausedReason(st.Settings)},
 		}
 		// The scaling state is kept: a pause is no tick that wanted nothing.
-		if err := c.d.Registry.Decide(ctx, rec, st.Scaling, nil); err != nil {
+		if rec, err = c.d.Registry.RecordDecision(ctx, rec, st.Scaling, nil); err != nil {
 			return nil, fmt.Errorf("recording decision: %w", err)
 		}
 		if c.d.Observer != nil {
@@ -162,11 +158,17 @@ func (c *Controller) tick(ctx context.Context, cl ClusterConfig) (*plan.Decision
 	}
 	snap := c.d.Metrics.Snapshot(ctx, cl.Name, st.Nodes)
 	health := plan.MetricsHealth{Available: snap.Unavailable == "", Reason: snap.Unavailable}
-	in := BuildInput(now, cl, st, snap)
+	hosts := hosts(cl, st.Nodes)
+	in := policy.BuildInput(policy.Facts{
+		Now: now, Cluster: cl.Name, Limits: limits, State: st, Hosts: hosts,
+		Metrics:     samples(snap.Cluster),
+		NodeMetrics: func(id string) map[string]policy.Metric { return samples(snap.Nodes[id]) },
+		Unavailable: snap.Unavailable, Params: cl.PolicyParams,
+	})
 
 	rec := plan.DecisionRecord{
 		Cluster: cl.Name, At: now, DryRun: dry, PolicyVersion: c.d.Policy.Version(),
-		InputDigest: digest(in), Metrics: health, Size: in.Cluster.Size, Observed: observed(in),
+		InputDigest: in.Digest(), Metrics: health, Size: in.Cluster.Size, Observed: in.Observed(),
 	}
 	dec, perr := c.d.Policy.Decide(ctx, in, now)
 	if perr != nil {
@@ -176,7 +178,7 @@ func (c *Controller) tick(ctx context.Context, cl ClusterConfig) (*plan.Decision
 		rec.Error = perr.Error()
 	}
 	res := plan.Plan(plan.Input{
-		Now: now, Limits: limits, Nodes: st.Nodes, Hosts: hosts(cl, st.Nodes),
+		Now: now, Limits: limits, Nodes: st.Nodes, Hosts: hosts,
 		Operations: st.Operations, Scaling: st.Scaling, Metrics: health, Decision: dec,
 	})
 	rec.Decision, rec.Proposals, rec.Reasons = dec, res.Proposals, res.Reasons
@@ -185,7 +187,7 @@ func (c *Controller) tick(ctx context.Context, cl ClusterConfig) (*plan.Decision
 	for _, op := range ops {
 		rec.Operations = append(rec.Operations, op.ID)
 	}
-	if err := c.d.Registry.Decide(ctx, rec, res.Scaling, ops); err != nil {
+	if rec, err = c.d.Registry.RecordDecision(ctx, rec, res.Scaling, ops); err != nil {
 		return nil, fmt.Errorf("recording decision: %w", err)
 	}
 	if c.d.Observer != nil {
@@ -256,13 +258,9 @@ func (c *Controller) Manual(ctx context.Context, req ManualRequest) (plan.Decisi
 	for _, op := range ops {
 		rec.Operations = append(rec.Operations, op.ID)
 	}
-	if err := c.d.Registry.Decide(ctx, rec, res.Scaling, ops); err != nil {
+	// The record as stored has its sequence number.
+	if rec, err = c.d.Registry.RecordDecision(ctx, rec, res.Scaling, ops); err != nil {
 		return plan.DecisionRecord{}, fmt.Errorf("recording decision: %w", err)
-	}
-	// The record as stored has its sequence number; this goroutine is the
-	// only one that decides, so the newest record is this one.
-	if recs, err := c.d.Registry.Decisions(ctx, cl.Name, 1); err == nil && len(recs) == 1 && recs[0].At.Equal(now) && recs[0].By == req.By {
-		rec.Seq = recs[0].Seq
 	}
 	c.log.Info("manual decision", "cluster", cl.Name, "action", dec.Action, "by", req.By,
 		"operations", len(ops), "dry_run", dry, "reasons", len(res.Reasons))
@@ -386,87 +384,13 @@ func (c *Controller) Advance(ctx context.Context) (Progress, error) {
 	return p, errors.Join(errs...)
 }
 
-// observed summarizes the input's metrics for the decision record.
-func observed(in *policy.Input) plan.Observed {
-	st := in.Stats()
-	o := plan.Observed{ReadyNodes: st.Ready}
-	for name, s := range in.Metrics {
-		if !math.IsNaN(s.Value) && !math.IsInf(s.Value, 0) {
-			if o.Cluster == nil {
-				o.Cluster = map[string]float64{}
-			}
-			o.Cluster[name] = s.Value
-		}
-	}
-	for name, m := range st.Metrics {
-		if o.NodeMeans == nil {
-			o.NodeMeans, o.NodeCounts = map[string]float64{}, map[string]int{}
-		}
-		o.NodeMeans[name], o.NodeCounts[name] = m.Mean, m.Count
-	}
-	return o
-}
-
-// BuildInput makes the policy input for one cluster from the registry
-// state and the metric snapshot.
-func BuildInput(now time.Time, cl ClusterConfig, st plan.ClusterState, snap metrics.Snapshot) *policy.Input {
-	limits := cl.Limits()
-	in := &policy.Input{
-		Schema: policy.SchemaVersion,
-		Now:    now.Unix(),
-		Cluster: policy.Cluster{
-			Name: cl.Name, Min: cl.Min, Max: cl.Max, Roles: cl.ScalableRoles,
-			Size: plan.Size(limits, st.Nodes, st.Operations),
-		},
-		Nodes:     make([]policy.Node, 0, len(st.Nodes)),
-		Metrics:   samples(snap.Cluster),
-		Health:    policy.Health{MetricsAvailable: snap.Unavailable == "", Reason: snap.Unavailable},
-		Estimates: policy.Estimates{CloneSeconds: st.Estimates.CloneSeconds, DrainSeconds: st.Estimates.DrainSeconds},
-		History: policy.History{
-			LastExpandSAgo:   secondsAgo(now, st.Scaling.LastExpand),
-			LastContractSAgo: secondsAgo(now, st.Scaling.LastContract),
-			LastJoinSAgo:     secondsAgo(now, st.Scaling.LastJoin),
-		},
-		Operations: make([]policy.Operation, 0, len(st.Operations)),
-		Params:     cl.PolicyParams,
-	}
-	for _, n := range st.Nodes {
-		in.Nodes = append(in.Nodes, policy.Node{
-			ID: n.ID, Role: n.Role, State: string(n.State), Host: n.Host, VM: n.VM,
-			AgeS: now.Sub(n.CreatedAt).Seconds(), Parent: n.Parent, LineageDepth: n.LineageDepth,
-			Metrics: samples(snap.Nodes[n.ID]),
-		})
-	}
-	for _, h := range hosts(cl, st.Nodes) {
-		in.Hosts = append(in.Hosts, policy.Host{Name: h.Name, Capacity: h.Capacity, VMs: h.VMs})
-	}
-	for _, r := range st.Recent {
-		in.History.Recent = append(in.History.Recent, policy.RecentDecision{
-			SAgo: now.Sub(r.At).Seconds(), Action: string(r.Action), Count: r.Count,
-		})
-	}
-	for _, op := range st.Operations {
-		in.Operations = append(in.Operations, policy.Operation{
-			ID: op.ID, Kind: string(op.Kind), Step: string(op.Step), Template: op.Template,
-			Node: op.Node, Host: op.Host, AgeS: now.Sub(op.CreatedAt).Seconds(),
-		})
-	}
-	return in
-}
-
+// samples converts a snapshot's samples to the policy's metrics.
 func samples(m map[string]metrics.Sample) map[string]policy.Metric {
 	out := make(map[string]policy.Metric, len(m))
 	for k, s := range m {
 		out[k] = policy.Metric{Value: s.Value, AgeS: s.Age.Seconds()}
 	}
 	return out
-}
-
-func secondsAgo(now, t time.Time) float64 {
-	if t.IsZero() {
-		return -1
-	}
-	return math.Round(now.Sub(t).Seconds()*1000) / 1000
 }
 
 // hosts are the configured hosts with the VMs the registry places on them,
@@ -503,116 +427,4 @@ func hosts(cl ClusterConfig, nodes []plan.Node) []plan.Host {
 func opID(cluster string, now time.Time, i int) string {
 	now = now.UTC()
 	return fmt.Sprintf("%s-%s%03d-%d", cluster, now.Format("20060102t150405"), now.Nanosecond()/1e6, i+1)
-}
-
-// digest identifies a policy input, so that a decision can be tied to
-// exactly what it saw. It hashes the fields directly (JSON encoding cost
-// more than the rest of a tick) and visits map keys in order.
-func digest(in *policy.Input) string {
-	d := digester{buf: make([]byte, 0, 256+128*len(in.Nodes))}
-	d.int(int64(in.Schema))
-	d.int(in.Now)
-	c := in.Cluster
-	d.str(c.Name)
-	d.int(int64(c.Min))
-	d.int(int64(c.Max))
-	d.int(int64(c.Size))
-	d.strs(c.Roles)
-	for _, n := range in.Nodes {
-		d.str(n.ID)
-		d.str(n.Role)
-		d.str(n.State)
-		d.str(n.Host)
-		d.str(n.VM)
-		d.float(n.AgeS)
-		d.str(n.Parent)
-		d.int(int64(n.LineageDepth))
-		d.metrics(n.Metrics)
-	}
-	for _, h := range in.Hosts {
-		d.str(h.Name)
-		d.int(int64(h.Capacity))
-		d.int(int64(h.VMs))
-	}
-	d.metrics(in.Metrics)
-	d.bool(in.Health.MetricsAvailable)
-	d.str(in.Health.Reason)
-	d.float(in.History.LastExpandSAgo)
-	d.float(in.History.LastContractSAgo)
-	d.float(in.History.LastJoinSAgo)
-	for _, r := range in.History.Recent {
-		d.float(r.SAgo)
-		d.str(r.Action)
-		d.int(int64(r.Count))
-	}
-	d.float(in.Estimates.CloneSeconds)
-	d.float(in.Estimates.DrainSeconds)
-	for _, op := range in.Operations {
-		d.strs([]string{op.ID, op.Kind, op.Step, op.Template, op.Node, op.Host})
-		d.float(op.AgeS)
-	}
-	d.str(fmt.Sprint(in.Params)) // fmt prints maps in key order
-	h := fnv.New64a()
-	h.Write(d.buf)
-	return strconv.FormatUint(h.Sum64(), 16)
-}
-
-// digester serializes values unambiguously (fixed-width numbers, lengths
-// before strings) into one buffer that is hashed once.
-type digester struct{ buf []byte }
-
-func (d *digester) str(s string) {
-	d.buf = binary.AppendUvarint(d.buf, uint64(len(s)))
-	d.buf = append(d.buf, s...)
-}
-func (d *digester) strs(ss []string) {
-	d.int(int64(len(ss)))
-	for _, s := range ss {
-		d.str(s)
-	}
-}
-func (d *digester) int(v int64) { d.buf = binary.LittleEndian.AppendUint64(d.buf, uint64(v)) }
-func (d *digester) float(v float64) {
-	d.buf = binary.LittleEndian.AppendUint64(d.buf, math.Float64bits(v))
-}
-func (d *digester) bool(v bool) {
-	if v {
-		d.buf = append(d.buf, 1)
-	} else {
-		d.buf = append(d.buf, 0)
-	}
-}
-
-// metrics adds a map without sorting its keys: each entry is hashed on its
-// own and the hashes are summed, which does not depend on their order.
-func (d *digester) metrics(m map[string]policy.Metric) {
-	var sum uint64
-	for k, v := range m {
-		h := fnvString(fnvOffset, k)
-		h = fnvUint64(h, math.Float64bits(v.Value))
-		sum += fnvUint64(h, math.Float64bits(v.AgeS))
-	}
-	d.int(int64(len(m)))
-	d.int(int64(sum))
-}
-
-// FNV-1a, inline, so that hashing a map entry allocates nothing.
-const (
-	fnvOffset = 14695981039346656037
-	fnvPrime  = 1099511628211
-)
-
-func fnvString(h uint64, s string) uint64 {
-	for i := 0; i < len(s); i++ {
-		h = (h ^ uint64(s[i])) * fnvPrime
-	}
-	return h
-}
-
-func fnvUint64(h, v uint64) uint64 {
-	for range 8 {
-		h = (h ^ (v & 0xff)) * fnvPrime
-		v >>= 8
-	}
-	return h
 }

@@ -745,6 +745,10 @@ func TestDryRunRecordsWithoutActing(t *testing.T) {
 	if len(got) != 1 || !got[0].DryRun {
 		t.Errorf("recorded decisions %+v", got)
 	}
+	// The tick answers the record as stored, numbered.
+	if len(got) == 1 && (rec.Seq == 0 || rec.Seq != got[0].Seq) {
+		t.Errorf("answered seq %d, stored %d", rec.Seq, got[0].Seq)
+	}
 }
 
 func TestADryRunNeedsNoActuators(t *testing.T) {

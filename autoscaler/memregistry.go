@@ -45,12 +45,12 @@ func (r *MemRegistry) Operation(_ context.Context, id string) (plan.Operation, e
 	return r.l.Operation(id)
 }
 
-// Decide records a decision with its operations.
-func (r *MemRegistry) Decide(_ context.Context, rec plan.DecisionRecord, scaling plan.ScalingState, ops []plan.Operation) error {
+// RecordDecision records a decision with its operations and returns it
+// as stored.
+func (r *MemRegistry) RecordDecision(_ context.Context, rec plan.DecisionRecord, scaling plan.ScalingState, ops []plan.Operation) (plan.DecisionRecord, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	_, err := r.l.Decide(rec, scaling, ops)
-	return err
+	return r.l.RecordDecision(rec, scaling, ops)
 }
 
 // Transition advances an operation with compare-and-set on its step.
@@ -74,7 +74,6 @@ func (r *MemRegistry) Decisions(_ context.Context, cluster string, limit int) ([
 	return r.l.Decisions(cluster, limit), nil
 }
 
-// MarshalJSON serializes the registry's whole state (plan.Ledger's JSON).
 // PutSettings replaces a cluster's switches, with its audit record.
 func (r *MemRegistry) PutSettings(_ context.Context, cluster string, s plan.ClusterSettings, a plan.AuditRecord) error {
 	r.mu.Lock()
@@ -104,6 +103,7 @@ func (r *MemRegistry) Policy(context.Context) (plan.PolicyVersion, bool, error) 
 	return p, ok, nil
 }
 
+// MarshalJSON serializes the registry's whole state (plan.Ledger's JSON).
 func (r *MemRegistry) MarshalJSON() ([]byte, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -21,7 +21,7 @@ type Clock interface {
 	Now() time.Time
 }
 
-// ErrStepConflict is returned (wrapped) by Registry.Transition when the
+// ErrStepConflict is returned (wrapped) by ControllerRegistry.Transition when the
 // operation is no longer at the step the caller expected: someone else
 // advanced it. Registries return plan.ErrStepConflict; this is the same.
 var ErrStepConflict = plan.ErrStepConflict
@@ -30,33 +30,53 @@ var ErrStepConflict = plan.ErrStepConflict
 var ErrNotFound = plan.ErrNotFound
 
 // Registry is the durable record of clusters, nodes, operations and
-// decisions. Every method is safe for concurrent use, and every write is
-// atomic: it happens whole or not at all. A write that returns an error
-// may still have happened (as with a replicated log); callers re-read.
+// decisions: the controller's part and the operators' part. Both
+// registries (MemRegistry and raftstore.Store) implement it whole and
+// pass the conformance suite in registrytest.
+//
+// Every method is safe for concurrent use, and every write is atomic: it
+// happens whole or not at all. A write that returns an error may still
+// have happened (as with a replicated log); callers re-read.
 type Registry interface {
+	ControllerRegistry
+	OperatorRegistry
+}
+
+// ControllerRegistry is the part of the Registry the controller calls:
+// its tick reads a cluster and records a decision; its sagas list the
+// unfinished operations and move them step by step. The contract is
+// Registry's.
+type ControllerRegistry interface {
 	// State returns a consistent copy of one cluster.
 	State(ctx context.Context, cluster string) (plan.ClusterState, error)
 	// Unfinished returns every unfinished operation of every cluster,
 	// oldest first.
 	Unfinished(ctx context.Context) ([]plan.Operation, error)
-	// Operation returns one operation, finished or not.
-	Operation(ctx context.Context, id string) (plan.Operation, error)
-	// Decide records a decision, the scaling state for the next tick and
-	// the operations it starts, all at once.
-	Decide(ctx context.Context, rec plan.DecisionRecord, scaling plan.ScalingState, ops []plan.Operation) error
+	// RecordDecision records a decision, the scaling state for the next
+	// tick and the operations it starts, all at once, and returns the
+	// decision as stored: with its sequence number, equal to what a later
+	// Decisions returns for it. A decision with By set (an operator's)
+	// carries its own audit record.
+	RecordDecision(ctx context.Context, rec plan.DecisionRecord, scaling plan.ScalingState, ops []plan.Operation) (plan.DecisionRecord, error)
 	// Transition moves an operation from t.From to t.To with the node
 	// changes in t, or returns ErrStepConflict if it is not at t.From.
 	Transition(ctx context.Context, id string, t plan.Transition) (plan.Operation, error)
-	// PutNode registers or updates a node outside any operation (the
-	// nodes a cluster starts with).
-	PutNode(ctx context.Context, n plan.Node) error
+}
+
+// OperatorRegistry is the part of the Registry that the controller never
+// calls: what the agent's API reads for operators (history, audit, one
+// operation), what operators change (plan/admin.go), and the nodes a
+// cluster starts with. The contract is Registry's.
+type OperatorRegistry interface {
+	// Operation returns one operation, finished or not; an unknown id
+	// wraps ErrNotFound.
+	Operation(ctx context.Context, id string) (plan.Operation, error)
 	// Decisions returns up to limit of the cluster's latest decisions,
 	// newest first.
 	Decisions(ctx context.Context, cluster string, limit int) ([]plan.DecisionRecord, error)
-
-	// What operators change (plan/admin.go). A decision with By set
-	// carries its own audit record.
-
+	// PutNode registers or updates a node outside any operation (the
+	// nodes a cluster starts with).
+	PutNode(ctx context.Context, n plan.Node) error
 	// PutSettings replaces a cluster's switches (ClusterState.Settings)
 	// and records the change's audit record, at once.
 	PutSettings(ctx context.Context, cluster string, s plan.ClusterSettings, a plan.AuditRecord) error

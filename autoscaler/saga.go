@@ -167,232 +167,313 @@ func (s *saga) advance(ctx context.Context, op plan.Operation) (plan.Operation, 
 	return op, steps, nil
 }
 
+// dispatcher is the load balancer of the saga's cluster.
+func (s *saga) dispatcher() Dispatcher { return s.c.d.dispatcher(s.cl.Name) }
+
+// step runs op's current step: its side effect, then what to commit.
+// Each step is a function of its own, in the order of the diagrams above.
 func (s *saga) step(ctx context.Context, op plan.Operation) outcome {
-	d := s.c.d
-	lb := d.dispatcher(s.cl.Name)
 	switch op.Step {
-	// ---- expand ----
+	// expand
 	case StepPrepare:
-		t, ok := s.nodes[op.Template]
-		if !ok {
-			return fail(StepUndoTemplate, fmt.Errorf("template %s is not registered", op.Template))
-		}
-		note := "template accepted"
-		if s.lastReady(t) {
-			// Drained, it would leave the dispatcher no server for its
-			// role, and it would fail every client until the resume. Kept
-			// in, it holds their requests while it is prepared; resume
-			// and undo re-attach it, which changes nothing.
-			note = "template accepted; kept in the dispatcher: the last ready " + t.Role + " node"
-		} else if err := lb.Drain(ctx, t.ID); err != nil {
-			return fail(StepUndoTemplate, fmt.Errorf("draining template %s: %w", t.ID, err))
-		}
-		reply, err := d.Nodes.Prepare(ctx, t.Address, node.PrepareRequest{
-			Operation: op.ID, Deadline: op.StepAt.Add(s.cl.Prepare.Deadline.Duration), Mode: s.cl.Prepare.Mode,
-		})
-		if err != nil {
-			return fail(StepUndoTemplate, fmt.Errorf("preparing template %s: %w", t.ID, err))
-		}
-		if !reply.Accepted {
-			return fail(StepUndoTemplate, fmt.Errorf("template %s refused to prepare: %s", t.ID, reply.Reason))
-		}
-		out := goTo(StepAwaitPrepared, note)
-		out.put = []plan.Node{withState(t, plan.NodePreparing)}
-		return out
-
+		return s.prepare(ctx, op)
 	case StepAwaitPrepared:
-		t := s.nodes[op.Template]
-		st, err := d.Nodes.Status(ctx, t.Address)
-		if err == nil && st.State == node.StatePrepared {
-			return goTo(StepClone, "template settled")
-		}
-		if s.now.Sub(op.StepAt) < s.cl.Prepare.Deadline.Duration {
-			return wait()
-		}
-		if op.Force || s.cl.Prepare.Force {
-			return goTo(StepClone, "prepare deadline passed; forced")
-		}
-		why := "state " + string(st.State)
-		if err != nil {
-			why = err.Error()
-		}
-		return fail(StepUndoTemplate, fmt.Errorf("template %s did not settle within %s (%s)", t.ID, s.cl.Prepare.Deadline, why))
-
+		return s.awaitPrepared(ctx, op)
 	case StepClone:
-		t := s.nodes[op.Template]
-		vm, err := d.Hypervisor.Clone(ctx, CloneRequest{
-			Operation: op.ID, Name: CloneName(op.ID), Template: t.VM, Host: op.Host, Fence: op.Fence,
-		})
-		if err != nil {
-			return fail(StepUndoClone, fmt.Errorf("cloning %s from %s: %w", CloneName(op.ID), t.VM, err))
-		}
-		out := goTo(StepResumeTemplate, "cloned "+vm.Name)
-		out.cloneVM, out.cloneAddr, out.node, out.host = vm.Name, vm.Address, vm.Name, vm.Host
-		return out
-
+		return s.clone(ctx, op)
 	case StepResumeTemplate, StepUndoTemplate:
-		t, ok := s.nodes[op.Template]
-		next, state := StepFinalize, plan.OpRunning
-		if op.Step == StepUndoTemplate {
-			next, state = StepDone, plan.OpCompensated
-		}
-		if !ok { // nothing to resume
-			return outcome{next: next, state: state, note: "template gone"}
-		}
-		if err := d.Nodes.Resume(ctx, t.Address, op.ID); err != nil {
-			// A node in a state resume does not fit (prepared for another
-			// operation, detaching) is not this operation's to resume nor
-			// to re-attach: doing either would pull it from under its
-			// holder. Anything else is retried.
-			if se, ok := errors.AsType[*node.StateError](err); ok {
-				return outcome{next: next, state: state, note: "template not resumed: " + se.Error()}
-			}
-			if out, done := s.resumeGivenUp(ctx, op, t, next, state, err); done {
-				return out
-			}
-			s.c.log.Warn("resuming template", "op", op.ID, "template", t.ID, "err", err)
-			return wait()
-		}
-		if err := lb.Attach(ctx, t.ID, t.Address); err != nil {
-			s.c.log.Warn("re-attaching template", "op", op.ID, "template", t.ID, "err", err)
-			return wait()
-		}
-		out := outcome{next: next, state: state, note: "template resumed"}
-		out.put = []plan.Node{withState(t, plan.NodeReady)}
-		return out
-
+		return s.resumeTemplate(ctx, op)
 	case StepFinalize:
-		addr, err := s.cloneAddress(ctx, op)
-		if err == nil {
-			err = d.Nodes.Finalize(ctx, addr, node.FinalizeRequest{Operation: op.ID, ID: op.Node, Address: addr})
+		return s.finalize(ctx, op)
+	case StepJoin:
+		return s.join(ctx, op)
+	case StepUndoClone:
+		return s.undoClone(ctx, op)
+	// contract
+	case StepDrain:
+		return s.drain(ctx, op)
+	case StepDetach:
+		return s.detach(ctx, op)
+	case StepAwaitDetached:
+		return s.awaitDetached(ctx, op)
+	case StepRemove:
+		return s.remove(ctx, op)
+	case StepDestroy:
+		return s.destroy(ctx, op)
+	case StepUndoDrain:
+		return s.undoDrain(ctx, op)
+	}
+	return outcome{next: StepDone, state: plan.OpFailed, err: fmt.Sprintf("unknown step %q", op.Step)}
+}
+
+// prepare drains the template (unless it is the last ready node of its
+// role) and asks it to prepare.
+func (s *saga) prepare(ctx context.Context, op plan.Operation) outcome {
+	d := s.c.d
+	lb := s.dispatcher()
+	t, ok := s.nodes[op.Template]
+	if !ok {
+		return fail(StepUndoTemplate, fmt.Errorf("template %s is not registered", op.Template))
+	}
+	note := "template accepted"
+	if s.lastReady(t) {
+		// Drained, it would leave the dispatcher no server for its
+		// role, and it would fail every client until the resume. Kept
+		// in, it holds their requests while it is prepared; resume
+		// and undo re-attach it, which changes nothing.
+		note = "template accepted; kept in the dispatcher: the last ready " + t.Role + " node"
+	} else if err := lb.Drain(ctx, t.ID); err != nil {
+		return fail(StepUndoTemplate, fmt.Errorf("draining template %s: %w", t.ID, err))
+	}
+	reply, err := d.Nodes.Prepare(ctx, t.Address, node.PrepareRequest{
+		Operation: op.ID, Deadline: op.StepAt.Add(s.cl.Prepare.Deadline.Duration), Mode: s.cl.Prepare.Mode,
+	})
+	if err != nil {
+		return fail(StepUndoTemplate, fmt.Errorf("preparing template %s: %w", t.ID, err))
+	}
+	if !reply.Accepted {
+		return fail(StepUndoTemplate, fmt.Errorf("template %s refused to prepare: %s", t.ID, reply.Reason))
+	}
+	out := goTo(StepAwaitPrepared, note)
+	out.put = []plan.Node{withState(t, plan.NodePreparing)}
+	return out
+}
+
+// awaitPrepared waits for the template to settle, up to the prepare
+// deadline (past it, goes on if forced).
+func (s *saga) awaitPrepared(ctx context.Context, op plan.Operation) outcome {
+	d := s.c.d
+	t := s.nodes[op.Template]
+	st, err := d.Nodes.Status(ctx, t.Address)
+	if err == nil && st.State == node.StatePrepared {
+		return goTo(StepClone, "template settled")
+	}
+	if s.now.Sub(op.StepAt) < s.cl.Prepare.Deadline.Duration {
+		return wait()
+	}
+	if op.Force || s.cl.Prepare.Force {
+		return goTo(StepClone, "prepare deadline passed; forced")
+	}
+	why := "state " + string(st.State)
+	if err != nil {
+		why = err.Error()
+	}
+	return fail(StepUndoTemplate, fmt.Errorf("template %s did not settle within %s (%s)", t.ID, s.cl.Prepare.Deadline, why))
+}
+
+// clone makes the clone, named after the operation: a retried clone finds
+// the VM it made.
+func (s *saga) clone(ctx context.Context, op plan.Operation) outcome {
+	d := s.c.d
+	t := s.nodes[op.Template]
+	vm, err := d.Hypervisor.Clone(ctx, CloneRequest{
+		Operation: op.ID, Name: CloneName(op.ID), Template: t.VM, Host: op.Host, Fence: op.Fence,
+	})
+	if err != nil {
+		return fail(StepUndoClone, fmt.Errorf("cloning %s from %s: %w", CloneName(op.ID), t.VM, err))
+	}
+	out := goTo(StepResumeTemplate, "cloned "+vm.Name)
+	out.cloneVM, out.cloneAddr, out.node, out.host = vm.Name, vm.Address, vm.Name, vm.Host
+	return out
+}
+
+// resumeTemplate resumes the template and attaches it again: going forward
+// (resume-template) or undoing (undo-template).
+func (s *saga) resumeTemplate(ctx context.Context, op plan.Operation) outcome {
+	d := s.c.d
+	lb := s.dispatcher()
+	t, ok := s.nodes[op.Template]
+	next, state := StepFinalize, plan.OpRunning
+	if op.Step == StepUndoTemplate {
+		next, state = StepDone, plan.OpCompensated
+	}
+	if !ok { // nothing to resume
+		return outcome{next: next, state: state, note: "template gone"}
+	}
+	if err := d.Nodes.Resume(ctx, t.Address, op.ID); err != nil {
+		// A node in a state resume does not fit (prepared for another
+		// operation, detaching) is not this operation's to resume nor
+		// to re-attach: doing either would pull it from under its
+		// holder. Anything else is retried.
+		if se, ok := errors.AsType[*node.StateError](err); ok {
+			return outcome{next: next, state: state, note: "template not resumed: " + se.Error()}
 		}
-		if err == nil {
-			out := goTo(StepJoin, "clone took its identity at "+addr)
-			out.cloneAddr = addr // where it joins, committed before the join
+		if out, done := s.resumeGivenUp(ctx, op, t, next, state, err); done {
 			return out
 		}
-		if s.now.Sub(op.StepAt) < s.cl.Finalize.Deadline.Duration {
-			return wait()
-		}
-		return fail(StepUndoClone, fmt.Errorf("finalizing clone %s: not done within %s: %w", op.Node, s.cl.Finalize.Deadline, err))
+		s.c.log.Warn("resuming template", "op", op.ID, "template", t.ID, "err", err)
+		return wait()
+	}
+	if err := lb.Attach(ctx, t.ID, t.Address); err != nil {
+		s.c.log.Warn("re-attaching template", "op", op.ID, "template", t.ID, "err", err)
+		return wait()
+	}
+	out := outcome{next: next, state: state, note: "template resumed"}
+	out.put = []plan.Node{withState(t, plan.NodeReady)}
+	return out
+}
 
-	case StepJoin:
-		if err := lb.Attach(ctx, op.Node, op.CloneAddress); err != nil {
-			s.c.log.Warn("attaching clone", "op", op.ID, "node", op.Node, "err", err)
-			return wait()
-		}
-		t := s.nodes[op.Template]
-		out := outcome{next: StepDone, state: plan.OpDone, note: "clone joined"}
-		out.put = []plan.Node{{
-			ID: op.Node, Cluster: op.Cluster, Role: t.Role, State: plan.NodeReady, Host: op.Host,
-			VM: op.CloneVM, Address: op.CloneAddress, Parent: t.ID, LineageDepth: t.LineageDepth + 1, CreatedAt: s.now,
-		}}
+// finalize has the clone take its identity at its address, retried up to
+// the finalize deadline.
+func (s *saga) finalize(ctx context.Context, op plan.Operation) outcome {
+	d := s.c.d
+	addr, err := s.cloneAddress(ctx, op)
+	if err == nil {
+		err = d.Nodes.Finalize(ctx, addr, node.FinalizeRequest{Operation: op.ID, ID: op.Node, Address: addr})
+	}
+	if err == nil {
+		out := goTo(StepJoin, "clone took its identity at "+addr)
+		out.cloneAddr = addr // where it joins, committed before the join
 		return out
+	}
+	if s.now.Sub(op.StepAt) < s.cl.Finalize.Deadline.Duration {
+		return wait()
+	}
+	return fail(StepUndoClone, fmt.Errorf("finalizing clone %s: not done within %s: %w", op.Node, s.cl.Finalize.Deadline, err))
+}
 
-	case StepUndoClone:
-		name := CloneName(op.ID)
-		if err := lb.Remove(ctx, name); err != nil {
-			s.c.log.Warn("removing half-made clone from dispatcher", "op", op.ID, "err", err)
+// join attaches the clone to the dispatcher and registers it as a node.
+func (s *saga) join(ctx context.Context, op plan.Operation) outcome {
+	lb := s.dispatcher()
+	if err := lb.Attach(ctx, op.Node, op.CloneAddress); err != nil {
+		s.c.log.Warn("attaching clone", "op", op.ID, "node", op.Node, "err", err)
+		return wait()
+	}
+	t := s.nodes[op.Template]
+	out := outcome{next: StepDone, state: plan.OpDone, note: "clone joined"}
+	out.put = []plan.Node{{
+		ID: op.Node, Cluster: op.Cluster, Role: t.Role, State: plan.NodeReady, Host: op.Host,
+		VM: op.CloneVM, Address: op.CloneAddress, Parent: t.ID, LineageDepth: t.LineageDepth + 1, CreatedAt: s.now,
+	}}
+	return out
+}
+
+// undoClone takes the half-made clone out of the dispatcher and destroys
+// it, if this operation made it.
+func (s *saga) undoClone(ctx context.Context, op plan.Operation) outcome {
+	d := s.c.d
+	lb := s.dispatcher()
+	name := CloneName(op.ID)
+	if err := lb.Remove(ctx, name); err != nil {
+		s.c.log.Warn("removing half-made clone from dispatcher", "op", op.ID, "err", err)
+		return wait()
+	}
+	// Destroy only what this operation made: a VM of that name made by
+	// another operation (or by someone else) is left alone.
+	note, stranger := "clone destroyed", ""
+	vm, err := d.Hypervisor.Lookup(ctx, name)
+	switch {
+	case errors.Is(err, ErrVMNotFound):
+		note = "no clone to destroy"
+	case err != nil:
+		s.c.log.Warn("looking up half-made clone", "op", op.ID, "vm", name, "err", err)
+		return wait()
+	case vm.Operation != op.ID:
+		note = "no clone of this operation to destroy"
+		stranger = fmt.Sprintf("vm %s was made by operation %q, not this one: left alone", name, vm.Operation)
+	default:
+		if err := d.Hypervisor.Destroy(ctx, name); err != nil {
+			s.c.log.Warn("destroying half-made clone", "op", op.ID, "vm", name, "err", err)
 			return wait()
 		}
-		// Destroy only what this operation made: a VM of that name made by
-		// another operation (or by someone else) is left alone.
-		note, stranger := "clone destroyed", ""
-		vm, err := d.Hypervisor.Lookup(ctx, name)
-		switch {
-		case errors.Is(err, ErrVMNotFound):
-			note = "no clone to destroy"
-		case err != nil:
-			s.c.log.Warn("looking up half-made clone", "op", op.ID, "vm", name, "err", err)
-			return wait()
-		case vm.Operation != op.ID:
-			note = "no clone of this operation to destroy"
-			stranger = fmt.Sprintf("vm %s was made by operation %q, not this one: left alone", name, vm.Operation)
-		default:
-			if err := d.Hypervisor.Destroy(ctx, name); err != nil {
-				s.c.log.Warn("destroying half-made clone", "op", op.ID, "vm", name, "err", err)
-				return wait()
-			}
-		}
-		out := goTo(StepUndoTemplate, note)
-		if templateResumed(op) {
-			out = outcome{next: StepDone, state: plan.OpCompensated, note: note}
-		}
-		out.err = stranger
-		return out
+	}
+	out := goTo(StepUndoTemplate, note)
+	if templateResumed(op) {
+		out = outcome{next: StepDone, state: plan.OpCompensated, note: note}
+	}
+	out.err = stranger
+	return out
+}
 
-	// ---- contract ----
-	case StepDrain:
-		n, ok := s.nodes[op.Node]
-		if !ok {
-			return outcome{next: StepDone, state: plan.OpCompensated, err: "node is not registered", note: "nothing to contract"}
-		}
-		if err := lb.Drain(ctx, n.ID); err != nil {
-			return fail(StepUndoDrain, fmt.Errorf("draining %s: %w", n.ID, err))
-		}
-		out := goTo(StepDetach, "drained")
-		out.put = []plan.Node{withState(n, plan.NodeDraining)}
-		return out
+// drain stops the dispatcher sending the node new work.
+func (s *saga) drain(ctx context.Context, op plan.Operation) outcome {
+	lb := s.dispatcher()
+	n, ok := s.nodes[op.Node]
+	if !ok {
+		return outcome{next: StepDone, state: plan.OpCompensated, err: "node is not registered", note: "nothing to contract"}
+	}
+	if err := lb.Drain(ctx, n.ID); err != nil {
+		return fail(StepUndoDrain, fmt.Errorf("draining %s: %w", n.ID, err))
+	}
+	out := goTo(StepDetach, "drained")
+	out.put = []plan.Node{withState(n, plan.NodeDraining)}
+	return out
+}
 
-	case StepDetach:
-		n := s.nodes[op.Node]
-		if err := d.Nodes.Detach(ctx, n.Address, op.ID); err != nil {
-			if s.now.Sub(op.StepAt) < s.cl.Detach.Deadline.Duration {
-				return wait()
-			}
-			return goTo(StepRemove, "node did not answer detach within the deadline: "+err.Error())
-		}
-		return goTo(StepAwaitDetached, "detach accepted")
-
-	case StepAwaitDetached:
-		n := s.nodes[op.Node]
-		st, err := d.Nodes.Status(ctx, n.Address)
-		nodeDone := err == nil && (st.State == node.StateDetached || st.Sessions == 0)
-		open, cerr := 0, error(nil)
-		if sc, ok := lb.(SessionCounter); ok {
-			open, cerr = sc.Sessions(ctx, n.ID)
-		}
-		if nodeDone && cerr == nil && open == 0 {
-			return goTo(StepRemove, "sessions finished")
-		}
+// detach tells the node to finish its sessions (past the deadline, goes
+// on: its sessions are cut).
+func (s *saga) detach(ctx context.Context, op plan.Operation) outcome {
+	d := s.c.d
+	n := s.nodes[op.Node]
+	if err := d.Nodes.Detach(ctx, n.Address, op.ID); err != nil {
 		if s.now.Sub(op.StepAt) < s.cl.Detach.Deadline.Duration {
 			return wait()
 		}
-		return goTo(StepRemove, fmt.Sprintf("detach deadline %s passed with %d sessions left (%d open in the dispatcher)", s.cl.Detach.Deadline, st.Sessions, open))
-
-	case StepRemove:
-		if err := lb.Remove(ctx, op.Node); err != nil {
-			s.c.log.Warn("removing node from dispatcher", "op", op.ID, "node", op.Node, "err", err)
-			return wait()
-		}
-		return goTo(StepDestroy, "removed from dispatcher")
-
-	case StepDestroy:
-		n := s.nodes[op.Node]
-		vm := n.VM
-		if vm == "" {
-			vm = op.Node
-		}
-		if err := d.Hypervisor.Destroy(ctx, vm); err != nil {
-			s.c.log.Warn("destroying vm", "op", op.ID, "vm", vm, "err", err)
-			return wait()
-		}
-		return outcome{next: StepDone, state: plan.OpDone, note: "destroyed " + vm, remove: []string{op.Node}}
-
-	case StepUndoDrain:
-		n, ok := s.nodes[op.Node]
-		if !ok {
-			return outcome{next: StepDone, state: plan.OpCompensated, note: "node gone"}
-		}
-		if err := lb.Attach(ctx, n.ID, n.Address); err != nil {
-			s.c.log.Warn("re-attaching node", "op", op.ID, "node", n.ID, "err", err)
-			return wait()
-		}
-		out := outcome{next: StepDone, state: plan.OpCompensated, note: "re-attached"}
-		out.put = []plan.Node{withState(n, plan.NodeReady)}
-		return out
+		return goTo(StepRemove, "node did not answer detach within the deadline: "+err.Error())
 	}
-	return outcome{next: StepDone, state: plan.OpFailed, err: fmt.Sprintf("unknown step %q", op.Step)}
+	return goTo(StepAwaitDetached, "detach accepted")
+}
+
+// awaitDetached waits until the node, and the dispatcher if it can count
+// them, have no session left, up to the detach deadline.
+func (s *saga) awaitDetached(ctx context.Context, op plan.Operation) outcome {
+	d := s.c.d
+	lb := s.dispatcher()
+	n := s.nodes[op.Node]
+	st, err := d.Nodes.Status(ctx, n.Address)
+	nodeDone := err == nil && (st.State == node.StateDetached || st.Sessions == 0)
+	open, cerr := 0, error(nil)
+	if sc, ok := lb.(SessionCounter); ok {
+		open, cerr = sc.Sessions(ctx, n.ID)
+	}
+	if nodeDone && cerr == nil && open == 0 {
+		return goTo(StepRemove, "sessions finished")
+	}
+	if s.now.Sub(op.StepAt) < s.cl.Detach.Deadline.Duration {
+		return wait()
+	}
+	return goTo(StepRemove, fmt.Sprintf("detach deadline %s passed with %d sessions left (%d open in the dispatcher)", s.cl.Detach.Deadline, st.Sessions, open))
+}
+
+// remove takes the node out of the dispatcher.
+func (s *saga) remove(ctx context.Context, op plan.Operation) outcome {
+	lb := s.dispatcher()
+	if err := lb.Remove(ctx, op.Node); err != nil {
+		s.c.log.Warn("removing node from dispatcher", "op", op.ID, "node", op.Node, "err", err)
+		return wait()
+	}
+	return goTo(StepDestroy, "removed from dispatcher")
+}
+
+// destroy destroys the node's VM and unregisters the node.
+func (s *saga) destroy(ctx context.Context, op plan.Operation) outcome {
+	d := s.c.d
+	n := s.nodes[op.Node]
+	vm := n.VM
+	if vm == "" {
+		vm = op.Node
+	}
+	if err := d.Hypervisor.Destroy(ctx, vm); err != nil {
+		s.c.log.Warn("destroying vm", "op", op.ID, "vm", vm, "err", err)
+		return wait()
+	}
+	return outcome{next: StepDone, state: plan.OpDone, note: "destroyed " + vm, remove: []string{op.Node}}
+}
+
+// undoDrain attaches the node to the dispatcher again.
+func (s *saga) undoDrain(ctx context.Context, op plan.Operation) outcome {
+	lb := s.dispatcher()
+	n, ok := s.nodes[op.Node]
+	if !ok {
+		return outcome{next: StepDone, state: plan.OpCompensated, note: "node gone"}
+	}
+	if err := lb.Attach(ctx, n.ID, n.Address); err != nil {
+		s.c.log.Warn("re-attaching node", "op", op.ID, "node", n.ID, "err", err)
+		return wait()
+	}
+	out := outcome{next: StepDone, state: plan.OpCompensated, note: "re-attached"}
+	out.put = []plan.Node{withState(n, plan.NodeReady)}
+	return out
 }
 
 // cloneAddress is where the clone is reached now. The hypervisor is asked

@@ -30,11 +30,11 @@ func TestLedgerKeepsOperatorsWritesAndTheirAudit(t *testing.T) {
 		t.Error("settings without a cluster accepted")
 	}
 
-	if _, err := l.Decide(DecisionRecord{Cluster: "web", At: at.Add(time.Minute), By: "bob",
+	if _, err := l.RecordDecision(DecisionRecord{Cluster: "web", At: at.Add(time.Minute), By: "bob",
 		Decision: Decision{Action: ActionExpand, Count: 1, Template: "web-1", Reason: "manual clone of web-1 by bob"}}, ScalingState{}, nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := l.Decide(DecisionRecord{Cluster: "web", At: at.Add(2 * time.Minute), Decision: Decision{Action: ActionNone}}, ScalingState{}, nil); err != nil {
+	if _, err := l.RecordDecision(DecisionRecord{Cluster: "web", At: at.Add(2 * time.Minute), Decision: Decision{Action: ActionNone}}, ScalingState{}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := l.PutPolicy(PolicyVersion{Version: "v1", Files: map[string]string{"p.rego": "package mitosis"}, By: "carol", At: at},
@@ -96,7 +96,7 @@ func TestTheAuditTrailSaysWhatAnOperatorsSelectionCameTo(t *testing.T) {
 	var l Ledger
 	sel := func(dry bool, ops []string, reasons []Reason) string {
 		t.Helper()
-		if _, err := l.Decide(DecisionRecord{Cluster: "web", By: "bob", DryRun: dry, Operations: ops, Reasons: reasons,
+		if _, err := l.RecordDecision(DecisionRecord{Cluster: "web", By: "bob", DryRun: dry, Operations: ops, Reasons: reasons,
 			Decision: Decision{Action: ActionContract, Count: 1, Nodes: []string{"web-2"}, Reason: "manual detach of web-2 by bob"}},
 			ScalingState{}, nil); err != nil {
 			t.Fatal(err)

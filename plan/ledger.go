@@ -122,14 +122,14 @@ func (l *Ledger) Decisions(cluster string, limit int) []DecisionRecord {
 	return out
 }
 
-// Decide records a decision (numbered with the next sequence number), the
+// RecordDecision records a decision (numbered with the next sequence number), the
 // cluster's scaling state and the operations the decision starts, all at
 // once. An operation id that exists already, or twice among ops, is an
 // error and nothing is recorded. It returns the record as stored.
 //
 // scaling was computed from an earlier read, so its LastJoin may predate
 // a join committed since: the later of the two is kept.
-func (l *Ledger) Decide(rec DecisionRecord, scaling ScalingState, ops []Operation) (DecisionRecord, error) {
+func (l *Ledger) RecordDecision(rec DecisionRecord, scaling ScalingState, ops []Operation) (DecisionRecord, error) {
 	l.init()
 	seen := make(map[string]bool, len(ops))
 	for _, op := range ops {

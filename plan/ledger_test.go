@@ -28,7 +28,7 @@ func fill(t *testing.T, l *plan.Ledger, from, n int) {
 		op := plan.Operation{ID: id, Kind: plan.OpExpand, Cluster: cluster, Status: plan.OpRunning, Step: "prepare", CreatedAt: at, StepAt: at}
 		rec := plan.DecisionRecord{Cluster: cluster, At: at, Decision: plan.Decision{Action: plan.ActionExpand, Count: 1}, Operations: []string{id},
 			Observed: plan.Observed{Cluster: map[string]float64{"b": 1, "a": 2, "c": 3}}}
-		if _, err := l.Decide(rec, plan.ScalingState{LastExpand: at}, []plan.Operation{op}); err != nil {
+		if _, err := l.RecordDecision(rec, plan.ScalingState{LastExpand: at}, []plan.Operation{op}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := l.Transition(id, plan.Transition{From: "clone", To: "x", At: at}); !errors.Is(err, plan.ErrStepConflict) {
@@ -158,7 +158,7 @@ func TestLedgerRecordsTheLastJoin(t *testing.T) {
 		t.Helper()
 		op := plan.Operation{ID: id, Kind: kind, Cluster: cluster, Status: plan.OpRunning, Step: "run", CreatedAt: t0, StepAt: t0}
 		rec := plan.DecisionRecord{Cluster: cluster, At: t0, Operations: []string{id}}
-		if _, err := l.Decide(rec, plan.ScalingState{LastExpand: t0}, []plan.Operation{op}); err != nil {
+		if _, err := l.RecordDecision(rec, plan.ScalingState{LastExpand: t0}, []plan.Operation{op}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -196,14 +196,14 @@ func TestLedgerRecordsTheLastJoin(t *testing.T) {
 
 	// A decision computed from a read before the join keeps the join.
 	stale := plan.ScalingState{LastExpand: at(12), LastJoin: at(1)}
-	if _, err := l.Decide(plan.DecisionRecord{Cluster: "web", At: at(12)}, stale, nil); err != nil {
+	if _, err := l.RecordDecision(plan.DecisionRecord{Cluster: "web", At: at(12)}, stale, nil); err != nil {
 		t.Fatal(err)
 	}
 	if s := l.State("web").Scaling; !s.LastJoin.Equal(at(10)) || !s.LastExpand.Equal(at(12)) {
 		t.Fatalf("after a stale Decide: LastJoin %s (want %s), LastExpand %s (want %s)", s.LastJoin, at(10), s.LastExpand, at(12))
 	}
 	// One that knows of a later join takes it.
-	if _, err := l.Decide(plan.DecisionRecord{Cluster: "web", At: at(20)}, plan.ScalingState{LastJoin: at(15)}, nil); err != nil {
+	if _, err := l.RecordDecision(plan.DecisionRecord{Cluster: "web", At: at(20)}, plan.ScalingState{LastJoin: at(15)}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if j := lastJoin("web"); !j.Equal(at(15)) {

@@ -215,3 +215,49 @@ func BenchmarkFloor(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkBuildInput is the building of a tick's input from the
+// registry's state (what the controller does before Digest and Decide).
+func BenchmarkBuildInput(b *testing.B) {
+	for _, n := range benchSizes[1:] {
+		f := clusterFacts(n)
+		b.Run(fmt.Sprintf("nodes=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				policy.BuildInput(f)
+			}
+		})
+	}
+}
+
+// BenchmarkDigest is the input's digest alone.
+func BenchmarkDigest(b *testing.B) {
+	for _, n := range benchSizes[1:] {
+		in := clusterInput(n, 0.8, 1)
+		b.Run(fmt.Sprintf("nodes=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = in.Digest()
+			}
+		})
+	}
+}
+
+// clusterFacts are the facts of clusterInput's cluster, roughly.
+func clusterFacts(n int) policy.Facts {
+	now := time.Unix(1767258000, 0)
+	in := clusterInput(n, 0.8, 1)
+	f := policy.Facts{Now: now, Cluster: "web", Limits: plan.Limits{Min: 2, Max: 2 * n, ScalableRoles: []string{"app"}},
+		Metrics: in.Metrics, Params: in.Params}
+	byID := map[string]map[string]policy.Metric{}
+	for _, nd := range in.Nodes {
+		byID[nd.ID] = nd.Metrics
+		f.State.Nodes = append(f.State.Nodes, plan.Node{ID: nd.ID, Cluster: "web", Role: nd.Role, State: plan.NodeState(nd.State),
+			Host: nd.Host, VM: nd.VM, Parent: nd.Parent, LineageDepth: nd.LineageDepth, CreatedAt: now.Add(-time.Duration(nd.AgeS) * time.Second)})
+	}
+	f.NodeMetrics = func(id string) map[string]policy.Metric { return byID[id] }
+	for _, h := range in.Hosts {
+		f.Hosts = append(f.Hosts, plan.Host{Name: h.Name, Capacity: h.Capacity, VMs: h.VMs})
+	}
+	return f
+}

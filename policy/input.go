@@ -19,6 +19,10 @@ type Input struct {
 	Estimates  Estimates         `json:"estimates"`
 	Operations []Operation       `json:"operations"`
 	Params     map[string]any    `json:"params"`
+
+	// stats are the node statistics, computed once by BuildInput (nil in
+	// an input built otherwise: Stats then computes them on each call).
+	stats *NodeStats
 }
 
 // Cluster describes the cluster and its limits.

@@ -33,8 +33,16 @@ type MetricStats struct {
 	MaxAgeS float64 `json:"max_age_s"`
 }
 
-// Stats derives the input's node statistics.
+// Stats derives the input's node statistics. An input from BuildInput
+// has them already; the caller must not change what they summarize.
 func (in *Input) Stats() NodeStats {
+	if in.stats != nil {
+		return *in.stats
+	}
+	return in.computeStats()
+}
+
+func (in *Input) computeStats() NodeStats {
 	st := NodeStats{Metrics: map[string]MetricStats{}}
 	for i := range in.Nodes {
 		n := &in.Nodes[i]

@@ -92,8 +92,9 @@ func (c Command) Encode() ([]byte, error) {
 // result is what applying a command returns to its proposer, through the
 // Apply future's Response.
 type result struct {
-	op  plan.Operation // transition only
-	err error
+	op     plan.Operation      // transition only
+	record plan.DecisionRecord // decide only: the record as stored, with its sequence number
+	err    error
 }
 
 // apply applies c to l. It is deterministic: the same command on the same
@@ -101,8 +102,8 @@ type result struct {
 func apply(l *plan.Ledger, c Command) result {
 	switch c.Op {
 	case OpDecide:
-		_, err := l.Decide(*c.Record, *c.Scaling, c.Ops)
-		return result{err: err}
+		rec, err := l.RecordDecision(*c.Record, *c.Scaling, c.Ops)
+		return result{record: rec, err: err}
 	case OpTransition:
 		op, err := l.Transition(c.ID, *c.Transition)
 		return result{op: op, err: err}

@@ -227,8 +227,8 @@ func populate(t *testing.T, s *Store) context.Context {
 		}
 	}
 	rec := plan.DecisionRecord{Cluster: "web", At: t0, Decision: plan.Decision{Action: plan.ActionExpand, Count: 2, Template: "a1"}, Operations: []string{"op1", "op2"}}
-	if err := s.Decide(ctx, rec, plan.ScalingState{LastExpand: t0}, []plan.Operation{expandOp("op1"), expandOp("op2")}); err != nil {
-		t.Fatalf("Decide: %v", err)
+	if _, err := s.RecordDecision(ctx, rec, plan.ScalingState{LastExpand: t0}, []plan.Operation{expandOp("op1"), expandOp("op2")}); err != nil {
+		t.Fatalf("RecordDecision: %v", err)
 	}
 	if _, err := s.Transition(ctx, "op1", plan.Transition{From: "prepare", To: "clone", Status: plan.OpRunning, At: t0.Add(time.Second)}); err != nil {
 		t.Fatalf("Transition: %v", err)

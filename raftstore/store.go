@@ -7,9 +7,9 @@
 // holds the registry's semantics, the same as the in-memory registry's.
 // Reads are served from the local Ledger:
 //
-//	proposer (leader)           raft log            every node's FSM
-//	 Decide/Transition/PutNode ──Apply──▶ commit (quorum) ──▶ Ledger.Apply
-//	          ◀──── result (state change or error) via the Apply future ───┘
+//	proposer (leader)                   raft log            every node's FSM
+//	 RecordDecision/Transition/PutNode ──Apply──▶ commit (quorum) ──▶ Ledger.Apply
+//	          ◀──── result (record, operation or error) via the Apply future ───┘
 //
 // A follower refuses writes with a NotLeaderError naming the leader. Its
 // reads may lag the leader by the entries it has not applied yet; the
@@ -412,11 +412,12 @@ func (s *Store) Decisions(_ context.Context, cluster string, limit int) (d []pla
 	return d, nil
 }
 
-// Decide records a decision, the scaling state and the operations it
-// starts in one log entry.
-func (s *Store) Decide(ctx context.Context, rec plan.DecisionRecord, scaling plan.ScalingState, ops []plan.Operation) error {
-	_, err := s.propose(ctx, Command{Op: OpDecide, Record: &rec, Scaling: &scaling, Ops: ops})
-	return err
+// RecordDecision records a decision, the scaling state and the
+// operations it starts in one log entry (a "decide" command), and returns
+// the record as the leader's Ledger stored it.
+func (s *Store) RecordDecision(ctx context.Context, rec plan.DecisionRecord, scaling plan.ScalingState, ops []plan.Operation) (plan.DecisionRecord, error) {
+	res, err := s.propose(ctx, Command{Op: OpDecide, Record: &rec, Scaling: &scaling, Ops: ops})
+	return res.record, err
 }
 
 // Transition moves an operation with compare-and-set on its step, in one

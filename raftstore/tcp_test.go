@@ -110,7 +110,7 @@ func BenchmarkCommitStep(b *testing.B) {
 		if i%100 == 0 { // a new operation now and then, so the journal stays short
 			b.StopTimer()
 			op, k = fmt.Sprintf("op%d", i), 0
-			if err := l.Decide(ctx, plan.DecisionRecord{Cluster: "web", At: t0}, plan.ScalingState{}, []plan.Operation{expandOp(op)}); err != nil {
+			if _, err := l.RecordDecision(ctx, plan.DecisionRecord{Cluster: "web", At: t0}, plan.ScalingState{}, []plan.Operation{expandOp(op)}); err != nil {
 				b.Fatal(err)
 			}
 			b.StartTimer()
@@ -148,7 +148,7 @@ func BenchmarkFailover(b *testing.B) {
 	nodes := tcpCluster(b, func(c *Config) { cfgs[c.NodeID] = *c })
 	ctx := context.Background()
 	l := leaderOf(b, nodes)
-	if err := l.Decide(ctx, plan.DecisionRecord{Cluster: "web", At: t0}, plan.ScalingState{}, []plan.Operation{expandOp("op")}); err != nil {
+	if _, err := l.RecordDecision(ctx, plan.DecisionRecord{Cluster: "web", At: t0}, plan.ScalingState{}, []plan.Operation{expandOp("op")}); err != nil {
 		b.Fatal(err)
 	}
 	steps := []plan.Step{"prepare", "clone"}

@@ -368,9 +368,10 @@ type trackingRegistry struct {
 	expansions, contractions, joined int
 }
 
-func (r *trackingRegistry) Decide(ctx context.Context, rec plan.DecisionRecord, s plan.ScalingState, ops []plan.Operation) error {
-	if err := r.Registry.Decide(ctx, rec, s, ops); err != nil {
-		return err
+func (r *trackingRegistry) RecordDecision(ctx context.Context, rec plan.DecisionRecord, s plan.ScalingState, ops []plan.Operation) (plan.DecisionRecord, error) {
+	rec, err := r.Registry.RecordDecision(ctx, rec, s, ops)
+	if err != nil {
+		return rec, err
 	}
 	for _, op := range ops {
 		r.byID[op.ID] = len(r.records)
@@ -384,7 +385,7 @@ func (r *trackingRegistry) Decide(ctx context.Context, rec plan.DecisionRecord, 
 			r.contractions++
 		}
 	}
-	return nil
+	return rec, nil
 }
 
 func (r *trackingRegistry) Transition(ctx context.Context, id string, t plan.Transition) (plan.Operation, error) {

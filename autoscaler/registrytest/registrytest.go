@@ -37,8 +37,8 @@ func Run(t *testing.T, open func(t *testing.T) autoscaler.Registry) {
 		{"put node then state lists it, sorted by id", putNodeThenState},
 		{"put node updates a node in place", putNodeUpdates},
 		{"put node without id or cluster is refused", putNodeInvalid},
-		{"decide records decision, scaling and operations at once", decideRecordsAll},
-		{"decide with a duplicate operation id records nothing", decideDuplicate},
+		{"a decision is recorded with its scaling and operations at once, and returned as stored", decideRecordsAll},
+		{"a decision with a duplicate operation id records nothing", decideDuplicate},
 		{"transition from the wrong step conflicts and changes nothing", transitionWrongFrom},
 		{"transition of an unknown operation wraps ErrNotFound", transitionUnknown},
 		{"a finished operation cannot move", transitionFinished},
@@ -94,8 +94,8 @@ func decide(t *testing.T, ctx context.Context, r autoscaler.Registry, cluster st
 	for i, op := range ops {
 		ids[i] = op.ID
 	}
-	if err := r.Decide(ctx, record(cluster, s, plan.ActionExpand, len(ops), ids...), scaling(s), ops); err != nil {
-		t.Fatalf("Decide: %v", err)
+	if _, err := r.RecordDecision(ctx, record(cluster, s, plan.ActionExpand, len(ops), ids...), scaling(s), ops); err != nil {
+		t.Fatalf("RecordDecision: %v", err)
 	}
 }
 
@@ -197,7 +197,8 @@ func putNodeInvalid(t *testing.T, ctx context.Context, r autoscaler.Registry) {
 func decideRecordsAll(t *testing.T, ctx context.Context, r autoscaler.Registry) {
 	op1, op2 := expandOp("op1", "web", 1), expandOp("op2", "web", 1)
 	rec := record("web", 1, plan.ActionExpand, 2, "op1", "op2")
-	if err := r.Decide(ctx, rec, scaling(1), []plan.Operation{op1, op2}); err != nil {
+	stored, err := r.RecordDecision(ctx, rec, scaling(1), []plan.Operation{op1, op2})
+	if err != nil {
 		t.Fatal(err)
 	}
 	d, err := r.Decisions(ctx, "web", 10)
@@ -207,6 +208,7 @@ func decideRecordsAll(t *testing.T, ctx context.Context, r autoscaler.Registry) 
 	if d[0].Seq == 0 {
 		t.Error("the decision got no sequence number")
 	}
+	same(t, "the decision returned by RecordDecision, against the one read back", stored, d[0])
 	rec.Seq = d[0].Seq
 	same(t, "decision", d[0], rec)
 	s := state(t, ctx, r, "web")
@@ -218,10 +220,10 @@ func decideRecordsAll(t *testing.T, ctx context.Context, r autoscaler.Registry) 
 func decideDuplicate(t *testing.T, ctx context.Context, r autoscaler.Registry) {
 	decide(t, ctx, r, "web", 1, expandOp("op1", "web", 1))
 	before := state(t, ctx, r, "web")
-	err := r.Decide(ctx, record("web", 2, plan.ActionExpand, 2, "op2", "op1"), scaling(2),
+	_, err := r.RecordDecision(ctx, record("web", 2, plan.ActionExpand, 2, "op2", "op1"), scaling(2),
 		[]plan.Operation{expandOp("op2", "web", 2), expandOp("op1", "web", 2)})
 	if err == nil {
-		t.Fatal("Decide with an existing operation id succeeded")
+		t.Fatal("RecordDecision with an existing operation id succeeded")
 	}
 	same(t, "state after the refused decision", state(t, ctx, r, "web"), before)
 	if d, _ := r.Decisions(ctx, "web", 10); len(d) != 1 {
@@ -231,9 +233,9 @@ func decideDuplicate(t *testing.T, ctx context.Context, r autoscaler.Registry) {
 		t.Errorf("op2 of the refused decision: err = %v, want ErrNotFound", err)
 	}
 	// Twice the same new id in one decision is refused too.
-	if err := r.Decide(ctx, record("web", 3, plan.ActionExpand, 2), scaling(3),
+	if _, err := r.RecordDecision(ctx, record("web", 3, plan.ActionExpand, 2), scaling(3),
 		[]plan.Operation{expandOp("op3", "web", 3), expandOp("op3", "web", 3)}); err == nil {
-		t.Error("Decide with one id twice succeeded")
+		t.Error("RecordDecision with one id twice succeeded")
 	}
 	if _, err := r.Operation(ctx, "op3"); !errors.Is(err, plan.ErrNotFound) {
 		t.Errorf("op3 of the refused decision: err = %v, want ErrNotFound", err)
@@ -385,7 +387,7 @@ func recentSummaries(t *testing.T, ctx context.Context, r autoscaler.Registry) {
 		if i%2 == 0 {
 			action = plan.ActionContract
 		}
-		if err := r.Decide(ctx, record("web", i, action, i%3), plan.ScalingState{}, nil); err != nil {
+		if _, err := r.RecordDecision(ctx, record("web", i, action, i%3), plan.ScalingState{}, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -430,7 +432,7 @@ func returnedCopies(t *testing.T, ctx context.Context, r autoscaler.Registry) {
 	o := expandOp("op2", "web", 2)
 	rec := record("web", 2, plan.ActionExpand, 1, "op2")
 	sc := scaling(2)
-	if err := r.Decide(ctx, rec, sc, []plan.Operation{o}); err != nil {
+	if _, err := r.RecordDecision(ctx, rec, sc, []plan.Operation{o}); err != nil {
 		t.Fatal(err)
 	}
 	want := operation(t, ctx, r, "op2")
@@ -481,8 +483,17 @@ func settingsAndAudit(t *testing.T, ctx context.Context, r autoscaler.Registry) 
 func manualDecisionAudited(t *testing.T, ctx context.Context, r autoscaler.Registry) {
 	rec := record("web", 3, plan.ActionExpand, 1)
 	rec.By, rec.Decision.Reason = "carol", "manual clone of a1 by carol"
-	must(t, r.Decide(ctx, rec, plan.ScalingState{}, nil))
-	must(t, r.Decide(ctx, record("web", 4, plan.ActionNone, 0), plan.ScalingState{}, nil))
+	stored, err := r.RecordDecision(ctx, rec, plan.ScalingState{}, nil)
+	must(t, err)
+	_, err = r.RecordDecision(ctx, record("web", 4, plan.ActionNone, 0), plan.ScalingState{}, nil)
+	must(t, err)
+	// The operator's record, returned, is the one stored, not the newest.
+	d, err := r.Decisions(ctx, "web", 2)
+	must(t, err)
+	if len(d) != 2 {
+		t.Fatalf("Decisions = %d, want 2", len(d))
+	}
+	same(t, "the operator's decision returned, against the one read back", stored, d[1])
 	audits, err := r.Audits(ctx, 10)
 	must(t, err)
 	if len(audits) != 1 || audits[0].By != "carol" || audits[0].Action != "clone" || audits[0].Cluster != "web" {

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mitosis-autoscaler/mitosis/config"
 	"github.com/mitosis-autoscaler/mitosis/plan"
 	"github.com/mitosis-autoscaler/mitosis/policy"
 )
@@ -48,13 +49,13 @@ func newAPIRigOn(t *testing.T, file string) *apiRig {
 		rig.tokens[role] = tok
 		fmt.Fprintf(&list, "    - {name: %s-holder, role: %s, file: %s}\n", role, role, f)
 	}
-	cfg, err := Parse([]byte(file+"api:\n  tokens:\n"+list.String()), "api.yaml", simulates)
+	cfg, err := config.Parse([]byte(file+"api:\n  tokens:\n"+list.String()), "api.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
 	engine := defaultPolicy(t)
 	log := slog.New(slog.NewJSONHandler(rig.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	rig.a, err = New(cfg, Options{Listen: "127.0.0.1:0", Policy: engine, Version: "test", Log: log})
+	rig.a, err = New(cfg, Options{Listen: "127.0.0.1:0", Policy: engine, Version: "test", Log: log, World: worldOf(t, cfg)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"github.com/mitosis-autoscaler/mitosis/config"
 	"net/http/httptest"
 	"testing"
 )
@@ -9,7 +10,7 @@ import (
 // case-insensitive, so "bearer TOKEN" is as good as "Bearer TOKEN"; the
 // token itself is compared exactly, and other schemes are no token.
 func TestBearerSchemeIsCaseInsensitive(t *testing.T) {
-	ts, err := loadTokens(APIConfig{}, map[string]principal{"t0k-canary": {Name: "ci", Role: RoleAdmin}})
+	ts, err := loadTokens(config.APIConfig{}, map[string]principal{"t0k-canary": {Name: "ci", Role: RoleAdmin}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -33,6 +33,7 @@ import (
 	"github.com/vmware/govmomi/vim25/types"
 
 	"github.com/mitosis-autoscaler/mitosis/autoscaler"
+	"github.com/mitosis-autoscaler/mitosis/config"
 	"github.com/mitosis-autoscaler/mitosis/dispatcher/haproxy"
 	"github.com/mitosis-autoscaler/mitosis/dispatcher/haproxy/haproxytest"
 	"github.com/mitosis-autoscaler/mitosis/hypervisor"
@@ -225,7 +226,7 @@ func (w *vsphereWorld) expandWithoutAddress(t *testing.T) {
 func vsphereController(t *testing.T, reg autoscaler.Registry, hv autoscaler.Hypervisor, disp autoscaler.Dispatcher,
 	nodes autoscaler.NodeAPI, host string, log *slog.Logger) *autoscaler.Controller {
 	t.Helper()
-	cfg, err := autoscaler.Parse(fmt.Appendf(nil, `
+	cfg, err := config.ParseController(fmt.Appendf(nil, `
 tick: 1s
 clusters:
   - name: web

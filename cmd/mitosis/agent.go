@@ -24,7 +24,7 @@ import (
 func newAgentCmd() *cobra.Command {
 	var (
 		configFile, policyDir, listen, tokenFile, logLevel string
-		dryRun, simulate                               bool
+		dryRun, simulate                                   bool
 	)
 	cmd := &cobra.Command{
 		Use:   "agent (--config FILE --token-file FILE | --simulate) [flags]",

@@ -75,6 +75,7 @@ func TestParseController(t *testing.T) {
 		{name: "an unknown nested key is named", yaml: "clusters:\n  - name: a\n    max: 2\n    cooldown: {upp: 1s}", wantErr: `line 4: unknown key "upp"`},
 		{name: "min above max names min", yaml: "clusters: [{name: a, min: 5, max: 3}]", wantErr: "clusters[0] (a).min: 5 is above max 3"},
 		{name: "a bad duration is named with its line", yaml: "tick: soon\nclusters: [{name: a, max: 2}]", wantErr: `line 1: "soon" is not a duration`},
+		{name: "a mapping where a duration goes is named with its line", yaml: "clusters: [{name: a, max: 2}]\ntick: {a: 1}", wantErr: "line 2: want a duration such as 30s"},
 		{name: "no clusters", yaml: "tick: 5s", wantErr: "clusters: at least one cluster"},
 		{name: "a cluster without a name", yaml: "clusters: [{max: 2}]", wantErr: "clusters[0].name: must be set"},
 		{name: "a cluster twice", yaml: "clusters: [{name: a, max: 2}, {name: a, max: 3}]", wantErr: `"a" is used twice`},

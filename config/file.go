@@ -40,7 +40,7 @@ type File struct {
 	World      yaml.Node `yaml:"world"`
 	Simulation yaml.Node `yaml:"simulation"`
 	// Dispatcher and NodeAPI are what acting on real machines needs
-	// besides the hypervisor (acting.go); a dry run needs neither.
+	// besides the hypervisor (agent/backends opens them); a dry run needs neither.
 	Dispatcher *DispatcherConfig `yaml:"dispatcher"`
 	NodeAPI    *NodeAPIConfig    `yaml:"node_api"`
 }

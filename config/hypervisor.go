@@ -30,7 +30,7 @@ const (
 	KindVSphere = "vsphere"
 	KindLibvirt = "libvirt"
 	// KindProcess runs each VM as a local process of an application
-	// server (demo-node, say): for demonstrations and tests (acting.go).
+	// server (demo-node, say): for demonstrations and tests (agent/backends opens it).
 	KindProcess = "process"
 )
 

@@ -224,12 +224,14 @@ func (p Params) Validate() error {
 	return nil
 }
 
-// FileConfig is a simulation config file: the autoscaler's configuration
-// with a `simulation:` section for the world.
+// FileConfig is the view `mitosis simulate` takes of the agent's file
+// (config.File): the same controller schema, decoded by the same strict
+// decoder (config.DecodeStrict), with a `simulation:` section for the
+// world.
 type FileConfig struct {
 	autoscaler.Config `yaml:",inline"`
 	Simulation        Params `yaml:"simulation"`
-	// Hypervisor and Metrics are the agent's sections (package agent
+	// Hypervisor and Metrics are the agent's sections (package config
 	// checks them), taken and left alone so that the agent's own file
 	// simulates: the simulator brings its own hypervisor and metrics.
 	Hypervisor yaml.Node `yaml:"hypervisor"`

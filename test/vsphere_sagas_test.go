@@ -370,7 +370,7 @@ func simVM(t *testing.T, sim *vspheretest.Sim, name string) vspheretest.VM {
 
 // guestedVSphere is the vSphere back-end as the controller gets it here:
 // the node API's port added to the guests' bare IPs, as the agent does
-// (agent/acting.go, withPort), and the guests following what the
+// (agent/backends, withPort), and the guests following what the
 // back-end does to their VMs.
 type guestedVSphere struct {
 	vs *vsphere.Client

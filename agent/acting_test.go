@@ -9,61 +9,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mitosis-autoscaler/mitosis/config"
 	"github.com/mitosis-autoscaler/mitosis/dispatcher/haproxy/haproxytest"
-	"github.com/mitosis-autoscaler/mitosis/hypervisor"
-	"github.com/mitosis-autoscaler/mitosis/hypervisor/hypervisortest"
 	"github.com/mitosis-autoscaler/mitosis/node"
 )
-
-// guestIP is a hypervisor that reports addr for every VM, as vSphere
-// reports a guest's IP.
-type guestIP struct {
-	*hypervisortest.Memory
-	addr string
-}
-
-func (g guestIP) Clone(ctx context.Context, req hypervisor.CloneRequest) (hypervisor.VM, error) {
-	vm, err := g.Memory.Clone(ctx, req)
-	vm.Address = g.addr
-	return vm, err
-}
-
-func (g guestIP) Lookup(ctx context.Context, name string) (hypervisor.VM, error) {
-	vm, err := g.Memory.Lookup(ctx, name)
-	vm.Address = g.addr
-	return vm, err
-}
-
-// A guest's bare IP gets the node API's port; an address with a port, or
-// none at all, is left as it is, and so is every address when no port is
-// configured.
-func TestAClonesBareAddressGetsTheNodeAPIsPort(t *testing.T) {
-	ctx := context.Background()
-	for _, c := range []struct {
-		addr string
-		port int
-		want string
-	}{
-		{"10.0.0.7", 9100, "10.0.0.7:9100"},
-		{"fd00::7", 9100, "[fd00::7]:9100"},
-		{"10.0.0.7:8080", 9100, "10.0.0.7:8080"},
-		{"", 9100, ""},
-		{"10.0.0.7", 0, "10.0.0.7"},
-	} {
-		hv := withPort{guestIP{hypervisortest.NewMemory("web-1"), c.addr}, c.port}
-		vm, err := hv.Clone(ctx, hypervisor.CloneRequest{Operation: "op", Name: "mitosis-op", Template: "web-1"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		found, err := hv.Lookup(ctx, "mitosis-op")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if vm.Address != c.want || found.Address != c.want {
-			t.Errorf("guest at %q, port %d: clone at %q, found at %q; want %q", c.addr, c.port, vm.Address, found.Address, c.want)
-		}
-	}
-}
 
 // An agent that cannot reach what it acts on does not start, and says
 // which and why.
@@ -73,7 +22,7 @@ func TestAnAgentThatCannotReachItsDispatcherDoesNotStart(t *testing.T) {
 	if err := os.WriteFile(tokenFile, []byte("s3cret\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := Parse(fmt.Appendf(nil, `tick: 1s
+	cfg, err := config.Parse(fmt.Appendf(nil, `tick: 1s
 clusters: [{name: web, min: 1, max: 3}]
 nodes: [{cluster: web, id: web-1, role: app, address: "127.0.0.1:1", vm: web-1}]
 metrics: {url: "http://127.0.0.1:1", queries: [{name: utilization, query: up, per_node: true}]}
@@ -105,7 +54,7 @@ func startActing(t *testing.T, nodeToken, agentToken, vms, socket string) (token
 	}
 	nodeAPI := httptest.NewServer(srv)
 	t.Cleanup(nodeAPI.Close)
-	cfg, err := Parse(fmt.Appendf(nil, `tick: 1s
+	cfg, err := config.Parse(fmt.Appendf(nil, `tick: 1s
 clusters: [{name: web, min: 1, max: 3}]
 nodes: [{cluster: web, id: web-1, role: app, address: %q, vm: web-1}]
 metrics: {url: "http://127.0.0.1:1", queries: [{name: utilization, query: up, per_node: true}]}

@@ -13,9 +13,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mitosis-autoscaler/mitosis/agent/backends"
 	"github.com/mitosis-autoscaler/mitosis/agent/telemetry"
 	"github.com/mitosis-autoscaler/mitosis/autoscaler"
-	"github.com/mitosis-autoscaler/mitosis/metrics/prometheus"
+	"github.com/mitosis-autoscaler/mitosis/config"
 	"github.com/mitosis-autoscaler/mitosis/plan"
 	"github.com/mitosis-autoscaler/mitosis/raftstore"
 )
@@ -38,11 +39,15 @@ type Options struct {
 	// Version is the agent's build, for mitosis_build_info.
 	Version string
 	Log     *slog.Logger
+	// World is the simulated world a file whose world.kind is sim acts on
+	// (the command makes it from the file's sections with package sim);
+	// nil on machines.
+	World World
 }
 
 // Agent runs the controller's loop and serves what it did.
 type Agent struct {
-	cfg Config
+	cfg config.File
 	opt Options
 	log *slog.Logger
 	reg autoscaler.Registry
@@ -62,18 +67,22 @@ type Agent struct {
 	policy livePolicy
 	// led: the loop's last pass led (the loop's goroutine's alone).
 	led bool
-	// closeActors releases the hypervisor when the agent acts.
-	closeActors func(context.Context) error
+	// backends are what the agent acts on machines through (nil on a
+	// simulated world); release closes them.
+	backends *backends.Backends
 }
 
 // New assembles an agent, connects what it acts on (nothing in a dry run)
 // and binds its HTTP address.
-func New(cfg Config, opt Options) (*Agent, error) {
+func New(cfg config.File, opt Options) (*Agent, error) {
 	if opt.DryRun {
 		cfg.DryRun = true
 	}
 	if opt.Policy == nil {
 		return nil, errors.New("agent: no policy")
+	}
+	if cfg.Simulated() && opt.World == nil {
+		return nil, errors.New("world.kind: sim: this program cannot make a simulated world (mitosis agent can)")
 	}
 	if opt.Token == "" && len(cfg.API.Tokens) == 0 {
 		return nil, errors.New("agent: no API token (api.tokens in the file, or --token-file)")
@@ -90,7 +99,7 @@ func New(cfg Config, opt Options) (*Agent, error) {
 	}
 	a.telemetry.ForClusters(names)
 	if cfg.Raft != nil {
-		st, err := cfg.Raft.open(log)
+		st, err := openRaft(cfg.Raft, log)
 		if err != nil {
 			return nil, fmt.Errorf("agent: raft: %w", err)
 		}
@@ -112,7 +121,7 @@ func New(cfg Config, opt Options) (*Agent, error) {
 	if a.tokens, err = loadTokens(cfg.API, extra); err != nil {
 		return fail(fmt.Errorf("agent: %w", err))
 	}
-	tlsCfg, err := cfg.API.tlsConfig()
+	tlsCfg, err := apiTLS(cfg.API)
 	if err != nil {
 		return fail(fmt.Errorf("agent: %w", err))
 	}
@@ -132,7 +141,7 @@ func (a *Agent) assemble() error {
 	var deps autoscaler.Deps
 	if a.cfg.Simulated() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		wd, clock, err := a.cfg.world.Open(ctx, a.reg)
+		wd, clock, err := a.opt.World.Open(ctx, a.reg)
 		cancel()
 		if err != nil {
 			return fmt.Errorf("agent: simulated world: %w", err)
@@ -140,21 +149,17 @@ func (a *Agent) assemble() error {
 		deps, a.clock = wd, clock
 		deps.Metrics = a.telemetry.Source(deps.Metrics)
 	} else {
-		src, err := prometheus.New(a.cfg.Metrics, a.log)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		b, err := backends.Open(ctx, a.cfg, a.log)
+		cancel()
 		if err != nil {
-			return fmt.Errorf("agent: metrics: %w", err)
+			return fmt.Errorf("agent: %w", err)
 		}
-		deps = autoscaler.Deps{Registry: failpoints(a.reg, a.log), Metrics: a.telemetry.Source(src), Clock: autoscaler.WallClock{}, Fence: a.fence}
+		a.backends = b
+		deps = autoscaler.Deps{Registry: failpoints(a.reg, a.log), Metrics: a.telemetry.Source(b.Metrics), Clock: autoscaler.WallClock{}, Fence: a.fence}
 		a.clock = autoscaler.WallClock{}
 		if !a.cfg.DryRun {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			act, err := openActors(ctx, a.cfg, a.log)
-			cancel()
-			if err != nil {
-				return fmt.Errorf("agent: %w", err)
-			}
-			a.closeActors = act.close
-			deps.Hypervisor, deps.Dispatchers, deps.Nodes = act.hv, act.disps, act.nodes
+			deps.Hypervisor, deps.Dispatchers, deps.Nodes = b.Hypervisor, b.Dispatchers, b.Nodes
 		}
 	}
 	deps.Policy, deps.Log, deps.Observer = a.telemetry.Policy(&a.policy), a.log, a.telemetry
@@ -172,9 +177,9 @@ func (a *Agent) assemble() error {
 // release closes what New opened: the raft store and the back-ends.
 func (a *Agent) release() error {
 	var err error
-	if a.closeActors != nil {
+	if a.backends != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		if cerr := a.closeActors(ctx); cerr != nil {
+		if cerr := a.backends.Close(ctx); cerr != nil {
 			err = fmt.Errorf("agent: closing the hypervisor: %w", cerr)
 		}
 		cancel()
@@ -279,7 +284,7 @@ func (a *Agent) run(ctx context.Context) error {
 		return fmt.Errorf("agent: %w", err)
 	}
 	if a.cfg.Simulated() && ctx.Err() == nil {
-		a.log.Info("simulated load ended", a.cfg.world.Ended()...)
+		a.log.Info("simulated load ended", a.opt.World.Ended()...)
 	}
 	return nil
 }

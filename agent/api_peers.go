@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/mitosis-autoscaler/mitosis/agent/wire"
+	"github.com/mitosis-autoscaler/mitosis/config"
 	"github.com/mitosis-autoscaler/mitosis/raftstore"
 )
 
@@ -64,7 +65,7 @@ func (a *Agent) joinPeer(w http.ResponseWriter, r *http.Request, p principal) er
 	if req.ID == "" || req.Address == "" {
 		return bad("id and address: required")
 	}
-	if err := hostPort(req.Address); err != nil {
+	if err := config.HostPort(req.Address); err != nil {
 		return bad("address: %v (the peer's raft address)", err)
 	}
 	if err := a.raft.AddVoter(r.Context(), req.ID, req.Address); err != nil {

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/mitosis-autoscaler/mitosis/agent/wire"
+	"github.com/mitosis-autoscaler/mitosis/config"
 )
 
 // apiRig is an agent on a simulated world that is not running: its API
@@ -44,13 +45,13 @@ func newAPIRigOn(t *testing.T, file string) *apiRig {
 		rig.tokens[role] = tok
 		fmt.Fprintf(&list, "    - {name: %s-holder, role: %s, file: %s}\n", role, role, f)
 	}
-	cfg, err := Parse([]byte(file+"api:\n  tokens:\n"+list.String()), "api.yaml", simulates)
+	cfg, err := config.Parse([]byte(file+"api:\n  tokens:\n"+list.String()), "api.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
 	engine := defaultPolicy(t)
 	log := slog.New(slog.NewJSONHandler(rig.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	rig.a, err = New(cfg, Options{Listen: "127.0.0.1:0", Policy: engine, Version: "test", Log: log})
+	rig.a, err = New(cfg, Options{Listen: "127.0.0.1:0", Policy: engine, Version: "test", Log: log, World: worldOf(t, cfg)})
 	if err != nil {
 		t.Fatal(err)
 	}

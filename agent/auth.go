@@ -3,11 +3,12 @@ package agent
 import (
 	"crypto/sha256"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"net/http"
 	"os"
 	"strings"
+
+	"github.com/mitosis-autoscaler/mitosis/config"
 )
 
 // Role is what a token may do; each role may do what the ones below it
@@ -33,55 +34,6 @@ func (r Role) String() string {
 	return "none"
 }
 
-// APIConfig is the agent file's api section: who may use the HTTP API,
-// and over TLS if given.
-//
-//	api:
-//	  tls: {cert_file: /etc/mitosis/tls.crt, key_file: /etc/mitosis/tls.key}
-//	  tokens:
-//	    - {name: grafana, role: read, file: /etc/mitosis/tokens/grafana}
-//	    - {name: oncall, role: operate, file: /etc/mitosis/tokens/oncall}
-type APIConfig struct {
-	TLS    *TLSFiles     `yaml:"tls"`
-	Tokens []TokenConfig `yaml:"tokens"`
-}
-
-// TLSFiles are a certificate and its key, PEM.
-type TLSFiles struct {
-	CertFile string `yaml:"cert_file"`
-	KeyFile  string `yaml:"key_file"`
-}
-
-// TokenConfig is one bearer token: who holds it (for the audit records),
-// its role, and the file it is read from (the file holds no other thing;
-// the token is never in the configuration itself, nor in any log).
-type TokenConfig struct {
-	Name string `yaml:"name"`
-	Role string `yaml:"role"`
-	File string `yaml:"file"`
-}
-
-func (c APIConfig) validate() error {
-	names := map[string]bool{}
-	for i, t := range c.Tokens {
-		switch {
-		case t.Name == "":
-			return fmt.Errorf("api.tokens[%d].name: required", i)
-		case names[t.Name]:
-			return fmt.Errorf("api.tokens[%d].name: %q is listed twice", i, t.Name)
-		case roleNames[t.Role] == RoleNone:
-			return fmt.Errorf("api.tokens[%d].role: %q is not read, operate or admin", i, t.Role)
-		case t.File == "":
-			return fmt.Errorf("api.tokens[%d].file: required", i)
-		}
-		names[t.Name] = true
-	}
-	if c.TLS != nil && (c.TLS.CertFile == "" || c.TLS.KeyFile == "") {
-		return errors.New("api.tls: cert_file and key_file are both required")
-	}
-	return nil
-}
-
 // principal is who a request comes from.
 type principal struct {
 	Name string
@@ -93,7 +45,7 @@ type principal struct {
 // byte.
 type tokens map[[32]byte]principal
 
-func loadTokens(c APIConfig, extra map[string]principal) (tokens, error) {
+func loadTokens(c config.APIConfig, extra map[string]principal) (tokens, error) {
 	out := tokens{}
 	add := func(tok string, p principal, from string) error {
 		if tok == "" {
@@ -134,8 +86,8 @@ func (ts tokens) who(r *http.Request) principal {
 	return ts[sha256.Sum256([]byte(tok))]
 }
 
-// tlsConfig loads the API's certificate, if any.
-func (c APIConfig) tlsConfig() (*tls.Config, error) {
+// apiTLS loads the API's certificate, if any.
+func apiTLS(c config.APIConfig) (*tls.Config, error) {
 	if c.TLS == nil {
 		return nil, nil
 	}

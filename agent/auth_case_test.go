@@ -3,13 +3,15 @@ package agent
 import (
 	"net/http/httptest"
 	"testing"
+
+	"github.com/mitosis-autoscaler/mitosis/config"
 )
 
 // TestBearerSchemeIsCaseInsensitive: RFC 7235 makes the auth scheme
 // case-insensitive, so "bearer TOKEN" is as good as "Bearer TOKEN"; the
 // token itself is compared exactly, and other schemes are no token.
 func TestBearerSchemeIsCaseInsensitive(t *testing.T) {
-	ts, err := loadTokens(APIConfig{}, map[string]principal{"t0k-canary": {Name: "ci", Role: RoleAdmin}})
+	ts, err := loadTokens(config.APIConfig{}, map[string]principal{"t0k-canary": {Name: "ci", Role: RoleAdmin}})
 	if err != nil {
 		t.Fatal(err)
 	}

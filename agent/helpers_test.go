@@ -4,8 +4,10 @@ import (
 	"context"
 	"testing"
 
+	"github.com/mitosis-autoscaler/mitosis/config"
 	"github.com/mitosis-autoscaler/mitosis/policies"
 	"github.com/mitosis-autoscaler/mitosis/policy"
+	"github.com/mitosis-autoscaler/mitosis/sim"
 )
 
 // defaultPolicy is the embedded default policy, compiled.
@@ -20,9 +22,9 @@ func defaultPolicy(t *testing.T) *policy.Engine {
 
 // runAgent makes an agent of cfg with the default policy and admin token
 // "t0k" on a free loopback port, and runs it until the test ends.
-func runAgent(t *testing.T, cfg Config) *Agent {
+func runAgent(t *testing.T, cfg config.File) *Agent {
 	t.Helper()
-	a, err := New(cfg, Options{Listen: "127.0.0.1:0", Token: "t0k", Policy: defaultPolicy(t), Version: "test"})
+	a, err := New(cfg, Options{Listen: "127.0.0.1:0", Token: "t0k", Policy: defaultPolicy(t), Version: "test", World: worldOf(t, cfg)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,4 +38,18 @@ func runAgent(t *testing.T, cfg Config) *Agent {
 		}
 	})
 	return a
+}
+
+// worldOf makes the simulated world of cfg, as the command does (package
+// sim's maker); nil when cfg's world is machines.
+func worldOf(t *testing.T, cfg config.File) World {
+	t.Helper()
+	if !cfg.Simulated() {
+		return nil
+	}
+	w, err := sim.WorldOf(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mitosis-autoscaler/mitosis/agent/wire"
+	"github.com/mitosis-autoscaler/mitosis/config"
 	"github.com/mitosis-autoscaler/mitosis/internal/testenv"
 )
 
@@ -56,7 +57,7 @@ func startRaftAgents(t *testing.T, n, started int) []raftNode {
 	}
 	dir := t.TempDir()
 	for i := range started {
-		cfg, err := Parse([]byte(raftFile(nodes[i].id, nodes[i].raft, filepath.Join(dir, nodes[i].id), i == 0, nodes)), nodes[i].id+".yaml")
+		cfg, err := config.Parse([]byte(raftFile(nodes[i].id, nodes[i].raft, filepath.Join(dir, nodes[i].id), i == 0, nodes)), nodes[i].id+".yaml")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -175,7 +176,7 @@ func TestASecondAgentOnADataDirFailsFastNamingTheKey(t *testing.T) {
 	again.Bind = testenv.FreeAddr(t)
 	again.Peers = nil
 	t0 := time.Now()
-	st, err := again.open(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	st, err := openRaft(&again, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err == nil {
 		st.Close()
 		t.Fatal("opened a data dir another agent has")

@@ -9,9 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
-	"github.com/mitosis-autoscaler/mitosis/autoscaler"
+	"github.com/mitosis-autoscaler/mitosis/config"
 	"github.com/mitosis-autoscaler/mitosis/plan"
 	"github.com/mitosis-autoscaler/mitosis/sim"
 )
@@ -31,19 +29,25 @@ simulation:
   synthetic: {base_rps: 100, peak_rps: 1500, spike_every: 20m, spike_rise: 2m, spike_decay: 5m}
 `
 
-// simulates reads simulated worlds, as the command does.
-var simulates = Simulates(func(world, simulation *yaml.Node, cfg autoscaler.Config) (World, error) {
-	return sim.ReadAgentWorld(world, simulation, cfg)
-})
-
-// setSpeed runs a parsed simulated world at speed.
-func setSpeed(cfg Config, speed float64) { cfg.world.(*sim.AgentWorld).World.Speed = &speed }
+// setSpeed runs a parsed simulated world at speed: its world section
+// says so, as if the file had.
+func setSpeed(t *testing.T, cfg *config.File, speed float64) {
+	t.Helper()
+	w := map[string]any{}
+	if err := cfg.World.Decode(&w); err != nil {
+		t.Fatal(err)
+	}
+	w["speed"] = speed
+	if err := cfg.World.Encode(w); err != nil {
+		t.Fatal(err)
+	}
+}
 
 // On a simulated world the agent acts: it clones when a spike comes and
 // detaches when it has passed, in real time sped up, and serves what it
 // did as a real agent does.
 func TestASimulatedWorldExpandsAndContracts(t *testing.T) {
-	cfg, err := Parse([]byte(simulatedFile), "sim.yaml", simulates)
+	cfg, err := config.Parse([]byte(simulatedFile), "sim.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,11 +96,11 @@ func TestASimulatedWorldExpandsAndContracts(t *testing.T) {
 // An operator clones a node of their choice and detaches another through
 // the API; each is a decision recorded with their name, and runs.
 func TestAnOperatorClonesAndDetachesThroughTheAPI(t *testing.T) {
-	cfg, err := Parse([]byte(simulatedFile), "sim.yaml", simulates)
+	cfg, err := config.Parse([]byte(simulatedFile), "sim.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	setSpeed(cfg, 60)
+	setSpeed(t, &cfg, 60)
 	a := runAgent(t, cfg)
 
 	post := func(path, body string) (int, plan.DecisionRecord) {
@@ -156,14 +160,14 @@ func TestAnOperatorClonesAndDetachesThroughTheAPI(t *testing.T) {
 // (120 simulated minutes at the defaults' speed; run here 20 times as
 // fast).
 func TestTheEmbeddedDefaultsExpandAndContractWithinTwoMinutes(t *testing.T) {
-	cfg, err := Parse(SimulatedDefaults, "embedded defaults", simulates)
+	cfg, err := config.Parse(SimulatedDefaults, "embedded defaults")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if w := cfg.world.(*sim.AgentWorld); *w.World.Speed != 60 {
+	if w := worldOf(t, cfg).(*sim.AgentWorld); *w.World.Speed != 60 {
 		t.Fatalf("the defaults run at ×%v; this test assumes ×60", *w.World.Speed)
 	}
-	setSpeed(cfg, 1200)
+	setSpeed(t, &cfg, 1200)
 	a := runAgent(t, cfg)
 	count := func(kind string) float64 {
 		return operationsFinished(t, a, "web", kind, "done")
@@ -180,11 +184,11 @@ func TestTheEmbeddedDefaultsExpandAndContractWithinTwoMinutes(t *testing.T) {
 // On a simulated world the API stamps its writes with the world's clock,
 // as the decisions are: the audit trail and the settings sort with them.
 func TestASimulatedAgentStampsItsWritesWithTheWorldsClock(t *testing.T) {
-	cfg, err := Parse([]byte(simulatedFile), "sim.yaml", simulates)
+	cfg, err := config.Parse([]byte(simulatedFile), "sim.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	setSpeed(cfg, 600)
+	setSpeed(t, &cfg, 600)
 	a := runAgent(t, cfg)
 	ctx := context.Background()
 	deadline := time.Now().Add(10 * time.Second)
@@ -209,5 +213,20 @@ func TestASimulatedAgentStampsItsWritesWithTheWorldsClock(t *testing.T) {
 	// ×600: a second of this machine is 10 simulated minutes.
 	if gap := audits[0].At.Sub(recs[0].At).Abs(); gap > 30*time.Minute {
 		t.Errorf("the pause is stamped %s, the newest decision %s: %s apart", audits[0].At, recs[0].At, gap)
+	}
+}
+
+// The agent acts on a simulated world only when it is given one (the
+// command makes it with package sim): it knows nothing of simulation.
+func TestASimulatedWorldNeedsItsMaker(t *testing.T) {
+	cfg, err := config.Parse([]byte("clusters: [{name: web, min: 1, max: 4}]\nworld: {kind: sim}\n"), "sim.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.Simulated() {
+		t.Fatal("world.kind sim is not simulated")
+	}
+	if _, err := New(cfg, Options{Listen: "127.0.0.1:0", Token: "t0k", Policy: defaultPolicy(t)}); err == nil || !strings.Contains(err.Error(), "cannot make a simulated world") {
+		t.Errorf("no maker: %v", err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mitosis-autoscaler/mitosis/config"
 	"github.com/mitosis-autoscaler/mitosis/internal/testenv"
 )
 
@@ -22,7 +23,7 @@ func serverCert(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
 // With api.tls the agent speaks only HTTPS (TLS 1.2 or later).
 func TestTheAPIOverTLS(t *testing.T) {
 	certFile, keyFile, pool := serverCert(t)
-	cfg, err := Parse([]byte(simulatedFile+"api:\n  tls: {cert_file: "+certFile+", key_file: "+keyFile+"}\n"), "tls.yaml", simulates)
+	cfg, err := config.Parse([]byte(simulatedFile+"api:\n  tls: {cert_file: "+certFile+", key_file: "+keyFile+"}\n"), "tls.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +44,7 @@ func TestTheAPIOverTLS(t *testing.T) {
 	if _, err := old.Get("https://" + a.Addr() + "/-/healthy"); err == nil {
 		t.Error("TLS 1.1 accepted")
 	}
-	if _, err := Parse([]byte(simulatedFile+"api:\n  tls: {cert_file: "+certFile+"}\n"), "tls.yaml", simulates); err == nil {
+	if _, err := config.Parse([]byte(simulatedFile+"api:\n  tls: {cert_file: "+certFile+"}\n"), "tls.yaml"); err == nil {
 		t.Error("a certificate without its key accepted")
 	}
 }

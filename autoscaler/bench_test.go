@@ -13,7 +13,7 @@ import (
 func BenchmarkTick(b *testing.B) {
 	for _, n := range []int{100, 1000} {
 		b.Run(fmt.Sprintf("nodes=%d", n), func(b *testing.B) {
-			cfg, err := Parse([]byte(fmt.Sprintf("clusters: [{name: web, max: %d}]", 2*n)), "bench.yaml")
+			cfg, err := parseConfig([]byte(fmt.Sprintf("clusters: [{name: web, max: %d}]", 2*n)), "bench.yaml")
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -47,7 +47,7 @@ func newRig(t *testing.T, pol PolicyEngine, edit func(*Config)) *rig {
 // node.
 func newRigOf(t *testing.T, pol PolicyEngine, edit func(*Config), apps ...string) *rig {
 	t.Helper()
-	cfg, err := Parse([]byte(testConfig), "test.yaml")
+	cfg, err := parseConfig([]byte(testConfig), "test.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -926,7 +926,7 @@ func (lb *clusterLB) Remove(ctx context.Context, n string) error {
 // dispatcher (Deps.Dispatchers), and New refuses a cluster without one
 // or a dispatcher for no cluster.
 func TestEachClusterActsThroughItsOwnDispatcher(t *testing.T) {
-	cfg, err := Parse([]byte(testConfig+`  - name: api
+	cfg, err := parseConfig([]byte(testConfig+`  - name: api
     min: 1
     max: 5
     cooldown: {up: 0s, down: 0s}

@@ -1,11 +1,14 @@
 package autoscaler
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"sync"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 
 	"github.com/mitosis-autoscaler/mitosis/metrics"
 	"github.com/mitosis-autoscaler/mitosis/node"
@@ -279,4 +282,20 @@ func (policyFunc) Version() string { return "test" }
 // always returns the same decision.
 func always(d plan.Decision) policyFunc {
 	return func(*policy.Input) (plan.Decision, error) { return d, nil }
+}
+
+// parseConfig reads a test's configuration as package config does (which
+// the controller's own tests cannot import: it imports the controller).
+func parseConfig(data []byte, name string) (Config, error) {
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		return Config{}, fmt.Errorf("%s: %w", name, err)
+	}
+	c.ApplyDefaults()
+	if err := c.Validate(); err != nil {
+		return Config{}, fmt.Errorf("%s: %w", name, err)
+	}
+	return c, nil
 }

@@ -38,7 +38,7 @@ func newTrio(t *testing.T, pol PolicyEngine) *trio {
 		_, tr.trans[id] = raft.NewInmemTransport(raft.ServerAddress(id))
 	}
 	tr.heal()
-	cfg, err := Parse([]byte(testConfig), "test.yaml")
+	cfg, err := parseConfig([]byte(testConfig), "test.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -256,7 +256,7 @@ func TestLeaderLossAtEveryStep(t *testing.T) {
 						tr.w.addNode(tr.stores[old], "web", id, "app", "h1")
 					}
 					loss := &lossAt{Registry: tr.stores[old], step: step, after: after, cut: func() { tr.cut(old) }}
-					cfg, _ := Parse([]byte(testConfig), "test.yaml")
+					cfg, _ := parseConfig([]byte(testConfig), "test.yaml")
 					oldCtl, err := New(cfg, Deps{Registry: loss, Metrics: tr.w, Policy: always(dec), Hypervisor: tr.w,
 						Dispatcher: tr.w, Nodes: tr.w, Clock: tr.w, Fence: tr.stores[old].Term})
 					if err != nil {

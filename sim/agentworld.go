@@ -11,6 +11,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/mitosis-autoscaler/mitosis/autoscaler"
+	"github.com/mitosis-autoscaler/mitosis/config"
 )
 
 // WorldConfig is the world section of an agent's file that acts on a
@@ -47,7 +48,7 @@ type AgentWorld struct {
 func ReadAgentWorld(world, simulation *yaml.Node, cfg autoscaler.Config) (*AgentWorld, error) {
 	w := &AgentWorld{Config: cfg}
 	if world != nil && world.Kind != 0 {
-		if _, err := decodeStrict(world, &w.World, nil); err != nil {
+		if err := config.DecodeNode(world, &w.World); err != nil {
 			return nil, fmt.Errorf("world: %s", yamlErrors(err))
 		}
 	}
@@ -90,6 +91,12 @@ func ReadAgentWorld(world, simulation *yaml.Node, cfg autoscaler.Config) (*Agent
 		return nil, fmt.Errorf("simulation.initial_nodes: %d is above clusters[0] (%s).max %d", w.Params.InitialNodes, cl.Name, cl.Max)
 	}
 	return w, nil
+}
+
+// WorldOf reads the simulated world of an agent's file (world.kind sim),
+// from its world and simulation sections.
+func WorldOf(f config.File) (*AgentWorld, error) {
+	return ReadAgentWorld(&f.World, &f.Simulation, f.Config)
 }
 
 // Open makes the world over reg, registering its first nodes there, and

@@ -4,13 +4,12 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"reflect"
-	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
 
 	"github.com/mitosis-autoscaler/mitosis/autoscaler"
+	"github.com/mitosis-autoscaler/mitosis/config"
 )
 
 // Duration is a duration written as "30s" in YAML (the autoscaler's).
@@ -48,43 +47,23 @@ func (z zeroKeys) defaultFloat(v *float64, bit zeroKeys, d float64) {
 }
 
 // decodeStrict decodes a mapping into v (a pointer to a struct of
-// yaml-tagged fields) as autoscaler.DecodeStrict would: the decoder does
-// not check the keys under a type that unmarshals itself, so they are
-// checked here. It returns the keys given as 0 among zeroable (key →
-// field), as bits.
+// yaml-tagged fields) with config.DecodeNode, which refuses keys v does
+// not have, and returns the keys given as 0 among zeroable (key → field),
+// as bits.
 func decodeStrict(n *yaml.Node, v any, zeroable map[string]zeroKeys) (zeroKeys, error) {
-	known := map[string]bool{"<<": true}
-	t := reflect.TypeOf(v).Elem()
-	for i := range t.NumField() {
-		if name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ","); name != "" && name != "-" {
-			known[name] = true
-		}
+	if err := config.DecodeNode(n, v); err != nil {
+		return 0, err
 	}
-	var msgs []string
 	var zero zeroKeys
 	if n.Kind == yaml.MappingNode {
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, val := n.Content[i], n.Content[i+1]
-			if !known[k.Value] {
-				msgs = append(msgs, fmt.Sprintf("line %d: field %s not found in type %s", k.Line, k.Value, t))
-				continue
-			}
 			if bit, ok := zeroable[k.Value]; ok && val.Kind == yaml.ScalarNode {
 				if f, err := parseYAMLFloat(val); err == nil && f == 0 {
 					zero |= bit
 				}
 			}
 		}
-	}
-	if err := n.Decode(v); err != nil {
-		te, ok := err.(*yaml.TypeError)
-		if !ok {
-			return 0, err
-		}
-		msgs = append(msgs, te.Errors...)
-	}
-	if len(msgs) > 0 {
-		return 0, &yaml.TypeError{Errors: msgs}
 	}
 	return zero, nil
 }
@@ -245,12 +224,14 @@ func (p Params) Validate() error {
 	return nil
 }
 
-// FileConfig is a simulation config file: the autoscaler's configuration
-// with a `simulation:` section for the world.
+// FileConfig is the view `mitosis simulate` takes of the agent's file
+// (config.File): the same controller schema, decoded by the same strict
+// decoder (config.DecodeStrict), with a `simulation:` section for the
+// world.
 type FileConfig struct {
 	autoscaler.Config `yaml:",inline"`
 	Simulation        Params `yaml:"simulation"`
-	// Hypervisor and Metrics are the agent's sections (package agent
+	// Hypervisor and Metrics are the agent's sections (package config
 	// checks them), taken and left alone so that the agent's own file
 	// simulates: the simulator brings its own hypervisor and metrics.
 	Hypervisor yaml.Node `yaml:"hypervisor"`
@@ -272,7 +253,7 @@ func (e *ConfigError) Unwrap() error { return e.Err }
 // it. The simulator drives exactly one cluster. Errors are *ConfigError.
 func ParseConfig(data []byte, name string) (FileConfig, error) {
 	var fc FileConfig
-	if err := autoscaler.DecodeStrict(data, &fc); err != nil {
+	if err := config.DecodeStrict(data, &fc); err != nil {
 		return FileConfig{}, &ConfigError{name, err}
 	}
 	fc.Config.ApplyDefaults()

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/mitosis-autoscaler/mitosis/autoscaler"
+	"github.com/mitosis-autoscaler/mitosis/config"
 	"github.com/mitosis-autoscaler/mitosis/dispatcher/haproxy"
 	"github.com/mitosis-autoscaler/mitosis/dispatcher/haproxy/haproxytest"
 	"github.com/mitosis-autoscaler/mitosis/hypervisor"
@@ -159,7 +160,7 @@ func (w *world) controllerWith(t *testing.T, reg autoscaler.Registry, k *knob, e
 	if extra == "" {
 		extra = "    prepare: {deadline: 10s, mode: suspend}\n"
 	}
-	cfg, err := autoscaler.Parse([]byte(e2eConfig+extra), "e2e.yaml")
+	cfg, err := config.ParseController([]byte(e2eConfig+extra), "e2e.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}

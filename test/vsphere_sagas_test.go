@@ -33,6 +33,7 @@ import (
 	"github.com/vmware/govmomi/vim25/types"
 
 	"github.com/mitosis-autoscaler/mitosis/autoscaler"
+	"github.com/mitosis-autoscaler/mitosis/config"
 	"github.com/mitosis-autoscaler/mitosis/dispatcher/haproxy"
 	"github.com/mitosis-autoscaler/mitosis/dispatcher/haproxy/haproxytest"
 	"github.com/mitosis-autoscaler/mitosis/hypervisor"
@@ -225,7 +226,7 @@ func (w *vsphereWorld) expandWithoutAddress(t *testing.T) {
 func vsphereController(t *testing.T, reg autoscaler.Registry, hv autoscaler.Hypervisor, disp autoscaler.Dispatcher,
 	nodes autoscaler.NodeAPI, host string, log *slog.Logger) *autoscaler.Controller {
 	t.Helper()
-	cfg, err := autoscaler.Parse(fmt.Appendf(nil, `
+	cfg, err := config.ParseController(fmt.Appendf(nil, `
 tick: 1s
 clusters:
   - name: web
@@ -369,7 +370,7 @@ func simVM(t *testing.T, sim *vspheretest.Sim, name string) vspheretest.VM {
 
 // guestedVSphere is the vSphere back-end as the controller gets it here:
 // the node API's port added to the guests' bare IPs, as the agent does
-// (agent/acting.go, withPort), and the guests following what the
+// (agent/backends, withPort), and the guests following what the
 // back-end does to their VMs.
 type guestedVSphere struct {
 	vs *vsphere.Client

@@ -9,10 +9,8 @@ import (
 	"path/filepath"
 	"testing"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/mitosis-autoscaler/mitosis/agent"
-	"github.com/mitosis-autoscaler/mitosis/autoscaler"
+	"github.com/mitosis-autoscaler/mitosis/config"
 	"github.com/mitosis-autoscaler/mitosis/policies"
 	"github.com/mitosis-autoscaler/mitosis/policy"
 	"github.com/mitosis-autoscaler/mitosis/sim"
@@ -53,10 +51,11 @@ func Start(t testing.TB) Agent {
 			t.Fatal(err)
 		}
 	}
-	cfg, err := agent.Parse([]byte(Quiet+"api:\n  tokens: [{name: viewer, role: read, file: "+ag.ReaderFile+"}]\n"), "agenttest.yaml",
-		agent.Simulates(func(world, simulation *yaml.Node, cfg autoscaler.Config) (agent.World, error) {
-			return sim.ReadAgentWorld(world, simulation, cfg)
-		}))
+	cfg, err := config.Parse([]byte(Quiet+"api:\n  tokens: [{name: viewer, role: read, file: "+ag.ReaderFile+"}]\n"), "agenttest.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	world, err := sim.WorldOf(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +63,7 @@ func Start(t testing.TB) Agent {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := agent.New(cfg, agent.Options{Listen: "127.0.0.1:0", Token: ag.AdminToken, Policy: engine, Version: "test"})
+	a, err := agent.New(cfg, agent.Options{Listen: "127.0.0.1:0", Token: ag.AdminToken, Policy: engine, Version: "test", World: world})
 	if err != nil {
 		t.Fatal(err)
 	}

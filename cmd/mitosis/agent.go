@@ -14,18 +14,17 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
-	"go.yaml.in/yaml/v3"
 
 	"github.com/mitosis-autoscaler/mitosis/agent"
-	"github.com/mitosis-autoscaler/mitosis/autoscaler"
+	"github.com/mitosis-autoscaler/mitosis/config"
 	"github.com/mitosis-autoscaler/mitosis/policies"
 	"github.com/mitosis-autoscaler/mitosis/sim"
 )
 
 func newAgentCmd() *cobra.Command {
 	var (
-		config, policyDir, listen, tokenFile, logLevel string
-		dryRun, simulate                               bool
+		configFile, policyDir, listen, tokenFile, logLevel string
+		dryRun, simulate                                   bool
 	)
 	cmd := &cobra.Command{
 		Use:   "agent (--config FILE --token-file FILE | --simulate) [flags]",
@@ -45,7 +44,7 @@ simulated minute every second. Without --token-file it makes a token and prints 
   mitosis agent --simulate`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if config == "" && !simulate {
+			if configFile == "" && !simulate {
 				return withCode(2, errors.New("--config is required (or --simulate, for a simulated world on the embedded defaults)"))
 			}
 			var level slog.Level
@@ -53,22 +52,35 @@ simulated minute every second. Without --token-file it makes a token and prints 
 				return withCode(2, fmt.Errorf("--log-level: %q is not debug, info, warn or error", logLevel))
 			}
 			log := slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
-			opts := []agent.ParseOption{agent.Simulates(simulatedWorld)}
+			var opts []config.ParseOption
 			if dryRun { // before the file is checked: a dry run needs less
-				opts = append(opts, agent.AsDryRun())
+				opts = append(opts, config.AsDryRun())
 			}
-			var cfg agent.Config
+			file := configFile
+			if file == "" {
+				file = "embedded defaults"
+			}
+			var cfg config.File
 			var err error
-			if config != "" {
-				cfg, err = agent.LoadFile(config, opts...)
+			if configFile != "" {
+				cfg, err = config.LoadFile(configFile, opts...)
 			} else {
-				cfg, err = agent.Parse(agent.SimulatedDefaults, "embedded defaults", opts...)
+				cfg, err = config.Parse(agent.SimulatedDefaults, file, opts...)
 			}
 			if err != nil {
 				return withCode(2, err)
 			}
+			var world agent.World
+			if cfg.Simulated() {
+				// The agent acts on it as on machines, and knows nothing of sim.
+				w, err := sim.WorldOf(cfg)
+				if err != nil {
+					return withCode(2, fmt.Errorf("%s: %w", file, err))
+				}
+				world = w
+			}
 			if simulate && !cfg.Simulated() {
-				return withCode(2, fmt.Errorf("--simulate: %s: its world is machines (world.kind is not sim)", config))
+				return withCode(2, fmt.Errorf("--simulate: %s: its world is machines (world.kind is not sim)", configFile))
 			}
 			token, made, err := readToken(tokenFile, cfg.Simulated(), len(cfg.API.Tokens) > 0)
 			if err != nil {
@@ -80,14 +92,8 @@ simulated minute every second. Without --token-file it makes a token and prints 
 			}
 			// Params the policy refuses would fail every tick: refuse the
 			// file now, naming it.
-			for i, cl := range cfg.Clusters {
-				if err := engine.CheckParams(context.Background(), cl.PolicyParams); err != nil {
-					file := config
-					if file == "" {
-						file = "embedded defaults"
-					}
-					return withCode(2, fmt.Errorf("%s: clusters[%d] (%s).policy_params: %w", file, i, cl.Name, err))
-				}
+			if err := config.CheckPolicyParams(context.Background(), engine, cfg.Clusters); err != nil {
+				return withCode(2, fmt.Errorf("%s: %w", file, err))
 			}
 			files, err := policyFiles(policyDir)
 			if err != nil {
@@ -95,6 +101,7 @@ simulated minute every second. Without --token-file it makes a token and prints 
 			}
 			a, err := agent.New(cfg, agent.Options{
 				Listen: listen, DryRun: dryRun, Token: token, Policy: engine, PolicyFiles: files, Version: version, Log: log,
+				World: world,
 			})
 			if err != nil {
 				return withCode(2, err)
@@ -114,7 +121,7 @@ simulated minute every second. Without --token-file it makes a token and prints 
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&config, "config", "", "the agent's configuration file (YAML)")
+	f.StringVar(&configFile, "config", "", "the agent's configuration file (YAML)")
 	f.StringVar(&policyDir, "policy", "", "directory of Rego policies (default: the embedded default policy)")
 	f.StringVar(&listen, "listen", "127.0.0.1:9808", "HTTP address of /metrics, /-/healthy, /-/ready and /v1/")
 	f.StringVar(&tokenFile, "token-file", "", "file holding an admin bearer token for the API (besides the file's api.tokens)")
@@ -122,12 +129,6 @@ simulated minute every second. Without --token-file it makes a token and prints 
 	f.BoolVar(&dryRun, "dry-run", false, "decide and record, act on nothing")
 	f.BoolVar(&simulate, "simulate", false, "run on a simulated world (the embedded defaults, or a --config with world.kind sim)")
 	return cmd
-}
-
-// simulatedWorld makes the simulated world a file chooses: the agent
-// acts on it as on machines, and knows nothing of package sim.
-func simulatedWorld(world, simulation *yaml.Node, cfg autoscaler.Config) (agent.World, error) {
-	return sim.ReadAgentWorld(world, simulation, cfg)
 }
 
 // readToken reads the admin token from file. Without a file, an agent

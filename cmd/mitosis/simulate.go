@@ -1,7 +1,6 @@
 package main
 
 import (
-	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -11,8 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -21,10 +18,11 @@ import (
 	"golang.org/x/term"
 
 	"github.com/mitosis-autoscaler/mitosis/autoscaler"
-	"github.com/mitosis-autoscaler/mitosis/metrics/prometheus"
+	"github.com/mitosis-autoscaler/mitosis/config"
 	"github.com/mitosis-autoscaler/mitosis/policies"
 	"github.com/mitosis-autoscaler/mitosis/policy"
 	"github.com/mitosis-autoscaler/mitosis/sim"
+	"github.com/mitosis-autoscaler/mitosis/sim/workload"
 )
 
 type simulateFlags struct {
@@ -149,7 +147,7 @@ func runSimulate(ctx context.Context, stdout, stderr io.Writer, f simulateFlags)
 	case f.stepSet && f.step > sim.MaxStep:
 		return withCode(2, fmt.Errorf("--step %s: must be at most %s", f.step, sim.MaxStep))
 	}
-	load, err := simWorkload(ctx, f, fc)
+	load, err := workload.Make(ctx, f.workload(), fc)
 	if err != nil {
 		return withCode(2, err)
 	}
@@ -169,14 +167,13 @@ func runSimulate(ctx context.Context, stdout, stderr io.Writer, f simulateFlags)
 			return withCode(2, err)
 		}
 		// Refuse params the policy rejects now, not as an error on every tick.
-		for _, cl := range fc.Clusters {
-			if err := engine.CheckParams(ctx, cl.PolicyParams); err != nil {
-				where := "the default cluster"
-				if f.config != "" {
-					where = f.config
-				}
-				return withCode(2, fmt.Errorf("%s: cluster %s: policy_params: %w", where, cl.Name, err))
+		if err := config.CheckPolicyParams(ctx, engine, fc.Clusters); err != nil {
+			where := "the default cluster"
+			if f.config != "" {
+				where = f.config
 			}
+			pe := err.(*config.ParamsError)
+			return withCode(2, fmt.Errorf("%s: cluster %s: policy_params: %w", where, pe.Cluster, pe.Err))
 		}
 		opts[i] = sim.Options{
 			Label: r.label, Workload: load, Config: fc.Config, Params: fc.Simulation, Mode: r.mode,
@@ -242,6 +239,15 @@ func runSimulate(ctx context.Context, stdout, stderr io.Writer, f simulateFlags)
 	return nil
 }
 
+// workload is what the flags say of the load.
+func (f simulateFlags) workload() workload.Spec {
+	return workload.Spec{
+		Trace: f.trace, Synthetic: f.synthetic, Prometheus: f.prometheus, Query: f.query, From: f.from, To: f.to,
+		Config: f.config, Duration: f.duration, DurationSet: f.durationSet, Step: f.step, StepSet: f.stepSet,
+		Scale: f.scale, Seed: f.seed,
+	}
+}
+
 func writeFile(path string, write func(io.Writer) error) error {
 	fh, err := os.Create(path)
 	if err != nil {
@@ -277,166 +283,6 @@ func checkSimulateFlags(f simulateFlags) error {
 		return fmt.Errorf("--out %s: not a directory", f.out)
 	}
 	return nil
-}
-
-// cut replays only the first --duration of a trace or backtest, which must
-// be a whole number of its interval and no longer than it.
-func cut(w *sim.Workload, f simulateFlags) (*sim.Workload, error) {
-	switch {
-	case !f.durationSet:
-		return w, nil
-	case f.duration%w.Step != 0:
-		return nil, fmt.Errorf("--duration %s: must be a whole number of the workload's interval, %s", f.duration, w.Step)
-	case f.duration > w.Duration():
-		return nil, fmt.Errorf("--duration %s: longer than the workload, %s (%s)", f.duration, w.Duration(), w.Name)
-	case f.duration < w.Duration():
-		return w.Slice(w.Start, w.Start.Add(f.duration)), nil
-	}
-	return w, nil
-}
-
-// simWorkload reads the trace, queries Prometheus or makes the synthetic
-// workload, for the world of fc.
-func simWorkload(ctx context.Context, f simulateFlags, fc sim.FileConfig) (*sim.Workload, error) {
-	if f.prometheus == "" {
-		for _, fl := range []struct{ name, v string }{{"--query", f.query}, {"--from", f.from}, {"--to", f.to}} {
-			if fl.v != "" {
-				return nil, fmt.Errorf("%s goes with --prometheus", fl.name)
-			}
-		}
-	}
-	switch {
-	case f.prometheus != "" && (f.trace != "" || f.synthetic != ""):
-		return nil, errors.New("give one workload: --prometheus, --trace or --synthetic, not several")
-	case f.trace != "" && f.synthetic != "":
-		return nil, errors.New("give either --trace or --synthetic, not both")
-	case f.prometheus != "":
-		w, err := prometheusWorkload(ctx, f)
-		if err != nil {
-			return nil, err
-		}
-		return cut(w, f)
-	case f.trace != "":
-		fh, err := os.Open(f.trace)
-		if err != nil {
-			return nil, err
-		}
-		defer fh.Close()
-		var r io.Reader = fh
-		if strings.HasSuffix(f.trace, ".gz") { // traces are big: gzipped as they are kept
-			z, err := gzip.NewReader(fh)
-			if err != nil {
-				return nil, fmt.Errorf("--trace %s: %w", f.trace, err)
-			}
-			r = z
-		}
-		w, err := sim.ReadTrace(r, f.trace, sim.TraceOptions{Step: f.step, MinStep: fc.Simulation.Step.Duration, Scale: f.scale})
-		if err != nil {
-			return nil, err
-		}
-		return cut(w, f)
-	case f.synthetic != "":
-		w, err := sim.Synthetic(f.synthetic, fc.Simulation.Synthetic, f.duration, f.seed)
-		if err != nil && strings.HasPrefix(err.Error(), "duration ") {
-			return nil, fmt.Errorf("--%w", err)
-		}
-		return w, err
-	}
-	return nil, errors.New("give a workload: --trace FILE, --synthetic diurnal|spike|ramp or --prometheus URL --query PROMQL --from T --to T")
-}
-
-// defaultPrometheusStep is a backtest's step when --step is not given.
-const defaultPrometheusStep = time.Minute
-
-// prometheusWorkload runs the backtest's query over [--from, --to): a
-// series of requests per second, which the workload holds as requests per
-// step.
-func prometheusWorkload(ctx context.Context, f simulateFlags) (*sim.Workload, error) {
-	if f.query == "" {
-		return nil, errors.New("--prometheus needs --query PROMQL, one series of requests per second (e.g. 'sum(rate(http_requests_total[1m]))')")
-	}
-	if f.from == "" || f.to == "" {
-		return nil, errors.New("--prometheus needs --from and --to (RFC 3339 or Unix seconds)")
-	}
-	from, err := parseTime(f.from)
-	if err != nil {
-		return nil, fmt.Errorf("--from: %w", err)
-	}
-	to, err := parseTime(f.to)
-	if err != nil {
-		return nil, fmt.Errorf("--to: %w", err)
-	}
-	if !to.After(from) {
-		return nil, fmt.Errorf("--to %s: must be after --from %s", f.to, f.from)
-	}
-	step := f.step
-	if !f.stepSet {
-		step = defaultPrometheusStep
-	}
-	if step%time.Second != 0 {
-		return nil, fmt.Errorf("--step %s: a backtest's step must be a whole number of seconds", step)
-	}
-	cfg, err := prometheusConnection(f)
-	if err != nil {
-		return nil, err
-	}
-	s, err := prometheus.QueryRange(ctx, cfg, f.query, from, to, step, prometheus.RangeOptions{})
-	if err != nil {
-		return nil, err
-	}
-	w := &sim.Workload{
-		Name:   fmt.Sprintf("%s %s", f.prometheus, f.query),
-		Start:  s.Start,
-		Step:   s.Step,
-		Values: make([]float64, len(s.Values)),
-		Filled: s.Filled,
-	}
-	for i, v := range s.Values {
-		if v < 0 {
-			return nil, fmt.Errorf("query %q is %g at %s: requests per second must not be negative", f.query, v, s.Start.Add(time.Duration(i)*s.Step).UTC().Format(time.RFC3339))
-		}
-		w.Values[i] = v * step.Seconds() // per second → per step
-	}
-	return w, nil
-}
-
-// prometheusConnection is how to reach --prometheus: the --config's
-// metrics section's connection (timeout, credentials, TLS) when its url is
-// the same, else the URL alone with the defaults. Credentials are never
-// sent to another server than the one they are configured for.
-func prometheusConnection(f simulateFlags) (prometheus.Config, error) {
-	cfg := prometheus.Config{URL: f.prometheus}
-	if f.config == "" {
-		return cfg, nil
-	}
-	fc, err := sim.LoadConfig(f.config)
-	if err != nil {
-		return cfg, err
-	}
-	if fc.Metrics.IsZero() {
-		return cfg, nil
-	}
-	var m prometheus.Config
-	if err := fc.Metrics.Decode(&m); err != nil {
-		return cfg, fmt.Errorf("%s: metrics: %w", f.config, err)
-	}
-	if strings.TrimSuffix(m.URL, "/") != strings.TrimSuffix(f.prometheus, "/") {
-		return cfg, nil
-	}
-	m.URL = f.prometheus
-	return m, nil
-}
-
-// parseTime reads RFC 3339 or Unix seconds (fractions allowed).
-func parseTime(s string) (time.Time, error) {
-	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-		return t, nil
-	}
-	if f, err := strconv.ParseFloat(s, 64); err == nil && !math.IsNaN(f) && !math.IsInf(f, 0) && math.Abs(f) < 1e11 {
-		sec, frac := math.Modf(f)
-		return time.Unix(int64(sec), int64(math.Round(frac*1e9))).UTC(), nil
-	}
-	return time.Time{}, fmt.Errorf("%q is not a time (want RFC 3339, e.g. 2026-11-01T00:00:00Z, or Unix seconds)", s)
 }
 
 // simRuns are the runs the flags ask for.

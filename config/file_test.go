@@ -1,23 +1,13 @@
-package agent_test
+package config_test
 
 import (
-	"context"
-	"crypto/tls"
-	"errors"
 	"fmt"
-	"log/slog"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/vmware/govmomi/simulator"
-	"go.yaml.in/yaml/v3"
-
-	"github.com/mitosis-autoscaler/mitosis/agent"
-	"github.com/mitosis-autoscaler/mitosis/autoscaler"
-	"github.com/mitosis-autoscaler/mitosis/hypervisor"
+	"github.com/mitosis-autoscaler/mitosis/config"
 	"github.com/mitosis-autoscaler/mitosis/sim"
 )
 
@@ -40,7 +30,7 @@ node_api: {token_file: /etc/mitosis/node-token, port: 8080}
 `
 
 func TestParseChoosesTheHypervisorByKind(t *testing.T) {
-	c, err := agent.Parse([]byte(base+`
+	c, err := config.Parse([]byte(base+`
 hypervisor:
   kind: libvirt
   libvirt: {uri: "qemu:///system", image_dir: /var/lib/mitosis/images, host: kvm-1}
@@ -61,7 +51,7 @@ hypervisor:
 	if err := os.WriteFile(creds, []byte("mitosis@vsphere.local\nhunter2\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	v, err := agent.Parse([]byte(base+`
+	v, err := config.Parse([]byte(base+`
 hypervisor:
   kind: vsphere
   vsphere: {url: "https://vc.example.com/sdk", datacenter: dc1, folder: clones, credentials_file: `+creds+`, address_wait: 2m}
@@ -76,18 +66,18 @@ hypervisor:
 
 func TestParseNeedsMetrics(t *testing.T) {
 	noMetrics := strings.Split(base, "metrics:")[0] + "hypervisor: {kind: libvirt, libvirt: {uri: 'test:///default', image_dir: /tmp}}\n"
-	if _, err := agent.Parse([]byte(noMetrics), "agent.yaml"); err == nil || !strings.Contains(err.Error(), "metrics: url: required") {
+	if _, err := config.Parse([]byte(noMetrics), "agent.yaml"); err == nil || !strings.Contains(err.Error(), "metrics: url: required") {
 		t.Errorf("no metrics section: %v", err)
 	}
 	badMatch := strings.Split(base, "metrics:")[0] + "metrics: {url: 'http://127.0.0.1:9090', queries: [{name: q, query: up, per_node: true, match: ip}]}\nhypervisor: {kind: libvirt, libvirt: {uri: 'test:///default', image_dir: /tmp}}\n"
-	if _, err := agent.Parse([]byte(badMatch), "agent.yaml"); err == nil || !strings.Contains(err.Error(), `metrics: queries[0].match: "ip"`) {
+	if _, err := config.Parse([]byte(badMatch), "agent.yaml"); err == nil || !strings.Contains(err.Error(), `metrics: queries[0].match: "ip"`) {
 		t.Errorf("a bad match: %v", err)
 	}
 }
 
 // A dry run touches no VM: it needs no hypervisor section.
 func TestADryRunNeedsNoHypervisor(t *testing.T) {
-	c, err := agent.Parse([]byte(base+"dry_run: true\nnodes: [{cluster: web, id: web-1, role: app, address: '127.0.0.1:8001'}]\n"), "agent.yaml")
+	c, err := config.Parse([]byte(base+"dry_run: true\nnodes: [{cluster: web, id: web-1, role: app, address: '127.0.0.1:8001'}]\n"), "agent.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +116,7 @@ func TestParseNamesWhatIsWrong(t *testing.T) {
 		{"a snapshot path without the state", "hypervisor: {kind: process, process: {dir: /tmp, command: [demo-node], snapshot: /-/snapshot}}", "hypervisor.process.snapshot"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := agent.Parse([]byte(base+c.yaml+"\n"+acts), "agent.yaml")
+			_, err := config.Parse([]byte(base+c.yaml+"\n"+acts), "agent.yaml")
 			if err == nil || !strings.Contains(err.Error(), c.want) || !strings.HasPrefix(err.Error(), "agent.yaml") {
 				t.Errorf("got %v, want an error from agent.yaml naming %q", err, c.want)
 			}
@@ -140,10 +130,10 @@ func TestParseNamesWhatIsWrong(t *testing.T) {
 // A dry run asked for on the command line counts before the file is
 // checked, as dry_run: true in the file does.
 func TestADryRunAskedForByTheCommandLineNeedsNoHypervisor(t *testing.T) {
-	if _, err := agent.Parse([]byte(base), "agent.yaml"); err == nil || !strings.Contains(err.Error(), "hypervisor.kind: required") {
+	if _, err := config.Parse([]byte(base), "agent.yaml"); err == nil || !strings.Contains(err.Error(), "hypervisor.kind: required") {
 		t.Fatalf("an agent that acts without a hypervisor: %v", err)
 	}
-	c, err := agent.Parse([]byte(base), "agent.yaml", agent.AsDryRun())
+	c, err := config.Parse([]byte(base), "agent.yaml", config.AsDryRun())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,10 +144,10 @@ func TestADryRunAskedForByTheCommandLineNeedsNoHypervisor(t *testing.T) {
 	if err := os.WriteFile(p, []byte(base), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := agent.LoadFile(p, agent.AsDryRun()); err != nil {
+	if _, err := config.LoadFile(p, config.AsDryRun()); err != nil {
 		t.Errorf("LoadFile as a dry run: %v", err)
 	}
-	if _, err := agent.Parse([]byte(base+"hypervisor: {kind: xen}\n"), "agent.yaml", agent.AsDryRun()); err == nil || !strings.Contains(err.Error(), `unknown kind "xen"`) {
+	if _, err := config.Parse([]byte(base+"hypervisor: {kind: xen}\n"), "agent.yaml", config.AsDryRun()); err == nil || !strings.Contains(err.Error(), `unknown kind "xen"`) {
 		t.Errorf("a bad hypervisor given in a dry run is still checked: %v", err)
 	}
 }
@@ -172,7 +162,7 @@ func TestADryRunChecksEachActingSectionOnItsOwn(t *testing.T) {
 		{"a dispatcher without its socket", "dispatcher: {kind: haproxy, haproxy: {backend: app}}", "agent.yaml: dispatcher.haproxy.socket: required"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := agent.Parse([]byte(base+"dry_run: true\n"+c.yaml+"\n"), "agent.yaml")
+			_, err := config.Parse([]byte(base+"dry_run: true\n"+c.yaml+"\n"), "agent.yaml")
 			if err == nil || !strings.HasPrefix(err.Error(), c.want) {
 				t.Errorf("got %v, want %q", err, c.want)
 			}
@@ -182,7 +172,7 @@ func TestADryRunChecksEachActingSectionOnItsOwn(t *testing.T) {
 		})
 	}
 	for _, ok := range []string{"node_api: {token_file: /etc/mitosis/node-token, port: 9100}", "dispatcher: {kind: haproxy, haproxy: {socket: /s, backend: app}}"} {
-		if _, err := agent.Parse([]byte(base+"dry_run: true\n"+ok+"\n"), "agent.yaml"); err != nil {
+		if _, err := config.Parse([]byte(base+"dry_run: true\n"+ok+"\n"), "agent.yaml"); err != nil {
 			t.Errorf("%s alone in a dry run: %v", ok, err)
 		}
 	}
@@ -207,14 +197,14 @@ func TestNodesThatCollideAreRefused(t *testing.T) {
 			`nodes[0].host: node web-1's "esx-9" is not one of cluster web's hosts (esx-1, esx-2)`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := agent.Parse([]byte(hosts+"dry_run: true\nnodes: ["+c.nodes+"]\n"), "agent.yaml")
+			_, err := config.Parse([]byte(hosts+"dry_run: true\nnodes: ["+c.nodes+"]\n"), "agent.yaml")
 			if err == nil || !strings.HasPrefix(err.Error(), "agent.yaml: "+c.want) {
 				t.Errorf("got %v, want %q", err, c.want)
 			}
 		})
 	}
 	// A cluster that lists no hosts takes any; IPv6 addresses are fine.
-	if _, err := agent.Parse([]byte(base+"dry_run: true\nnodes: [{cluster: web, id: web-1, role: app, host: esx-9, address: '[fd00::1]:8080', vm: a}, {cluster: web, id: web-2, role: app, address: 'web-2.example:8080', vm: b}]\n"), "agent.yaml"); err != nil {
+	if _, err := config.Parse([]byte(base+"dry_run: true\nnodes: [{cluster: web, id: web-1, role: app, host: esx-9, address: '[fd00::1]:8080', vm: a}, {cluster: web, id: web-2, role: app, address: 'web-2.example:8080', vm: b}]\n"), "agent.yaml"); err != nil {
 		t.Errorf("distinct nodes: %v", err)
 	}
 }
@@ -249,20 +239,20 @@ func TestAnAgentThatActsNeedsADispatcherAndTheNodeAPI(t *testing.T) {
 			if !strings.HasPrefix(yaml, twoClusters) {
 				yaml = base + yaml
 			}
-			_, err := agent.Parse([]byte(yaml), "agent.yaml")
+			_, err := config.Parse([]byte(yaml), "agent.yaml")
 			if err == nil || !strings.Contains(err.Error(), c.want) || !strings.HasPrefix(err.Error(), "agent.yaml") {
 				t.Errorf("got %v, want an error from agent.yaml naming %q", err, c.want)
 			}
 		})
 	}
-	two, err := agent.Parse([]byte(twoClusters+libvirt+node+"dispatcher: {kind: haproxy, clusters: {web: {socket: /s, backend: web}, db: {socket: /s, backend: db}}}\n"), "agent.yaml")
+	two, err := config.Parse([]byte(twoClusters+libvirt+node+"dispatcher: {kind: haproxy, clusters: {web: {socket: /s, backend: web}, db: {socket: /s, backend: db}}}\n"), "agent.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if b := two.Dispatcher.Clusters; len(b) != 2 || b["db"].Backend != "db" || b["web"].Socket != "/s" {
 		t.Errorf("a backend per cluster: %+v", b)
 	}
-	c, err := agent.Parse([]byte(base+node+haproxy+"hypervisor: {kind: process, process: {dir: /tmp, command: [demo-node, --listen, '{address}']}}\n"), "agent.yaml")
+	c, err := config.Parse([]byte(base+node+haproxy+"hypervisor: {kind: process, process: {dir: /tmp, command: [demo-node, --listen, '{address}']}}\n"), "agent.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -274,72 +264,25 @@ func TestAnAgentThatActsNeedsADispatcherAndTheNodeAPI(t *testing.T) {
 	}
 }
 
-// The configuration opens a working back-end: vSphere, here govmomi's
-// simulator, which clones and destroys through it.
-func TestOpenHypervisorFromTheConfiguration(t *testing.T) {
-	model := simulator.VPX()
-	if err := model.Create(); err != nil {
-		t.Fatal(err)
+// parseSimulated reads a file as `mitosis agent` does: Parse, then, for
+// a simulated world, its maker (package sim's), the error naming the file.
+func parseSimulated(data []byte, name string) (config.File, error) {
+	c, err := config.Parse(data, name)
+	if err != nil || !c.Simulated() {
+		return c, err
 	}
-	t.Cleanup(model.Remove)
-	model.Service.TLS = new(tls.Config)
-	model.Service.Listen = &url.URL{Host: "127.0.0.1:0", User: url.UserPassword("mitosis", "s3cret")}
-	srv := model.Service.NewServer()
-	t.Cleanup(srv.Close)
-	ca, err := srv.CertificateFile()
-	if err != nil {
-		t.Fatal(err)
+	if _, err := sim.WorldOf(c); err != nil {
+		return config.File{}, fmt.Errorf("%s: %w", name, err)
 	}
-	creds := filepath.Join(t.TempDir(), "vsphere")
-	if err := os.WriteFile(creds, []byte("mitosis\ns3cret\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	template := model.Map().Any("VirtualMachine").(*simulator.VirtualMachine).Name
-	c, err := agent.Parse(fmt.Appendf(nil, "%shypervisor:\n  kind: vsphere\n  vsphere: {url: %q, ca_file: %q, credentials_file: %q}\n%s",
-		base, "https://"+srv.URL.Host+"/sdk", ca, creds, acts), "agent.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	hv, closeHV, err := agent.OpenHypervisor(ctx, c.Hypervisor, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeHV(ctx)
-	vm, err := hv.Clone(ctx, hypervisor.CloneRequest{Operation: "op-1", Name: "mitosis-op-1", Template: template, Fence: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if vm.Name != "mitosis-op-1" || vm.Operation != "op-1" || !vm.Running {
-		t.Errorf("clone: %+v", vm)
-	}
-	if err := hv.Destroy(ctx, vm.Name); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := hv.Lookup(ctx, vm.Name); !errors.Is(err, hypervisor.ErrNotFound) {
-		t.Errorf("after destroy: %v", err)
-	}
+	return c, nil
 }
 
-func TestOpenHypervisorFailsClearly(t *testing.T) {
-	_, _, err := agent.OpenHypervisor(context.Background(), agent.HypervisorConfig{Kind: "libvirt", Libvirt: nil}, nil)
-	if err == nil || !strings.Contains(err.Error(), "hypervisor.libvirt: required") {
-		t.Errorf("no section: %v", err)
-	}
-}
-
-// The agent reads a simulated world only with a maker (the command's,
-// package sim's), which checks the world's own keys; the agent checks that
-// nothing real is configured beside it.
+// A simulated world's own keys are its maker's to check (package sim's);
+// the file's, that nothing real is configured beside it. (That the agent
+// needs a maker: agent's TestASimulatedWorldNeedsItsMaker.)
 func TestASimulatedWorldIsCheckedWithItsDefaults(t *testing.T) {
 	head := "clusters: [{name: web, min: 1, max: 4}]\n"
-	simulates := agent.Simulates(func(world, simulation *yaml.Node, cfg autoscaler.Config) (agent.World, error) {
-		return sim.ReadAgentWorld(world, simulation, cfg)
-	})
-	if _, err := agent.Parse([]byte(head+"world: {kind: sim}\n"), "sim.yaml"); err == nil || !strings.Contains(err.Error(), "cannot make a simulated world") {
-		t.Errorf("no maker: %v", err)
-	}
-	c, err := agent.Parse([]byte(head+"world: {kind: sim}\n"), "sim.yaml", simulates)
+	c, err := parseSimulated([]byte(head+"world: {kind: sim}\n"), "sim.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -357,16 +300,16 @@ func TestASimulatedWorldIsCheckedWithItsDefaults(t *testing.T) {
 		{"world: {kind: sim}\nraft: {node_id: a1, bind: '127.0.0.1:7001', data_dir: /tmp/unused, bootstrap: true, peers: [{id: a1, address: '127.0.0.1:7001'}]}", "raft: not with world.kind sim"},
 		{"world: sim", "world: line 2: want a section such as {kind: sim}"},
 	} {
-		if _, err := agent.Parse([]byte(head+bad.yaml+"\n"), "sim.yaml", simulates); err == nil || !strings.Contains(err.Error(), bad.want) || !strings.HasPrefix(err.Error(), "sim.yaml: ") {
+		if _, err := parseSimulated([]byte(head+bad.yaml+"\n"), "sim.yaml"); err == nil || !strings.Contains(err.Error(), bad.want) || !strings.HasPrefix(err.Error(), "sim.yaml: ") {
 			t.Errorf("%s: error %v, want one from sim.yaml naming %q", bad.yaml, err, bad.want)
 		}
 	}
-	if _, err := agent.Parse([]byte(head+"world: {kind: sim}\nsimulation: {initial_nodes: 50}\n"), "sim.yaml", simulates); err == nil ||
+	if _, err := parseSimulated([]byte(head+"world: {kind: sim}\nsimulation: {initial_nodes: 50}\n"), "sim.yaml"); err == nil ||
 		!strings.HasPrefix(err.Error(), "sim.yaml: simulation.initial_nodes: 50 is above clusters[0] (web).max 4") {
 		t.Errorf("more initial nodes than the max: %v", err)
 	}
 	two := "clusters: [{name: a, max: 2}, {name: b, max: 2}]\nworld: {kind: sim}\n"
-	if _, err := agent.Parse([]byte(two), "sim.yaml", simulates); err == nil || !strings.Contains(err.Error(), "exactly one cluster") {
+	if _, err := parseSimulated([]byte(two), "sim.yaml"); err == nil || !strings.Contains(err.Error(), "exactly one cluster") {
 		t.Errorf("two clusters: %v", err)
 	}
 }
@@ -399,7 +342,7 @@ func TestParseNamesTheFileOfABadMetricsSecretOrTLSFile(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			yaml := head + "metrics:\n" + c.metrics + query + "dry_run: true\n"
-			if _, err := agent.Parse([]byte(yaml), "agent.yaml"); err == nil || !strings.HasPrefix(err.Error(), c.want) {
+			if _, err := config.Parse([]byte(yaml), "agent.yaml"); err == nil || !strings.HasPrefix(err.Error(), c.want) {
 				t.Errorf("got %v, want %q", err, c.want)
 			}
 		})
@@ -440,7 +383,7 @@ raft:
 		{"an election below the heartbeat", section("127.0.0.1:7001", "  heartbeat_timeout: 1s\n  election_timeout: 500ms\n"), "raft.election_timeout: 500ms cannot be below the heartbeat timeout (raft.heartbeat_timeout, 1s)"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := agent.Parse([]byte(c.file), "raft.yaml")
+			_, err := config.Parse([]byte(c.file), "raft.yaml")
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Errorf("got %v, want %q", err, c.want)
 			}
@@ -451,7 +394,7 @@ raft:
 		"an advertised address":        section("0.0.0.0:7001", "  advertise: 127.0.0.1:7001\n", a1),
 		"raft's own defaults, spelled": section("127.0.0.1:7001", "  heartbeat_timeout: 1s\n  election_timeout: 1s\n  leader_lease_timeout: 500ms\n", a1),
 	} {
-		if _, err := agent.Parse([]byte(file), "raft.yaml"); err != nil {
+		if _, err := config.Parse([]byte(file), "raft.yaml"); err != nil {
 			t.Errorf("%s: %v", name, err)
 		}
 	}

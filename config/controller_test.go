@@ -1,4 +1,4 @@
-package autoscaler
+package config
 
 import (
 	"os"
@@ -6,19 +6,21 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mitosis-autoscaler/mitosis/autoscaler"
 )
 
-func TestParseConfig(t *testing.T) {
+func TestParseController(t *testing.T) {
 	tests := []struct {
 		name    string
 		yaml    string
 		wantErr string // "" = valid
-		check   func(t *testing.T, c Config)
+		check   func(t *testing.T, c autoscaler.Config)
 	}{
 		{
 			name: "defaults fill what is left out",
 			yaml: "clusters: [{name: web, max: 8}]",
-			check: func(t *testing.T, c Config) {
+			check: func(t *testing.T, c autoscaler.Config) {
 				cl := c.Clusters[0]
 				if c.Tick.Duration != 15*time.Second || cl.Cooldown.Down.Duration != 5*time.Minute ||
 					cl.Limits().MaxOpsPerTemplate != 1 || cl.ScalableRoles[0] != "app" || cl.Prepare.Mode != "suspend" {
@@ -29,7 +31,7 @@ func TestParseConfig(t *testing.T) {
 		{
 			name: "by default a cluster may divide: growth 2, unlimited cluster and host budgets",
 			yaml: "clusters: [{name: web, max: 8}]",
-			check: func(t *testing.T, c Config) {
+			check: func(t *testing.T, c autoscaler.Config) {
 				l := c.Clusters[0].Limits()
 				if l.MaxGrowth != 2 || l.MaxOpsPerCluster != 0 || l.MaxOpsPerHost != 0 || l.MaxOpsPerTemplate != 1 {
 					t.Errorf("defaults: %+v", l)
@@ -39,7 +41,7 @@ func TestParseConfig(t *testing.T) {
 		{
 			name: "growth is read and passed on",
 			yaml: "clusters: [{name: web, max: 8, growth: 1.5}]",
-			check: func(t *testing.T, c Config) {
+			check: func(t *testing.T, c autoscaler.Config) {
 				if g := c.Clusters[0].Limits().MaxGrowth; g != 1.5 {
 					t.Errorf("growth %g, want 1.5", g)
 				}
@@ -48,7 +50,7 @@ func TestParseConfig(t *testing.T) {
 		{
 			name: "an explicit growth of 0 is kept: unlimited",
 			yaml: "clusters: [{name: web, max: 8, growth: 0}]",
-			check: func(t *testing.T, c Config) {
+			check: func(t *testing.T, c autoscaler.Config) {
 				if g := c.Clusters[0].Limits().MaxGrowth; g != 0 {
 					t.Errorf("growth %g, want 0", g)
 				}
@@ -62,7 +64,7 @@ func TestParseConfig(t *testing.T) {
 		{
 			name: "an explicit zero is kept, not defaulted",
 			yaml: "clusters: [{name: web, max: 8, cooldown: {up: 0s}, budget: {cluster: 0}}]",
-			check: func(t *testing.T, c Config) {
+			check: func(t *testing.T, c autoscaler.Config) {
 				cl := c.Clusters[0]
 				if cl.Cooldown.Up.Duration != 0 || cl.Limits().MaxOpsPerCluster != 0 {
 					t.Errorf("explicit zeros lost: up %s budget %d", cl.Cooldown.Up, cl.Limits().MaxOpsPerCluster)
@@ -73,6 +75,7 @@ func TestParseConfig(t *testing.T) {
 		{name: "an unknown nested key is named", yaml: "clusters:\n  - name: a\n    max: 2\n    cooldown: {upp: 1s}", wantErr: `line 4: unknown key "upp"`},
 		{name: "min above max names min", yaml: "clusters: [{name: a, min: 5, max: 3}]", wantErr: "clusters[0] (a).min: 5 is above max 3"},
 		{name: "a bad duration is named with its line", yaml: "tick: soon\nclusters: [{name: a, max: 2}]", wantErr: `line 1: "soon" is not a duration`},
+		{name: "a mapping where a duration goes is named with its line", yaml: "clusters: [{name: a, max: 2}]\ntick: {a: 1}", wantErr: "line 2: want a duration such as 30s"},
 		{name: "no clusters", yaml: "tick: 5s", wantErr: "clusters: at least one cluster"},
 		{name: "a cluster without a name", yaml: "clusters: [{max: 2}]", wantErr: "clusters[0].name: must be set"},
 		{name: "a cluster twice", yaml: "clusters: [{name: a, max: 2}, {name: a, max: 3}]", wantErr: `"a" is used twice`},
@@ -99,7 +102,7 @@ func TestParseConfig(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := Parse([]byte(tt.yaml), "mitosis.yaml")
+			c, err := ParseController([]byte(tt.yaml), "mitosis.yaml")
 			if tt.wantErr == "" {
 				if err != nil {
 					t.Fatalf("unexpected error: %v", err)
@@ -115,32 +118,32 @@ func TestParseConfig(t *testing.T) {
 }
 
 func TestAbsentRolesAndAnEmptySecondDocumentAreFine(t *testing.T) {
-	c, err := Parse([]byte("clusters: [{name: a, max: 2, scalable_roles: }]\n---\n"), "mitosis.yaml")
+	c, err := ParseController([]byte("clusters: [{name: a, max: 2, scalable_roles: }]\n---\n"), "mitosis.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if r := c.Clusters[0].ScalableRoles; len(r) != 1 || r[0] != "app" {
 		t.Errorf("scalable_roles left empty: %v, want the default [app]", r)
 	}
-	any := ClusterConfig{Name: "a"}
-	listed := ClusterConfig{Name: "a", Hosts: []HostConfig{{Name: "h"}}}
+	any := autoscaler.ClusterConfig{Name: "a"}
+	listed := autoscaler.ClusterConfig{Name: "a", Hosts: []autoscaler.HostConfig{{Name: "h"}}}
 	if !any.HasHost("h") || !listed.HasHost("h") || listed.HasHost("other") {
 		t.Error("HasHost: a cluster that lists no hosts takes any; one that lists them, only those")
 	}
 }
 
 func TestDefaultConfigIsValid(t *testing.T) {
-	if err := DefaultConfig().Validate(); err != nil {
+	if err := autoscaler.DefaultConfig().Validate(); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func TestLoadFileNamesTheFile(t *testing.T) {
+func TestLoadControllerNamesTheFile(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "m.yaml")
 	if err := os.WriteFile(p, []byte("clusters: [{name: a, max: 0}]"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, err := LoadFile(p)
+	_, err := LoadController(p)
 	if err == nil || !strings.Contains(err.Error(), p+": clusters[0] (a).max") {
 		t.Fatalf("error %v", err)
 	}
@@ -149,11 +152,11 @@ func TestLoadFileNamesTheFile(t *testing.T) {
 // FuzzParseConfig: no input makes the parser panic, and whatever it
 // accepts is valid.
 func FuzzParseConfig(f *testing.F) {
-	f.Add([]byte(testConfig))
+	f.Add([]byte(controllerSeed))
 	f.Add([]byte("clusters: [{name: a, min: 5, max: 3}]"))
 	f.Add([]byte("tick: 1s\nclusters:\n - {name: x, max: 1, hosts: [{name: h, capacity: 2}]}"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		c, err := Parse(data, "fuzz.yaml")
+		c, err := ParseController(data, "fuzz.yaml")
 		if err != nil {
 			return
 		}
@@ -162,3 +165,18 @@ func FuzzParseConfig(f *testing.F) {
 		}
 	})
 }
+
+// controllerSeed is the controller tests' configuration (autoscaler's testConfig).
+const controllerSeed = `
+tick: 10s
+clusters:
+  - name: web
+    min: 1
+    max: 5
+    cooldown: {up: 0s, down: 0s}
+    stabilization: 0s
+    budget: {cluster: 4, template: 1, host: 0}
+    prepare: {deadline: 30s}
+    finalize: {deadline: 60s}
+    detach: {deadline: 60s}
+`

@@ -1,15 +1,8 @@
-// Package agent is the daemon: it reads its configuration file (the
-// controller's keys, autoscaler.Config, and a section per back-end), opens
-// the back-ends, runs the controller's loop and serves its own metrics and
-// decisions over HTTP (agent.go, telemetry.go).
-package agent
+package config
 
 import (
-	"context"
-	_ "embed"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
 	"strconv"
@@ -18,15 +11,13 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/mitosis-autoscaler/mitosis/autoscaler"
-	"github.com/mitosis-autoscaler/mitosis/hypervisor"
-	"github.com/mitosis-autoscaler/mitosis/hypervisor/libvirt"
-	"github.com/mitosis-autoscaler/mitosis/hypervisor/vsphere"
 	"github.com/mitosis-autoscaler/mitosis/metrics/prometheus"
 )
 
-// Config is the agent's configuration file: the controller's keys at the
-// top level, and a section per back-end.
-type Config struct {
+// File is the agent's configuration file: the controller's keys at the
+// top level, and a section per back-end. Parse makes one: decoded,
+// defaulted and checked.
+type File struct {
 	autoscaler.Config `yaml:",inline"`
 	Hypervisor        HypervisorConfig `yaml:"hypervisor"`
 	// Metrics is where the snapshots come from: the operator's Prometheus
@@ -41,45 +32,26 @@ type Config struct {
 	// without it the registry is in memory.
 	Raft *RaftConfig `yaml:"raft"`
 	// World is what the agent acts on: the machines of this file (the
-	// default), or a simulated world (kind: sim) whose keys, and the
-	// simulation section's (docs/simulation.md), the WorldMaker given to
-	// Parse reads: the agent itself knows nothing of simulation.
+	// default), or a simulated world (kind: sim). A simulated world's keys,
+	// and the simulation section's (docs/simulation.md), are kept as they
+	// are written for the world's maker (sim.ReadAgentWorld), which the
+	// command calls and hands the agent as an agent.World: neither this
+	// package nor the agent knows anything of simulation.
 	World      yaml.Node `yaml:"world"`
 	Simulation yaml.Node `yaml:"simulation"`
 	// Dispatcher and NodeAPI are what acting on real machines needs
-	// besides the hypervisor (acting.go); a dry run needs neither.
+	// besides the hypervisor (agent/backends opens them); a dry run needs neither.
 	Dispatcher *DispatcherConfig `yaml:"dispatcher"`
 	NodeAPI    *NodeAPIConfig    `yaml:"node_api"`
-
-	// world is the simulated world the file chooses, made by worlds.
-	world  World
-	worlds WorldMaker
 }
 
 // Simulated reports whether the agent acts on a simulated world instead
-// of machines (world.kind: sim).
-func (c Config) Simulated() bool { return c.world != nil }
-
-// World is a simulated world the agent acts on in place of machines.
-// Package sim makes one (cmd/mitosis hands its maker to Parse), so that
-// the agent runs the same loop on it as on machines.
-type World interface {
-	// Open starts the world over reg, where it registers its first nodes,
-	// and returns the controller's backends in it (all but the policy,
-	// the log and the observer) and its clock, whose waits advance it
-	// (and end with autoscaler.ErrWorldEnded when its load has run out).
-	Open(ctx context.Context, reg autoscaler.Registry) (autoscaler.Deps, autoscaler.Sleeper, error)
-	// Ended says how the world went, as log attributes, once it ended.
-	Ended() []any
+// of machines (world.kind: sim): World and Simulation are then its
+// sections, for the world's maker to read (sim.ReadAgentWorld).
+func (c File) Simulated() bool {
+	kind, err := c.worldKind()
+	return err == nil && kind == WorldSim
 }
-
-// A WorldMaker reads a simulated world from a file's world and
-// simulation sections, for the controller configuration cfg; its errors
-// name the key at fault.
-type WorldMaker func(world, simulation *yaml.Node, cfg autoscaler.Config) (World, error)
-
-// Simulates lets Parse read a file whose world is simulated, with make.
-func Simulates(make WorldMaker) ParseOption { return func(c *Config) { c.worlds = make } }
 
 // simMoved names the form that replaced hypervisor: {kind: sim}.
 const simMoved = "hypervisor.kind: sim is now a world of its own: write world: {kind: sim, speed: …} (the keys of hypervisor.sim), without a hypervisor section (docs/agent.md)"
@@ -91,7 +63,7 @@ const (
 )
 
 // worldKind is the file's world.kind: machines when it gives none.
-func (c Config) worldKind() (string, error) {
+func (c File) worldKind() (string, error) {
 	var w struct {
 		Kind string `yaml:"kind"`
 	}
@@ -126,7 +98,7 @@ type NodeConfig struct {
 // ids are given and unique, that an address given is a host:port and a
 // VM given is no other node's, and that a host given is one of the
 // cluster's hosts when it lists them.
-func (c Config) validateNodes() error {
+func (c File) validateNodes() error {
 	clusters := map[string]autoscaler.ClusterConfig{}
 	for _, cl := range c.Clusters {
 		clusters[cl.Name] = cl
@@ -187,88 +159,26 @@ func checkHostPort(addr string) error {
 	return nil
 }
 
-// HypervisorConfig chooses the hypervisor back-end by kind and holds its
-// settings; only the section of the kind chosen may be given.
-//
-//	hypervisor:
-//	  kind: libvirt
-//	  libvirt: {uri: "qemu:///system", image_dir: /var/lib/mitosis/images}
-type HypervisorConfig struct {
-	// Kind is vsphere, libvirt or process.
-	Kind    string          `yaml:"kind"`
-	VSphere *vsphere.Config `yaml:"vsphere"`
-	Libvirt *libvirt.Config `yaml:"libvirt"`
-	Process *ProcessConfig  `yaml:"process"`
-}
-
-// Kinds of hypervisor.
-const (
-	KindVSphere = "vsphere"
-	KindLibvirt = "libvirt"
-	// KindProcess runs each VM as a local process of an application
-	// server (demo-node, say): for demonstrations and tests (acting.go).
-	KindProcess = "process"
-)
-
-// Validate checks that the kind is known and that its section, and only
-// its, is given.
-func (h HypervisorConfig) Validate() error {
-	given := map[string]bool{KindVSphere: h.VSphere != nil, KindLibvirt: h.Libvirt != nil, KindProcess: h.Process != nil}
-	switch h.Kind {
-	case KindVSphere, KindLibvirt, KindProcess:
-	case "":
-		return errors.New("hypervisor.kind: required (vsphere, libvirt or process; or world: {kind: sim} for a simulated world)")
-	case "sim":
-		return errors.New(simMoved)
-	default:
-		return fmt.Errorf("hypervisor.kind: unknown kind %q (want vsphere, libvirt or process)", h.Kind)
-	}
-	if !given[h.Kind] {
-		return fmt.Errorf("hypervisor.%s: required when hypervisor.kind is %s", h.Kind, h.Kind)
-	}
-	for kind, ok := range given {
-		if ok && kind != h.Kind {
-			return fmt.Errorf("hypervisor.%s: given, but hypervisor.kind is %s", kind, h.Kind)
-		}
-	}
-	// Each back-end's own checks that need no connection, so that a dry
-	// run checks the section it is given, and an error names the file.
-	switch h.Kind {
-	case KindProcess:
-		h.Process.applyDefaults()
-		return h.Process.validate()
-	case KindVSphere:
-		if err := h.VSphere.Validate(); err != nil {
-			return fmt.Errorf("hypervisor.%w", err)
-		}
-	case KindLibvirt:
-		if err := h.Libvirt.Validate(); err != nil {
-			return fmt.Errorf("hypervisor.%w", err)
-		}
-	}
-	return nil
-}
-
 // ParseOption is what the command line says about a file that counts
 // before the file is checked.
-type ParseOption func(*Config)
+type ParseOption func(*File)
 
 // AsDryRun checks the file as a dry run's (--dry-run), whatever its
 // dry_run says: it then needs no hypervisor, dispatcher or node API.
-func AsDryRun() ParseOption { return func(c *Config) { c.DryRun = true } }
+func AsDryRun() ParseOption { return func(c *File) { c.DryRun = true } }
 
 // Parse reads an agent configuration strictly (an unknown key anywhere
 // is an error naming it and its line), applies the defaults and checks
 // it; name labels errors.
-func Parse(data []byte, name string, opts ...ParseOption) (Config, error) {
+func Parse(data []byte, name string, opts ...ParseOption) (File, error) {
 	c, err := parse(data, opts)
 	if err != nil {
-		return Config{}, fmt.Errorf("%s: %w", name, err)
+		return File{}, fmt.Errorf("%s: %w", name, err)
 	}
 	return c, nil
 }
 
-func parse(data []byte, opts []ParseOption) (Config, error) {
+func parse(data []byte, opts []ParseOption) (File, error) {
 	var old struct {
 		Hypervisor struct {
 			Kind string `yaml:"kind"`
@@ -276,84 +186,84 @@ func parse(data []byte, opts []ParseOption) (Config, error) {
 	}
 	if yaml.Unmarshal(data, &old) == nil && old.Hypervisor.Kind == "sim" {
 		// The earlier form: its sim section would be the error named.
-		return Config{}, errors.New(simMoved)
+		return File{}, errors.New(simMoved)
 	}
-	var c Config
-	if err := autoscaler.DecodeStrict(data, &c); err != nil {
-		return Config{}, err
+	var c File
+	if err := DecodeStrict(data, &c); err != nil {
+		return File{}, err
 	}
 	for _, o := range opts {
 		o(&c)
 	}
 	c.Config.ApplyDefaults()
 	if err := c.Config.Validate(); err != nil {
-		return Config{}, err
+		return File{}, err
 	}
 	world, err := c.worldKind()
 	if err != nil {
-		return Config{}, err
+		return File{}, err
 	}
 	if world == WorldMachines && c.Simulation.Kind != 0 {
-		return Config{}, errors.New("simulation: given, but the world is machines: the section is for a simulated world (world: {kind: sim})")
+		return File{}, errors.New("simulation: given, but the world is machines: the section is for a simulated world (world: {kind: sim})")
 	}
 	// A dry run touches no VM: it needs no hypervisor, but a section
 	// given is still checked.
 	h := c.Hypervisor
 	if world == WorldMachines && (!c.DryRun || h.Kind != "" || h.VSphere != nil || h.Libvirt != nil || h.Process != nil) {
 		if err := h.Validate(); err != nil {
-			return Config{}, err
+			return File{}, err
 		}
 	}
 	if err := c.validateNodes(); err != nil {
-		return Config{}, err
+		return File{}, err
 	}
 	if err := c.API.validate(); err != nil {
-		return Config{}, err
+		return File{}, err
 	}
 	if c.Raft != nil {
 		if err := c.Raft.validate(); err != nil {
-			return Config{}, err
+			return File{}, err
 		}
 	}
 	if world == WorldSim {
 		if err := c.checkSimulated(); err != nil {
-			return Config{}, err
+			return File{}, err
 		}
 		return c, nil
 	}
 	c.Metrics.ApplyDefaults()
 	if err := c.Metrics.Validate(); err != nil {
-		return Config{}, fmt.Errorf("metrics: %w", err)
+		return File{}, fmt.Errorf("metrics: %w", err)
 	}
 	// Each section given is checked on its own, dry or not, so that its
 	// own error is the one named; an agent that acts needs them all.
 	if c.Dispatcher != nil {
 		if err := c.Dispatcher.validate(c.clusterNames()); err != nil {
-			return Config{}, err
+			return File{}, err
 		}
 	}
 	if c.NodeAPI != nil {
 		// The port first: a bad one is named even when the token file
 		// is missing too.
 		if p := c.NodeAPI.Port; p < 0 || p > 65535 {
-			return Config{}, fmt.Errorf("node_api.port: %d is not a port", p)
+			return File{}, fmt.Errorf("node_api.port: %d is not a port", p)
 		}
 		if err := c.NodeAPI.validate(); err != nil {
-			return Config{}, err
+			return File{}, err
 		}
 	}
 	switch {
 	case !c.DryRun:
-		if err := c.checkActing(); err != nil {
-			return Config{}, err
+		if err := c.CheckActing(); err != nil {
+			return File{}, err
 		}
 	case h.Kind == KindProcess && c.NodeAPI == nil:
-		return Config{}, errors.New("node_api: required by hypervisor.kind process (it asks the VMs for their state)")
+		return File{}, errors.New("node_api: required by hypervisor.kind process (it asks the VMs for their state)")
 	}
 	return c, nil
 }
 
-func (c Config) clusterNames() []string {
+func (c File) clusterNames() []string {
 	names := make([]string, len(c.Clusters))
 	for i, cl := range c.Clusters {
 		names[i] = cl.Name
@@ -363,9 +273,10 @@ func (c Config) clusterNames() []string {
 
 // checkSimulated checks that nothing real is configured beside a
 // simulated world (it brings its own nodes, metrics, hypervisor and load
-// balancer, in one agent's memory), then makes the world, whose maker
-// checks its own sections and the clusters it can simulate.
-func (c *Config) checkSimulated() error {
+// balancer, in one agent's memory). The world's own sections are its
+// maker's to read and check (sim.ReadAgentWorld): this package knows no
+// simulation.
+func (c *File) checkSimulated() error {
 	h := c.Hypervisor
 	switch {
 	case h.Kind != "" || h.VSphere != nil || h.Libvirt != nil || h.Process != nil:
@@ -378,56 +289,15 @@ func (c *Config) checkSimulated() error {
 		return errors.New("dispatcher, node_api: not with world.kind sim: the simulated world has its own")
 	case c.Raft != nil:
 		return errors.New("raft: not with world.kind sim: a simulated world lives in one agent's memory")
-	case c.worlds == nil:
-		return errors.New("world.kind: sim: this program cannot make a simulated world (mitosis agent can)")
 	}
-	w, err := c.worlds(&c.World, &c.Simulation, c.Config)
-	if err != nil {
-		return err
-	}
-	c.world = w
 	return nil
 }
 
 // LoadFile reads and parses an agent configuration file.
-func LoadFile(path string, opts ...ParseOption) (Config, error) {
+func LoadFile(path string, opts ...ParseOption) (File, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return Config{}, err
+		return File{}, err
 	}
 	return Parse(data, path, opts...)
 }
-
-// OpenHypervisor connects the back-end the configuration chooses. close
-// releases it.
-func OpenHypervisor(ctx context.Context, h HypervisorConfig, log *slog.Logger) (hv hypervisor.Hypervisor, close func(context.Context) error, err error) {
-	if err := h.Validate(); err != nil {
-		return nil, nil, err
-	}
-	switch h.Kind {
-	case KindVSphere:
-		cfg := *h.VSphere
-		cfg.Logger = log
-		c, err := vsphere.New(ctx, cfg)
-		if err != nil {
-			return nil, nil, fmt.Errorf("hypervisor vsphere: %w", err)
-		}
-		return c, c.Close, nil
-	case KindProcess:
-		return nil, nil, errors.New("hypervisor process: opened with the node API (openActors)")
-	default: // KindLibvirt, as Validate checked
-		cfg := *h.Libvirt
-		cfg.Logger = log
-		c, err := libvirt.New(ctx, cfg)
-		if err != nil {
-			return nil, nil, fmt.Errorf("hypervisor libvirt: %w", err)
-		}
-		return c, func(context.Context) error { return c.Close() }, nil
-	}
-}
-
-// SimulatedDefaults is the configuration `mitosis agent --simulate` runs
-// without a file: one cluster on a simulated world (simulated.yaml).
-//
-//go:embed simulated.yaml
-var SimulatedDefaults []byte

@@ -29,10 +29,7 @@ func (a *Agent) clone(w http.ResponseWriter, r *http.Request, p principal) error
 	if err := decode(r, &req); err != nil {
 		return err
 	}
-	if req.Template == "" {
-		return bad("template: required")
-	}
-	if err := a.knownNode(r.Context(), c, req.Template); err != nil {
+	if err := a.knownNode(r.Context(), c, "template", req.Template); err != nil {
 		return err
 	}
 	return a.manualReply(w, r, autoscaler.ManualRequest{Cluster: c, Action: plan.ActionExpand, Template: req.Template, By: p.Name})
@@ -48,18 +45,19 @@ func (a *Agent) detach(w http.ResponseWriter, r *http.Request, p principal) erro
 	if err := decode(r, &req); err != nil {
 		return err
 	}
-	if req.Node == "" {
-		return bad("node: required")
-	}
-	if err := a.knownNode(r.Context(), c, req.Node); err != nil {
+	if err := a.knownNode(r.Context(), c, "node", req.Node); err != nil {
 		return err
 	}
 	return a.manualReply(w, r, autoscaler.ManualRequest{Cluster: c, Action: plan.ActionContract, Node: req.Node, By: p.Name})
 }
 
-// knownNode is 404 for a node the cluster does not have: a mistyped name
-// is the operator's mistake, not a guardrail's refusal.
-func (a *Agent) knownNode(ctx context.Context, cluster, id string) error {
+// knownNode is 400 for a request's field that names no node, and 404 for
+// a node the cluster does not have: a mistyped name is the operator's
+// mistake, not a guardrail's refusal.
+func (a *Agent) knownNode(ctx context.Context, cluster, field, id string) error {
+	if id == "" {
+		return bad("%s: required", field)
+	}
 	st, err := a.reg.State(ctx, cluster)
 	if err != nil {
 		return err

@@ -85,15 +85,11 @@ func newOpsCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			list := []plan.Operation{}
-			for _, name := range names {
-				more, err := c.Operations(ctx, name, int(limit))
-				if err != nil {
-					return err
-				}
-				list = append(list, more...)
+			list, err := newestFirst(names, func(name string) ([]plan.Operation, error) { return c.Operations(ctx, name, int(limit)) },
+				func(op plan.Operation) time.Time { return op.CreatedAt })
+			if err != nil {
+				return err
 			}
-			slices.SortStableFunc(list, func(x, y plan.Operation) int { return y.CreatedAt.Compare(x.CreatedAt) })
 			all := len(a) == 0
 			return o.print(list, clusterColumn(all)+"ID\tKIND\tSTATUS\tSTEP\tTEMPLATE/NODE\tAGE\tERROR", func(tw io.Writer) {
 				for _, op := range list {
@@ -120,15 +116,11 @@ func newDecisionsCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			recs := []plan.DecisionRecord{}
-			for _, name := range names {
-				more, err := c.Decisions(ctx, name, int(limit))
-				if err != nil {
-					return err
-				}
-				recs = append(recs, more...)
+			recs, err := newestFirst(names, func(name string) ([]plan.DecisionRecord, error) { return c.Decisions(ctx, name, int(limit)) },
+				func(r plan.DecisionRecord) time.Time { return r.At })
+			if err != nil {
+				return err
 			}
-			slices.SortStableFunc(recs, func(x, y plan.DecisionRecord) int { return y.At.Compare(x.At) })
 			all := len(a) == 0
 			return o.print(recs, clusterColumn(all)+"AT\tACTION\tCOUNT\tOPS\tBY\tREASON", func(tw io.Writer) {
 				for _, r := range recs {
@@ -231,4 +223,19 @@ func whenAt(s string, now time.Time) (time.Time, error) {
 		return now.Add(-d), nil
 	}
 	return time.Time{}, fmt.Errorf("--at %q: want an RFC 3339 time or a duration ago such as 15m", s)
+}
+
+// newestFirst lists what list answers for each cluster named, newest first
+// by at, never nil (so that JSON shows [] rather than null).
+func newestFirst[T any](names []string, list func(cluster string) ([]T, error), at func(T) time.Time) ([]T, error) {
+	all := []T{}
+	for _, name := range names {
+		more, err := list(name)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, more...)
+	}
+	slices.SortStableFunc(all, func(x, y T) int { return at(y).Compare(at(x)) })
+	return all, nil
 }

@@ -138,6 +138,9 @@ func (l *Ledger) Decide(rec DecisionRecord, scaling ScalingState, ops []Operatio
 		}
 		seen[op.ID] = true
 	}
+	if err := l.checkCloneNames(ops); err != nil {
+		return DecisionRecord{}, err
+	}
 	l.seq++
 	rec = CloneDecisionRecord(rec)
 	rec.Seq = l.seq
@@ -153,6 +156,8 @@ func (l *Ledger) Decide(rec DecisionRecord, scaling ScalingState, ops []Operatio
 	if joined := l.scaling[rec.Cluster].LastJoin; joined.After(scaling.LastJoin) {
 		scaling.LastJoin = joined
 	}
+	// Likewise the clone numbers never go back, so no name is given twice.
+	scaling.Clones = max(scaling.Clones, l.scaling[rec.Cluster].Clones)
 	l.scaling[rec.Cluster] = scaling
 	for _, op := range ops {
 		l.ops[op.ID] = CloneOperation(op)
@@ -162,6 +167,36 @@ func (l *Ledger) Decide(rec DecisionRecord, scaling ScalingState, ops []Operatio
 		}
 	}
 	return CloneDecisionRecord(rec), nil
+}
+
+// checkCloneNames refuses expansions whose clone would have the name of a
+// node, or of the clone of an operation held or among ops: two VMs of one
+// name would make compensation unable to tell whose is whose.
+func (l *Ledger) checkCloneNames(ops []Operation) error {
+	names := map[string]string{} // clone name → operation id
+	for _, op := range ops {
+		if op.Kind != OpExpand || op.Clone == "" {
+			continue
+		}
+		if _, node := l.nodes[op.Clone]; node {
+			return fmt.Errorf("operation %s: clone name %s is a node's", op.ID, op.Clone)
+		}
+		if other, dup := names[op.Clone]; dup {
+			return fmt.Errorf("operations %s and %s: one clone name %s", other, op.ID, op.Clone)
+		}
+		names[op.Clone] = op.ID
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	for _, id := range l.opOrder {
+		if held := l.ops[id]; held.Kind == OpExpand {
+			if other, dup := names[CloneName(held)]; dup {
+				return fmt.Errorf("operation %s: clone name %s is operation %s's", other, CloneName(held), id)
+			}
+		}
+	}
+	return nil
 }
 
 // Transition moves operation id from t.From to t.To with the node changes
@@ -224,6 +259,14 @@ func (l *Ledger) putNode(n Node) {
 		l.nodeIDs = slices.Insert(l.nodeIDs, i, n.ID)
 	}
 	l.nodes[n.ID] = n
+	// A node named as the cluster's n-th clone (a clone, or an operator's
+	// node so named) moves the count past n: the name is never given to a
+	// clone, even after the node is gone.
+	if c, ok := cloneNumber(n.Cluster, n.ID); ok && c > l.scaling[n.Cluster].Clones {
+		s := l.scaling[n.Cluster]
+		s.Clones = c
+		l.scaling[n.Cluster] = s
+	}
 }
 
 func (l *Ledger) removeNode(id string) {

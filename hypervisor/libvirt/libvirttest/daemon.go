@@ -148,9 +148,12 @@ func (d *Daemon) makeDir(t testing.TB, prefix string) {
 }
 
 // run starts cmd (libvirtd, with its PID the command's), waits until the
-// socket answers, and registers the stop: the PIDs left() returns then
-// are killed first (libvirtd leaves its guests running when it exits),
-// then libvirtd.
+// socket answers, and registers the stop: the PIDs left() returns then,
+// and any other process started from the daemon's directory, are killed
+// first (libvirtd leaves its guests running when it exits), then
+// libvirtd, then once more what is left: a guest libvirtd was still
+// starting or restoring when the test ended (a loaded machine, a test
+// that failed mid-call) appears after the first look.
 func (d *Daemon) run(t testing.TB, cmd *exec.Cmd, left func() []int) {
 	t.Helper()
 	if err := cmd.Start(); err != nil {
@@ -159,12 +162,16 @@ func (d *Daemon) run(t testing.TB, cmd *exec.Cmd, left func() []int) {
 	d.PID = cmd.Process.Pid
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		pids := left()
+	kill := func() {
+		pids := append(left(), startedIn(d.Dir, d.PID)...)
 		for _, pid := range pids {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 		waitGone(pids)
+	}
+	t.Cleanup(func() {
+		defer kill() // libvirtd is gone: nothing starts a guest any more
+		kill()
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-exited:
@@ -282,10 +289,36 @@ func readPID(file string) int {
 	return pid
 }
 
-// waitGone waits (up to 10 s) until the killed processes are gone: a
-// QEMU takes a moment to give its memory back.
+// startedIn returns the processes, but libvirtd's (daemon), whose command
+// line names dir (a directory of one daemon's, made by MkdirTemp): its
+// guests name their pid file, monitor socket and disks there, so one whose
+// pid file is missing (not written yet, or removed) is still found.
+func startedIn(dir string, daemon int) []int {
+	entries, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == daemon || pid == os.Getpid() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		for _, arg := range bytes.Split(b, []byte{0}) {
+			if bytes.HasPrefix(arg, []byte(dir+"/")) || bytes.Contains(arg, []byte("="+dir+"/")) || bytes.Contains(arg, []byte(","+dir+"/")) {
+				pids = append(pids, pid)
+				break
+			}
+		}
+	}
+	return pids
+}
+
+// waitGone waits (up to 30 s: a loaded machine) until the killed
+// processes are gone: a QEMU takes a moment to give its memory back.
 func waitGone(pids []int) {
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for _, pid := range pids {
 		for time.Now().Before(deadline) {
 			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))

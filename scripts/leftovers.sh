@@ -43,7 +43,8 @@ entries() { ls -A "$tmp" 2>/dev/null | sort; }
 # of its own), no other run's mark.
 ours() {
 	local pid=$1 env cwd
-	env=$(tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep '^MITOSIS_LEFTOVERS_RUN=' || true)
+	[ -d "/proc/$pid" ] || return 1 # gone meanwhile
+	env=$({ tr '\0' '\n' <"/proc/$pid/environ"; } 2>/dev/null | grep '^MITOSIS_LEFTOVERS_RUN=' || true)
 	[ "$env" = "MITOSIS_LEFTOVERS_RUN=$run" ] && return 0
 	[ -n "$env" ] && return 1
 	cwd=$(readlink "/proc/$pid/cwd" 2>/dev/null || true)

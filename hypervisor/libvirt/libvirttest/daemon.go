@@ -19,13 +19,14 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	lv "github.com/digitalocean/go-libvirt"
 	"github.com/digitalocean/go-libvirt/socket/dialers"
+
+	"github.com/mitosis-autoscaler/mitosis/internal/testenv"
 )
 
 // InstallHint says how to install what the tests need.
@@ -49,7 +50,7 @@ type Daemon struct {
 	// unshare that runs it), for a test that stops it with SIGSTOP: it
 	// must send SIGCONT in its cleanup.
 	PID     int
-	log     *lockedBuffer
+	log     *testenv.Buffer
 	logFile string // the system daemon's output, instead of log
 	stops   []func()
 }
@@ -69,7 +70,7 @@ type Options struct {
 func Start(t testing.TB, o Options) *Daemon {
 	t.Helper()
 	bin := lookPath(t, "libvirtd")
-	d := &Daemon{UID: os.Getuid(), GID: os.Getgid(), log: &lockedBuffer{}}
+	d := &Daemon{UID: os.Getuid(), GID: os.Getgid(), log: &testenv.Buffer{}}
 	if d.UID == 0 {
 		u, err := user.Lookup("nobody")
 		if err != nil {
@@ -338,23 +339,4 @@ func procUID(pid int) int {
 		return -1
 	}
 	return int(st.Uid)
-}
-
-// lockedBuffer is the daemon's output, written by exec's copying
-// goroutine while a failing test may read it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }

@@ -125,10 +125,12 @@ func (l *Ledger) Decisions(cluster string, limit int) []DecisionRecord {
 // Decide records a decision (numbered with the next sequence number), the
 // cluster's scaling state and the operations the decision starts, all at
 // once. An operation id that exists already, or twice among ops, is an
-// error and nothing is recorded. It returns the record as stored.
+// error and nothing is recorded; so is an expansion whose clone name is a
+// node's or another operation's clone's. It returns the record as stored.
 //
 // scaling was computed from an earlier read, so its LastJoin may predate
-// a join committed since: the later of the two is kept.
+// a join committed since: the later of the two is kept, and the larger
+// of the clone counts.
 func (l *Ledger) Decide(rec DecisionRecord, scaling ScalingState, ops []Operation) (DecisionRecord, error) {
 	l.init()
 	seen := make(map[string]bool, len(ops))

@@ -977,3 +977,27 @@ func TestEachClusterActsThroughItsOwnDispatcher(t *testing.T) {
 		t.Errorf("a dispatcher for an unknown cluster: %v", err)
 	}
 }
+
+// TestAClonesNameIsGivenWhenItIsPlanned: the expansion carries its
+// clone's name, <cluster>-c<n>, from the decision on, so the clone step
+// and its retries, compensation and a new leader all use that one, and
+// the registry counts it (plan's property tests check that no number is
+// given twice).
+func TestAClonesNameIsGivenWhenItIsPlanned(t *testing.T) {
+	r := newRig(t, always(expandOne), nil)
+	first := r.op(r.tick().Operations[0])
+	if first.Clone != "web-c1" || plan.CloneName(first) != "web-c1" {
+		t.Fatalf("first expansion's clone %q (CloneName %q), want web-c1", first.Clone, plan.CloneName(first))
+	}
+	r.actuate()
+	if op := r.op(first.ID); op.Status != plan.OpDone || op.Node != "web-c1" || op.CloneVM != "web-c1" {
+		t.Fatalf("first expansion: %s at %s, node %q vm %q; want done, web-c1", op.Status, op.Step, op.Node, op.CloneVM)
+	}
+	st, err := r.reg.State(r.ctx, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Scaling.Clones != 1 {
+		t.Errorf("clone count %d, want 1", st.Scaling.Clones)
+	}
+}

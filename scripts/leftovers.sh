@@ -21,13 +21,20 @@ kinds='^(prometheus|haproxy|qemu-system.*|qemu-img|libvirtd|virtlogd|dnsmasq|mit
 # (in clock ticks since boot) tells a new process from an old one whose
 # PID was reused.
 processes() {
-	local f stat pid rest comm
+	local f stat pid rest comm a0
 	for f in /proc/[0-9]*/stat; do
 		{ read -r stat <"$f"; } 2>/dev/null || continue
 		pid=${stat%% *}
 		comm=${stat#*(}
 		comm=${comm%)*}
 		rest=${stat##*) }
+		# The kernel cuts a name at 15 characters (hypervisortest.): the
+		# program's own name is in its command line.
+		if [ ${#comm} -ge 15 ]; then
+			{ IFS= read -r -d '' a0 <"/proc/$pid/cmdline"; } 2>/dev/null
+			[ -n "${a0:-}" ] && comm=${a0##*/}
+			comm=${comm// /_}
+		fi
 		# After "PID (COMM) ", the start time is the 20th field.
 		set -- $rest
 		echo "$pid ${20} $comm"
@@ -47,7 +54,7 @@ ours() {
 	env=$({ tr '\0' '\n' <"/proc/$pid/environ"; } 2>/dev/null | grep '^MITOSIS_LEFTOVERS_RUN=' || true)
 	[ "$env" = "MITOSIS_LEFTOVERS_RUN=$run" ] && return 0
 	[ -n "$env" ] && return 1
-	cwd=$(readlink "/proc/$pid/cwd" 2>/dev/null || true)
+	cwd=$(readlink "/proc/$pid/cwd" 2>/dev/null) || return 1 # gone meanwhile
 	case "$cwd" in
 	"$repo" | "$repo"/*) return 0 ;;
 	*/*) # a Go test binary or build elsewhere is another tree's
@@ -107,12 +114,15 @@ fi
 
 fail=0
 if [ -n "$left" ]; then
-	echo "leftovers: the run left these processes running:" >&2
-	while read -r pid comm; do
-		args=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | cut -c1-200)
-		echo "  pid $pid ($comm): $args" >&2
-	done <<<"$left"
-	fail=1
+	report=$(while read -r pid comm; do
+		args=$({ tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null | cut -c1-200)
+		[ -n "$args" ] && echo "  pid $pid ($comm): $args" # else gone meanwhile
+	done <<<"$left")
+	if [ -n "$report" ]; then
+		echo "leftovers: the run left these processes running:" >&2
+		echo "$report" >&2
+		fail=1
+	fi
 fi
 if [ -n "$new_tmp" ]; then
 	echo "leftovers: the run left these in $tmp:" >&2

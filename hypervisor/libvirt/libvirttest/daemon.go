@@ -163,16 +163,22 @@ func (d *Daemon) run(t testing.TB, cmd *exec.Cmd, left func() []int) {
 	d.PID = cmd.Process.Pid
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	kill := func() {
-		pids := append(left(), startedIn(d.Dir, d.PID)...)
+	kill := func(last bool) {
+		pids := left()
+		for _, pid := range startedIn(d.Dir, d.PID) {
+			// A system daemon's virtlogd goes after libvirtd (d.stops).
+			if last || procComm(pid) != "virtlogd" {
+				pids = append(pids, pid)
+			}
+		}
 		for _, pid := range pids {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 		waitGone(pids)
 	}
 	t.Cleanup(func() {
-		defer kill() // libvirtd is gone: nothing starts a guest any more
-		kill()
+		defer kill(true) // libvirtd is gone: nothing starts a guest any more
+		kill(false)
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-exited:

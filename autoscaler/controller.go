@@ -184,6 +184,7 @@ func (c *Controller) tick(ctx context.Context, cl ClusterConfig) (*plan.Decision
 	rec.Decision, rec.Proposals, rec.Reasons = dec, res.Proposals, res.Reasons
 
 	ops := c.operations(cl.Name, now, dec, res.Proposals, "", dry)
+	plan.NameClones(ops, &res.Scaling, plan.Taken(st.Nodes, st.Operations))
 	for _, op := range ops {
 		rec.Operations = append(rec.Operations, op.ID)
 	}
@@ -255,6 +256,7 @@ func (c *Controller) Manual(ctx context.Context, req ManualRequest) (plan.Decisi
 		Size: res.Size, Decision: dec, Proposals: res.Proposals, Reasons: res.Reasons,
 	}
 	ops := c.operations(cl.Name, now, dec, res.Proposals, "m", dry)
+	plan.NameClones(ops, &res.Scaling, plan.Taken(st.Nodes, st.Operations))
 	for _, op := range ops {
 		rec.Operations = append(rec.Operations, op.ID)
 	}

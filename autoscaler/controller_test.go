@@ -166,7 +166,7 @@ func TestExpandSagaClonesTemplateAndJoinsTheClone(t *testing.T) {
 	if got := steps(op); !slices.Equal(got, want) {
 		t.Errorf("steps %v, want %v", got, want)
 	}
-	clone := CloneName(op.ID)
+	clone := plan.CloneName(op)
 	wantCalls := []string{"drain a1", "prepare fake://a1", "clone " + clone + " from vm-a1", "resume fake://a1",
 		"attach a1", "finalize fake://" + clone + " as " + clone, "attach " + clone}
 	if !slices.Equal(r.w.calls, wantCalls) {
@@ -192,7 +192,7 @@ func TestExpandSagaWaitsForTheCloneToBoot(t *testing.T) {
 	if op := r.op(rec.Operations[0]); op.Step != StepFinalize || op.Status != plan.OpRunning {
 		t.Fatalf("want the op waiting at finalize, got %s %s", op.Step, op.Status)
 	}
-	r.w.reachable["fake://"+CloneName(rec.Operations[0])] = true
+	r.w.reachable["fake://"+plan.CloneName(r.op(rec.Operations[0]))] = true
 	r.w.advance(5 * time.Second)
 	r.actuate()
 	if op := r.op(rec.Operations[0]); op.Status != plan.OpDone {
@@ -207,7 +207,7 @@ func TestExpandSagaWaitsForTheCloneToBoot(t *testing.T) {
 func TestTheSagaLearnsTheClonesAddressFromTheHypervisorUntilFinalizeSucceeds(t *testing.T) {
 	r := newRig(t, always(expandOne), nil)
 	rec := r.tick()
-	clone := CloneName(rec.Operations[0])
+	clone := plan.CloneName(r.op(rec.Operations[0]))
 	r.w.vmAddr[clone] = "" // no address yet when Clone returns
 	r.actuate()
 	op := r.op(rec.Operations[0])
@@ -282,7 +282,7 @@ func TestAStepsDeadlineCountsFromTheEndOfTheStepBefore(t *testing.T) {
 func TestACloneWithoutAnAddressIsUndoneAtTheFinalizeDeadline(t *testing.T) {
 	r := newRig(t, always(expandOne), nil)
 	rec := r.tick()
-	clone := CloneName(rec.Operations[0])
+	clone := plan.CloneName(r.op(rec.Operations[0]))
 	r.w.vmAddr[clone] = ""
 	r.actuate()
 	r.w.advance(61 * time.Second)
@@ -362,13 +362,13 @@ func TestExpandSagaCompensates(t *testing.T) {
 				if n := r.nodes()["a1"]; n.State != plan.NodeReady || !r.w.attached["a1"] {
 					t.Errorf("template not back: state %s attached %v", n.State, r.w.attached["a1"])
 				}
-				if _, exists := r.w.vms[CloneName(op.ID)]; exists {
-					t.Errorf("half-made clone %s left behind", CloneName(op.ID))
+				if _, exists := r.w.vms[plan.CloneName(op)]; exists {
+					t.Errorf("half-made clone %s left behind", plan.CloneName(op))
 				}
-				if _, registered := r.nodes()[CloneName(op.ID)]; registered {
+				if _, registered := r.nodes()[plan.CloneName(op)]; registered {
 					t.Errorf("clone registered after compensation")
 				}
-				if tt.cloneGone && !slices.Contains(r.w.calls, "destroy "+CloneName(op.ID)) {
+				if tt.cloneGone && !slices.Contains(r.w.calls, "destroy "+plan.CloneName(op)) {
 					t.Errorf("clone never destroyed: %q", r.w.calls)
 				}
 			})
@@ -466,7 +466,7 @@ func TestThePrepareStepKeepsTheLastReadyNodeOfItsRoleInTheDispatcher(t *testing.
 			if op.Status != plan.OpDone {
 				t.Fatalf("status %s at %s: %s", op.Status, op.Step, op.Error)
 			}
-			clone := CloneName(op.ID)
+			clone := plan.CloneName(op)
 			want := []string{"prepare fake://a1", "clone " + clone + " from vm-a1", "resume fake://a1",
 				"attach a1", "finalize fake://" + clone + " as " + clone, "attach " + clone}
 			if tt.drained {
@@ -535,7 +535,7 @@ func TestUndoCloneLeavesAnotherOperationsVMAlone(t *testing.T) {
 	r := newRig(t, always(expandOne), nil)
 	r.w.cloneErr = errors.New("datastore full")
 	rec := r.tick()
-	name := CloneName(rec.Operations[0])
+	name := plan.CloneName(r.op(rec.Operations[0]))
 	// A VM of the clone's name, made by someone else, appears.
 	r.w.vms[name], r.w.vmOps[name] = "h1", "another-operation"
 	r.actuate()
@@ -632,7 +632,7 @@ func TestANewControllerResumesAnInterruptedOperation(t *testing.T) {
 	r.actuate() // stops at finalize: the clone does not answer yet
 	// The controller dies; a new one with the same registry takes over.
 	r.c = r.controller()
-	r.w.reachable["fake://"+CloneName(rec.Operations[0])] = true
+	r.w.reachable["fake://"+plan.CloneName(r.op(rec.Operations[0]))] = true
 	r.actuate()
 	op := r.op(rec.Operations[0])
 	if op.Status != plan.OpDone {
@@ -967,7 +967,7 @@ func TestEachClusterActsThroughItsOwnDispatcher(t *testing.T) {
 	}
 	for lb, want := range map[*clusterLB]string{web: "w1", api: "p1"} {
 		if len(lb.calls) != 3 || lb.calls[0] != "drain "+want || lb.calls[1] != "attach "+want ||
-			!strings.HasPrefix(lb.calls[2], "attach mitosis-"+map[string]string{"w1": "web", "p1": "api"}[want]) {
+			!strings.HasPrefix(lb.calls[2], "attach "+map[string]string{"w1": "web", "p1": "api"}[want]+"-c1") {
 			t.Errorf("the dispatcher of %s's cluster was asked %v", want, lb.calls)
 		}
 	}
@@ -979,5 +979,29 @@ func TestEachClusterActsThroughItsOwnDispatcher(t *testing.T) {
 	deps.Dispatcher, deps.Dispatchers = w, map[string]Dispatcher{"db": web}
 	if _, err := New(cfg, deps); err == nil || !strings.Contains(err.Error(), "db, which is not a configured cluster") {
 		t.Errorf("a dispatcher for an unknown cluster: %v", err)
+	}
+}
+
+// TestAClonesNameIsGivenWhenItIsPlanned: the expansion carries its
+// clone's name, <cluster>-c<n>, from the decision on, so the clone step
+// and its retries, compensation and a new leader all use that one, and
+// the registry counts it (plan's property tests check that no number is
+// given twice).
+func TestAClonesNameIsGivenWhenItIsPlanned(t *testing.T) {
+	r := newRig(t, always(expandOne), nil)
+	first := r.op(r.tick().Operations[0])
+	if first.Clone != "web-c1" || plan.CloneName(first) != "web-c1" {
+		t.Fatalf("first expansion's clone %q (CloneName %q), want web-c1", first.Clone, plan.CloneName(first))
+	}
+	r.actuate()
+	if op := r.op(first.ID); op.Status != plan.OpDone || op.Node != "web-c1" || op.CloneVM != "web-c1" {
+		t.Fatalf("first expansion: %s at %s, node %q vm %q; want done, web-c1", op.Status, op.Step, op.Node, op.CloneVM)
+	}
+	st, err := r.reg.State(r.ctx, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Scaling.Clones != 1 {
+		t.Errorf("clone count %d, want 1", st.Scaling.Clones)
 	}
 }

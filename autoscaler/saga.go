@@ -57,10 +57,6 @@ func FirstStep(k plan.OpKind) plan.Step {
 	return StepPrepare
 }
 
-// CloneName is the name of the VM (and node) an expand operation makes;
-// deriving it from the operation id is what makes cloning idempotent.
-func CloneName(opID string) string { return "mitosis-" + opID }
-
 // outcome is what one step did.
 type outcome struct {
 	next  plan.Step     // step to commit; "" = wait and retry later
@@ -267,10 +263,10 @@ func (s *saga) clone(ctx context.Context, op plan.Operation) outcome {
 	d := s.c.d
 	t := s.nodes[op.Template]
 	vm, err := d.Hypervisor.Clone(ctx, CloneRequest{
-		Operation: op.ID, Name: CloneName(op.ID), Template: t.VM, Host: op.Host, Fence: op.Fence,
+		Operation: op.ID, Name: plan.CloneName(op), Template: t.VM, Host: op.Host, Fence: op.Fence,
 	})
 	if err != nil {
-		return fail(StepUndoClone, fmt.Errorf("cloning %s from %s: %w", CloneName(op.ID), t.VM, err))
+		return fail(StepUndoClone, fmt.Errorf("cloning %s from %s: %w", plan.CloneName(op), t.VM, err))
 	}
 	out := goTo(StepResumeTemplate, "cloned "+vm.Name)
 	out.cloneVM, out.cloneAddr, out.node, out.host = vm.Name, vm.Address, vm.Name, vm.Host
@@ -353,7 +349,7 @@ func (s *saga) join(ctx context.Context, op plan.Operation) outcome {
 func (s *saga) undoClone(ctx context.Context, op plan.Operation) outcome {
 	d := s.c.d
 	lb := s.dispatcher()
-	name := CloneName(op.ID)
+	name := plan.CloneName(op)
 	if err := lb.Remove(ctx, name); err != nil {
 		s.c.log.Warn("removing half-made clone from dispatcher", "op", op.ID, "err", err)
 		return wait()
@@ -484,7 +480,7 @@ func (s *saga) undoDrain(ctx context.Context, op plan.Operation) outcome {
 func (s *saga) cloneAddress(ctx context.Context, op plan.Operation) (string, error) {
 	name := op.CloneVM
 	if name == "" {
-		name = CloneName(op.ID)
+		name = plan.CloneName(op)
 	}
 	vm, err := s.c.d.Hypervisor.Lookup(ctx, name)
 	switch {

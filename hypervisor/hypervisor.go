@@ -55,8 +55,9 @@ type VM struct {
 
 // CloneRequest asks for a live clone of a running VM.
 type CloneRequest struct {
-	// Operation is the operation id; Name is derived from it, and a retry
-	// with the same Name finds the clone already made.
+	// Operation is the operation id; Name is the operation's clone's
+	// (plan.CloneName: given when it was planned, never changed), and a
+	// retry with the same Name finds the clone already made.
 	Operation string
 	Name      string
 	// Template is the running VM to clone.

@@ -125,10 +125,12 @@ func (l *Ledger) Decisions(cluster string, limit int) []DecisionRecord {
 // RecordDecision records a decision (numbered with the next sequence number), the
 // cluster's scaling state and the operations the decision starts, all at
 // once. An operation id that exists already, or twice among ops, is an
-// error and nothing is recorded. It returns the record as stored.
+// error and nothing is recorded; so is an expansion whose clone name is a
+// node's or another operation's clone's. It returns the record as stored.
 //
 // scaling was computed from an earlier read, so its LastJoin may predate
-// a join committed since: the later of the two is kept.
+// a join committed since: the later of the two is kept, and the larger
+// of the clone counts.
 func (l *Ledger) RecordDecision(rec DecisionRecord, scaling ScalingState, ops []Operation) (DecisionRecord, error) {
 	l.init()
 	seen := make(map[string]bool, len(ops))
@@ -137,6 +139,9 @@ func (l *Ledger) RecordDecision(rec DecisionRecord, scaling ScalingState, ops []
 			return DecisionRecord{}, fmt.Errorf("operation %s already exists", op.ID)
 		}
 		seen[op.ID] = true
+	}
+	if err := l.checkCloneNames(ops); err != nil {
+		return DecisionRecord{}, err
 	}
 	l.seq++
 	rec = CloneDecisionRecord(rec)
@@ -153,6 +158,8 @@ func (l *Ledger) RecordDecision(rec DecisionRecord, scaling ScalingState, ops []
 	if joined := l.scaling[rec.Cluster].LastJoin; joined.After(scaling.LastJoin) {
 		scaling.LastJoin = joined
 	}
+	// Likewise the clone numbers never go back, so no name is given twice.
+	scaling.Clones = max(scaling.Clones, l.scaling[rec.Cluster].Clones)
 	l.scaling[rec.Cluster] = scaling
 	for _, op := range ops {
 		l.ops[op.ID] = CloneOperation(op)
@@ -162,6 +169,36 @@ func (l *Ledger) RecordDecision(rec DecisionRecord, scaling ScalingState, ops []
 		}
 	}
 	return CloneDecisionRecord(rec), nil
+}
+
+// checkCloneNames refuses expansions whose clone would have the name of a
+// node, or of the clone of an operation held or among ops: two VMs of one
+// name would make compensation unable to tell whose is whose.
+func (l *Ledger) checkCloneNames(ops []Operation) error {
+	names := map[string]string{} // clone name → operation id
+	for _, op := range ops {
+		if op.Kind != OpExpand || op.Clone == "" {
+			continue
+		}
+		if _, node := l.nodes[op.Clone]; node {
+			return fmt.Errorf("operation %s: clone name %s is a node's", op.ID, op.Clone)
+		}
+		if other, dup := names[op.Clone]; dup {
+			return fmt.Errorf("operations %s and %s: one clone name %s", other, op.ID, op.Clone)
+		}
+		names[op.Clone] = op.ID
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	for _, id := range l.opOrder {
+		if held := l.ops[id]; held.Kind == OpExpand {
+			if other, dup := names[CloneName(held)]; dup {
+				return fmt.Errorf("operation %s: clone name %s is operation %s's", other, CloneName(held), id)
+			}
+		}
+	}
+	return nil
 }
 
 // Transition moves operation id from t.From to t.To with the node changes
@@ -224,6 +261,14 @@ func (l *Ledger) putNode(n Node) {
 		l.nodeIDs = slices.Insert(l.nodeIDs, i, n.ID)
 	}
 	l.nodes[n.ID] = n
+	// A node named as the cluster's n-th clone (a clone, or an operator's
+	// node so named) moves the count past n: the name is never given to a
+	// clone, even after the node is gone.
+	if c, ok := cloneNumber(n.Cluster, n.ID); ok && c > l.scaling[n.Cluster].Clones {
+		s := l.scaling[n.Cluster]
+		s.Clones = c
+		l.scaling[n.Cluster] = s
+	}
 }
 
 func (l *Ledger) removeNode(id string) {

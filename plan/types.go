@@ -197,9 +197,13 @@ type Operation struct {
 	Step    Step     `json:"step"`
 	// Expand: the template, the host the clone goes to, whether to force
 	// past an unsettled prepare; once cloned, the clone's VM and node.
-	Template     string `json:"template,omitempty"`
-	Host         string `json:"host,omitempty"`
-	Force        bool   `json:"force,omitempty"`
+	Template string `json:"template,omitempty"`
+	Host     string `json:"host,omitempty"`
+	Force    bool   `json:"force,omitempty"`
+	// Clone is the name the clone's VM and node will have, given when the
+	// expansion is planned (NameClones) and never changed; expansions
+	// recorded before clone names were have none (see CloneName).
+	Clone        string `json:"clone,omitempty"`
 	CloneVM      string `json:"clone_vm,omitempty"`
 	CloneAddress string `json:"clone_address,omitempty"`
 	// Node is the clone (expand) or the victim (contract).
@@ -256,6 +260,9 @@ type ScalingState struct {
 	// Recent holds the sizes wanted by the ticks of that run inside the
 	// stabilization window, oldest first.
 	Recent []Recommendation `json:"recent,omitempty"`
+	// Clones is the number of the cluster's last named clone (NameClones);
+	// it only grows, so a name is never given twice.
+	Clones int `json:"clones,omitempty"`
 }
 
 // MetricsHealth says whether the metrics the decision rests on were usable.

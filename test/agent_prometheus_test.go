@@ -24,19 +24,7 @@ import (
 // proc is a server process of a test, stopped by its PID at the end.
 type proc struct {
 	cmd *exec.Cmd
-	out *bytes.Buffer
-	mu  *sync.Mutex
-}
-
-type lockedWriter struct {
-	mu *sync.Mutex
-	b  *bytes.Buffer
-}
-
-func (w lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
+	out *testenv.Buffer
 }
 
 func start(t *testing.T, name string, bin string, args ...string) *proc {
@@ -47,11 +35,11 @@ func start(t *testing.T, name string, bin string, args ...string) *proc {
 // startEnv is start with env added to the test's environment.
 func startEnv(t *testing.T, name string, env []string, bin string, args ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(bin, args...), out: &bytes.Buffer{}, mu: &sync.Mutex{}}
+	p := &proc{cmd: exec.Command(bin, args...), out: &testenv.Buffer{}}
 	if env != nil {
 		p.cmd.Env = append(os.Environ(), env...)
 	}
-	p.cmd.Stdout, p.cmd.Stderr = lockedWriter{p.mu, p.out}, lockedWriter{p.mu, p.out}
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +67,7 @@ func (p *proc) stop() {
 	}
 }
 
-func (p *proc) output() string { p.mu.Lock(); defer p.mu.Unlock(); return p.out.String() }
+func (p *proc) output() string { return p.out.String() }
 
 // scraping runs a real Prometheus with its data in dir, scraping targets
 // (host:port) every second as job. It returns its address and its

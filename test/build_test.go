@@ -10,6 +10,27 @@ import (
 	"testing"
 )
 
+// TestMain removes the directory the commands were built into: a run
+// leaves nothing behind in the temporary directory.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		_ = os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+var (
+	// binDir holds every command the tests build, once made; TestMain
+	// removes it.
+	binDir     string
+	makeBinDir = sync.OnceValue(func() error {
+		var err error
+		binDir, err = os.MkdirTemp("", "mitosis-e2e-bin-")
+		return err
+	})
+)
+
 // buildOnce builds a command of the repository once per test binary, with
 // the build tags given, and returns its path.
 func buildOnce(pkg, name string, tags ...string) func() (string, error) {
@@ -19,11 +40,10 @@ func buildOnce(pkg, name string, tags ...string) func() (string, error) {
 // buildOnceEnv is buildOnce with env added to go build's environment.
 func buildOnceEnv(env []string, pkg, name string, tags ...string) func() (string, error) {
 	return sync.OnceValues(func() (string, error) {
-		dir, err := os.MkdirTemp("", "mitosis-e2e-bin-")
-		if err != nil {
+		if err := makeBinDir(); err != nil {
 			return "", err
 		}
-		bin := filepath.Join(dir, name)
+		bin := filepath.Join(binDir, name)
 		args := []string{"build", "-o", bin}
 		if len(tags) > 0 {
 			args = append(args, "-tags", strings.Join(tags, ","))

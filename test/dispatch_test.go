@@ -235,7 +235,7 @@ func TestARefusingTemplateIsBackInService(t *testing.T) {
 	if by := w.work(t, 10); by["web-1"] != 10 {
 		t.Errorf("work after the refusal: %v, want web-1 back in HAProxy", by)
 	}
-	if _, err := w.hv.Lookup(ctx, autoscaler.CloneName(op.ID)); err == nil {
+	if _, err := w.hv.Lookup(ctx, plan.CloneName(op)); err == nil {
 		t.Error("a clone was made")
 	}
 }

@@ -133,7 +133,7 @@ func (w *vsphereWorld) expand(t *testing.T) plan.Node {
 		t.Fatal(err)
 	}
 	op := runSelection(t, w.c, w.reg, autoscaler.ManualRequest{Cluster: "web", Action: plan.ActionExpand, Template: "web-1", By: "e2e"})
-	name := autoscaler.CloneName(op.ID)
+	name := plan.CloneName(op)
 	if op.Status != plan.OpDone || op.Node != name {
 		t.Fatalf("expansion: %s, node %s (%s); want done, node %s\n%s", op.Status, op.Node, op.Error, name, stepsOf(op))
 	}
@@ -204,7 +204,7 @@ func (w *vsphereWorld) expandWithoutAddress(t *testing.T) {
 	t.Helper()
 	w.g.withholdAddresses()
 	op := runSelection(t, w.c, w.reg, autoscaler.ManualRequest{Cluster: "web", Action: plan.ActionExpand, Template: "web-1", By: "e2e"})
-	name := autoscaler.CloneName(op.ID)
+	name := plan.CloneName(op)
 	if op.Status != plan.OpCompensated || !strings.Contains(op.Error, "no address") || !journalHas(op, "clone destroyed") {
 		t.Errorf("an expansion whose clone has no address: %s (%s); want compensated, the clone destroyed\n%s", op.Status, op.Error, stepsOf(op))
 	}
@@ -304,7 +304,7 @@ func (w *vsphereWorld) onlyTemplate(t *testing.T, when string) {
 	if by := workThrough(t, w.lb.Frontend, 20); by["web-1"] != 20 {
 		t.Errorf("work through HAProxy %s: %v; want all on web-1", when, by)
 	}
-	if servers := w.lb.Servers(t); strings.Contains(servers, "mitosis-") {
+	if servers := w.lb.Servers(t); strings.Contains(servers, "web-c") || strings.Contains(servers, plan.LegacyClonePrefix) { // a clone: web-c<n>
 		t.Errorf("HAProxy still has a clone %s:\n%s", when, servers)
 	}
 }

@@ -43,8 +43,9 @@
 // it back on.
 //
 // It refuses to touch any other backend, and any server that is neither
-// one of Config.Servers nor named with Config.ClonePrefix: a typo in the
-// configuration must not drain somebody else's server.
+// one of Config.Servers nor named with Config.ClonePrefix nor as a clone
+// (plan.IsCloneName): a typo in the configuration must not drain somebody
+// else's server.
 package haproxy
 
 import (
@@ -58,6 +59,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/mitosis-autoscaler/mitosis/plan"
 )
 
 // Config says which HAProxy, which backend and which servers.
@@ -70,8 +73,10 @@ type Config struct {
 	// may drain and remove: the nodes the cluster started with.
 	Servers []string `yaml:"servers"`
 	// ClonePrefix names the servers mitosis adds for its clones; it may
-	// touch any server so named. "" means "mitosis-", the prefix of every
-	// clone's name.
+	// touch any server so named. "" means "mitosis-", the prefix of the
+	// clones of expansions recorded before clones were named <cluster>-c<n>.
+	// Servers named as mitosis names its clones (plan.IsCloneName: web-c17)
+	// may be touched whatever the prefix.
 	ClonePrefix string `yaml:"clone_prefix"`
 	// ServerOptions are appended to "add server" (e.g. "check inter 2s").
 	ServerOptions string `yaml:"server_options"`
@@ -137,8 +142,8 @@ func (d *Dispatcher) server(node string) (string, error) {
 	if !validName.MatchString(node) {
 		return "", fmt.Errorf("haproxy: %q is not a valid server name", node)
 	}
-	if !slices.Contains(d.cfg.Servers, node) && !strings.HasPrefix(node, d.cfg.ClonePrefix) {
-		return "", fmt.Errorf("haproxy: refusing to touch server %s/%s: it is neither one of the configured servers nor named %s…", d.cfg.Backend, node, d.cfg.ClonePrefix)
+	if !slices.Contains(d.cfg.Servers, node) && !strings.HasPrefix(node, d.cfg.ClonePrefix) && !plan.IsCloneName(node) {
+		return "", fmt.Errorf("haproxy: refusing to touch server %s/%s: it is neither one of the configured servers nor named %s… nor as a clone (<cluster>-c<n>)", d.cfg.Backend, node, d.cfg.ClonePrefix)
 	}
 	return d.cfg.Backend + "/" + node, nil
 }

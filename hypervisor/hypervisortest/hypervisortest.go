@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/mitosis-autoscaler/mitosis/hypervisor"
+	"github.com/mitosis-autoscaler/mitosis/plan"
 )
 
 // Harness is what a back-end hands the suite.
@@ -40,10 +41,6 @@ type Harness struct {
 	Timeout time.Duration
 }
 
-// CloneName derives a clone's name from an operation id the way the
-// controller does (autoscaler.CloneName), without importing it.
-func CloneName(op string) string { return "mitosis-" + op }
-
 var (
 	runID = func() string {
 		b := make([]byte, 3)
@@ -53,9 +50,14 @@ var (
 	seq atomic.Int64
 )
 
-// newOp returns an operation id no other case or run uses, so that cases
-// sharing one server never see each other's clones.
-func newOp() string { return fmt.Sprintf("hvt-%s-%d", runID, seq.Add(1)) }
+// newOp returns an expansion no other case or run uses, so that cases
+// sharing one server never see each other's clones; its clone is named as
+// the controller names them (plan.NameClones, plan.CloneName).
+func newOp() plan.Operation {
+	n := int(seq.Add(1))
+	cluster := "hvt" + runID
+	return plan.Operation{ID: fmt.Sprintf("hvt-%s-%d", runID, n), Kind: plan.OpExpand, Cluster: cluster, Clone: plan.FormatCloneName(cluster, n)}
+}
 
 // Run runs every case of the contract as a subtest of t.
 func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
@@ -95,8 +97,8 @@ func (h Harness) ctx(t *testing.T) context.Context {
 	return ctx
 }
 
-func (h Harness) request(op string, fence uint64) hypervisor.CloneRequest {
-	return hypervisor.CloneRequest{Operation: op, Name: CloneName(op), Template: h.Template, Host: h.Host, Fence: fence}
+func (h Harness) request(op plan.Operation, fence uint64) hypervisor.CloneRequest {
+	return hypervisor.CloneRequest{Operation: op.ID, Name: plan.CloneName(op), Template: h.Template, Host: h.Host, Fence: fence}
 }
 
 // clone makes a clone and destroys it when the test ends, so a case that
@@ -189,7 +191,7 @@ func testNameTaken(t *testing.T, h Harness) {
 	req := h.request(newOp(), 1)
 	first := h.clone(t, req)
 	stranger := req
-	stranger.Operation = newOp()
+	stranger.Operation = newOp().ID
 	_, err := h.Hypervisor.Clone(h.ctx(t), stranger)
 	if !errors.Is(err, hypervisor.ErrNameTaken) {
 		t.Fatalf("Clone of name %s for another operation: err = %v, want ErrNameTaken", req.Name, err)
@@ -235,7 +237,7 @@ func testDestroyTwice(t *testing.T, h Harness) {
 			t.Fatalf("after Destroy #%d, Lookup err = %v, want ErrNotFound", i+1, err)
 		}
 	}
-	if err := h.Hypervisor.Destroy(h.ctx(t), CloneName(newOp())); err != nil {
+	if err := h.Hypervisor.Destroy(h.ctx(t), plan.CloneName(newOp())); err != nil {
 		t.Errorf("Destroy of a VM that never existed: %v", err)
 	}
 }
@@ -257,7 +259,7 @@ func testLookup(t *testing.T, h Harness) {
 	if vm.Name != h.Template || !vm.Running || vm.ID == "" {
 		t.Errorf("Lookup(template) = %+v, want a running VM named %s with an ID", vm, h.Template)
 	}
-	missing := CloneName(newOp())
+	missing := plan.CloneName(newOp())
 	if _, err := h.Hypervisor.Lookup(h.ctx(t), missing); !errors.Is(err, hypervisor.ErrNotFound) {
 		t.Errorf("Lookup(%s) of a missing VM: err = %v, want ErrNotFound", missing, err)
 	}

@@ -101,27 +101,17 @@ func (c *Client) coldClone(ctx context.Context, l *lv.Libvirt, tmpl lv.Domain, r
 	}
 
 	// 4. define
-	t = time.Now()
 	def, err := cloneXML(x, id)
 	if err != nil {
 		return hypervisor.VM{}, fmt.Errorf("template: %w", err)
 	}
-	dom, err := l.DomainDefineXML(def)
+	dom, err := c.define(ctx, l, def, left, &took)
 	if err != nil {
-		return hypervisor.VM{}, fmt.Errorf("defining the clone: %w", err)
-	}
-	left.domain = &dom
-	took.done("define", t)
-	if c.crashBeforeRestore {
-		left = &leftovers{}
-		return hypervisor.VM{}, errCrashed
+		return hypervisor.VM{}, err
 	}
 
 	// 5. start
 	t = time.Now()
-	if err := ctx.Err(); err != nil {
-		return hypervisor.VM{}, err
-	}
 	if err := l.DomainCreate(dom); err != nil {
 		return hypervisor.VM{}, fmt.Errorf("starting the clone: %w", err)
 	}

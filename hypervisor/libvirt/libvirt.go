@@ -353,23 +353,13 @@ func (c *Client) clone(ctx context.Context, req hypervisor.CloneRequest, mode st
 	took.done("rewrite", t)
 
 	// 4. define
-	t = time.Now()
-	dom, err := l.DomainDefineXML(def)
+	dom, err := c.define(ctx, l, def, left, &took)
 	if err != nil {
-		return hypervisor.VM{}, fmt.Errorf("defining the clone: %w", err)
-	}
-	left.domain = &dom
-	took.done("define", t)
-	if c.crashBeforeRestore {
-		left = &leftovers{}
-		return hypervisor.VM{}, errCrashed
+		return hypervisor.VM{}, err
 	}
 
 	// 5. restore
 	t = time.Now()
-	if err := ctx.Err(); err != nil {
-		return hypervisor.VM{}, err
-	}
 	restore := lv.DomainSaveRunning
 	if isolate {
 		restore = lv.DomainSavePaused // its links go down before it runs
@@ -526,6 +516,30 @@ func (c *Client) dropImage(path string, log *slog.Logger) {
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		log.Warn("libvirt could not remove a used memory image; Destroy removes it", "image", path, "err", err)
 	}
+}
+
+// define is the step both clone paths share: it defines the clone's
+// domain from def (the cold path then starts it, the live one restores its
+// memory into it) and gives the domain to left, undone if the clone fails.
+// With crashBeforeRestore (tests) it stops there as a crash would, leaving
+// the domain defined. It does not return a domain to start once ctx is
+// done.
+func (c *Client) define(ctx context.Context, l *lv.Libvirt, def string, left *leftovers, took *steps) (lv.Domain, error) {
+	t := time.Now()
+	dom, err := l.DomainDefineXML(def)
+	if err != nil {
+		return lv.Domain{}, fmt.Errorf("defining the clone: %w", err)
+	}
+	left.domain = &dom
+	took.done("define", t)
+	if c.crashBeforeRestore {
+		*left = leftovers{}
+		return lv.Domain{}, errCrashed
+	}
+	if err := ctx.Err(); err != nil {
+		return lv.Domain{}, err
+	}
+	return dom, nil
 }
 
 // leftovers are what a failed clone made: removed before Clone returns.

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/mitosis-autoscaler/mitosis/hypervisor"
+	"github.com/mitosis-autoscaler/mitosis/internal/testenv"
 )
 
 const (
@@ -20,7 +21,7 @@ const (
 // leakCheck collects every error string and scans them, with the debug
 // log, for the canary credentials.
 type leakCheck struct {
-	logs logBuffer
+	logs testenv.Buffer
 	errs []string
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/vmware/govmomi/vim25/types"
 
 	"github.com/mitosis-autoscaler/mitosis/hypervisor"
+	"github.com/mitosis-autoscaler/mitosis/internal/testenv"
 )
 
 // stranger returns a running VM of vcsim's inventory that mitosis did not
@@ -362,7 +363,7 @@ func TestNamesAreMatchedInVSphereEscapedForm(t *testing.T) {
 
 func TestURLWithAQueryIsRefusedAndNeverLogged(t *testing.T) {
 	s := startVCSim(t, "mitosis", "secret")
-	var logs logBuffer
+	var logs testenv.Buffer
 	cfg := s.Config(t, debugLogger(&logs))
 	for _, q := range []string{"?user=admin&password=s3cret", "?s3cret", "#s3cret", "?"} {
 		cfg.URL = "https://" + s.srv.URL.Host + "/sdk" + q

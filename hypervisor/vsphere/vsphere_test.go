@@ -14,6 +14,7 @@ import (
 
 	"github.com/mitosis-autoscaler/mitosis/hypervisor"
 	"github.com/mitosis-autoscaler/mitosis/hypervisor/hypervisortest"
+	"github.com/mitosis-autoscaler/mitosis/internal/testenv"
 )
 
 // The conformance runs share one vcsim each (its start is most of a
@@ -61,7 +62,7 @@ func extraConfig(t *testing.T, c *Client, id string) map[string]string {
 
 func TestFallbackWhenServerLacksInstantClone(t *testing.T) {
 	s := startVCSim(t, "mitosis", "secret")
-	var logs logBuffer
+	var logs testenv.Buffer
 	c := newClient(t, s.Config(t, debugLogger(&logs)))
 	soap := recordSOAP(c)
 
@@ -126,7 +127,7 @@ func TestInstantCloneWithoutFallbackIsUnsupportedOnVCSim(t *testing.T) {
 func TestInstantCloneRequest(t *testing.T) {
 	s := startVCSim(t, "mitosis", "secret")
 	s.AddInstantClone()
-	var logs logBuffer
+	var logs testenv.Buffer
 	c := newClient(t, s.Config(t, debugLogger(&logs)))
 	sent := recordSOAP(c)
 
@@ -332,7 +333,7 @@ func TestLookupReportsHostAndAddress(t *testing.T) {
 
 func TestSessionExpiryLogsInAgain(t *testing.T) {
 	s := startVCSim(t, "mitosis", "secret")
-	var logs logBuffer
+	var logs testenv.Buffer
 	c := newClient(t, s.Config(t, debugLogger(&logs)))
 	if err := c.sm.Logout(t.Context()); err != nil {
 		t.Fatal(err)

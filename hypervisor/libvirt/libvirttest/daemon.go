@@ -19,13 +19,14 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	lv "github.com/digitalocean/go-libvirt"
 	"github.com/digitalocean/go-libvirt/socket/dialers"
+
+	"github.com/mitosis-autoscaler/mitosis/internal/testenv"
 )
 
 // InstallHint says how to install what the tests need.
@@ -49,7 +50,7 @@ type Daemon struct {
 	// unshare that runs it), for a test that stops it with SIGSTOP: it
 	// must send SIGCONT in its cleanup.
 	PID     int
-	log     *lockedBuffer
+	log     *testenv.Buffer
 	logFile string // the system daemon's output, instead of log
 	stops   []func()
 }
@@ -69,7 +70,7 @@ type Options struct {
 func Start(t testing.TB, o Options) *Daemon {
 	t.Helper()
 	bin := lookPath(t, "libvirtd")
-	d := &Daemon{UID: os.Getuid(), GID: os.Getgid(), log: &lockedBuffer{}}
+	d := &Daemon{UID: os.Getuid(), GID: os.Getgid(), log: &testenv.Buffer{}}
 	if d.UID == 0 {
 		u, err := user.Lookup("nobody")
 		if err != nil {
@@ -148,9 +149,12 @@ func (d *Daemon) makeDir(t testing.TB, prefix string) {
 }
 
 // run starts cmd (libvirtd, with its PID the command's), waits until the
-// socket answers, and registers the stop: the PIDs left() returns then
-// are killed first (libvirtd leaves its guests running when it exits),
-// then libvirtd.
+// socket answers, and registers the stop: the PIDs left() returns then,
+// and any other process started from the daemon's directory, are killed
+// first (libvirtd leaves its guests running when it exits), then
+// libvirtd, then once more what is left: a guest libvirtd was still
+// starting or restoring when the test ended (a loaded machine, a test
+// that failed mid-call) appears after the first look.
 func (d *Daemon) run(t testing.TB, cmd *exec.Cmd, left func() []int) {
 	t.Helper()
 	if err := cmd.Start(); err != nil {
@@ -159,12 +163,22 @@ func (d *Daemon) run(t testing.TB, cmd *exec.Cmd, left func() []int) {
 	d.PID = cmd.Process.Pid
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
+	kill := func(last bool) {
 		pids := left()
+		for _, pid := range startedIn(d.Dir, d.PID) {
+			// A system daemon's virtlogd goes after libvirtd (d.stops).
+			if last || procComm(pid) != "virtlogd" {
+				pids = append(pids, pid)
+			}
+		}
 		for _, pid := range pids {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 		waitGone(pids)
+	}
+	t.Cleanup(func() {
+		defer kill(true) // libvirtd is gone: nothing starts a guest any more
+		kill(false)
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-exited:
@@ -282,10 +296,36 @@ func readPID(file string) int {
 	return pid
 }
 
-// waitGone waits (up to 10 s) until the killed processes are gone: a
-// QEMU takes a moment to give its memory back.
+// startedIn returns the processes, but libvirtd's (daemon), whose command
+// line names dir (a directory of one daemon's, made by MkdirTemp): its
+// guests name their pid file, monitor socket and disks there, so one whose
+// pid file is missing (not written yet, or removed) is still found.
+func startedIn(dir string, daemon int) []int {
+	entries, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == daemon || pid == os.Getpid() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		for _, arg := range bytes.Split(b, []byte{0}) {
+			if bytes.HasPrefix(arg, []byte(dir+"/")) || bytes.Contains(arg, []byte("="+dir+"/")) || bytes.Contains(arg, []byte(","+dir+"/")) {
+				pids = append(pids, pid)
+				break
+			}
+		}
+	}
+	return pids
+}
+
+// waitGone waits (up to 30 s: a loaded machine) until the killed
+// processes are gone: a QEMU takes a moment to give its memory back.
 func waitGone(pids []int) {
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for _, pid := range pids {
 		for time.Now().Before(deadline) {
 			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
@@ -305,23 +345,4 @@ func procUID(pid int) int {
 		return -1
 	}
 	return int(st.Uid)
-}
-
-// lockedBuffer is the daemon's output, written by exec's copying
-// goroutine while a failing test may read it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }

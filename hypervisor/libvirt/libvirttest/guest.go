@@ -186,6 +186,15 @@ func unpack(t testing.TB, deb string, file func(name string, r io.Reader)) {
 	if err := fs.Start(); err != nil {
 		t.Fatal(err)
 	}
+	// A Fatal below (a bad package, a file that cannot be written) leaves
+	// dpkg-deb blocked on its pipe: kill it and reap it.
+	waited := false
+	defer func() {
+		if !waited {
+			_ = fs.Process.Kill()
+			_ = fs.Wait()
+		}
+	}()
 	tr := tar.NewReader(out)
 	for {
 		h, err := tr.Next()
@@ -200,6 +209,7 @@ func unpack(t testing.TB, deb string, file func(name string, r io.Reader)) {
 		}
 	}
 	_, _ = io.Copy(io.Discard, out)
+	waited = true
 	if err := fs.Wait(); err != nil {
 		t.Fatalf("dpkg-deb --fsys-tarfile: %v: %s", err, stderr.String())
 	}

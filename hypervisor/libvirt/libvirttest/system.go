@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mitosis-autoscaler/mitosis/internal/testenv"
 )
 
 // The user and group a system daemon's QEMU runs as (Debian's).
@@ -69,7 +71,7 @@ func StartSystem(t testing.TB, extraConf ...string) *Daemon {
 		}
 	}
 
-	d := &Daemon{UID: uid, GID: gid, System: true, log: &lockedBuffer{}}
+	d := &Daemon{UID: uid, GID: gid, System: true, log: &testenv.Buffer{}}
 	d.makeDir(t, "mitosis-libvirtd-root-")
 	d.Chown(t, d.Dir) // QEMU writes its serial logs next to the guest's files
 	for _, sub := range []string{"etc", "run", "lib", "log"} {

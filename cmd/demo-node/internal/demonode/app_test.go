@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mitosis-autoscaler/mitosis/internal/testenv"
 	"github.com/mitosis-autoscaler/mitosis/node"
 )
 
@@ -304,7 +305,7 @@ func TestSetHostnameTakesTheNewIDOnFinalize(t *testing.T) {
 			cfg := testConfig(t)
 			cfg.Cloned, cfg.SetHostname = true, tc.on
 			cfg.sethostname = func(name string) error { set = append(set, name); return tc.err }
-			var logs syncBuffer
+			var logs testenv.Buffer
 			h := startLogged(t, cfg, slog.New(slog.NewTextHandler(&logs, nil)))
 			if err := h.api.Finalize(t.Context(), h.addr, node.FinalizeRequest{Operation: "op-1", ID: "web-2", Address: h.addr}); err != nil {
 				t.Fatalf("finalize: %v", err)

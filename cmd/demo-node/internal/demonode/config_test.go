@@ -11,9 +11,10 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/mitosis-autoscaler/mitosis/internal/testenv"
 )
 
 func TestListenMustBeLoopbackUnlessAllowed(t *testing.T) {
@@ -73,24 +74,6 @@ func TestTokenComesFromTheFileElseTheEnvironment(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log sink the test reads while the node writes it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // The token never shows in a log line, at any level, nor in the state
 // file, nor in the formatted configuration.
 func TestTokenNeverLogged(t *testing.T) {
@@ -104,7 +87,7 @@ func TestTokenNeverLogged(t *testing.T) {
 	if err := os.Mkdir(stateDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs testenv.Buffer
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	exited := make(chan int, 1)
@@ -186,7 +169,7 @@ func TestTokenNeverLogged(t *testing.T) {
 var servingAddr = regexp.MustCompile(`msg=serving addr=(\S+)`)
 
 // awaitAddr waits for the node to log the address it serves on.
-func awaitAddr(t *testing.T, logs *syncBuffer) string {
+func awaitAddr(t *testing.T, logs *testenv.Buffer) string {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {

@@ -68,11 +68,19 @@ func TestDashboardShowsACloneMadeThroughTheAPI(t *testing.T) {
 	start(t, "mitosis agent", mitosis, "agent", "--simulate", "--config", cfgFile, "--listen", addr, "--token-file", adminFile)
 	waitHTTP(t, base+"/-/ready", 20*time.Second)
 
-	// The system's Chromium, headless, as root (no sandbox), only loopback.
+	// The system's Chromium, headless, as root (no sandbox), only loopback;
+	// its temporary files in a directory the test removes (short: its
+	// singleton socket's path must fit a socket address).
+	browserTmp, err := os.MkdirTemp("", "mx-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(browserTmp) })
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(chromium), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU,
 		chromedp.WindowSize(1400, 1100), chromedp.UserDataDir(filepath.Join(dir, "chromium")),
 		chromedp.Flag("proxy-server", "direct://"), chromedp.Flag("proxy-bypass-list", "*"),
+		chromedp.Env("TMPDIR="+browserTmp),
 	)...)
 	defer cancelAlloc()
 	ctx, cancelTab := chromedp.NewContext(allocCtx, chromedp.WithLogf(t.Logf))

@@ -46,17 +46,7 @@ func (c *Client) coldClone(ctx context.Context, l *lv.Libvirt, tmpl lv.Domain, r
 	if err != nil {
 		return hypervisor.VM{}, fmt.Errorf("template: %w", err)
 	}
-	id := identity{
-		name: req.Name, uuid: newUUID(),
-		disks: map[string]string{},
-		meta:  meta{Operation: req.Operation, Fence: req.Fence, Template: req.Template, Method: MethodColdClone},
-	}
-	paths := c.chardevPaths(req.Name)
-	id.chardev = func(old string) string {
-		p := paths(old)
-		left.files = append(left.files, p) // QEMU makes it at start
-		return p
-	}
+	id := c.cloneIdentity(req, MethodColdClone, left)
 	var bases []diskXML
 	tops := map[string]string{}
 	for _, d := range td.Devices.Disks {

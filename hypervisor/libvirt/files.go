@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"github.com/mitosis-autoscaler/mitosis/hypervisor"
 )
 
 // The files of a clone in Config.ImageDir. Clone names are checked to be
@@ -142,4 +144,23 @@ func chain(path string) []string {
 // inDir reports whether path is directly in dir.
 func inDir(dir, path string) bool {
 	return filepath.Dir(filepath.Clean(path)) == filepath.Clean(dir)
+}
+
+// cloneIdentity is what a clone of req is made as: its name, a new UUID,
+// the operation's metadata, and character devices of its own, which QEMU
+// makes when the clone starts or is restored (left keeps them, for the
+// cleanup of a clone that fails).
+func (c *Client) cloneIdentity(req hypervisor.CloneRequest, method string, left *leftovers) identity {
+	id := identity{
+		name: req.Name, uuid: newUUID(),
+		disks: map[string]string{},
+		meta:  meta{Operation: req.Operation, Fence: req.Fence, Template: req.Template, Method: method},
+	}
+	paths := c.chardevPaths(req.Name)
+	id.chardev = func(old string) string {
+		p := paths(old)
+		left.files = append(left.files, p)
+		return p
+	}
+	return id
 }

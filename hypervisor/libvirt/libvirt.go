@@ -311,17 +311,7 @@ func (c *Client) clone(ctx context.Context, req hypervisor.CloneRequest, mode st
 	if err != nil {
 		return hypervisor.VM{}, fmt.Errorf("memory image: %w", err)
 	}
-	id := identity{
-		name: req.Name, uuid: newUUID(),
-		disks: map[string]string{},
-		meta:  meta{Operation: req.Operation, Fence: req.Fence, Template: req.Template, Method: MethodLiveClone},
-	}
-	paths := c.chardevPaths(req.Name)
-	id.chardev = func(old string) string {
-		p := paths(old)
-		left.files = append(left.files, p) // QEMU makes it at restore
-		return p
-	}
+	id := c.cloneIdentity(req, MethodLiveClone, left)
 	imgDom, err := parseDomain(img)
 	if err != nil {
 		return hypervisor.VM{}, fmt.Errorf("memory image: %w", err)

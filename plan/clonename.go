@@ -92,19 +92,25 @@ func NameClones(ops []Operation, scaling *ScalingState, taken func(name string) 
 }
 
 // Taken returns the names a new clone of a cluster must not have: its
-// nodes' ids and the clones of its operations (CloneName), plus more.
+// nodes' ids and the clones of its operations (CloneName), plus more. It
+// gathers them on its first call: most ticks name no clone.
 func Taken(nodes []Node, ops []Operation, more ...string) func(name string) bool {
-	names := make(map[string]bool, len(nodes)+len(ops)+len(more))
-	for _, n := range nodes {
-		names[n.ID] = true
-	}
-	for _, op := range ops {
-		if op.Kind == OpExpand {
-			names[CloneName(op)] = true
+	var names map[string]bool
+	return func(name string) bool {
+		if names == nil {
+			names = make(map[string]bool, len(nodes)+len(ops)+len(more))
+			for _, n := range nodes {
+				names[n.ID] = true
+			}
+			for _, op := range ops {
+				if op.Kind == OpExpand {
+					names[CloneName(op)] = true
+				}
+			}
+			for _, m := range more {
+				names[m] = true
+			}
 		}
+		return names[name]
 	}
-	for _, m := range more {
-		names[m] = true
-	}
-	return func(name string) bool { return names[name] }
 }

@@ -34,6 +34,13 @@ func FormatCloneName(cluster string, n int) string {
 	return cluster + cloneMark + strconv.Itoa(n)
 }
 
+// IsCloneOf says whether name is one mitosis gives a clone of cluster
+// (FormatCloneName); never for an empty cluster.
+func IsCloneOf(cluster, name string) bool {
+	_, ok := cloneNumber(cluster, name)
+	return ok && cluster != ""
+}
+
 // cloneNumber is n when name is FormatCloneName(cluster, n).
 func cloneNumber(cluster, name string) (int, bool) {
 	rest, ok := strings.CutPrefix(name, cluster+cloneMark)
@@ -42,29 +49,6 @@ func cloneNumber(cluster, name string) (int, bool) {
 	}
 	n, err := strconv.Atoi(rest)
 	return n, err == nil && rest == strconv.Itoa(n)
-}
-
-// IsCloneName says whether name has the shape FormatCloneName gives
-// (something, "-c", a number from 1 without leading zeros) or begins with
-// LegacyClonePrefix: a name mitosis may have given a clone.
-func IsCloneName(name string) bool {
-	if strings.HasPrefix(name, LegacyClonePrefix) {
-		return true
-	}
-	i := strings.LastIndex(name, cloneMark)
-	if i <= 0 {
-		return false
-	}
-	digits := name[i+len(cloneMark):]
-	if digits == "" || digits[0] == '0' {
-		return false
-	}
-	for _, r := range digits {
-		if r < '0' || r > '9' {
-			return false
-		}
-	}
-	return true
 }
 
 // NameClones gives every expansion among ops that has no clone name yet

@@ -27,16 +27,21 @@ func TestCloneName(t *testing.T) {
 	}
 }
 
-func TestIsCloneName(t *testing.T) {
-	for name, want := range map[string]bool{
-		"web-c1": true, "web-c17": true, "api-eu-c230": true, "mitosis-web-20260101t000045000-4": true,
-		"web-1": false, "web-c": false, "web-c0": false, "web-c07": false, "-c1": false, "web-c1x": false, "webc1": false,
+func TestIsCloneOf(t *testing.T) {
+	for _, tt := range []struct {
+		cluster, name string
+		want          bool
+	}{
+		{"web", "web-c1", true}, {"web", "web-c17", true}, {"api-eu", "api-eu-c230", true},
+		{"web", "api-c1", false}, {"web", "web-eu-c1", false}, {"", "-c1", false},
+		{"web", "web-1", false}, {"web", "web-c", false}, {"web", "web-c0", false}, {"web", "web-c07", false},
+		{"web", "web-c1x", false}, {"web", "webc1", false}, {"web", "mitosis-web-20260101t000045000-4", false},
 	} {
-		if got := IsCloneName(name); got != want {
-			t.Errorf("IsCloneName(%q) = %v, want %v", name, got, want)
+		if got := IsCloneOf(tt.cluster, tt.name); got != tt.want {
+			t.Errorf("IsCloneOf(%q, %q) = %v, want %v", tt.cluster, tt.name, got, tt.want)
 		}
 	}
-	if n := FormatCloneName("web", 17); n != "web-c17" || !IsCloneName(n) {
+	if n := FormatCloneName("web", 17); n != "web-c17" || !IsCloneOf("web", n) {
 		t.Errorf("FormatCloneName(web, 17) = %q", n)
 	}
 }
@@ -193,7 +198,7 @@ func TestPropertyCloneNamesAreUniqueAndNeverANodes(t *testing.T) {
 					if operators[name] {
 						t.Fatalf("clone name %s is an operator's node", name)
 					}
-					if !IsCloneName(name) || !strings.HasPrefix(name, c+"-c") {
+					if !IsCloneOf(c, name) {
 						t.Fatalf("clone name %s is not <cluster>-c<n>", name)
 					}
 					given[name] = op.ID

@@ -83,7 +83,7 @@ func newWorld(t *testing.T) *world {
 	w.lb = haproxytest.Start(t) // an empty backend: the test attaches web-1
 	w.frontend = w.lb.Frontend
 	w.disp, err = haproxy.New(context.Background(), haproxy.Config{
-		Socket: w.lb.Socket, Backend: "app", Servers: []string{"web-1", "web-2", "web-3"},
+		Socket: w.lb.Socket, Backend: "app", Servers: []string{"web-1", "web-2", "web-3"}, Cluster: "web",
 		ServerOptions: "pool-purge-delay 200ms", DynamicCookies: true,
 	})
 	if err != nil {

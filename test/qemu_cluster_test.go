@@ -545,7 +545,7 @@ func warmCapacity(t *testing.T, lab *qemuLab, lb *haproxytest.Instance) []warmRo
 	t.Helper()
 	ctx := t.Context()
 	nodes := node.NewClient(token, node.ClientOptions{Timeout: 5 * time.Second, Retries: -1})
-	disp, err := haproxy.New(ctx, haproxy.Config{Socket: lb.Socket, Backend: "app", Servers: []string{lab.tmpl.Name}, DynamicCookies: true})
+	disp, err := haproxy.New(ctx, haproxy.Config{Socket: lb.Socket, Backend: "app", Servers: []string{lab.tmpl.Name}, Cluster: "web", DynamicCookies: true})
 	if err != nil {
 		t.Fatal(err)
 	}

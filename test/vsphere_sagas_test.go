@@ -103,7 +103,7 @@ func newVSphereWorld(t *testing.T) *vsphereWorld {
 	}
 	w.lb = haproxytest.Start(t)
 	disp, err := haproxy.New(ctx, haproxy.Config{
-		Socket: w.lb.Socket, Backend: "app", Servers: []string{"web-1"},
+		Socket: w.lb.Socket, Backend: "app", Servers: []string{"web-1"}, Cluster: "web",
 		ServerOptions: "pool-purge-delay 200ms", DynamicCookies: true,
 	})
 	if err != nil {

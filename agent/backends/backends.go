@@ -169,7 +169,9 @@ func Open(ctx context.Context, cfg config.File, log *slog.Logger) (*Backends, er
 		haproxies = map[string]*haproxy.Config{cfg.Clusters[0].Name: cfg.Dispatcher.HAProxy}
 	}
 	for name, c := range haproxies {
-		d, err := haproxy.New(ctx, *c)
+		hc := *c
+		hc.Cluster = name // it may touch this cluster's clones
+		d, err := haproxy.New(ctx, hc)
 		if err != nil {
 			return nil, fmt.Errorf("dispatcher of cluster %s: %w", name, err)
 		}

@@ -44,8 +44,8 @@
 //
 // It refuses to touch any other backend, and any server that is neither
 // one of Config.Servers nor named with Config.ClonePrefix nor as a clone
-// (plan.IsCloneName): a typo in the configuration must not drain somebody
-// else's server.
+// of Config.Cluster (plan.IsCloneOf): a typo in the configuration must not
+// drain somebody else's server.
 package haproxy
 
 import (
@@ -75,9 +75,11 @@ type Config struct {
 	// ClonePrefix names the servers mitosis adds for its clones; it may
 	// touch any server so named. "" means "mitosis-", the prefix of the
 	// clones of expansions recorded before clones were named <cluster>-c<n>.
-	// Servers named as mitosis names its clones (plan.IsCloneName: web-c17)
-	// may be touched whatever the prefix.
 	ClonePrefix string `yaml:"clone_prefix"`
+	// Cluster is the cluster whose nodes the backend serves, set by whoever
+	// opens the dispatcher (not the file): servers named as that cluster's
+	// clones (plan.IsCloneOf: web-c17) may be touched. "" allows none.
+	Cluster string `yaml:"-"`
 	// ServerOptions are appended to "add server" (e.g. "check inter 2s").
 	ServerOptions string `yaml:"server_options"`
 	// DynamicCookies says the backend keeps sessions on their server with
@@ -142,8 +144,8 @@ func (d *Dispatcher) server(node string) (string, error) {
 	if !validName.MatchString(node) {
 		return "", fmt.Errorf("haproxy: %q is not a valid server name", node)
 	}
-	if !slices.Contains(d.cfg.Servers, node) && !strings.HasPrefix(node, d.cfg.ClonePrefix) && !plan.IsCloneName(node) {
-		return "", fmt.Errorf("haproxy: refusing to touch server %s/%s: it is neither one of the configured servers nor named %s… nor as a clone (<cluster>-c<n>)", d.cfg.Backend, node, d.cfg.ClonePrefix)
+	if !slices.Contains(d.cfg.Servers, node) && !strings.HasPrefix(node, d.cfg.ClonePrefix) && !plan.IsCloneOf(d.cfg.Cluster, node) {
+		return "", fmt.Errorf("haproxy: refusing to touch server %s/%s: it is neither one of the configured servers nor named %s… nor as a clone of cluster %q (%s)", d.cfg.Backend, node, d.cfg.ClonePrefix, d.cfg.Cluster, plan.FormatCloneName(d.cfg.Cluster, 1))
 	}
 	return d.cfg.Backend + "/" + node, nil
 }

@@ -132,19 +132,27 @@ func TestAnswersThatAreNotSuccessAreErrors(t *testing.T) {
 	}
 }
 
-// TestItTouchesOnlyItsServersAndClones: a clone is named <cluster>-c<n>
-// (or, recorded before, mitosis-<operation id>); any other server that is
-// not configured is refused before a command is sent.
+// TestItTouchesOnlyItsServersAndClones: a clone of its cluster is named
+// <cluster>-c<n> (or, recorded before, mitosis-<operation id>); any other
+// server that is not configured, another cluster's clone included, is
+// refused before a command is sent; without a cluster, no <cluster>-c<n>.
 func TestItTouchesOnlyItsServersAndClones(t *testing.T) {
 	sock := fakeAPI(t, map[string]string{"show backend": backends}) // other commands hang
-	d, err := haproxy.New(context.Background(), haproxy.Config{Socket: sock, Backend: "app", Servers: []string{"web-1"}, Timeout: 50 * time.Millisecond})
+	d, err := haproxy.New(context.Background(), haproxy.Config{Socket: sock, Backend: "app", Servers: []string{"web-1"}, Cluster: "web", Timeout: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for node, mine := range map[string]bool{"web-1": true, "web-c17": true, "mitosis-web-20260101t000045000-4": true, "web-2": false, "web-c07": false, "db": false} {
+	for node, mine := range map[string]bool{"web-1": true, "web-c17": true, "mitosis-web-20260101t000045000-4": true, "web-2": false, "web-c07": false, "api-c3": false, "db": false} {
 		err := d.Drain(context.Background(), node)
 		if refused := err != nil && strings.Contains(err.Error(), "refusing to touch"); refused == mine {
 			t.Errorf("Drain(%s): %v; want refused: %v", node, err, !mine)
 		}
+	}
+	anon, err := haproxy.New(context.Background(), haproxy.Config{Socket: sock, Backend: "app", Servers: []string{"web-1"}, Timeout: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := anon.Drain(context.Background(), "web-c17"); err == nil || !strings.Contains(err.Error(), "refusing to touch") {
+		t.Errorf("without a cluster, Drain(web-c17): %v; want refused", err)
 	}
 }

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net"
 	"net/http"
@@ -213,10 +214,44 @@ func (a *Agent) decisions(w http.ResponseWriter, r *http.Request, _ principal) e
 	if err != nil {
 		return err
 	}
-	if recs == nil {
-		recs = []plan.DecisionRecord{}
+	return replyBounded(w, recs, decisionsBudget)
+}
+
+// MaxDecisionsBytes bounds a decisions answer: the dashboard asks for 200
+// every two seconds, and a history of large records must not make each
+// answer (and the memory to build it) tens of megabytes.
+const MaxDecisionsBytes = 4 << 20
+
+// decisionsBudget is MaxDecisionsBytes; a test lowers it.
+var decisionsBudget = MaxDecisionsBytes
+
+// TruncatedHeader is set to "true" on a list answer that holds fewer
+// records than asked for because they would not fit its byte budget.
+const TruncatedHeader = "X-Mitosis-Truncated"
+
+// replyBounded writes recs as reply would (a JSON array, newest first),
+// but stops before the first record that would take the answer over
+// budget bytes, and then says so in TruncatedHeader.
+func replyBounded(w http.ResponseWriter, recs []plan.DecisionRecord, budget int) error {
+	out := append(make([]byte, 0, 4096), '[')
+	for i, rec := range recs {
+		b, err := json.Marshal(rec)
+		if err != nil {
+			return err
+		}
+		if len(out)+len(b)+2 > budget { // with the comma, "]" and the newline
+			w.Header().Set(TruncatedHeader, "true")
+			break
+		}
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = append(out, b...)
 	}
-	return reply(w, recs)
+	out = append(out, ']', '\n')
+	w.Header().Set("Content-Type", "application/json")
+	_, err := w.Write(out)
+	return err
 }
 
 // why answers "why did (or didn't) it scale at T?": the decision in force

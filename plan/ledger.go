@@ -146,6 +146,9 @@ func (l *Ledger) RecordDecision(rec DecisionRecord, scaling ScalingState, ops []
 	l.seq++
 	rec = CloneDecisionRecord(rec)
 	rec.Seq = l.seq
+	// The policy's text is capped where it is checked (package policy);
+	// this keeps any other writer's from growing the history and snapshots.
+	rec.Decision.Reason, rec.Error = CutText(rec.Decision.Reason, MaxReason), CutText(rec.Error, MaxReason)
 	if rec.By != "" { // an operator's: its audit record goes with it
 		l.audit(AuditRecord{At: rec.At, By: rec.By, Cluster: rec.Cluster, Action: manualAction(rec), Detail: manualDetail(rec)})
 	}

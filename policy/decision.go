@@ -66,7 +66,10 @@ func decode(t *ast.Term, in *Input) (plan.Decision, *DecisionError) {
 	d.Nodes = f.strs("nodes")
 	d.Force = f.boolean("force")
 	d.FailSafe = f.boolean("fail_safe")
-	d.Reason, _ = f.str("reason")
+	reason, _ := f.str("reason")
+	// The reason is free text the policy controls: capped, so that a
+	// careless policy cannot make every record, log line and raft entry huge.
+	d.Reason = plan.CutText(reason, plan.MaxReason)
 	if f.err != nil {
 		return plan.Decision{}, f.err
 	}

@@ -135,7 +135,11 @@ func (e *Engine) DecidePrepared(ctx context.Context, p *Prepared, now time.Time)
 		rs, err = e.eval(ctx, v, now)
 	}
 	if err != nil {
-		return plan.Decision{}, e.evalError(ctx, err)
+		ee := e.evalError(ctx, err)
+		// OPA's message may quote a value of the policy's (a string a
+		// built-in refused): it is recorded as the tick's error, so capped.
+		ee.Message = plan.CutText(ee.Message, plan.MaxReason)
+		return plan.Decision{}, ee
 	}
 	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
 		return plan.Decision{}, &DecisionError{File: e.decision.File, Row: e.decision.Row,
@@ -146,6 +150,7 @@ func (e *Engine) DecidePrepared(ctx context.Context, p *Prepared, now time.Time)
 	if derr != nil {
 		loc := e.locate(ctx, p.value(), now)
 		derr.File, derr.Row = loc.File, loc.Row
+		derr.Message = plan.CutText(derr.Message, plan.MaxReason) // it may quote a key or value
 		return plan.Decision{}, derr
 	}
 	return d, nil
@@ -188,7 +193,7 @@ func (e *Engine) locate(ctx context.Context, input ast.Value, now time.Time) *as
 	return e.decision
 }
 
-func (e *Engine) evalError(ctx context.Context, err error) error {
+func (e *Engine) evalError(ctx context.Context, err error) *EvalError {
 	if topdown.IsCancel(err) || ctx.Err() != nil {
 		cause := ctx.Err()
 		if cause == nil {

@@ -10,6 +10,8 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
+
+	"github.com/mitosis-autoscaler/mitosis/plan"
 )
 
 // ParamsQuery is the optional rule that validates a policy's params: a
@@ -28,7 +30,8 @@ type ParamsError struct {
 }
 
 func (e *ParamsError) Error() string {
-	return "invalid policy params: " + strings.Join(e.Errors, "; ")
+	// The messages are the policy's text, recorded as the tick's error.
+	return plan.CutText("invalid policy params: "+strings.Join(e.Errors, "; "), plan.MaxReason)
 }
 
 // paramsChecker evaluates param_errors once per distinct params value.

@@ -35,7 +35,7 @@ func TestDecideCapsThePolicysText(t *testing.T) {
 		}
 	}
 
-	d, err := load(`decision := {"action": "none", "reason": ` + big + `}`).Decide(ctx, smallInput(nil), now)
+	d, err := load(`decision := {"action": "none", "reason": `+big+`}`).Decide(ctx, smallInput(nil), now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,19 +44,19 @@ func TestDecideCapsThePolicysText(t *testing.T) {
 	}
 
 	// Errors quote what the policy gave: they are recorded, so capped too.
-	_, err = load(`decision := {"action": ` + big + `}`).Decide(ctx, smallInput(nil), now)
+	_, err = load(`decision := {"action": `+big+`}`).Decide(ctx, smallInput(nil), now)
 	var de *policy.DecisionError
 	if !errors.As(err, &de) {
 		t.Fatalf("a huge action: %v", err)
 	}
 	capped("decision error", err.Error())
-	_, err = load(`decision := {"action": "none", "count": to_number(` + big + `)}`).Decide(ctx, smallInput(nil), now)
+	_, err = load(`decision := {"action": "none", "count": to_number(`+big+`)}`).Decide(ctx, smallInput(nil), now)
 	var ee *policy.EvalError
 	if !errors.As(err, &ee) {
 		t.Fatalf("a bad operand: %v", err)
 	}
 	capped("evaluation error", err.Error())
-	_, err = load(`param_errors contains ` + big + ` if true
+	_, err = load(`param_errors contains `+big+` if true
 decision := {"action": "none"}`).Decide(ctx, smallInput(nil), now)
 	var pe *policy.ParamsError
 	if !errors.As(err, &pe) {

@@ -111,6 +111,7 @@ func apiExit(err error) error {
 	if errors.As(err, &ee) { // the command chose the code
 		return err
 	}
+	err = agentError{err} // its text is the agent's, or the network's
 	var ce *client.Error
 	if !errors.As(err, &ce) {
 		return withCode(3, err) // could not reach it
@@ -123,6 +124,13 @@ func apiExit(err error) error {
 	}
 	return withCode(3, err)
 }
+
+// agentError is an error whose text came from the agent: it reads as a
+// table's cell does (cell), so an answer cannot write on the terminal.
+type agentError struct{ err error }
+
+func (e agentError) Error() string { return cell(e.err.Error()) }
+func (e agentError) Unwrap() error { return e.err }
 
 // positive is a flag of a whole number that, when given, must be at least
 // 1 (0, its default, leaves the choice to the agent).

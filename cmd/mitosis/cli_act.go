@@ -55,7 +55,7 @@ func newSelectionCmd(use, short string, selectNode func(ctx context.Context, c *
 				return err
 			}
 			for _, r := range rec.Reasons {
-				fmt.Fprintf(o.w, "refused: %s: %s\n", r.Code, r.Message)
+				row(o.w, "refused: %s: %s\n", r.Code, r.Message)
 			}
 			return shown(1, err) // the reasons are the message
 		}
@@ -64,10 +64,10 @@ func newSelectionCmd(use, short string, selectNode func(ctx context.Context, c *
 		}
 		return o.print(rec, "", func(tw io.Writer) {
 			if len(rec.Operations) == 0 {
-				fmt.Fprintf(tw, "dry run: would start %d operation(s)\n", len(rec.Proposals))
+				row(tw, "dry run: would start %d operation(s)\n", len(rec.Proposals))
 			}
 			for _, id := range rec.Operations {
-				fmt.Fprintf(tw, "operation %s started\n", id)
+				row(tw, "operation %s started\n", id)
 			}
 		})
 	})
@@ -86,7 +86,7 @@ func newSwitchCmd(use, short string, change func(ctx context.Context, c *client.
 			if !s.At.IsZero() {
 				at = s.At.UTC().Format(time.RFC3339)
 			}
-			fmt.Fprintf(tw, "%s\t%v\t%v\t%s\t%s\n", a[0], s.Paused, s.DryRun, dash(s.By), at)
+			row(tw, "%s\t%v\t%v\t%s\t%s\n", a[0], s.Paused, s.DryRun, dash(s.By), at)
 		})
 	})
 }

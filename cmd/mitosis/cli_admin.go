@@ -31,7 +31,7 @@ func newAuditCmd() *cobra.Command {
 			}
 			return o.print(recs, "AT\tBY\tACTION\tCLUSTER\tDETAIL", func(tw io.Writer) {
 				for _, r := range recs {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.At.UTC().Format(time.RFC3339), r.By, r.Action, dash(r.Cluster), dash(r.Detail))
+					row(tw, "%s\t%s\t%s\t%s\t%s\n", r.At.UTC().Format(time.RFC3339), r.By, r.Action, dash(r.Cluster), dash(r.Detail))
 				}
 			})
 		})
@@ -50,7 +50,7 @@ func newPeersCmd() *cobra.Command {
 			}
 			return o.print(st, "ID\tADDRESS\tLEADER", func(tw io.Writer) {
 				for _, p := range st.Peers {
-					fmt.Fprintf(tw, "%s\t%s\t%v\n", p.ID, p.Address, p.ID == st.Leader)
+					row(tw, "%s\t%s\t%v\n", p.ID, p.Address, p.ID == st.Leader)
 				}
 			})
 		})
@@ -82,14 +82,14 @@ func newPolicyPushCmd() *cobra.Command {
 			res, err := c.PushPolicy(ctx, files)
 			if ce := (*client.Error)(nil); errors.As(err, &ce) && ce.Status == http.StatusUnprocessableEntity {
 				for _, p := range ce.Problems {
-					fmt.Fprintln(o.w, p)
+					row(o.w, "%s\n", p)
 				}
 			}
 			if err != nil {
 				return err
 			}
 			return o.print(res, "", func(tw io.Writer) {
-				fmt.Fprintf(tw, "policy %s in use (%d tests passed)\n", res.Version, res.Tests.Passed)
+				row(tw, "policy %s in use (%d tests passed)\n", res.Version, res.Tests.Passed)
 			})
 		})
 }
@@ -128,9 +128,9 @@ func newPolicyShowCmd() *cobra.Command {
 				return err
 			}
 			return o.print(p, "", func(tw io.Writer) {
-				fmt.Fprintf(tw, "version\t%s\n", p.Version)
+				row(tw, "version\t%s\n", p.Version)
 				for _, n := range slices.Sorted(maps.Keys(p.Files)) {
-					fmt.Fprintf(tw, "file\t%s\n", n)
+					row(tw, "file\t%s\n", n)
 				}
 			})
 		})

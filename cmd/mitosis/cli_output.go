@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"reflect"
+	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/mitosis-autoscaler/mitosis/agent/client"
 	"github.com/mitosis-autoscaler/mitosis/agent/wire"
@@ -38,6 +41,85 @@ func (o *out) print(v any, header string, rows func(tw io.Writer)) error {
 	}
 	rows(tw)
 	return tw.Flush()
+}
+
+// row writes a line of a table (or of any output for people) with
+// format, which is the command's own text, and args, which come from the
+// agent or a policy: every string among them (a string, a string type, an
+// error, a Stringer) goes through cell first, unless it is a safe, so that
+// no value can move the cursor, end a row, add a cell or turn text around.
+// Numbers and booleans are printed as they are.
+func row(w io.Writer, format string, args ...any) {
+	for i, a := range args {
+		switch v := a.(type) {
+		case safe:
+			args[i] = string(v)
+		case string:
+			args[i] = cell(v)
+		case error:
+			args[i] = cell(v.Error())
+		case fmt.Stringer:
+			args[i] = cell(v.String())
+		default:
+			if rv := reflect.ValueOf(a); rv.Kind() == reflect.String {
+				args[i] = cell(rv.String())
+			}
+		}
+	}
+	fmt.Fprintf(w, format, args...)
+}
+
+// safe is text row prints as it is: cells already escaped, or joined with
+// the table's own separators.
+type safe string
+
+// cell renders untrusted text for a terminal: control characters (C0 with
+// ESC, CR, LF and TAB, DEL, C1), the bidirectional overrides, isolates
+// and marks, the line and paragraph separators, and bytes that are not
+// UTF-8 are shown escaped as Go writes them (\x1b, \r, \n, \t, \u202e,
+// \x9b); all else is left as it is.
+func cell(s string) string {
+	if strings.IndexFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f || r == utf8.RuneError || unsafeRune(r) }) < 0 {
+		return s // the usual case: nothing to escape
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && n == 1:
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case r == '\t':
+			b.WriteString(`\t`)
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\r':
+			b.WriteString(`\r`)
+		case r < 0x20 || r == 0x7f:
+			fmt.Fprintf(&b, `\x%02x`, r)
+		case unsafeRune(r):
+			fmt.Fprintf(&b, `\u%04x`, r)
+		default:
+			b.WriteString(s[i : i+n])
+		}
+		i += n
+	}
+	return b.String()
+}
+
+// unsafeRune is a rune above ASCII that a terminal acts on rather than
+// shows: a C1 control, or one that reorders or breaks the text around it.
+func unsafeRune(r rune) bool {
+	switch {
+	case r >= 0x80 && r <= 0x9f: // C1 controls, CSI (0x9b) among them
+		return true
+	case r >= 0x202a && r <= 0x202e, r >= 0x2066 && r <= 0x2069: // bidi embeddings, overrides, isolates
+		return true
+	case r == 0x200e, r == 0x200f, r == 0x061c: // bidi marks
+		return true
+	case r == 0x2028, r == 0x2029: // line and paragraph separators
+		return true
+	}
+	return false
 }
 
 // ago is how long before the agent's now t was: 45s, 12m, 3h5m, 4d3h.
@@ -110,9 +192,9 @@ func clusterColumn(all bool) string {
 	return ""
 }
 
-func clusterCell(all bool, cluster string) string {
+func clusterCell(all bool, cluster string) safe {
 	if all {
-		return cluster + "\t"
+		return safe(cell(cluster) + "\t")
 	}
 	return ""
 }
@@ -141,7 +223,7 @@ func printLineage(w io.Writer, nodes []plan.Node, byCluster bool, ago func(time.
 		if n.Parent != "" && !listed[n.Cluster+"/"+n.Parent] {
 			gone = "  from " + n.Parent + " (gone)"
 		}
-		fmt.Fprintf(w, "%s%s%s  %s %s %s%s\n", lead, branch, n.ID, n.State, dash(n.Host), ago(n.CreatedAt), gone)
+		row(w, "%s%s%s  %s %s %s%s\n", lead, branch, n.ID, n.State, dash(n.Host), ago(n.CreatedAt), gone)
 		kids := children[n.Cluster+"/"+n.ID]
 		next := lead
 		switch branch {
@@ -164,7 +246,7 @@ func printLineage(w io.Writer, nodes []plan.Node, byCluster bool, ago func(time.
 		if byCluster {
 			if r.Cluster != cluster {
 				cluster = r.Cluster
-				fmt.Fprintf(w, "%s\n", cluster)
+				row(w, "%s\n", cluster)
 			}
 			lead = "  "
 		}

@@ -38,7 +38,7 @@ func newStatusCmd() *cobra.Command {
 					if d := cl.LastDecision; d != nil {
 						last = fmt.Sprintf("%s %s: %s", o.ago(d.At), d.Decision.Action, reasonOf(*d))
 					}
-					fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%v\t%v\t%s\n", cl.Name, cl.Size, cl.Min, cl.Max, cl.Nodes[plan.NodeReady], cl.InFlight, cl.Paused, cl.DryRun, last)
+					row(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%v\t%v\t%s\n", cl.Name, cl.Size, cl.Min, cl.Max, cl.Nodes[plan.NodeReady], cl.InFlight, cl.Paused, cl.DryRun, last)
 				}
 			})
 		})
@@ -68,7 +68,7 @@ func newNodesCmd() *cobra.Command {
 			all := len(a) == 0
 			return o.print(ns, clusterColumn(all)+"ID\tSTATE\tROLE\tHOST\tPARENT\tDEPTH\tAGE", func(tw io.Writer) {
 				for _, n := range ns {
-					fmt.Fprintf(tw, "%s%s\t%s\t%s\t%s\t%s\t%d\t%s\n", clusterCell(all, n.Cluster), n.ID, n.State, dash(n.Role), dash(n.Host), dash(n.Parent), n.LineageDepth, o.ago(n.CreatedAt))
+					row(tw, "%s%s\t%s\t%s\t%s\t%s\t%d\t%s\n", clusterCell(all, n.Cluster), n.ID, n.State, dash(n.Role), dash(n.Host), dash(n.Parent), n.LineageDepth, o.ago(n.CreatedAt))
 				}
 			})
 		})
@@ -99,7 +99,7 @@ func newOpsCmd() *cobra.Command {
 					} else if op.Node != "" {
 						target += " → " + op.Node
 					}
-					fmt.Fprintf(tw, "%s%s\t%s\t%s\t%s\t%s\t%s\t%s\n", clusterCell(all, op.Cluster), op.ID, op.Kind, op.Status, op.Step, dash(target), o.ago(op.CreatedAt), dash(op.Error))
+					row(tw, "%s%s\t%s\t%s\t%s\t%s\t%s\t%s\n", clusterCell(all, op.Cluster), op.ID, op.Kind, op.Status, op.Step, dash(target), o.ago(op.CreatedAt), dash(op.Error))
 				}
 			})
 		})
@@ -124,7 +124,7 @@ func newDecisionsCmd() *cobra.Command {
 			all := len(a) == 0
 			return o.print(recs, clusterColumn(all)+"AT\tACTION\tCOUNT\tOPS\tBY\tREASON", func(tw io.Writer) {
 				for _, r := range recs {
-					fmt.Fprintf(tw, "%s%s\t%s\t%d\t%d\t%s\t%s\n", clusterCell(all, r.Cluster), r.At.UTC().Format(time.RFC3339), r.Decision.Action, r.Decision.Count, len(r.Operations), dash(r.By), reasonOf(r))
+					row(tw, "%s%s\t%s\t%d\t%d\t%s\t%s\n", clusterCell(all, r.Cluster), r.At.UTC().Format(time.RFC3339), r.Decision.Action, r.Decision.Count, len(r.Operations), dash(r.By), reasonOf(r))
 				}
 			})
 		})
@@ -156,9 +156,9 @@ func newWhyCmd() *cobra.Command {
 // printWhy writes a decision record as why shows it: the decision, its
 // reason, what the metrics said, the guardrails' reasons and operations.
 func printWhy(tw io.Writer, r plan.DecisionRecord) {
-	fmt.Fprintf(tw, "at\t%s\n", r.At.UTC().Format(time.RFC3339))
-	fmt.Fprintf(tw, "decision\t%s %d (%s)\n", r.Decision.Action, r.Decision.Count, dash(r.By))
-	fmt.Fprintf(tw, "reason\t%s\n", reasonOf(r))
+	row(tw, "at\t%s\n", r.At.UTC().Format(time.RFC3339))
+	row(tw, "decision\t%s %d (%s)\n", r.Decision.Action, r.Decision.Count, dash(r.By))
+	row(tw, "reason\t%s\n", reasonOf(r))
 	metrics := "trusted"
 	switch {
 	case r.PolicyVersion == "manual":
@@ -166,18 +166,18 @@ func printWhy(tw io.Writer, r plan.DecisionRecord) {
 	case !r.Metrics.Available:
 		metrics = "unavailable: " + r.Metrics.Reason
 	}
-	fmt.Fprintf(tw, "metrics\t%s\n", metrics)
+	row(tw, "metrics\t%s\n", metrics)
 	for _, name := range slices.Sorted(maps.Keys(r.Observed.NodeMeans)) {
 		over := fmt.Sprintf("%d ready nodes", r.Observed.ReadyNodes)
 		if n, ok := r.Observed.NodeCounts[name]; ok && n != r.Observed.ReadyNodes {
 			over = fmt.Sprintf("the %d of %d ready nodes that report it", n, r.Observed.ReadyNodes)
 		}
-		fmt.Fprintf(tw, "mean %s\t%.3g over %s\n", name, r.Observed.NodeMeans[name], over)
+		row(tw, "mean %s\t%.3g over %s\n", name, r.Observed.NodeMeans[name], over)
 	}
 	for _, rs := range r.Reasons {
-		fmt.Fprintf(tw, "guardrail\t%s: %s\n", rs.Code, rs.Message)
+		row(tw, "guardrail\t%s: %s\n", rs.Code, rs.Message)
 	}
-	fmt.Fprintf(tw, "operations\t%s\n", dash(strings.Join(r.Operations, ", ")))
+	row(tw, "operations\t%s\n", dash(strings.Join(r.Operations, ", ")))
 }
 
 // clusterNames are the cluster named in args, or else every cluster of

@@ -165,7 +165,7 @@ none), 2 when a file does not parse or compile.`,
 // printTests prints a line per test, and why a test failed under it.
 func printTests(w io.Writer, results []policy.TestResult) {
 	for _, r := range results {
-		fmt.Fprintf(w, "%s %s (%s)\n", r.Outcome, r.FullName(), ms(r.Duration))
+		row(w, "%s %s (%s)\n", r.Outcome, r.FullName(), ms(r.Duration))
 		if r.Outcome == policy.Fail || r.Outcome == policy.Error {
 			// A failure's message names the expression's place, a line
 			// more precise than the rule's: the place is shown once.
@@ -211,7 +211,15 @@ func summarizeTests(w io.Writer, results []policy.TestResult) error {
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1fms", float64(d)/float64(time.Millisecond)) }
 
-func indent(s string) string { return strings.ReplaceAll(s, "\n", "\n    ") }
+// indent lays out a test's message or printed output (the policy's text)
+// under its test, a line at a time, each escaped as a table's cell is.
+func indent(s string) string {
+	lines := strings.Split(s, "\n")
+	for i, l := range lines {
+		lines[i] = cell(l)
+	}
+	return strings.Join(lines, "\n    ")
+}
 
 type policyEvalFlags struct {
 	policy, input, now string
@@ -303,7 +311,7 @@ func runPolicyEval(ctx context.Context, stdout, stderr io.Writer, stdin io.Reade
 		return err
 	}
 	fmt.Fprintf(stderr, "policy %s (%s) at %s: %s: %s\n", engine.Version(), strings.Join(engine.Files(), ", "),
-		now.UTC().Format(time.RFC3339), d.Action, d.Reason)
+		now.UTC().Format(time.RFC3339), d.Action, cell(d.Reason)) // the policy's text
 	return nil
 }
 

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"path"
 	"strings"
 	"testing/fstest"
 	"time"
@@ -38,7 +37,13 @@ func (a *Agent) check(ctx context.Context, files map[string]string) (*policy.Eng
 	}
 	fsys := fstest.MapFS{}
 	for name, text := range files {
-		if name != path.Base(name) || !strings.HasSuffix(name, ".rego") || strings.HasPrefix(name, ".") {
+		// A plain name (policy.CheckFileName): a name holding NUL, a
+		// separator or a newline could pass for other files in the version
+		// and in what is printed of the policy.
+		if err := policy.CheckFileName(name); err != nil {
+			return nil, wire.PolicyCheck{}, bad("files: %v", err)
+		}
+		if !strings.HasSuffix(name, ".rego") || strings.HasPrefix(name, ".") {
 			return nil, wire.PolicyCheck{}, bad("files: %q: a name of a .rego file, with no directory", name)
 		}
 		fsys[name] = &fstest.MapFile{Data: []byte(text)}

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"encoding/json"
+	"fmt"
 	"io/fs"
 	"net/http"
 	"strings"
@@ -52,6 +53,19 @@ func TestAPolicyIsPushedOnlyIfItCompilesAndItsTestsPass(t *testing.T) {
 	for _, bad := range []map[string]string{{"../evil.rego": "package mitosis"}, {"notes.txt": "hi"}, {}} {
 		if code, b := rig.do(t, http.MethodPut, "/v1/policy", RoleAdmin, body(bad)); code != http.StatusBadRequest {
 			t.Errorf("push of %v: %d %s, want 400", bad, code, b)
+		}
+	}
+	// The colliding name of issue 17 (a name embedding another file), and
+	// other names that are not plain: refused on both endpoints, quoted.
+	for _, name := range []string{"a.rego\x0021\x00package lib\n\nx := 1\nb.rego", `a\b.rego`, "a\nb.rego", "..", strings.Repeat("a", 200) + ".rego"} {
+		for _, ep := range []struct{ method, path string }{{http.MethodPost, "/v1/policy/validate"}, {http.MethodPut, "/v1/policy"}} {
+			code, b := rig.do(t, ep.method, ep.path, RoleAdmin, body(map[string]string{name: "package mitosis"}))
+			var e wire.ErrorBody
+			quoted := fmt.Sprintf("%q", name)
+			if code != http.StatusBadRequest || json.Unmarshal(b, &e) != nil ||
+				!strings.HasPrefix(e.Message, "files: policy file name "+quoted[:min(len(quoted)-1, 100)]) {
+				t.Errorf("%s %q: %d %s, want 400 quoting the name", ep.path, name, code, b)
+			}
 		}
 	}
 	if rig.a.policy.Version() != before {

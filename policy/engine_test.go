@@ -407,7 +407,7 @@ func TestVersion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a.Version() != b.Version() || len(a.Version()) != 12 {
+	if a.Version() != b.Version() || len(a.Version()) != 32 {
 		t.Errorf("the same sources give versions %q and %q", a.Version(), b.Version())
 	}
 	files["p_test.rego"] = "package mitosis_test\n\ntest_nothing if true\n"

@@ -16,6 +16,7 @@ import (
 
 	"github.com/mitosis-autoscaler/mitosis/agent/client"
 	"github.com/mitosis-autoscaler/mitosis/agent/wire"
+	"github.com/mitosis-autoscaler/mitosis/policy"
 )
 
 // The commands about the agent itself: its audit trail, its raft peers,
@@ -111,6 +112,9 @@ func regoFiles(dir string) (map[string]string, error) {
 	}
 	files := map[string]string{}
 	for _, n := range names {
+		if err := policy.CheckFileName(n); err != nil { // as the agent would refuse it
+			return nil, fmt.Errorf("%s: %w", dir, err)
+		}
 		b, err := fs.ReadFile(fsys, n)
 		if err != nil {
 			return nil, err

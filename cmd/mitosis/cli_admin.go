@@ -74,13 +74,18 @@ func newPeersCmd() *cobra.Command {
 // newPolicyPushCmd and newPolicyShowCmd are `policy push DIR` and
 // `policy show`.
 func newPolicyPushCmd() *cobra.Command {
-	return apiCmd("push DIR", "Push a policy directory to the agent: compiled and its tests run there first", cobra.ExactArgs(1),
+	var noTests bool
+	push := apiCmd("push DIR", "Push a policy directory to the agent: compiled and its tests run there first", cobra.ExactArgs(1),
 		func(ctx context.Context, c *client.Client, o *out, a []string) error {
 			files, err := regoFiles(a[0])
 			if err != nil {
 				return withCode(2, err)
 			}
-			res, err := c.PushPolicy(ctx, files)
+			var opts []client.PushOption
+			if noTests {
+				opts = append(opts, client.NoTests())
+			}
+			res, err := c.PushPolicy(ctx, files, opts...)
 			if ce := (*client.Error)(nil); errors.As(err, &ce) && ce.Status == http.StatusUnprocessableEntity {
 				for _, p := range ce.Problems {
 					fmt.Fprintln(o.w, p)
@@ -90,9 +95,15 @@ func newPolicyPushCmd() *cobra.Command {
 				return err
 			}
 			return o.print(res, "", func(tw io.Writer) {
+				if res.Tests.Passed == 0 {
+					fmt.Fprintf(tw, "policy %s in use (no tests)\n", res.Version)
+					return
+				}
 				fmt.Fprintf(tw, "policy %s in use (%d tests passed)\n", res.Version, res.Tests.Passed)
 			})
 		})
+	push.Flags().BoolVar(&noTests, "no-tests", false, "use the policy even if it has no tests (the agent refuses it otherwise; the audit trail says so)")
+	return push
 }
 
 // regoFiles are the .rego files of dir by name, tests included.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"path"
 	"strings"
 	"testing/fstest"
 	"time"
@@ -38,7 +37,13 @@ func (a *Agent) check(ctx context.Context, files map[string]string) (*policy.Eng
 	}
 	fsys := fstest.MapFS{}
 	for name, text := range files {
-		if name != path.Base(name) || !strings.HasSuffix(name, ".rego") || strings.HasPrefix(name, ".") {
+		// A plain name (policy.CheckFileName): a name holding NUL, a
+		// separator or a newline could pass for other files in the version
+		// and in what is printed of the policy.
+		if err := policy.CheckFileName(name); err != nil {
+			return nil, wire.PolicyCheck{}, bad("files: %v", err)
+		}
+		if !strings.HasSuffix(name, ".rego") || strings.HasPrefix(name, ".") {
 			return nil, wire.PolicyCheck{}, bad("files: %q: a name of a .rego file, with no directory", name)
 		}
 		fsys[name] = &fstest.MapFile{Data: []byte(text)}
@@ -85,22 +90,20 @@ func loadProblems(err error) wire.PolicyCheck {
 	return wire.PolicyCheck{Problems: []string{err.Error()}}
 }
 
-func (a *Agent) readPolicy(r *http.Request) (map[string]string, error) {
+func (a *Agent) readPolicy(r *http.Request) (wire.PolicyFiles, error) {
 	var req wire.PolicyFiles
-	if err := decode(r, &req); err != nil {
-		return nil, err
-	}
-	return req.Files, nil
+	err := decode(r, &req)
+	return req, err
 }
 
 // validatePolicy compiles a policy and runs its tests without using it:
 // 200 if it would be accepted, 422 with the problems if not.
 func (a *Agent) validatePolicy(w http.ResponseWriter, r *http.Request, _ principal) error {
-	files, err := a.readPolicy(r)
+	req, err := a.readPolicy(r)
 	if err != nil {
 		return err
 	}
-	engine, res, err := a.check(r.Context(), files)
+	engine, res, err := a.check(r.Context(), req.Files)
 	if err != nil {
 		return err
 	}
@@ -109,12 +112,16 @@ func (a *Agent) validatePolicy(w http.ResponseWriter, r *http.Request, _ princip
 
 // pushPolicy compiles a policy, runs its tests, and if all pass records
 // it in the registry (the same version on every replica) and decides
-// with it from the next tick on.
+// with it from the next tick on. A policy no test of which passed is
+// refused unless the push says no_tests: `mitosis policy test` fails on
+// such a policy, and an untested policy in use must be a choice the audit
+// trail shows.
 func (a *Agent) pushPolicy(w http.ResponseWriter, r *http.Request, p principal) error {
-	files, err := a.readPolicy(r)
+	req, err := a.readPolicy(r)
 	if err != nil {
 		return err
 	}
+	files := req.Files
 	engine, res, err := a.check(r.Context(), files)
 	if err != nil {
 		return err
@@ -122,15 +129,33 @@ func (a *Agent) pushPolicy(w http.ResponseWriter, r *http.Request, p principal) 
 	if engine == nil {
 		return replyCheck(w, false, res)
 	}
+	untested := res.Tests.Passed == 0
+	if untested && !req.NoTests {
+		return replyNoTests(w, res)
+	}
+	tested := fmt.Sprintf("%d tests passed", res.Tests.Passed)
+	if untested {
+		tested = "no tests: pushed with no_tests"
+	}
 	now := a.now()
 	old := a.policy.current().engine.Version()
 	if err := a.reg.PutPolicy(r.Context(), plan.PolicyVersion{Version: engine.Version(), Files: files, By: p.Name, At: now},
-		plan.AuditRecord{At: now, By: p.Name, Action: "policy-push", Detail: fmt.Sprintf("%s -> %s (%d tests passed)", old, engine.Version(), res.Tests.Passed)}); err != nil {
+		plan.AuditRecord{At: now, By: p.Name, Action: "policy-push", Detail: fmt.Sprintf("%s -> %s (%s)", old, engine.Version(), tested)}); err != nil {
 		return err
 	}
 	a.usePolicy(engine, files)
-	a.log.Info("api: policy-push", "who", p.Name, "from", old, "to", engine.Version(), "tests", res.Tests.Passed)
+	a.log.Info("api: policy-push", "who", p.Name, "from", old, "to", engine.Version(), "tests", res.Tests.Passed, "no_tests", untested)
 	return replyCheck(w, true, res)
+}
+
+// replyNoTests refuses (422) to push a policy that has no tests.
+func replyNoTests(w http.ResponseWriter, res wire.PolicyCheck) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusUnprocessableEntity)
+	return writeJSON(w, wire.PolicyRefusal{
+		Message:  "the policy has no tests: push it with no_tests (mitosis policy push --no-tests) to use it untested",
+		Problems: []string{"no tests: no test rule (test_*) of its *_test.rego files passed, and the push does not say no_tests"},
+		Tests:    res.Tests, Version: res.Version})
 }
 
 // replyCheck answers a policy check: 200 with it, or 422 with its

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"encoding/json"
+	"fmt"
 	"io/fs"
 	"net/http"
 	"strings"
@@ -52,6 +53,19 @@ func TestAPolicyIsPushedOnlyIfItCompilesAndItsTestsPass(t *testing.T) {
 	for _, bad := range []map[string]string{{"../evil.rego": "package mitosis"}, {"notes.txt": "hi"}, {}} {
 		if code, b := rig.do(t, http.MethodPut, "/v1/policy", RoleAdmin, body(bad)); code != http.StatusBadRequest {
 			t.Errorf("push of %v: %d %s, want 400", bad, code, b)
+		}
+	}
+	// The colliding name of issue 17 (a name embedding another file), and
+	// other names that are not plain: refused on both endpoints, quoted.
+	for _, name := range []string{"a.rego\x0021\x00package lib\n\nx := 1\nb.rego", `a\b.rego`, "a\nb.rego", "..", strings.Repeat("a", 200) + ".rego"} {
+		for _, ep := range []struct{ method, path string }{{http.MethodPost, "/v1/policy/validate"}, {http.MethodPut, "/v1/policy"}} {
+			code, b := rig.do(t, ep.method, ep.path, RoleAdmin, body(map[string]string{name: "package mitosis"}))
+			var e wire.ErrorBody
+			quoted := fmt.Sprintf("%q", name)
+			if code != http.StatusBadRequest || json.Unmarshal(b, &e) != nil ||
+				!strings.HasPrefix(e.Message, "files: policy file name "+quoted[:min(len(quoted)-1, 100)]) {
+				t.Errorf("%s %q: %d %s, want 400 quoting the name", ep.path, name, code, b)
+			}
 		}
 	}
 	if rig.a.policy.Version() != before {
@@ -112,5 +126,39 @@ func TestAPolicyThatFailsOnAClustersLatestInputIsRefused(t *testing.T) {
 	}
 	if rig.a.policy.Version() != before {
 		t.Error("a policy that fails on the latest input was put in use")
+	}
+}
+
+// A push whose policy has no tests is refused unless it says no_tests, and
+// the audit trail then says it had none; validate answers on the policy
+// alone.
+func TestAPolicyWithNoTestsIsPushedOnlyWhenTheOperatorSaysSo(t *testing.T) {
+	rig := newAPIRig(t)
+	untested := map[string]string{"p.rego": "package mitosis\n\ndecision := {\"action\": \"none\", \"reason\": \"untested\"}\n"}
+	before := rig.a.policy.Version()
+	body := func(noTests bool) string {
+		b, _ := json.Marshal(wire.PolicyFiles{Files: untested, NoTests: noTests})
+		return string(b)
+	}
+	if code, b := rig.do(t, http.MethodPost, "/v1/policy/validate", RoleOperate, body(false)); code != 200 {
+		t.Errorf("validate: %d %s", code, b)
+	}
+	code, b := rig.do(t, http.MethodPut, "/v1/policy", RoleAdmin, body(false))
+	var ref wire.PolicyRefusal
+	if code != http.StatusUnprocessableEntity || json.Unmarshal(b, &ref) != nil ||
+		!strings.Contains(ref.Message, "no tests") || !strings.Contains(ref.Message, "--no-tests") || len(ref.Problems) != 1 {
+		t.Errorf("push with no tests: %d %s, want 422 saying it has none", code, b)
+	}
+	if rig.a.policy.Version() != before {
+		t.Fatal("a policy with no tests was put in use without no_tests")
+	}
+	var chk wire.PolicyCheck
+	code, b = rig.do(t, http.MethodPut, "/v1/policy", RoleAdmin, body(true))
+	if code != 200 || json.Unmarshal(b, &chk) != nil || chk.Tests.Passed != 0 || rig.a.policy.Version() != chk.Version {
+		t.Fatalf("push with no_tests: %d %s", code, b)
+	}
+	audits, _ := rig.a.reg.Audits(t.Context(), 1)
+	if len(audits) != 1 || audits[0].Detail != before+" -> "+chk.Version+" (no tests: pushed with no_tests)" {
+		t.Errorf("audit %+v, want it to say the policy had no tests", audits)
 	}
 }

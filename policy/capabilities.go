@@ -15,10 +15,18 @@ import (
 //
 //   - http.send and net.lookup_ip_addr reach the network; the other net.*
 //     functions are removed with them, so that the whole family is out;
-//   - opa.runtime exposes the process' environment and configuration.
+//   - opa.runtime exposes the process' environment and configuration;
+//   - every other built-in OPA marks nondeterministic (rand.intn,
+//     uuid.rfc4122, io.jwt.encode_sign*, io.jwt.decode_verify,
+//     json.match_schema and json.verify_schema, whose schemas may fetch
+//     remote references), and the two crypto.x509 functions that verify a
+//     chain against the machine's clock: two evaluations of one input
+//     must give one decision, or a decision cannot be replayed, tested or
+//     agreed on by the replicas.
 //
-// time.now_ns stays: the engine pins it to the tick's time (rego.EvalTime),
-// so a policy is as deterministic as its input.
+// time.now_ns stays, though OPA marks it nondeterministic: the engine pins
+// it to the tick's time (rego.EvalTime), so a policy reading it is as
+// deterministic as its input.
 
 // forbidden reports why a built-in function may not be called, or "".
 func forbidden(name string) string {
@@ -27,8 +35,22 @@ func forbidden(name string) string {
 		return "policies cannot reach the network"
 	case name == "opa.runtime":
 		return "policies cannot read the runtime environment"
+	case name == "time.now_ns":
+		return "" // pinned by the engine
+	case wallClock[name]:
+		return "it reads the machine's clock, and a policy must decide from its input alone"
+	}
+	if b, ok := ast.BuiltinMap[name]; ok && b.Nondeterministic {
+		return "it is nondeterministic, and a policy must decide the same on the same input"
 	}
 	return ""
+}
+
+// wallClock are built-in functions OPA does not mark nondeterministic that
+// read the machine's clock rather than the pinned time.
+var wallClock = map[string]bool{
+	"crypto.x509.parse_and_verify_certificates":              true,
+	"crypto.x509.parse_and_verify_certificates_with_options": true,
 }
 
 // capabilities are OPA's own for this version minus the forbidden

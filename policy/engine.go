@@ -4,9 +4,9 @@ import (
 	"cmp"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
 	"path"
@@ -92,9 +92,11 @@ func LoadFS(fsys fs.FS, name string) (*Engine, error) {
 	return e, nil
 }
 
-// Version identifies the policy: a short SHA-256 digest of its sources
-// (file names within the directory, and contents) in name order. The same
-// files give the same version wherever they are loaded from.
+// Version identifies the policy: 32 hex digits (128 bits) of a SHA-256
+// digest of its sources (file names within the directory, and contents,
+// each length-prefixed) in name order. The same files give the same
+// version wherever they are loaded from, and different files different
+// versions.
 func (e *Engine) Version() string { return e.version }
 
 // Files lists the files the policy was compiled from, as errors name them.
@@ -233,6 +235,9 @@ func readSources(fsys fs.FS, label string, tests bool) ([]source, error) {
 		if de.IsDir() || !strings.HasSuffix(n, ".rego") || (!tests && isTest(n)) {
 			continue
 		}
+		if err := CheckFileName(n); err != nil {
+			return nil, &LoadError{Problems: []Problem{{File: label, Message: err.Error()}}}
+		}
 		text, err := fs.ReadFile(fsys, n)
 		l := path.Join(label, n)
 		if err != nil {
@@ -359,14 +364,24 @@ func before(a, b *ast.Location) bool {
 	return cmp.Or(cmp.Compare(a.File, b.File), cmp.Compare(a.Row, b.Row)) < 0
 }
 
-// digest is the short SHA-256 of the sources: name, length and contents
-// of each, in name order.
+// digest is the policy's version: 128 bits (32 hex digits) of the SHA-256
+// of its sources in name order, each name and each content preceded by its
+// length, so that no two different sets of files frame to the same bytes
+// (a name cannot swallow the file after it).
 func digest(srcs []source) string {
 	sorted := slices.SortedFunc(slices.Values(srcs), func(a, b source) int { return cmp.Compare(a.name, b.name) })
 	h := sha256.New()
-	for _, s := range sorted {
-		fmt.Fprintf(h, "%s\x00%d\x00", s.name, len(s.text))
-		h.Write(s.text)
+	var n [8]byte
+	frame := func(b []byte) {
+		binary.BigEndian.PutUint64(n[:], uint64(len(b)))
+		h.Write(n[:])
+		h.Write(b)
 	}
-	return hex.EncodeToString(h.Sum(nil))[:12]
+	binary.BigEndian.PutUint64(n[:], uint64(len(sorted)))
+	h.Write(n[:])
+	for _, s := range sorted {
+		frame([]byte(s.name))
+		frame(s.text)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:32]
 }

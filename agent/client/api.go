@@ -151,19 +151,31 @@ func (c *Client) Policy(ctx context.Context) (wire.PolicyFiles, error) {
 // their tests on the agent, using nothing. A policy that fails is an
 // *Error with status 422 and its Problems.
 func (c *Client) ValidatePolicy(ctx context.Context, files map[string]string) (wire.PolicyCheck, error) {
-	return c.policy(ctx, http.MethodPost, "/v1/policy/validate", files)
+	return c.policy(ctx, http.MethodPost, "/v1/policy/validate", wire.PolicyFiles{Files: files})
 }
 
 // PushPolicy validates files as ValidatePolicy does and, if they compile
 // and every test passes, makes them the policy decided with from the next
-// tick on.
-func (c *Client) PushPolicy(ctx context.Context, files map[string]string) (wire.PolicyCheck, error) {
-	return c.policy(ctx, http.MethodPut, "/v1/policy", files)
+// tick on. A policy with no test that passes is refused (422) unless opts
+// hold NoTests.
+func (c *Client) PushPolicy(ctx context.Context, files map[string]string, opts ...PushOption) (wire.PolicyCheck, error) {
+	req := wire.PolicyFiles{Files: files}
+	for _, o := range opts {
+		o(&req)
+	}
+	return c.policy(ctx, http.MethodPut, "/v1/policy", req)
 }
 
-func (c *Client) policy(ctx context.Context, method, path string, files map[string]string) (wire.PolicyCheck, error) {
+// PushOption changes what PushPolicy asks for.
+type PushOption func(*wire.PolicyFiles)
+
+// NoTests lets PushPolicy put in use a policy that has no tests (the
+// agent's audit trail says it had none).
+func NoTests() PushOption { return func(p *wire.PolicyFiles) { p.NoTests = true } }
+
+func (c *Client) policy(ctx context.Context, method, path string, req wire.PolicyFiles) (wire.PolicyCheck, error) {
 	var res wire.PolicyCheck
-	err := c.Do(ctx, method, path, wire.PolicyFiles{Files: files}, &res)
+	err := c.Do(ctx, method, path, req, &res)
 	if e := (*Error)(nil); errors.As(err, &e) && e.Status == http.StatusUnprocessableEntity {
 		_ = json.Unmarshal(e.Body, &res)
 	}

@@ -113,6 +113,10 @@ func TestEachMethodCallsItsEndpoint(t *testing.T) {
 			r, err := c.PushPolicy(ctx, map[string]string{"a.rego": "package x"})
 			return r.Version, err
 		}, "PUT", "/v1/policy", "", `{"files":{"a.rego":"package x"}}`, `{"version":"abc123def456","tests":{"passed":3,"failed":0}}`, "abc123def456"},
+		{"push a policy with no tests", func(c *client.Client) (any, error) {
+			r, err := c.PushPolicy(ctx, map[string]string{"a.rego": "package x"}, client.NoTests())
+			return r.Version, err
+		}, "PUT", "/v1/policy", "", `{"files":{"a.rego":"package x"},"no_tests":true}`, `{"version":"abc123def456","tests":{"passed":0,"failed":0}}`, "abc123def456"},
 		{"peers", func(c *client.Client) (any, error) { s, err := c.Peers(ctx); return s.Leader, err },
 			"GET", "/v1/peers", "", "", `{"leader":"a1"}`, "a1"},
 		{"join a peer", func(c *client.Client) (any, error) {

@@ -106,6 +106,10 @@ type DryRunRequest struct {
 type PolicyFiles struct {
 	Version string            `json:"version,omitempty"`
 	Files   map[string]string `json:"files"`
+	// NoTests, on PUT /v1/policy, is the operator saying that the policy
+	// may be used with no test that passes; without it such a push is
+	// refused (422). Validate and GET ignore it.
+	NoTests bool `json:"no_tests,omitempty"`
 }
 
 // PolicyCheck is what validating or pushing a policy found, when the

@@ -16,6 +16,7 @@ import (
 
 	"github.com/mitosis-autoscaler/mitosis/agent/client"
 	"github.com/mitosis-autoscaler/mitosis/agent/wire"
+	"github.com/mitosis-autoscaler/mitosis/policy"
 )
 
 // The commands about the agent itself: its audit trail, its raft peers,
@@ -73,13 +74,18 @@ func newPeersCmd() *cobra.Command {
 // newPolicyPushCmd and newPolicyShowCmd are `policy push DIR` and
 // `policy show`.
 func newPolicyPushCmd() *cobra.Command {
-	return apiCmd("push DIR", "Push a policy directory to the agent: compiled and its tests run there first", cobra.ExactArgs(1),
+	var noTests bool
+	push := apiCmd("push DIR", "Push a policy directory to the agent: compiled and its tests run there first", cobra.ExactArgs(1),
 		func(ctx context.Context, c *client.Client, o *out, a []string) error {
 			files, err := regoFiles(a[0])
 			if err != nil {
 				return withCode(2, err)
 			}
-			res, err := c.PushPolicy(ctx, files)
+			var opts []client.PushOption
+			if noTests {
+				opts = append(opts, client.NoTests())
+			}
+			res, err := c.PushPolicy(ctx, files, opts...)
 			if ce := (*client.Error)(nil); errors.As(err, &ce) && ce.Status == http.StatusUnprocessableEntity {
 				for _, p := range ce.Problems {
 					row(o.w, "%s\n", p)
@@ -89,9 +95,15 @@ func newPolicyPushCmd() *cobra.Command {
 				return err
 			}
 			return o.print(res, "", func(tw io.Writer) {
+				if res.Tests.Passed == 0 {
+					row(tw, "policy %s in use (no tests)\n", res.Version)
+					return
+				}
 				row(tw, "policy %s in use (%d tests passed)\n", res.Version, res.Tests.Passed)
 			})
 		})
+	push.Flags().BoolVar(&noTests, "no-tests", false, "use the policy even if it has no tests (the agent refuses it otherwise; the audit trail says so)")
+	return push
 }
 
 // regoFiles are the .rego files of dir by name, tests included.
@@ -111,6 +123,9 @@ func regoFiles(dir string) (map[string]string, error) {
 	}
 	files := map[string]string{}
 	for _, n := range names {
+		if err := policy.CheckFileName(n); err != nil { // as the agent would refuse it
+			return nil, fmt.Errorf("%s: %w", dir, err)
+		}
 		b, err := fs.ReadFile(fsys, n)
 		if err != nil {
 			return nil, err

@@ -100,6 +100,19 @@ func TestTheOperatorsCommands(t *testing.T) {
 	if out, code, _ := as(admin, "policy", "push", broken); code != 1 || !strings.Contains(out, "p.rego:") {
 		t.Errorf("push of a broken policy: exit %d\n%s", code, out)
 	}
+	// A policy with no tests: refused, unless --no-tests, and the audit
+	// trail then says it had none.
+	untested := t.TempDir()
+	_ = os.WriteFile(filepath.Join(untested, "p.rego"), []byte("package mitosis\n\ndecision := {\"action\": \"none\", \"reason\": \"x\"}\n"), 0o600)
+	if out, code, err := as(admin, "policy", "push", untested); code != 1 || !strings.Contains(out, "no tests") || !strings.Contains(fmt.Sprint(err), "--no-tests") {
+		t.Errorf("push of a policy with no tests: exit %d, %v\n%s", code, err, out)
+	}
+	if out, code, err := as(admin, "policy", "push", "--no-tests", untested); code != 0 || !strings.Contains(out, "in use (no tests)") {
+		t.Errorf("push --no-tests: exit %d, %v\n%s", code, err, out)
+	}
+	if out, _, _ := as(reader, "audit"); !strings.Contains(out, "(no tests: pushed with no_tests)") {
+		t.Errorf("the audit trail does not say the push had no tests:\n%s", out)
+	}
 	if out, code, err := as(admin, "policy", "push", "../../policies"); code != 0 || !strings.Contains(out, "in use") {
 		t.Errorf("push of the default policy: %d %v\n%s", code, err, out)
 	}

@@ -256,8 +256,8 @@ func TestOpsCommandsTreeMarksGoneTemplates(t *testing.T) {
 }
 
 // TestOpsCommandsRefuseBadFlagsAndFiles: a --timeout that is not positive,
-// an empty token file, and policy push of a path that is no directory
-// are refused with exit 2, saying what is wrong.
+// an empty token file, and policy push of a path that is no directory or
+// of a file whose name is not plain are refused with exit 2, saying what is wrong.
 func TestOpsCommandsRefuseBadFlagsAndFiles(t *testing.T) {
 	c := newContract(t)
 	dir := t.TempDir()
@@ -265,6 +265,9 @@ func TestOpsCommandsRefuseBadFlagsAndFiles(t *testing.T) {
 	os.WriteFile(empty, []byte(" \n"), 0o600)
 	rego := filepath.Join(dir, "p.rego")
 	os.WriteFile(rego, []byte("package mitosis\n"), 0o600)
+	badName := filepath.Join(dir, "badname")
+	os.Mkdir(badName, 0o700)
+	os.WriteFile(filepath.Join(badName, "a\nb.rego"), []byte("package mitosis\n"), 0o600)
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -273,6 +276,7 @@ func TestOpsCommandsRefuseBadFlagsAndFiles(t *testing.T) {
 		{[]string{"status", "--timeout", "0s"}, "--timeout 0s: want a positive duration"},
 		{[]string{"policy", "push", filepath.Join(dir, "nope")}, filepath.Join(dir, "nope") + ": no such directory"},
 		{[]string{"policy", "push", rego}, rego + " is a file; give the directory that holds it"},
+		{[]string{"policy", "push", badName}, badName + `: policy file name "a\nb.rego": it holds a control character`},
 		{[]string{"status", "extra"}, `mitosis status takes no arguments; got ["extra"]`},
 	} {
 		_, code, err := c.run(tc.args...)

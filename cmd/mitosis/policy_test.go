@@ -184,6 +184,22 @@ func TestPolicyEval(t *testing.T) {
 			t.Errorf("exit %d (%v), output:\n%s", code, err, out)
 		}
 	})
+	t.Run("a random policy is refused at load, at its call; eval twice gives one answer", func(t *testing.T) {
+		random := "package mitosis\n\ndecision := {\"action\": \"none\", \"reason\": sprintf(\"%d %s\", [rand.intn(\"r\", 1000), uuid.rfc4122(\"u\")])}\n"
+		dir := policyDir(t, map[string]string{"p.rego": random})
+		_, _, code, err := mitosis(t, "policy", "eval", "--policy", dir, "--input", input)
+		at := filepath.ToSlash(filepath.Join(dir, "p.rego")) + ":3:"
+		if code != 2 || err == nil || !strings.Contains(err.Error(), at) ||
+			!strings.Contains(err.Error(), "rand.intn is not allowed") || !strings.Contains(err.Error(), "uuid.rfc4122 is not allowed") {
+			t.Fatalf("exit %d, error %v; want both calls refused at %s", code, err, at)
+		}
+		dir = policyDir(t, map[string]string{"p.rego": okPolicy})
+		first, _, code, err := mitosis(t, "policy", "eval", "--policy", dir, "--input", input)
+		second, _, _, _ := mitosis(t, "policy", "eval", "--policy", dir, "--input", input)
+		if code != 0 || first != second {
+			t.Errorf("exit %d (%v); two evaluations of one input differ:\n%s\n%s", code, err, first, second)
+		}
+	})
 	for _, c := range []struct {
 		name   string
 		input  string

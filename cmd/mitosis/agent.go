@@ -25,6 +25,7 @@ func newAgentCmd() *cobra.Command {
 	var (
 		configFile, policyDir, listen, tokenFile, logLevel string
 		dryRun, simulate                                   bool
+		insecure                                           bool
 	)
 	cmd := &cobra.Command{
 		Use:   "agent (--config FILE --token-file FILE | --simulate) [flags]",
@@ -82,6 +83,12 @@ simulated minute every second. Without --token-file it makes a token and prints 
 			if simulate && !cfg.Simulated() {
 				return withCode(2, fmt.Errorf("--simulate: %s: its world is machines (world.kind is not sim)", configFile))
 			}
+			if err := config.CheckListen(listen, cfg.API, insecure); err != nil {
+				return withCode(2, err)
+			}
+			for _, risk := range cfg.InTheClear(listen) { // on every start, allowed or not
+				log.Warn("in the clear: "+risk, "file", file)
+			}
 			token, made, err := readToken(tokenFile, cfg.Simulated(), len(cfg.API.Tokens) > 0)
 			if err != nil {
 				return withCode(2, err)
@@ -127,6 +134,7 @@ simulated minute every second. Without --token-file it makes a token and prints 
 	f.StringVar(&tokenFile, "token-file", "", "file holding an admin bearer token for the API (besides the file's api.tokens)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.BoolVar(&dryRun, "dry-run", false, "decide and record, act on nothing")
+	f.BoolVar(&insecure, "insecure", false, "serve the API without TLS on a --listen the network reaches (as api.insecure: true)")
 	f.BoolVar(&simulate, "simulate", false, "run on a simulated world (the embedded defaults, or a --config with world.kind sim)")
 	return cmd
 }

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -89,8 +88,11 @@ simulated minute every second. Without --token-file it makes a token and prints 
 			for _, risk := range cfg.InTheClear(listen) { // on every start, allowed or not
 				log.Warn("in the clear: "+risk, "file", file)
 			}
-			token, made, err := readToken(tokenFile, cfg.Simulated(), len(cfg.API.Tokens) > 0)
+			token, made, err := readToken(tokenFile, cfg.Simulated(), len(cfg.API.Tokens) > 0, log)
 			if err != nil {
+				return withCode(2, err)
+			}
+			if err := checkTokenFiles(cfg.API, log); err != nil {
 				return withCode(2, err)
 			}
 			engine, err := loadPolicy(policyDir)
@@ -139,10 +141,11 @@ simulated minute every second. Without --token-file it makes a token and prints 
 	return cmd
 }
 
-// readToken reads the admin token from file. Without a file, an agent
-// on a simulated world makes one (made is true); a real one needs the
-// file's api.tokens.
-func readToken(file string, simulated, listed bool) (token string, made bool, err error) {
+// readToken reads the admin token from file (config.ReadTokenFile: it
+// refuses a file others may write and a short token, and warns of one
+// others may read). Without a file, an agent on a simulated world makes
+// one (made is true); a real one needs the file's api.tokens.
+func readToken(file string, simulated, listed bool, log *slog.Logger) (token string, made bool, err error) {
 	if file == "" {
 		if listed {
 			return "", false, nil
@@ -156,15 +159,30 @@ func readToken(file string, simulated, listed bool) (token string, made bool, er
 		}
 		return hex.EncodeToString(b), true, nil
 	}
-	tok, err := os.ReadFile(file)
+	token, warn, err := config.ReadTokenFile(file)
 	if err != nil {
 		return "", false, fmt.Errorf("--token-file: %w", err)
 	}
-	token = strings.TrimSpace(string(tok))
-	if token == "" {
-		return "", false, fmt.Errorf("--token-file %s: empty", file)
+	if warn != "" {
+		log.Warn("--token-file: " + warn)
 	}
 	return token, false, nil
+}
+
+// checkTokenFiles checks the files of the file's api.tokens as
+// --token-file's, before the agent reads them, warning of each that
+// others may read.
+func checkTokenFiles(api config.APIConfig, log *slog.Logger) error {
+	for i, t := range api.Tokens {
+		_, warn, err := config.ReadTokenFile(t.File)
+		if err != nil {
+			return fmt.Errorf("api.tokens[%d].file: %w", i, err)
+		}
+		if warn != "" {
+			log.Warn(fmt.Sprintf("api.tokens[%d].file: %s", i, warn))
+		}
+	}
+	return nil
 }
 
 // policyFiles reads the .rego files of a policy directory, or of the

@@ -9,7 +9,7 @@ import (
 var roles = map[string]bool{"read": true, "operate": true, "admin": true}
 
 // APIConfig is the agent file's api section: who may use the HTTP API,
-// and over TLS if given.
+// and over TLS if given (required beyond loopback: CheckListen).
 //
 //	api:
 //	  tls: {cert_file: /etc/mitosis/tls.crt, key_file: /etc/mitosis/tls.key}

@@ -33,7 +33,8 @@ func newAgentCmd() *cobra.Command {
 from Prometheus, evaluates the policy and records the decision. It serves its own
 metrics on /metrics (docs/telemetry.md), /-/healthy, /-/ready, and its API under /v1
 (docs/api.md): bearer tokens with roles from the file's api section, and --token-file
-for an admin token.
+for an admin token (token files: 16 bytes at least, writable by their owner only).
+Without api.tls the API listens on loopback only, unless --insecure (or api.insecure).
 
 On real machines it acts through the file's hypervisor, dispatcher (HAProxy) and
 node_api sections; with --dry-run (or dry_run: true) it decides on real metrics, logs

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net/http"
-	"os"
 	"strings"
 
 	"github.com/mitosis-autoscaler/mitosis/config"
@@ -59,11 +58,13 @@ func loadTokens(c config.APIConfig, extra map[string]principal) (tokens, error) 
 		return nil
 	}
 	for i, t := range c.Tokens {
-		b, err := os.ReadFile(t.File)
+		// Refused when others may write it or the token is short; that
+		// others may read it, mitosis agent warns of at start.
+		tok, _, err := config.ReadTokenFile(t.File)
 		if err != nil {
 			return nil, fmt.Errorf("api.tokens[%d].file: %w", i, err)
 		}
-		if err := add(strings.TrimSpace(string(b)), principal{t.Name, roleNames[t.Role]}, fmt.Sprintf("api.tokens[%d].file %s", i, t.File)); err != nil {
+		if err := add(tok, principal{t.Name, roleNames[t.Role]}, fmt.Sprintf("api.tokens[%d].file %s", i, t.File)); err != nil {
 			return nil, err
 		}
 	}

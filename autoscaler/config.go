@@ -154,13 +154,26 @@ func deref[T int | float64](p *T) T {
 	return *p
 }
 
+// The shortest tick and poll a file may give: below them the loop would
+// spin (tick: 1ns evaluates the policy and queries Prometheus without
+// pause). The agents of the chaos test tick every 100 ms.
+const (
+	MinTick = 100 * time.Millisecond
+	MinPoll = 100 * time.Millisecond
+)
+
 // Validate checks the whole configuration; the error names the key.
 func (c Config) Validate() error {
-	if c.Tick.Duration <= 0 {
-		return errors.New("tick: must be positive")
-	}
-	if c.Poll.Duration <= 0 {
-		return errors.New("poll: must be positive")
+	for _, f := range []struct {
+		key      string
+		v, floor time.Duration
+	}{{"tick", c.Tick.Duration, MinTick}, {"poll", c.Poll.Duration, MinPoll}, {"max_poll", c.MaxPoll.Duration, MinPoll}} {
+		switch {
+		case f.v <= 0:
+			return fmt.Errorf("%s: must be positive, got %s", f.key, f.v)
+		case f.v < f.floor:
+			return fmt.Errorf("%s: %s is too short: at least %s", f.key, f.v, f.floor)
+		}
 	}
 	if c.MaxPoll.Duration < c.Poll.Duration {
 		return fmt.Errorf("max_poll: %s is under poll %s", c.MaxPoll.Duration, c.Poll.Duration)

@@ -9,7 +9,7 @@ import (
 var roles = map[string]bool{"read": true, "operate": true, "admin": true}
 
 // APIConfig is the agent file's api section: who may use the HTTP API,
-// and over TLS if given.
+// and over TLS if given (required beyond loopback: CheckListen).
 //
 //	api:
 //	  tls: {cert_file: /etc/mitosis/tls.crt, key_file: /etc/mitosis/tls.key}
@@ -19,6 +19,9 @@ var roles = map[string]bool{"read": true, "operate": true, "admin": true}
 type APIConfig struct {
 	TLS    *TLSFiles     `yaml:"tls"`
 	Tokens []TokenConfig `yaml:"tokens"`
+	// Insecure lets the API be served without TLS on a --listen address
+	// the network reaches (CheckListen); the agent warns of it on every start.
+	Insecure bool `yaml:"insecure"`
 }
 
 // TLSFiles are a certificate and its key, PEM.
@@ -53,6 +56,9 @@ func (c APIConfig) validate() error {
 	}
 	if c.TLS != nil && (c.TLS.CertFile == "" || c.TLS.KeyFile == "") {
 		return errors.New("api.tls: cert_file and key_file are both required")
+	}
+	if c.TLS != nil && c.Insecure {
+		return errors.New("api.insecure: true, but api.tls is given: the API is served over TLS; remove api.insecure")
 	}
 	return nil
 }

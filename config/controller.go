@@ -17,7 +17,7 @@ func ParseController(data []byte, name string) (autoscaler.Config, error) {
 	}
 	c.ApplyDefaults()
 	if err := c.Validate(); err != nil {
-		return autoscaler.Config{}, fmt.Errorf("%s: %w", name, err)
+		return autoscaler.Config{}, fmt.Errorf("%s: %w", name, keyLine(data, err))
 	}
 	return c, nil
 }

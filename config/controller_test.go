@@ -77,6 +77,19 @@ func TestParseController(t *testing.T) {
 		{name: "a bad duration is named with its line", yaml: "tick: soon\nclusters: [{name: a, max: 2}]", wantErr: `line 1: "soon" is not a duration`},
 		{name: "a mapping where a duration goes is named with its line", yaml: "clusters: [{name: a, max: 2}]\ntick: {a: 1}", wantErr: "line 2: want a duration such as 30s"},
 		{name: "no clusters", yaml: "tick: 5s", wantErr: "clusters: at least one cluster"},
+		{name: "a tick of 1ns is refused with its line", yaml: "clusters: [{name: a, max: 2}]\ntick: 1ns", wantErr: "mitosis.yaml: line 2: tick: 1ns is too short: at least 100ms"},
+		{name: "a tick of 0 is refused", yaml: "tick: 0s\nclusters: [{name: a, max: 2}]", wantErr: "mitosis.yaml: line 1: tick: must be positive, got 0s"},
+		{name: "a poll of 1ms is refused with its line", yaml: "tick: 1s\npoll: 1ms\nclusters: [{name: a, max: 2}]", wantErr: "mitosis.yaml: line 2: poll: 1ms is too short: at least 100ms"},
+		{name: "a max_poll of 10ms is refused with its line", yaml: "tick: 1s\npoll: 100ms\nmax_poll: 10ms\nclusters: [{name: a, max: 2}]", wantErr: "mitosis.yaml: line 3: max_poll: 10ms is too short: at least 100ms"},
+		{
+			name: "the shortest tick and poll are allowed",
+			yaml: "tick: 100ms\npoll: 100ms\nmax_poll: 100ms\nclusters: [{name: a, max: 2}]",
+			check: func(t *testing.T, c autoscaler.Config) {
+				if c.Tick.Duration != autoscaler.MinTick || c.Poll.Duration != autoscaler.MinPoll {
+					t.Errorf("tick %s, poll %s", c.Tick, c.Poll)
+				}
+			},
+		},
 		{name: "a cluster without a name", yaml: "clusters: [{max: 2}]", wantErr: "clusters[0].name: must be set"},
 		{name: "a cluster twice", yaml: "clusters: [{name: a, max: 2}, {name: a, max: 3}]", wantErr: `"a" is used twice`},
 		{name: "a cluster name PromQL would need escaped", yaml: `clusters: [{name: 'web"}', max: 2}]`, wantErr: `clusters[0].name: "web\"}" must be lower-case letters`},

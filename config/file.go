@@ -197,7 +197,7 @@ func parse(data []byte, opts []ParseOption) (File, error) {
 	}
 	c.Config.ApplyDefaults()
 	if err := c.Config.Validate(); err != nil {
-		return File{}, err
+		return File{}, keyLine(data, err)
 	}
 	world, err := c.worldKind()
 	if err != nil {
@@ -218,11 +218,11 @@ func parse(data []byte, opts []ParseOption) (File, error) {
 		return File{}, err
 	}
 	if err := c.API.validate(); err != nil {
-		return File{}, err
+		return File{}, keyLine(data, err)
 	}
 	if c.Raft != nil {
 		if err := c.Raft.validate(); err != nil {
-			return File{}, err
+			return File{}, keyLine(data, err)
 		}
 	}
 	if world == WorldSim {

@@ -391,7 +391,7 @@ raft:
 	}
 	for name, file := range map[string]string{
 		"its own entry by name":        section("127.0.0.1:7001", "", `{id: a1, address: "localhost:7001", api: "https://localhost:9808/"}`),
-		"an advertised address":        section("0.0.0.0:7001", "  advertise: 127.0.0.1:7001\n", a1),
+		"an advertised address":        section("0.0.0.0:7001", "  advertise: 127.0.0.1:7001\n  insecure: true\n", a1),
 		"raft's own defaults, spelled": section("127.0.0.1:7001", "  heartbeat_timeout: 1s\n  election_timeout: 1s\n  leader_lease_timeout: 500ms\n", a1),
 	} {
 		if _, err := config.Parse([]byte(file), "raft.yaml"); err != nil {

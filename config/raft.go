@@ -36,9 +36,12 @@ type RaftConfig struct {
 		// follower sends an operator whose write only the leader takes.
 		API string `yaml:"api"`
 	} `yaml:"peers"`
-	// TLS makes raft's traffic mutual TLS (docs/raft.md): strongly advised
-	// beyond one host.
+	// TLS makes raft's traffic mutual TLS (docs/raft.md): required
+	// beyond loopback unless Insecure says otherwise.
 	TLS *raftstore.TLSConfig `yaml:"tls"`
+	// Insecure lets raft run without TLS on an address the network
+	// reaches; the agent warns of it on every start.
+	Insecure bool `yaml:"insecure"`
 	// The timeouts; zero keeps raftstore's LAN defaults.
 	HeartbeatTimeout   autoscaler.Duration `yaml:"heartbeat_timeout"`
 	ElectionTimeout    autoscaler.Duration `yaml:"election_timeout"`
@@ -97,6 +100,9 @@ func (r *RaftConfig) validate() error {
 		ids[p.ID], addrs[p.Address] = i, i
 	}
 	if err := r.validateTimeouts(); err != nil {
+		return err
+	}
+	if err := r.checkInTheClear(); err != nil {
 		return err
 	}
 	if r.TLS != nil {

@@ -41,6 +41,7 @@
 //
 // Every write carries an operation id and is idempotent per operation:
 // the same call again answers what it answered first and does nothing
-// more. A call that does not fit the state is refused with 409 and the
+// more (a finalize of the same operation with another id or address is
+// not the same call: 409). A call that does not fit the state is refused with 409 and the
 // state (and the operation holding the node, if any).
 package node

@@ -105,6 +105,10 @@ type Record struct {
 	Operation string `json:"operation"`
 	// Reply is what a prepare answered.
 	Reply *PrepareReply `json:"reply,omitempty"`
+	// ID and Address are what a finalize gave the node: the same
+	// operation asking for another identity is not a retry.
+	ID      string `json:"id,omitempty"`
+	Address string `json:"address,omitempty"`
 }
 
 // maxRecords bounds the idempotency records: a node sees a handful of
@@ -355,7 +359,15 @@ func (s *Server) finalize(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.recorded("finalize", req.Operation); ok {
+	if rec, ok := s.recorded("finalize", req.Operation); ok {
+		// A retry answers as the first time; another id or address under
+		// the same operation is a caller confused (or lying), and the node
+		// keeps the identity it took. A record saved without them (before
+		// they were kept) answers as a retry.
+		if rec.ID != "" && (rec.ID != req.ID || rec.Address != req.Address) {
+			s.conflict(w, "finalize", fmt.Sprintf("operation %s finalized this node as %s at %s, not as %s at %s", req.Operation, rec.ID, rec.Address, req.ID, req.Address))
+			return
+		}
 		writeJSON(w, http.StatusOK, s.statusLocked())
 		return
 	}
@@ -374,7 +386,7 @@ func (s *Server) finalize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.id, s.generation, s.state, s.operation = req.ID, s.generation+1, StateReady, ""
-	s.record(Record{Call: "finalize", Operation: req.Operation})
+	s.record(Record{Call: "finalize", Operation: req.Operation, ID: req.ID, Address: req.Address})
 	writeJSON(w, http.StatusOK, s.statusLocked())
 }
 

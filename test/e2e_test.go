@@ -33,7 +33,7 @@ import (
 	"github.com/mitosis-autoscaler/mitosis/policy"
 )
 
-const token = "e2e-node-token"
+const token = "e2e-node-token-2f7a" // an agent token too: 16 bytes at least
 
 // world is the real components of one test.
 type world struct {

@@ -35,7 +35,7 @@ func TestPrometheusDiscoversTheNodesFromTheAgent(t *testing.T) {
 	agentAddr, promAddr := testenv.FreeAddr(t), testenv.FreeAddr(t)
 	// Prometheus's own token, of the read role as docs/metrics.md asks.
 	promToken := filepath.Join(dir, "prometheus.token")
-	if err := os.WriteFile(promToken, []byte("sd-read-token\n"), 0o600); err != nil {
+	if err := os.WriteFile(promToken, []byte("sd-read-token-8c3e\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 

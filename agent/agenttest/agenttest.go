@@ -44,7 +44,7 @@ type Agent struct {
 func Start(t testing.TB) Agent {
 	t.Helper()
 	dir := t.TempDir()
-	ag := Agent{AdminToken: "adm1n-canary", ReadToken: "r3ad-canary",
+	ag := Agent{AdminToken: "adm1n-canary-token", ReadToken: "r3ad-canary-token",
 		AdminFile: filepath.Join(dir, "admin"), ReaderFile: filepath.Join(dir, "reader")}
 	for f, tok := range map[string]string{ag.AdminFile: ag.AdminToken, ag.ReaderFile: ag.ReadToken} {
 		if err := os.WriteFile(f, []byte(tok+"\n"), 0o600); err != nil {

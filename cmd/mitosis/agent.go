@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -25,6 +24,7 @@ func newAgentCmd() *cobra.Command {
 	var (
 		configFile, policyDir, listen, tokenFile, logLevel string
 		dryRun, simulate                                   bool
+		insecure                                           bool
 	)
 	cmd := &cobra.Command{
 		Use:   "agent (--config FILE --token-file FILE | --simulate) [flags]",
@@ -33,7 +33,8 @@ func newAgentCmd() *cobra.Command {
 from Prometheus, evaluates the policy and records the decision. It serves its own
 metrics on /metrics (docs/telemetry.md), /-/healthy, /-/ready, and its API under /v1
 (docs/api.md): bearer tokens with roles from the file's api section, and --token-file
-for an admin token.
+for an admin token (token files: 16 bytes at least, writable by their owner only).
+Without api.tls the API listens on loopback only, unless --insecure (or api.insecure).
 
 On real machines it acts through the file's hypervisor, dispatcher (HAProxy) and
 node_api sections; with --dry-run (or dry_run: true) it decides on real metrics, logs
@@ -82,8 +83,17 @@ simulated minute every second. Without --token-file it makes a token and prints 
 			if simulate && !cfg.Simulated() {
 				return withCode(2, fmt.Errorf("--simulate: %s: its world is machines (world.kind is not sim)", configFile))
 			}
-			token, made, err := readToken(tokenFile, cfg.Simulated(), len(cfg.API.Tokens) > 0)
+			if err := config.CheckListen(listen, cfg.API, insecure); err != nil {
+				return withCode(2, err)
+			}
+			for _, risk := range cfg.InTheClear(listen) { // on every start, allowed or not
+				log.Warn("in the clear: "+risk, "file", file)
+			}
+			token, made, err := readToken(tokenFile, cfg.Simulated(), len(cfg.API.Tokens) > 0, log)
 			if err != nil {
+				return withCode(2, err)
+			}
+			if err := checkTokenFiles(cfg.API, log); err != nil {
 				return withCode(2, err)
 			}
 			engine, err := loadPolicy(policyDir)
@@ -127,14 +137,16 @@ simulated minute every second. Without --token-file it makes a token and prints 
 	f.StringVar(&tokenFile, "token-file", "", "file holding an admin bearer token for the API (besides the file's api.tokens)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.BoolVar(&dryRun, "dry-run", false, "decide and record, act on nothing")
+	f.BoolVar(&insecure, "insecure", false, "serve the API without TLS on a --listen the network reaches (as api.insecure: true)")
 	f.BoolVar(&simulate, "simulate", false, "run on a simulated world (the embedded defaults, or a --config with world.kind sim)")
 	return cmd
 }
 
-// readToken reads the admin token from file. Without a file, an agent
-// on a simulated world makes one (made is true); a real one needs the
-// file's api.tokens.
-func readToken(file string, simulated, listed bool) (token string, made bool, err error) {
+// readToken reads the admin token from file (config.ReadTokenFile: it
+// refuses a file others may write and a short token, and warns of one
+// others may read). Without a file, an agent on a simulated world makes
+// one (made is true); a real one needs the file's api.tokens.
+func readToken(file string, simulated, listed bool, log *slog.Logger) (token string, made bool, err error) {
 	if file == "" {
 		if listed {
 			return "", false, nil
@@ -148,15 +160,30 @@ func readToken(file string, simulated, listed bool) (token string, made bool, er
 		}
 		return hex.EncodeToString(b), true, nil
 	}
-	tok, err := os.ReadFile(file)
+	token, warn, err := config.ReadTokenFile(file)
 	if err != nil {
 		return "", false, fmt.Errorf("--token-file: %w", err)
 	}
-	token = strings.TrimSpace(string(tok))
-	if token == "" {
-		return "", false, fmt.Errorf("--token-file %s: empty", file)
+	if warn != "" {
+		log.Warn("--token-file: " + warn)
 	}
 	return token, false, nil
+}
+
+// checkTokenFiles checks the files of the file's api.tokens as
+// --token-file's, before the agent reads them, warning of each that
+// others may read.
+func checkTokenFiles(api config.APIConfig, log *slog.Logger) error {
+	for i, t := range api.Tokens {
+		_, warn, err := config.ReadTokenFile(t.File)
+		if err != nil {
+			return fmt.Errorf("api.tokens[%d].file: %w", i, err)
+		}
+		if warn != "" {
+			log.Warn(fmt.Sprintf("api.tokens[%d].file: %s", i, warn))
+		}
+	}
+	return nil
 }
 
 // policyFiles reads the .rego files of a policy directory, or of the

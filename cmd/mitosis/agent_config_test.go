@@ -47,7 +47,7 @@ func agentFiles(t *testing.T, config string) (file, token string) {
 	if err := os.WriteFile(file, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(token, []byte("s3cret\n"), 0o600); err != nil {
+	if err := os.WriteFile(token, []byte("s3cret-admin-token\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return file, token

@@ -279,6 +279,12 @@ func testFinalize(t *testing.T, h Harness) {
 	}
 	err = c.Finalize(ctx(t), tg.Addr, node.FinalizeRequest{Operation: "op-2", ID: "other", Address: tg.Addr})
 	wantState(t, err, "finalize by another operation", node.StateReady)
+	// The same operation asking for another identity is no retry.
+	err = c.Finalize(ctx(t), tg.Addr, node.FinalizeRequest{Operation: "op-1", ID: "mitosis-op-1-other", Address: tg.Addr})
+	wantState(t, err, "finalize by its operation again, as another id", node.StateReady)
+	if st := status(t, tg); st.ID != "mitosis-op-1" {
+		t.Errorf("a refused finalize changed the identity: %+v", st)
+	}
 	// A finalized clone is a node like any other: it can be a template.
 	if r := prepare(t, tg, "op-4"); !r.Accepted {
 		t.Errorf("prepare of a finalized clone refused: %q", r.Reason)

@@ -21,6 +21,9 @@ type livePolicy struct {
 	// lastInput), on which a policy pushed to replace this one must
 	// decide.
 	last sync.Map
+	// deadline bounds each evaluation of a pushed policy's trial run, as
+	// a tick's: one that would overrun a tick is refused.
+	deadline time.Duration
 }
 
 type lastInput struct {
@@ -48,7 +51,10 @@ func (p *livePolicy) tryOn(ctx context.Context, engine *policy.Engine) []string 
 	var problems []string
 	p.last.Range(func(k, v any) bool {
 		l := v.(lastInput)
-		if _, err := engine.Decide(ctx, l.in, l.now); err != nil {
+		ectx, cancel := policy.WithDeadline(ctx, p.deadline)
+		_, err := engine.Decide(ectx, l.in, l.now)
+		cancel()
+		if err != nil {
 			problems = append(problems, fmt.Sprintf("cluster %s: on its input of %s: %v", k, l.now.UTC().Format(time.RFC3339), err))
 		}
 		return true

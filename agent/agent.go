@@ -39,6 +39,9 @@ type Options struct {
 	// Version is the agent's build, for mitosis_build_info.
 	Version string
 	Log     *slog.Logger
+	// IgnorePushedPolicy starts with Policy even when the registry holds
+	// a pushed one (a pushed policy that wedges the agent, say).
+	IgnorePushedPolicy bool
 	// World is the simulated world a file whose world.kind is sim acts on
 	// (the command makes it from the file's sections with package sim);
 	// nil on machines.
@@ -67,6 +70,7 @@ type Agent struct {
 	policy livePolicy
 	// led: the loop's last pass led (the loop's goroutine's alone).
 	led bool
+	// timing is how long it waits on its HTTP server and its loop.
 	timing timing
 	// backends are what the agent acts on machines through (nil on a
 	// simulated world); release closes them.
@@ -235,6 +239,14 @@ func (a *Agent) resumePolicy() error {
 	if err != nil || !ok || p.Version == a.policy.Version() {
 		return err
 	}
+	// The flag ignores the policy the registry held when the agent started,
+	// not one pushed since.
+	if a.opt.IgnorePushedPolicy && (a.policy.ignored == "" || a.policy.ignored == p.Version) {
+		a.policy.ignored = p.Version
+		a.log.Warn("--ignore-pushed-policy: deciding with the agent's own policy, not the one pushed last",
+			"own", a.policy.Version(), "pushed", p.Version, "by", p.By)
+		return nil
+	}
 	engine, res, err := a.check(context.Background(), p.Files)
 	if err != nil || engine == nil {
 		return fmt.Errorf("agent: the policy pushed last (%s by %s) no longer loads: %v %v", p.Version, p.By, err, res.Problems)
@@ -316,6 +328,7 @@ func (a *Agent) leads(ctx context.Context) bool {
 
 // decided logs a tick's failure and what a dry run would have done.
 func (a *Agent) decided(recs []plan.DecisionRecord, err error) {
+	a.watchPolicy(recs)
 	if err != nil {
 		a.log.Warn("tick", "error", notLeader(err))
 	}

@@ -24,7 +24,7 @@ import (
 func newAgentCmd() *cobra.Command {
 	var (
 		configFile, policyDir, listen, tokenFile, logLevel string
-		dryRun, simulate                                   bool
+		dryRun, simulate, ignorePushed                     bool
 	)
 	cmd := &cobra.Command{
 		Use:   "agent (--config FILE --token-file FILE | --simulate) [flags]",
@@ -101,7 +101,7 @@ simulated minute every second. Without --token-file it makes a token and prints 
 			}
 			a, err := agent.New(cfg, agent.Options{
 				Listen: listen, DryRun: dryRun, Token: token, Policy: engine, PolicyFiles: files, Version: version, Log: log,
-				World: world,
+				World: world, IgnorePushedPolicy: ignorePushed,
 			})
 			if err != nil {
 				return withCode(2, err)
@@ -127,6 +127,7 @@ simulated minute every second. Without --token-file it makes a token and prints 
 	f.StringVar(&tokenFile, "token-file", "", "file holding an admin bearer token for the API (besides the file's api.tokens)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.BoolVar(&dryRun, "dry-run", false, "decide and record, act on nothing")
+	f.BoolVar(&ignorePushed, "ignore-pushed-policy", false, "decide with --policy (or the embedded default) even if the raft registry holds a pushed policy")
 	f.BoolVar(&simulate, "simulate", false, "run on a simulated world (the embedded defaults, or a --config with world.kind sim)")
 	return cmd
 }

@@ -99,7 +99,7 @@ func New(cfg config.File, opt Options) (*Agent, error) {
 	a := &Agent{cfg: cfg, opt: opt, log: log, reg: autoscaler.NewMemRegistry(), telemetry: telemetry.New(opt.Version),
 		timing: defaultTiming(cfg)}
 	a.policy.deadline = cfg.Config.PolicyDeadline()
-	a.usePolicy(opt.Policy, opt.PolicyFiles)
+	a.useOwnPolicy()
 	names := make([]string, len(cfg.Clusters))
 	for i, cl := range cfg.Clusters {
 		names[i] = cl.Name

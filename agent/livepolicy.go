@@ -82,10 +82,19 @@ func (p *livePolicy) tryOn(ctx context.Context, engine *policy.Engine) []string 
 
 func (p *livePolicy) Version() string { return p.cur.Load().engine.Version() }
 
-// usePolicy makes engine the policy decided with.
+// usePolicy makes engine, a pushed policy, the policy decided with.
 func (a *Agent) usePolicy(engine autoscaler.PolicyEngine, files map[string]string) {
-	a.policy.cur.Store(&policyInUse{engine: engine, files: files, pushed: engine != a.opt.Policy})
-	a.telemetry.PolicyVersion(engine.Version())
+	a.use(&policyInUse{engine: engine, files: files, pushed: true})
+}
+
+// useOwnPolicy decides with the agent's own policy (the command's).
+func (a *Agent) useOwnPolicy() {
+	a.use(&policyInUse{engine: a.opt.Policy, files: a.opt.PolicyFiles})
+}
+
+func (a *Agent) use(p *policyInUse) {
+	a.policy.cur.Store(p)
+	a.telemetry.PolicyVersion(p.engine.Version())
 }
 
 // watchPolicy counts a pushed policy's failed evaluations in the records
@@ -134,7 +143,7 @@ func (a *Agent) setAside(version, why string) {
 		// Set aside here all the same: it fails here, whatever the registry says.
 		a.log.Error("recording that the pushed policy was set aside", "error", err)
 	}
-	a.usePolicy(own, a.opt.PolicyFiles)
+	a.useOwnPolicy()
 	a.policy.failing, a.policy.failures = "", 0
 	a.log.Warn("policy set aside", "detail", detail)
 }

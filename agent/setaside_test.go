@@ -37,7 +37,7 @@ func TestAPushedPolicyThatKeepsFailingIsSetAside(t *testing.T) {
 	waitReady(t, a, http.StatusOK, "ready")
 	a.usePolicy(failingPolicy{}, map[string]string{"p.rego": "…"}) // as a push would
 	if !a.policy.current().pushed {
-		t.Fatal("a policy other than the agent's own is not taken for a pushed one")
+		t.Fatal("a policy pushed is not marked pushed")
 	}
 	ctx := context.Background()
 	var audit *plan.AuditRecord

@@ -18,6 +18,7 @@ import (
 	"github.com/mitosis-autoscaler/mitosis/agent"
 	"github.com/mitosis-autoscaler/mitosis/config"
 	"github.com/mitosis-autoscaler/mitosis/policies"
+	"github.com/mitosis-autoscaler/mitosis/policy"
 	"github.com/mitosis-autoscaler/mitosis/sim"
 )
 
@@ -92,7 +93,10 @@ simulated minute every second. Without --token-file it makes a token and prints 
 			}
 			// Params the policy refuses would fail every tick: refuse the
 			// file now, naming it.
-			if err := config.CheckPolicyParams(context.Background(), engine, cfg.Clusters); err != nil {
+			pctx, cancel := policy.WithDeadline(context.Background(), cfg.Config.PolicyDeadline())
+			err = config.CheckPolicyParams(pctx, engine, cfg.Clusters)
+			cancel()
+			if err != nil {
 				return withCode(2, fmt.Errorf("%s: %w", file, err))
 			}
 			files, err := policyFiles(policyDir)

@@ -19,12 +19,17 @@ type timing struct {
 	stuckAfter time.Duration
 }
 
+// minStuck is the least stuckAfter.
+const minStuck = time.Minute
+
 func defaultTiming(cfg config.File) timing {
 	// Between two passes the loop waits a tick at most, and a pass
 	// evaluates the policy for at most its deadline per cluster: three
-	// ticks and a deadline without a pass is no slow pass.
+	// ticks and a deadline without a pass is no slow pass. At least a
+	// minute: a pass also runs saga steps (a clone call, a takeover),
+	// which a short tick does not make shorter.
 	return timing{writeTimeout: 30 * time.Second,
-		stuckAfter: 3*cfg.Tick.Duration + cfg.Config.PolicyDeadline()}
+		stuckAfter: max(3*cfg.Tick.Duration+cfg.Config.PolicyDeadline(), minStuck)}
 }
 
 // handlerBudget is how long a handler may wait (on the loop, on a
@@ -42,7 +47,7 @@ func (a *Agent) ready(ctx context.Context) string {
 	}
 	if last := a.loop.LastPass(); !last.IsZero() {
 		if idle := time.Since(last); idle > a.timing.stuckAfter {
-			return fmt.Sprintf("mitosis is not ready: its loop is stuck: no pass for %s (more than %s: three ticks and the policy's deadline)",
+			return fmt.Sprintf("mitosis is not ready: its loop is stuck: no pass for %s (more than %s: three ticks and the policy's deadline, at least a minute)",
 				idle.Round(time.Millisecond), a.timing.stuckAfter)
 		}
 	}

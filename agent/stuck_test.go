@@ -89,8 +89,13 @@ func TestReadyReportsAStuckLoop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := defaultTiming(cfg).stuckAfter, 45*time.Second+7500*time.Millisecond; got != want {
+	if got, want := defaultTiming(cfg).stuckAfter, time.Minute; got != want {
 		t.Errorf("stuckAfter = %s for a 15s tick, want %s", got, want)
+	}
+	cfg30 := cfg
+	cfg30.Tick.Duration = 30 * time.Second
+	if got, want := defaultTiming(cfg30).stuckAfter, 90*time.Second+10*time.Second; got != want {
+		t.Errorf("stuckAfter = %s for a 30s tick, want %s", got, want)
 	}
 	a := startAgent(t, cfg, Options{}, func(a *Agent) { a.timing.stuckAfter = 300 * time.Millisecond })
 	waitReady(t, a, http.StatusOK, "ready")

@@ -39,6 +39,9 @@ type Options struct {
 	// Version is the agent's build, for mitosis_build_info.
 	Version string
 	Log     *slog.Logger
+	// IgnorePushedPolicy starts with Policy even when the registry holds
+	// a pushed one (a pushed policy that wedges the agent, say).
+	IgnorePushedPolicy bool
 	// World is the simulated world a file whose world.kind is sim acts on
 	// (the command makes it from the file's sections with package sim);
 	// nil on machines.
@@ -67,6 +70,8 @@ type Agent struct {
 	policy livePolicy
 	// led: the loop's last pass led (the loop's goroutine's alone).
 	led bool
+	// timing is how long it waits on its HTTP server and its loop.
+	timing timing
 	// backends are what the agent acts on machines through (nil on a
 	// simulated world); release closes them.
 	backends *backends.Backends
@@ -91,8 +96,10 @@ func New(cfg config.File, opt Options) (*Agent, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	a := &Agent{cfg: cfg, opt: opt, log: log, reg: autoscaler.NewMemRegistry(), telemetry: telemetry.New(opt.Version)}
-	a.usePolicy(opt.Policy, opt.PolicyFiles)
+	a := &Agent{cfg: cfg, opt: opt, log: log, reg: autoscaler.NewMemRegistry(), telemetry: telemetry.New(opt.Version),
+		timing: defaultTiming(cfg)}
+	a.policy.deadline = cfg.Config.PolicyDeadline()
+	a.useOwnPolicy()
 	names := make([]string, len(cfg.Clusters))
 	for i, cl := range cfg.Clusters {
 		names[i] = cl.Name
@@ -232,6 +239,14 @@ func (a *Agent) resumePolicy() error {
 	if err != nil || !ok || p.Version == a.policy.Version() {
 		return err
 	}
+	// The flag ignores the policy the registry held when the agent started,
+	// not one pushed since.
+	if a.opt.IgnorePushedPolicy && (a.policy.ignored == "" || a.policy.ignored == p.Version) {
+		a.policy.ignored = p.Version
+		a.log.Warn("--ignore-pushed-policy: deciding with the agent's own policy, not the one pushed last",
+			"own", a.policy.Version(), "pushed", p.Version, "by", p.By)
+		return nil
+	}
 	engine, res, err := a.check(context.Background(), p.Files)
 	if err != nil || engine == nil {
 		return fmt.Errorf("agent: the policy pushed last (%s by %s) no longer loads: %v %v", p.Version, p.By, err, res.Problems)
@@ -252,7 +267,7 @@ func (a *Agent) Addr() string { return a.ln.Addr().String() }
 // world, its load ends).
 func (a *Agent) Run(ctx context.Context) error {
 	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
-		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
+		WriteTimeout: a.timing.writeTimeout, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(a.ln) }()
 	a.log.Info("agent started", "listen", a.Addr(), "dry_run", a.cfg.DryRun, "simulated", a.cfg.Simulated(),
@@ -313,6 +328,7 @@ func (a *Agent) leads(ctx context.Context) bool {
 
 // decided logs a tick's failure and what a dry run would have done.
 func (a *Agent) decided(recs []plan.DecisionRecord, err error) {
+	a.watchPolicy(recs)
 	if err != nil {
 		a.log.Warn("tick", "error", notLeader(err))
 	}
@@ -346,26 +362,6 @@ func (a *Agent) lead(ctx context.Context) error {
 	return a.registerNodes(ctx)
 }
 
-// submit hands a selection to the loop, which starts its operation at
-// once, and waits for its record.
-func (a *Agent) submit(ctx context.Context, req autoscaler.ManualRequest) (plan.DecisionRecord, error) {
-	res := make(chan manualResult, 1) // fn may run after ctx ends: it must not block
-	err := a.loop.Do(ctx, func(ctx context.Context, c *autoscaler.Controller) {
-		rec, err := c.Manual(ctx, req)
-		res <- manualResult{rec, err}
-	})
-	if err != nil {
-		return plan.DecisionRecord{}, err
-	}
-	r := <-res
-	return r.rec, r.err
-}
-
-type manualResult struct {
-	rec plan.DecisionRecord
-	err error
-}
-
 func proposals(ps []plan.Proposal) string {
 	var b strings.Builder
 	for i, p := range ps {
@@ -381,17 +377,4 @@ func proposals(ps []plan.Proposal) string {
 		}
 	}
 	return b.String()
-}
-
-// ready: every cluster has a decision recorded.
-func (a *Agent) ready(ctx context.Context) bool {
-	if !a.raftServes() { // removed from the cluster: it serves nothing current
-		return false
-	}
-	for _, cl := range a.cfg.Clusters {
-		if recs, err := a.reg.Decisions(ctx, cl.Name, 1); err != nil || len(recs) == 0 {
-			return false
-		}
-	}
-	return true
 }

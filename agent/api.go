@@ -26,8 +26,8 @@ func (a *Agent) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "mitosis is healthy\n") })
 	mux.HandleFunc("GET /-/ready", func(w http.ResponseWriter, r *http.Request) {
-		if !a.ready(r.Context()) {
-			http.Error(w, "mitosis is starting: no tick yet", http.StatusServiceUnavailable)
+		if why := a.ready(r.Context()); why != "" {
+			http.Error(w, why, http.StatusServiceUnavailable)
 			return
 		}
 		io.WriteString(w, "mitosis is ready\n")

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"strings"
 	"testing/fstest"
-	"time"
 
 	"github.com/mitosis-autoscaler/mitosis/agent/wire"
 	"github.com/mitosis-autoscaler/mitosis/plan"
@@ -54,7 +53,7 @@ func (a *Agent) check(ctx context.Context, files map[string]string) (*policy.Eng
 		return nil, loadProblems(err), nil
 	}
 	res.Version = engine.Version()
-	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	tctx, cancel := policy.WithDeadline(ctx, a.timing.handlerBudget()) // answered before the server's write timeout
 	defer cancel()
 	results, err := policy.RunTestsFS(tctx, fsys, "pushed")
 	if err != nil {

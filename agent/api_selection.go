@@ -6,7 +6,6 @@ import (
 	"errors"
 	"net/http"
 	"slices"
-	"time"
 
 	"github.com/mitosis-autoscaler/mitosis/agent/wire"
 	"github.com/mitosis-autoscaler/mitosis/autoscaler"
@@ -69,7 +68,7 @@ func (a *Agent) knownNode(ctx context.Context, cluster, field, id string) error 
 }
 
 func (a *Agent) manualReply(w http.ResponseWriter, r *http.Request, req autoscaler.ManualRequest) error {
-	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(r.Context(), a.timing.handlerBudget())
 	defer cancel()
 	rec, err := a.submit(ctx, req)
 	if err != nil {
@@ -90,4 +89,24 @@ func (a *Agent) manualReply(w http.ResponseWriter, r *http.Request, req autoscal
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	return json.NewEncoder(w).Encode(rec)
+}
+
+// submit hands a selection to the loop, which starts its operation at
+// once, and waits for its record.
+func (a *Agent) submit(ctx context.Context, req autoscaler.ManualRequest) (plan.DecisionRecord, error) {
+	res := make(chan manualResult, 1) // fn may run after ctx ends: it must not block
+	err := a.loop.Do(ctx, func(ctx context.Context, c *autoscaler.Controller) {
+		rec, err := c.Manual(ctx, req)
+		res <- manualResult{rec, err}
+	})
+	if err != nil {
+		return plan.DecisionRecord{}, err
+	}
+	r := <-res
+	return r.rec, r.err
+}
+
+type manualResult struct {
+	rec plan.DecisionRecord
+	err error
 }

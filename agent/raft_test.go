@@ -147,7 +147,7 @@ func TestARemovedAgentSaysShutdownIsNotReadyAndRefusesWrites(t *testing.T) {
 	}
 	waitState(t, leader.a, "shutdown")
 	waitState(t, other.a, "leader")
-	if leader.a.raftServes() || leader.a.ready(context.Background()) {
+	if leader.a.raftServes() || leader.a.ready(context.Background()) == "" {
 		t.Error("the removed agent's raft still serves, or it says it is ready")
 	}
 	if !other.a.raftServes() {
@@ -210,7 +210,7 @@ func TestARemovedFollowerIsNotReadyAndSaysSo(t *testing.T) {
 	}
 	for deadline := time.Now().Add(10 * time.Second); removed.a.raftServes() && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 	}
-	if removed.a.raftServes() || removed.a.ready(context.Background()) {
+	if removed.a.raftServes() || removed.a.ready(context.Background()) == "" {
 		t.Fatal("the removed follower still serves, or it says it is ready")
 	}
 	var code int

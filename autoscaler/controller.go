@@ -170,7 +170,9 @@ func (c *Controller) tick(ctx context.Context, cl ClusterConfig) (*plan.Decision
 		Cluster: cl.Name, At: now, DryRun: dry, PolicyVersion: c.d.Policy.Version(),
 		InputDigest: in.Digest(), Metrics: health, Size: in.Cluster.Size, Observed: in.Observed(),
 	}
-	dec, perr := c.d.Policy.Decide(ctx, in, now)
+	pctx, cancel := policy.WithDeadline(ctx, c.cfg.PolicyDeadline())
+	dec, perr := c.d.Policy.Decide(pctx, in, now)
+	cancel()
 	if perr != nil {
 		// A failed evaluation is a tick that wanted nothing: it also breaks
 		// a run of contraction wishes.

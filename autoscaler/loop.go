@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mitosis-autoscaler/mitosis/plan"
@@ -78,6 +79,10 @@ type Loop struct {
 	// Advanced, if set, is told the error of every pass of the actuator.
 	Advanced func(err error)
 
+	// passed is when (the machine's time, in Unix ns) the loop last
+	// completed a pass: a loop that stops passing is stuck (LastPass).
+	passed atomic.Int64
+
 	mu       sync.Mutex
 	requests []func(context.Context, *Controller)
 	wake     chan struct{} // one token: there are requests
@@ -144,6 +149,7 @@ func (l *Loop) Run(ctx context.Context) error {
 	poll := l.cfg.Poll
 	inFlight, act := false, true // a first pass resumes what a predecessor left
 	for {
+		l.passed.Store(time.Now().UnixNano())
 		now = l.clock.Now()
 		if !l.leads(ctx) {
 			// A follower looks again at the next tick.
@@ -205,6 +211,7 @@ func (l *Loop) Run(ctx context.Context) error {
 				}
 			}
 		}
+		l.passed.Store(time.Now().UnixNano())
 		until := nextTick
 		if inFlight && nextPoll.Before(until) {
 			until = nextPoll
@@ -222,6 +229,17 @@ func (l *Loop) Run(ctx context.Context) error {
 			act = true
 		}
 	}
+}
+
+// LastPass is when, by the machine's clock, the loop last began or ended a
+// pass (or began to run): between two passes it waits a tick at most, so a
+// loop whose last pass is several ticks old is stuck (a step that does not
+// return). Zero before Run. Safe to call from any goroutine.
+func (l *Loop) LastPass() time.Time {
+	if ns := l.passed.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
 }
 
 func (l *Loop) leads(ctx context.Context) bool { return l.Lead == nil || l.Lead(ctx) }

@@ -119,7 +119,8 @@ func (e *Engine) Decide(ctx context.Context, in *Input, now time.Time) (plan.Dec
 
 // DecidePrepared is Decide on a prepared input.
 func (e *Engine) DecidePrepared(ctx context.Context, p *Prepared, now time.Time) (plan.Decision, error) {
-	if err := ctx.Err(); err != nil {
+	if ctx.Err() != nil {
+		err := context.Cause(ctx) // a *DeadlineError names the deadline
 		return plan.Decision{}, &EvalError{Message: "evaluation cancelled: " + err.Error(), Err: err}
 	}
 	in := p.in
@@ -197,7 +198,7 @@ func (e *Engine) locate(ctx context.Context, input ast.Value, now time.Time) *as
 
 func (e *Engine) evalError(ctx context.Context, err error) *EvalError {
 	if topdown.IsCancel(err) || ctx.Err() != nil {
-		cause := ctx.Err()
+		cause := context.Cause(ctx) // a *DeadlineError names the deadline
 		if cause == nil {
 			cause = err
 		}

@@ -97,6 +97,9 @@ func (p *paramsChecker) eval(ctx context.Context, params map[string]any) ([]stri
 	}
 	rs, err := p.query.Eval(ctx, rego.EvalParsedInput(ast.NewObject([2]*ast.Term{kParams, pt})))
 	if err != nil {
+		if ctx.Err() != nil { // cut: a *DeadlineError names the deadline
+			return nil, &EvalError{Message: "evaluating " + ParamsQuery + " cancelled: " + context.Cause(ctx).Error(), Err: context.Cause(ctx)}
+		}
 		return nil, fmt.Errorf("evaluating %s: %w", ParamsQuery, err)
 	}
 	var errs []string

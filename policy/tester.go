@@ -86,8 +86,8 @@ func RunTestsFS(ctx context.Context, fsys fs.FS, name string) ([]TestResult, err
 	for r := range ch {
 		out = append(out, result(r))
 	}
-	if err := ctx.Err(); err != nil {
-		return out, err
+	if ctx.Err() != nil {
+		return out, context.Cause(ctx) // a *DeadlineError names the deadline
 	}
 	slices.SortFunc(out, func(a, b TestResult) int {
 		return cmp.Or(cmp.Compare(a.File, b.File), cmp.Compare(a.Row, b.Row), cmp.Compare(a.Name, b.Name))

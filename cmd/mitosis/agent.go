@@ -17,13 +17,14 @@ import (
 	"github.com/mitosis-autoscaler/mitosis/agent"
 	"github.com/mitosis-autoscaler/mitosis/config"
 	"github.com/mitosis-autoscaler/mitosis/policies"
+	"github.com/mitosis-autoscaler/mitosis/policy"
 	"github.com/mitosis-autoscaler/mitosis/sim"
 )
 
 func newAgentCmd() *cobra.Command {
 	var (
 		configFile, policyDir, listen, tokenFile, logLevel string
-		dryRun, simulate                                   bool
+		dryRun, simulate, ignorePushed                     bool
 		insecure                                           bool
 	)
 	cmd := &cobra.Command{
@@ -102,7 +103,10 @@ simulated minute every second. Without --token-file it makes a token and prints 
 			}
 			// Params the policy refuses would fail every tick: refuse the
 			// file now, naming it.
-			if err := config.CheckPolicyParams(context.Background(), engine, cfg.Clusters); err != nil {
+			pctx, cancel := policy.WithDeadline(context.Background(), cfg.Config.PolicyDeadline())
+			err = config.CheckPolicyParams(pctx, engine, cfg.Clusters)
+			cancel()
+			if err != nil {
 				return withCode(2, fmt.Errorf("%s: %w", file, err))
 			}
 			files, err := policyFiles(policyDir)
@@ -111,7 +115,7 @@ simulated minute every second. Without --token-file it makes a token and prints 
 			}
 			a, err := agent.New(cfg, agent.Options{
 				Listen: listen, DryRun: dryRun, Token: token, Policy: engine, PolicyFiles: files, Version: version, Log: log,
-				World: world,
+				World: world, IgnorePushedPolicy: ignorePushed,
 			})
 			if err != nil {
 				return withCode(2, err)
@@ -138,6 +142,7 @@ simulated minute every second. Without --token-file it makes a token and prints 
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.BoolVar(&dryRun, "dry-run", false, "decide and record, act on nothing")
 	f.BoolVar(&insecure, "insecure", false, "serve the API without TLS on a --listen the network reaches (as api.insecure: true)")
+	f.BoolVar(&ignorePushed, "ignore-pushed-policy", false, "decide with --policy (or the embedded default) even if the raft registry holds a pushed policy")
 	f.BoolVar(&simulate, "simulate", false, "run on a simulated world (the embedded defaults, or a --config with world.kind sim)")
 	return cmd
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/mitosis-autoscaler/mitosis/autoscaler"
 	"github.com/mitosis-autoscaler/mitosis/policies"
 	"github.com/mitosis-autoscaler/mitosis/policy"
 )
@@ -121,7 +122,8 @@ func loadError(err error) error {
 }
 
 func newPolicyTestCmd() *cobra.Command {
-	return &cobra.Command{
+	var timeout time.Duration
+	cmd := &cobra.Command{
 		Use:   "test [DIR]",
 		Short: "Run the Rego unit tests of the policies in DIR (default: policies)",
 		Long: `Test runs the test_* rules of the *_test.rego files in DIR and in each of its
@@ -130,7 +132,7 @@ mode the agent compiles policies with. Without DIR it tests ./policies, or the
 embedded default policies when there is no such directory.
 
 Exit status: 0 when every test passes, 1 when one fails (or errs, or there is
-none), 2 when a file does not parse or compile.`,
+none, or the tests overrun --timeout), 2 when a file does not parse or compile.`,
 		Example: `  mitosis policy test
   mitosis policy test my-policies/`,
 		Args: cobra.MaximumNArgs(1),
@@ -146,8 +148,10 @@ none), 2 when a file does not parse or compile.`,
 			out := cmd.OutOrStdout()
 			src.describe(cmd.ErrOrStderr())
 			var results []policy.TestResult
+			ctx, cancel := policy.WithDeadline(cmd.Context(), timeout)
+			defer cancel()
 			for _, dir := range dirs {
-				rs, err := src.runTests(cmd.Context(), dir)
+				rs, err := src.runTests(ctx, dir)
 				if err != nil {
 					return loadError(err)
 				}
@@ -160,6 +164,9 @@ none), 2 when a file does not parse or compile.`,
 			return summarizeTests(out, results)
 		},
 	}
+	// A test that loops for ever is cut rather than holding the command.
+	cmd.Flags().DurationVar(&timeout, "timeout", time.Minute, "how long all the tests may run")
+	return cmd
 }
 
 // printTests prints a line per test, and why a test failed under it.
@@ -223,6 +230,7 @@ func indent(s string) string {
 
 type policyEvalFlags struct {
 	policy, input, now string
+	timeout            time.Duration
 }
 
 func newPolicyEvalCmd() *cobra.Command {
@@ -242,7 +250,8 @@ negative size); bad JSON is named by line and column. time.now_ns is pinned to -
 else to the input's "now".
 
 Exit status: 0 with a decision, 2 when the input or the policy cannot be used (or the
-policy's decision breaks the contract), with the file and line at fault.`,
+policy's decision breaks the contract, or its evaluation overruns --timeout), with the
+file and line at fault.`,
 		Example: `  mitosis policy eval --input policy/testdata/input-4-nodes.json
   mitosis policy eval --policy my-policies/ --input tick.json --now 2026-01-01T12:00:00Z
   mitosis policy eval --input - < tick.json`,
@@ -255,6 +264,7 @@ policy's decision breaks the contract), with the file and line at fault.`,
 	fl.StringVar(&f.policy, "policy", "", "policy `DIR` (default: the embedded default policies)")
 	fl.StringVar(&f.input, "input", "", "input document `FILE` (JSON; - for standard input)")
 	fl.StringVar(&f.now, "now", "", "the evaluation's time, RFC 3339 (default: the input's now)")
+	fl.DurationVar(&f.timeout, "timeout", autoscaler.MaxPolicyDeadline, "how long the evaluation may take (the agent's is half its tick, at most 10s)")
 	_ = cmd.MarkFlagRequired("input")
 	return cmd
 }
@@ -295,6 +305,8 @@ func runPolicyEval(ctx context.Context, stdout, stderr io.Writer, stdin io.Reade
 		now = time.Unix(in.Now, 0)
 	}
 
+	ctx, cancel := policy.WithDeadline(ctx, f.timeout)
+	defer cancel()
 	d, err := engine.Decide(ctx, in, now)
 	if err != nil {
 		var de *policy.DecisionError

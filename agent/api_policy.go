@@ -22,6 +22,10 @@ func (a *Agent) getPolicy(w http.ResponseWriter, _ *http.Request, _ principal) e
 	return reply(w, wire.PolicyFiles{Version: cur.engine.Version(), Files: cur.files})
 }
 
+// checkRunning answers a validate or push while another one runs: one at a
+// time, so that hostile policies cannot add up their memory budgets.
+var checkRunning = &apiError{code: http.StatusTooManyRequests, msg: "another policy is being checked (one at a time): retry when it is done"}
+
 // maxPolicyFiles bounds a pushed policy.
 const maxPolicyFiles = 64
 
@@ -89,19 +93,26 @@ func loadProblems(err error) wire.PolicyCheck {
 	return wire.PolicyCheck{Problems: []string{err.Error()}}
 }
 
-func (a *Agent) readPolicy(r *http.Request) (wire.PolicyFiles, error) {
-	var req wire.PolicyFiles
-	err := decode(r, &req)
-	return req, err
+// readPolicy reads a validate's or a push's body and takes the one check
+// that may run at once; done gives it back.
+func (a *Agent) readPolicy(r *http.Request) (req wire.PolicyFiles, done func(), err error) {
+	if err := decode(r, &req); err != nil {
+		return req, nil, err
+	}
+	if !a.policy.checking.TryLock() {
+		return req, nil, checkRunning
+	}
+	return req, a.policy.checking.Unlock, nil
 }
 
 // validatePolicy compiles a policy and runs its tests without using it:
 // 200 if it would be accepted, 422 with the problems if not.
 func (a *Agent) validatePolicy(w http.ResponseWriter, r *http.Request, _ principal) error {
-	req, err := a.readPolicy(r)
+	req, done, err := a.readPolicy(r)
 	if err != nil {
 		return err
 	}
+	defer done()
 	engine, res, err := a.check(r.Context(), req.Files)
 	if err != nil {
 		return err
@@ -116,10 +127,11 @@ func (a *Agent) validatePolicy(w http.ResponseWriter, r *http.Request, _ princip
 // such a policy, and an untested policy in use must be a choice the audit
 // trail shows.
 func (a *Agent) pushPolicy(w http.ResponseWriter, r *http.Request, p principal) error {
-	req, err := a.readPolicy(r)
+	req, done, err := a.readPolicy(r)
 	if err != nil {
 		return err
 	}
+	defer done()
 	files := req.Files
 	engine, res, err := a.check(r.Context(), files)
 	if err != nil {

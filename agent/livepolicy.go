@@ -31,6 +31,10 @@ type livePolicy struct {
 	// ignored is the pushed policy version --ignore-pushed-policy left
 	// aside when the agent started.
 	ignored string
+	// checking is held by the one operator's check (validate or push) that
+	// may run at once: compiling and testing a policy may take the
+	// policy's whole memory budget, which must not be multiplied.
+	checking sync.Mutex
 }
 
 // setAsideAfter is how many evaluations in a row a pushed policy may fail

@@ -3,7 +3,7 @@ package policy
 import (
 	"context"
 	"fmt"
-	"runtime"
+	"runtime/debug"
 	"runtime/metrics"
 	"time"
 )
@@ -26,26 +26,29 @@ func (e *MemoryBudgetError) Error() string {
 const memoryWatchPeriod = 2 * time.Millisecond
 
 // watchMemory returns a context that is cancelled, with a
-// *MemoryBudgetError as its cause, when the live heap grows by more than
-// budget bytes over what it was at the call, and a function that ends the
+// *MemoryBudgetError as its cause, when the heap grows more than budget
+// bytes past where it stood at the call, and a function that ends the
 // watch. OPA checks its context between evaluation steps and inside the
 // built-ins that loop (numbers.range, …), so a runaway policy stops there.
 //
 // The heap is the process's: what other goroutines allocate meanwhile
-// counts too. Garbage is not held against the policy: past the budget, the
-// watch collects once and looks again before it cancels. A budget of 0
-// watches nothing.
+// counts too. Where it stood is the larger of the heap and the collector's
+// goal for it, so that garbage, which the collector lets grow to its goal,
+// is not held against the policy. An evaluation that grew the heap by half
+// its budget or more leaves garbage enough to collect at once, or the next
+// evaluation would start on top of it. A budget of 0 watches nothing.
 func watchMemory(ctx context.Context, budget uint64) (context.Context, func()) {
 	if budget == 0 {
 		return ctx, func() {}
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
-	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
-	heap := func() uint64 {
-		metrics.Read(sample)
+	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/gc/heap/goal:bytes"}}
+	metrics.Read(sample)
+	heap, base := sample[0].Value.Uint64(), max(sample[0].Value.Uint64(), sample[1].Value.Uint64())
+	heapNow := func() uint64 {
+		metrics.Read(sample[:1])
 		return sample[0].Value.Uint64()
 	}
-	base := heap()
 	go func() {
 		t := time.NewTicker(memoryWatchPeriod)
 		defer t.Stop()
@@ -55,15 +58,16 @@ func watchMemory(ctx context.Context, budget uint64) (context.Context, func()) {
 				return
 			case <-t.C:
 			}
-			if heap() <= base+budget {
-				continue
-			}
-			runtime.GC() // what is past the budget may be garbage
-			if heap() > base+budget {
+			if heapNow() > base+budget {
 				cancel(&MemoryBudgetError{Budget: budget})
 				return
 			}
 		}
 	}()
-	return ctx, func() { cancel(context.Canceled) }
+	return ctx, func() {
+		cancel(context.Canceled)
+		if heapNow() > heap+budget/2 {
+			debug.FreeOSMemory()
+		}
+	}
 }

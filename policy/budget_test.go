@@ -3,7 +3,10 @@ package policy
 import (
 	"context"
 	"errors"
+	"os"
+	"strings"
 	"testing"
+	"testing/fstest"
 	"time"
 )
 
@@ -43,3 +46,43 @@ func TestWatchMemoryCancelsPastItsBudget(t *testing.T) {
 }
 
 var sink []byte
+
+// hungryRego builds 40,000 strings of a megabyte each (40 GB) for its
+// reason, as a hostile policy did to take an agent down.
+const hungryRego = `package mitosis
+
+import rego.v1
+
+big := concat("", [s | some i in numbers.range(1, 100000); s := "0123456789"])
+
+decision := {"action": "none", "reason": r} if {
+	r := concat("", [x | some i in numbers.range(1, 40000); x := sprintf("%s%d", [big, i])])
+}
+`
+
+// TestAnEvaluationIsCutAtItsMemoryBudget: the hungry policy's evaluation
+// fails naming the budget instead of taking the process's memory.
+func TestAnEvaluationIsCutAtItsMemoryBudget(t *testing.T) {
+	e, err := LoadFS(fstest.MapFS{"p.rego": {Data: []byte(hungryRego)}}, "hungry")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.memory != DefaultMemoryBudget {
+		t.Errorf("an engine's budget is %d, want DefaultMemoryBudget", e.memory)
+	}
+	e.memory = 64 << 20
+	f, err := os.Open("testdata/input-4-nodes.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	in, err := ReadInput(f, "input-4-nodes.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.Decide(context.Background(), in, time.Now())
+	var mb *MemoryBudgetError
+	if !errors.As(err, &mb) || !strings.Contains(err.Error(), "memory budget of 64 MiB") {
+		t.Fatalf("Decide = %v, want an error naming the memory budget of 64 MiB", err)
+	}
+}

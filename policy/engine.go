@@ -41,6 +41,9 @@ type Engine struct {
 	// params checks input.params with the policy's param_errors rule, if
 	// it has one; nil otherwise.
 	params *paramsChecker
+	// memory is how much the heap may grow during one evaluation
+	// (DefaultMemoryBudget): one that would grow it more is cut.
+	memory uint64
 }
 
 // Load compiles the policy in dir: every .rego file directly in it that
@@ -85,7 +88,7 @@ func LoadFS(fsys fs.FS, name string) (*Engine, error) {
 	if err != nil {
 		return nil, &LoadError{Problems: problems(err, name)}
 	}
-	e := &Engine{version: digest(srcs), query: pq, decision: first, params: params}
+	e := &Engine{version: digest(srcs), query: pq, decision: first, params: params, memory: DefaultMemoryBudget}
 	for _, s := range srcs {
 		e.files = append(e.files, s.label)
 	}
@@ -123,6 +126,8 @@ func (e *Engine) DecidePrepared(ctx context.Context, p *Prepared, now time.Time)
 		err := context.Cause(ctx) // a *DeadlineError names the deadline
 		return plan.Decision{}, &EvalError{Message: "evaluation cancelled: " + err.Error(), Err: err}
 	}
+	ctx, stop := watchMemory(ctx, e.memory) // a *MemoryBudgetError names the budget
+	defer stop()
 	in := p.in
 	if err := e.params.check(ctx, in.Params); err != nil {
 		return plan.Decision{}, err

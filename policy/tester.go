@@ -62,6 +62,8 @@ func RunTests(ctx context.Context, dir string) ([]TestResult, error) {
 // RunTestsFS is RunTests for the files at the root of fsys, labelled name
 // as in LoadFS.
 func RunTestsFS(ctx context.Context, fsys fs.FS, name string) ([]TestResult, error) {
+	ctx, stop := watchMemory(ctx, DefaultMemoryBudget) // tests are policy code too
+	defer stop()
 	srcs, err := readSources(fsys, name, true)
 	if err != nil {
 		return nil, err
@@ -87,7 +89,7 @@ func RunTestsFS(ctx context.Context, fsys fs.FS, name string) ([]TestResult, err
 		out = append(out, result(r))
 	}
 	if ctx.Err() != nil {
-		return out, context.Cause(ctx) // a *DeadlineError names the deadline
+		return out, context.Cause(ctx) // a *DeadlineError or *MemoryBudgetError says why
 	}
 	slices.SortFunc(out, func(a, b TestResult) int {
 		return cmp.Or(cmp.Compare(a.File, b.File), cmp.Compare(a.Row, b.Row), cmp.Compare(a.Name, b.Name))

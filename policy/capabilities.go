@@ -39,6 +39,8 @@ func forbidden(name string) string {
 		return "" // pinned by the engine
 	case wallClock[name]:
 		return "it reads the machine's clock, and a policy must decide from its input alone"
+	case name == ast.RenderTemplate.Name:
+		return "a template's loops can make a result of any size at once, which no budget can stop (MaxValueBytes)"
 	}
 	if b, ok := ast.BuiltinMap[name]; ok && b.Nondeterministic {
 		return "it is nondeterministic, and a policy must decide the same on the same input"

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/topdown"
@@ -28,6 +29,7 @@ var sizeBounds = map[string]func(args []*ast.Term) uint64{
 	ast.Sprintf.Name:                sprintfBound,
 	ast.Replace.Name:                replaceBound,
 	ast.ReplaceN.Name:               func(a []*ast.Term) uint64 { return add(mul(size(a[0]), size(a[1])), size(a[1])) },
+	ast.RegexReplace.Name:           regexReplaceBound,
 	ast.JSONMarshal.Name:            marshalBound,
 	ast.JSONMarshalWithOptions.Name: marshalBound,
 	ast.YAMLMarshal.Name:            marshalBound,
@@ -122,6 +124,19 @@ func sprintfBound(a []*ast.Term) uint64 {
 func replaceBound(a []*ast.Term) uint64 {
 	s, old, repl := size(a[0]), size(a[1]), size(a[2])
 	return add(s, mul(add(s/max(old, 1), 1), repl))
+}
+
+// regexReplaceBound: at most one match a byte (and one more, empty, at
+// the end), each replaced by the value, whose $ references expand to
+// submatches, which, the matches not overlapping, add up to s at most once
+// each.
+func regexReplaceBound(a []*ast.Term) uint64 {
+	s, repl := size(a[0]), size(a[2])
+	refs := uint64(0)
+	if v, ok := a[2].Value.(ast.String); ok {
+		refs = uint64(strings.Count(string(v), "$"))
+	}
+	return add(s, mul(add(s, 1), repl), mul(refs, s))
 }
 
 // marshalBound: JSON and YAML escape a byte in at most six.

@@ -33,6 +33,8 @@ func TestOneCallCannotAskForGigabytes(t *testing.T) {
 		{"sprintf", `sprintf("%s%s", [big, refs])`},
 		{"replace", `replace(big, "0", big)`},
 		{"strings.replace_n", `strings.replace_n({"0": big}, big)`},
+		{"regex.replace", `regex.replace(big, "", big)`},
+		{"regex.replace", `regex.replace(big, "(.)", "` + strings.Repeat("$1", 1000) + `")`},
 		{"json.marshal", `json.marshal(refs)`},
 		{"json.marshal_with_options", `json.marshal_with_options(refs, {"pretty": true})`},
 		{"yaml.marshal", `yaml.marshal(refs)`},
@@ -54,13 +56,13 @@ func TestOneCallCannotAskForGigabytes(t *testing.T) {
 	}
 	ok := `package mitosis
 
-decision := {"action": "none", "reason": concat(" ", [sprintf("%05d", [7]), replace("a-b", "-", "+"), json.marshal({"n": 1})])}
+decision := {"action": "none", "reason": concat(" ", [sprintf("%05d", [7]), replace("a-b", "-", "+"), json.marshal({"n": 1}), regex.replace("web-c17", "c([0-9]+)", "clone $1")])}
 `
 	e, err := LoadFS(fstest.MapFS{"p.rego": {Data: []byte(ok)}}, "ok")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d, err := e.Decide(context.Background(), in, time.Now()); err != nil || d.Reason != `00007 a+b {"n":1}` {
+	if d, err := e.Decide(context.Background(), in, time.Now()); err != nil || d.Reason != `00007 a+b {"n":1} web-clone 17` {
 		t.Errorf("ordinary calls: %+v, %v", d, err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -37,6 +38,33 @@ var floors = []struct {
 // the agent runs a simulated world through its World port, never sim itself.
 var forbidden = map[string][]string{
 	"agent": {"sim"},
+}
+
+// closed are packages whose whole dependency set outside the standard
+// library is named: a program that calls the agent (agent/client, and the
+// API's bodies in agent/wire) carries none of its back-ends, raft, OPA or
+// the simulator.
+var closed = map[string][]string{
+	"agent/client": {"agent/client", "agent/wire", "plan"},
+	"agent/wire":   {"agent/wire", "plan"},
+}
+
+func TestTheAPIsClientCarriesNoBackEnd(t *testing.T) {
+	for pkg, allowed := range closed {
+		out, err := exec.Command("go", "list", "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}", module+"/"+pkg).CombinedOutput()
+		if err != nil {
+			t.Fatalf("go list -deps %s: %v\n%s", pkg, err, out)
+		}
+		deps := strings.Fields(string(out))
+		for _, dep := range deps {
+			if !slices.Contains(allowed, strings.TrimPrefix(dep, module+"/")) {
+				t.Errorf("%s depends on %s: it may use only %v and the standard library", pkg, dep, allowed)
+			}
+		}
+		if len(deps) == 0 {
+			t.Errorf("go list -deps %s named nothing", pkg)
+		}
+	}
 }
 
 func floorOf(pkg string) int {

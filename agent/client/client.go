@@ -8,7 +8,7 @@
 //
 // The package imports only wire (the API's bodies) and plan (the records
 // the API answers): a program that calls the agent carries none of its
-// back-ends (OPA, raft, the hypervisors). TestTheClientCarriesNoBackEnd
+// back-ends (OPA, raft, the hypervisors). TestTheAPIsClientCarriesNoBackEnd (floors_test.go)
 // keeps it so. The agent must never import this package.
 package client
 

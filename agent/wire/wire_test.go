@@ -2,9 +2,6 @@ package wire_test
 
 import (
 	"encoding/json"
-	"os"
-	"os/exec"
-	"strings"
 	"testing"
 	"time"
 
@@ -42,28 +39,6 @@ func TestBodiesKeepTheirJSON(t *testing.T) {
 		got, err := json.Marshal(c.v)
 		if err != nil || string(got) != c.want {
 			t.Errorf("%s: %s (%v), want %s", c.name, got, err, c.want)
-		}
-	}
-}
-
-// wire is what every client of the API compiles in: the standard library
-// and plan, nothing else of this module nor any other.
-func TestWireImportsOnlyPlan(t *testing.T) {
-	goCmd, err := exec.LookPath("go")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("the go command is not on PATH, and this test lists wire's dependencies with it: %v", err)
-		}
-		t.Skipf("no go command on PATH to list wire's dependencies: %v", err)
-	}
-	const module = "github.com/mitosis-autoscaler/mitosis"
-	out, err := exec.Command(goCmd, "list", "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}", module+"/agent/wire").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go list -deps: %v\n%s", err, out)
-	}
-	for _, p := range strings.Fields(string(out)) {
-		if p != module+"/agent/wire" && p != module+"/plan" {
-			t.Errorf("agent/wire depends on %s: it may use only plan and the standard library", p)
 		}
 	}
 }

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"context"
 	"testing"
 
 	"github.com/mitosis-autoscaler/mitosis/config"
@@ -24,20 +23,7 @@ func defaultPolicy(t *testing.T) *policy.Engine {
 // "t0k" on a free loopback port, and runs it until the test ends.
 func runAgent(t *testing.T, cfg config.File) *Agent {
 	t.Helper()
-	a, err := New(cfg, Options{Listen: "127.0.0.1:0", Token: "t0k", Policy: defaultPolicy(t), Version: "test", World: worldOf(t, cfg)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	})
-	return a
+	return startAgent(t, cfg, Options{}, nil)
 }
 
 // worldOf makes the simulated world of cfg, as the command does (package
